@@ -1,0 +1,126 @@
+//! Conversions between protobuf messages and domain types. Requests are validated here, at
+//! the edge, into domain input; every bad field becomes one field violation.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    domain::{
+        access::{Role, Visibility},
+        model::{Resource, Workspace, WorkspaceState},
+        validate::{self, Violations, WorkspaceName},
+    },
+    error::Result,
+    pb::v1 as pb,
+};
+
+/// Largest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 100;
+/// Largest description, in characters.
+pub const MAX_DESCRIPTION: usize = 1000;
+
+/// A protobuf timestamp.
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl From<Visibility> for pb::Visibility {
+    fn from(v: Visibility) -> Self {
+        match v {
+            Visibility::Private => pb::Visibility::Private,
+            Visibility::Internal => pb::Visibility::Internal,
+            Visibility::Public => pb::Visibility::Public,
+        }
+    }
+}
+
+impl From<WorkspaceState> for pb::WorkspaceState {
+    fn from(s: WorkspaceState) -> Self {
+        match s {
+            WorkspaceState::Active => pb::WorkspaceState::Active,
+            WorkspaceState::Archived => pb::WorkspaceState::Archived,
+        }
+    }
+}
+
+impl From<Option<Role>> for pb::Role {
+    fn from(r: Option<Role>) -> Self {
+        match r {
+            None => pb::Role::Unspecified,
+            Some(Role::Viewer) => pb::Role::Viewer,
+            Some(Role::Editor) => pb::Role::Editor,
+            Some(Role::Admin) => pb::Role::Admin,
+        }
+    }
+}
+
+impl From<Workspace> for pb::Workspace {
+    fn from(w: Workspace) -> Self {
+        pb::Workspace {
+            etag: w.etag(),
+            id: w.id,
+            name: w.name,
+            display_name: w.display_name,
+            description: w.description,
+            labels: w.labels.into_iter().collect(),
+            visibility: pb::Visibility::from(w.visibility) as i32,
+            state: pb::WorkspaceState::from(w.state) as i32,
+            built_in: w.built_in,
+            created_by: w.created_by,
+            create_time: Some(timestamp(w.create_time)),
+            update_time: Some(timestamp(w.update_time)),
+            resource_counts: w.resource_counts.into_iter().collect(),
+        }
+    }
+}
+
+impl From<Resource> for pb::Resource {
+    fn from(r: Resource) -> Self {
+        pb::Resource {
+            workspace: r.workspace,
+            kind: r.kind,
+            resource_id: r.resource_id,
+            registered_by: r.registered_by,
+            create_time: Some(timestamp(r.create_time)),
+        }
+    }
+}
+
+/// Parses a visibility; unset means private.
+pub fn visibility(v: i32) -> Result<Visibility, String> {
+    match pb::Visibility::try_from(v) {
+        Ok(pb::Visibility::Unspecified | pb::Visibility::Private) => Ok(Visibility::Private),
+        Ok(pb::Visibility::Internal) => Ok(Visibility::Internal),
+        Ok(pb::Visibility::Public) => Ok(Visibility::Public),
+        Err(_) => Err(format!("{v} is not a Visibility")),
+    }
+}
+
+/// Parses a state filter; unset means every state.
+pub fn state_filter(v: i32) -> Result<Option<WorkspaceState>, String> {
+    match pb::WorkspaceState::try_from(v) {
+        Ok(pb::WorkspaceState::Unspecified) => Ok(None),
+        Ok(pb::WorkspaceState::Active) => Ok(Some(WorkspaceState::Active)),
+        Ok(pb::WorkspaceState::Archived) => Ok(Some(WorkspaceState::Archived)),
+        Err(_) => Err(format!("{v} is not a WorkspaceState")),
+    }
+}
+
+/// Parses a workspace name field, recording a violation on `field`.
+pub fn workspace_name(v: &mut Violations, field: &str, s: &str) -> Option<String> {
+    v.check(field, WorkspaceName::parse(s))
+        .map(|n| n.as_str().to_owned())
+}
+
+/// Checks the label map at `field`.
+pub fn labels(
+    v: &mut Violations,
+    field: &str,
+    l: &HashMap<String, String>,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    validate::labels(field, l, v)
+}

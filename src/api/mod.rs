@@ -1,0 +1,51 @@
+//! The gRPC surface: one file per service, each method only decoding its request, calling the
+//! domain and converting the answer. Shared request plumbing lives here.
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+use crate::{
+    auth::PrincipalMemory,
+    domain::{access::Principal, workspaces::Workspaces},
+    error::Error,
+};
+
+pub mod convert;
+pub mod membership;
+pub mod policy;
+pub mod workspace;
+
+/// What every service implementation shares.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// The workspace use cases.
+    pub workspaces: Workspaces,
+    /// Principals seen, so that members can be added by email.
+    pub principals: PrincipalMemory,
+}
+
+impl Ctx {
+    /// The authenticated caller of `req`, remembered for lookups by email.
+    pub async fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
+        let p = req
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            // The interceptor runs before every method; a missing principal is a wiring bug.
+            .ok_or_else(|| Error::Internal("request reached a handler unauthenticated".into()))?;
+        self.principals
+            .remember(self.workspaces.store(), &p)
+            .await?;
+        Ok(p)
+    }
+}
+
+/// Shared handle to the context.
+pub type SharedCtx = Arc<Ctx>;
+
+/// The error for a field that validation passed but did not produce, which cannot happen:
+/// answered as INTERNAL rather than a panic on a request path.
+pub(crate) fn unvalidated() -> Status {
+    Error::Internal("a validated field is missing".into()).into()
+}

@@ -1,0 +1,200 @@
+//! Bearer-token verification: HS256 with a shared secret, or RS256/ES256/EdDSA public keys
+//! from a JWKS file looked up by `kid`, into a [`Principal`].
+
+use std::collections::HashMap;
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey, Validation, decode, decode_header,
+    errors::ErrorKind,
+    jwk::{AlgorithmParameters, EllipticCurve, JwkSet},
+};
+use serde_json::{Map, Value};
+
+use crate::{
+    domain::access::{PlatformRoles, Principal},
+    error::{Error, Reason},
+};
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+
+/// What tokens are checked against.
+#[derive(Debug, Clone, Default)]
+pub struct JwtSettings {
+    /// The HS256 secret, if HS256 tokens are accepted.
+    pub hs256_secret: Option<Vec<u8>>,
+    /// Public keys, if asymmetric tokens are accepted.
+    pub jwks: Option<JwkSet>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+    /// Name of the claim that carries platform roles.
+    pub roles_claim: String,
+}
+
+/// Verifies tokens; built once at start-up.
+pub struct Verifier {
+    hs256: Option<DecodingKey>,
+    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    roles_claim: String,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys stay out of logs.
+        f.debug_struct("Verifier")
+            .field("hs256", &self.hs256.is_some())
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::Unauthenticated {
+        reason: Reason::TokenInvalid,
+        message: message.into(),
+    }
+}
+
+impl Verifier {
+    /// Builds a verifier; fails when a JWKS key is unusable.
+    pub fn new(s: JwtSettings) -> Result<Self, String> {
+        let mut keys = HashMap::new();
+        for jwk in s.jwks.iter().flat_map(|set| set.keys.iter()) {
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .ok_or("every JWKS key needs a \"kid\"")?;
+            let alg = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                    Algorithm::EdDSA
+                }
+                _ => {
+                    return Err(format!(
+                        "JWKS key \"{kid}\": only RSA, EC P-256 and Ed25519 keys are supported"
+                    ));
+                }
+            };
+            let key =
+                DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key \"{kid}\": {e}"))?;
+            keys.insert(kid, (key, alg));
+        }
+        if s.hs256_secret.is_none() && keys.is_empty() {
+            return Err("no token key is configured".into());
+        }
+        Ok(Verifier {
+            hs256: s.hs256_secret.as_deref().map(DecodingKey::from_secret),
+            keys,
+            issuer: s.issuer,
+            audience: s.audience,
+            roles_claim: s.roles_claim,
+        })
+    }
+
+    /// Verifies a token (without the `Bearer ` prefix) into the principal it names.
+    pub fn verify(&self, token: &str) -> Result<Principal, Error> {
+        let header = decode_header(token).map_err(|_| invalid("the token is malformed"))?;
+        let (key, alg) = if header.alg == Algorithm::HS256 {
+            let key = self
+                .hs256
+                .as_ref()
+                .ok_or_else(|| invalid("HS256 tokens are not accepted"))?;
+            (key, Algorithm::HS256)
+        } else {
+            let kid = header
+                .kid
+                .as_deref()
+                .ok_or_else(|| invalid("the token names no key (kid)"))?;
+            let (key, alg) = self
+                .keys
+                .get(kid)
+                .ok_or_else(|| invalid("the token's key (kid) is unknown"))?;
+            if header.alg != *alg {
+                return Err(invalid("the token's algorithm does not match its key"));
+            }
+            (key, *alg)
+        };
+        let mut validation = Validation::new(alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &self.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let claims = decode::<Map<String, Value>>(token, key, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => Error::Unauthenticated {
+                    reason: Reason::TokenExpired,
+                    message: "the token has expired".into(),
+                },
+                ErrorKind::ImmatureSignature => invalid("the token is not valid yet (nbf)"),
+                ErrorKind::InvalidSignature => invalid("the token's signature is invalid"),
+                ErrorKind::MissingRequiredClaim(c) => invalid(format!("the token has no {c}")),
+                ErrorKind::InvalidIssuer => invalid("the token's issuer is not accepted"),
+                ErrorKind::InvalidAudience => invalid("the token's audience is not accepted"),
+                _ => invalid("the token is invalid"),
+            })?
+            .claims;
+        let subject = match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(invalid("the token's sub must be a non-empty string")),
+        };
+        let email = match claims.get("email") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            None | Some(Value::Null) | Some(Value::String(_)) => None,
+            Some(_) => return Err(invalid("the token's email must be a string")),
+        };
+        let roles: Vec<&str> = match claims.get(&self.roles_claim) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(Value::as_str)
+                .collect::<Option<_>>()
+                .ok_or_else(|| invalid("the token's roles must be an array of strings"))?,
+            Some(_) => return Err(invalid("the token's roles must be an array of strings")),
+        };
+        Ok(Principal {
+            subject,
+            email,
+            platform: PlatformRoles::from_names(&roles),
+        })
+    }
+}
+
+/// Signs an HS256 token, as `workspaced token` and the tests do.
+pub fn sign_hs256(
+    secret: &[u8],
+    subject: &str,
+    email: Option<&str>,
+    roles: &[String],
+    ttl: std::time::Duration,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = serde_json::json!({
+        "sub": subject,
+        "iat": now,
+        "exp": now + ttl.as_secs() as i64,
+        "roles": roles,
+    });
+    if let Some(email) = email {
+        claims["email"] = Value::String(email.to_owned());
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+}

@@ -1,0 +1,114 @@
+//! Authentication: the interceptor that turns `authorization: Bearer <JWT>` into a
+//! [`Principal`] on the request, and the memory of principals seen, so that members can be
+//! added by email.
+
+use std::{collections::HashMap, sync::Arc};
+
+use tokio::sync::Mutex;
+use tonic::{Request, Status, service::Interceptor};
+
+pub mod jwt;
+
+use crate::{
+    domain::access::{PlatformRoles, Principal},
+    error::{Error, Reason},
+    store::{Store, principals},
+};
+pub use jwt::{JwtSettings, Verifier};
+
+/// How requests are authenticated.
+#[derive(Clone, Debug)]
+pub enum AuthMode {
+    /// Bearer JWTs checked by the verifier.
+    Jwt(Arc<Verifier>),
+    /// Every caller is an anonymous platform admin (`--insecure-no-auth`).
+    Insecure,
+}
+
+/// The tonic interceptor in front of every workspaced service (not Health or reflection).
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    mode: AuthMode,
+}
+
+/// Where the request-log layer learns the caller's subject.
+#[derive(Clone, Debug, Default)]
+pub struct SubjectSlot(pub Arc<std::sync::Mutex<Option<String>>>);
+
+impl Authenticator {
+    /// An interceptor for `mode`.
+    pub fn new(mode: AuthMode) -> Self {
+        Authenticator { mode }
+    }
+
+    fn principal(&self, req: &Request<()>) -> Result<Principal, Error> {
+        let verifier = match &self.mode {
+            AuthMode::Insecure => {
+                return Ok(Principal {
+                    subject: "anonymous".into(),
+                    email: None,
+                    platform: PlatformRoles {
+                        admin: true,
+                        service: false,
+                    },
+                });
+            }
+            AuthMode::Jwt(v) => v,
+        };
+        let missing = |message: &str| Error::Unauthenticated {
+            reason: Reason::TokenMissing,
+            message: message.into(),
+        };
+        let value = req
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| missing("the authorization metadata is missing"))?
+            .to_str()
+            .map_err(|_| missing("the authorization metadata is not text"))?;
+        let (scheme, token) = value
+            .split_once(' ')
+            .ok_or_else(|| missing("the authorization metadata needs the Bearer scheme"))?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(missing("the authorization metadata needs the Bearer scheme"));
+        }
+        verifier.verify(token.trim())
+    }
+}
+
+impl Interceptor for Authenticator {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let principal = self.principal(&req)?;
+        if let Some(slot) = req.extensions().get::<SubjectSlot>()
+            && let Ok(mut s) = slot.0.lock()
+        {
+            *s = Some(principal.subject.clone());
+        }
+        req.extensions_mut().insert(principal);
+        Ok(req)
+    }
+}
+
+/// Remembers principals (subject and email) with one database write per new principal or
+/// changed email, not one per call.
+#[derive(Clone, Debug, Default)]
+pub struct PrincipalMemory {
+    seen: Arc<Mutex<HashMap<String, Option<String>>>>,
+}
+
+impl PrincipalMemory {
+    /// Records `p` unless it was recorded with the same email already.
+    pub async fn remember(&self, store: &Store, p: &Principal) -> Result<(), Error> {
+        {
+            let seen = self.seen.lock().await;
+            if seen.get(&p.subject) == Some(&p.email) {
+                return Ok(());
+            }
+        }
+        principals::upsert(store.conn(), &p.subject, p.email.as_deref()).await?;
+        self.seen
+            .lock()
+            .await
+            .insert(p.subject.clone(), p.email.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! The core: validated input types, the access model, records and their rules, and the use
+//! cases that decide and then write through `store`. Nothing here knows of tonic.
+
+pub mod access;
+pub mod model;
+pub mod page;
+pub mod validate;
+pub mod workspaces;

@@ -1,0 +1,195 @@
+//! The service's records as the core sees them: workspaces, resources and policies, with the
+//! rules that belong to a record alone (etags, built-ins, the archived state).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use super::access::{Role, Visibility, WorkspaceAccess};
+use crate::error::{Error, Reason, Result};
+
+/// Name of the built-in workspace every principal can use.
+pub const DEFAULT_WORKSPACE: &str = "default";
+/// Name of the built-in workspace for platform-provided things.
+pub const SYSTEM_WORKSPACE: &str = "system";
+
+/// The current time at the precision both databases keep (microseconds), so that what a
+/// write returns equals what a later read returns.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A workspace's life-cycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceState {
+    /// Readable and writable.
+    Active,
+    /// Read-only until unarchived.
+    Archived,
+}
+
+impl WorkspaceState {
+    /// The state's name as stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceState::Active => "active",
+            WorkspaceState::Archived => "archived",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn from_db(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(WorkspaceState::Active),
+            "archived" => Some(WorkspaceState::Archived),
+            _ => None,
+        }
+    }
+}
+
+/// A workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    /// Server-assigned UUID.
+    pub id: String,
+    /// Unique, immutable RFC 1035 name.
+    pub name: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Free text.
+    pub description: String,
+    /// Labels, sorted by key.
+    pub labels: BTreeMap<String, String>,
+    /// Who besides members may use it.
+    pub visibility: Visibility,
+    /// Active or archived.
+    pub state: WorkspaceState,
+    /// True for `default` and `system`.
+    pub built_in: bool,
+    /// Subject of the creator.
+    pub created_by: String,
+    /// When it was created.
+    pub create_time: DateTime<Utc>,
+    /// When it last changed.
+    pub update_time: DateTime<Utc>,
+    /// Bumped on every change.
+    pub version: i64,
+    /// Registered resources by kind; filled by reads that return the workspace.
+    pub resource_counts: BTreeMap<String, i64>,
+}
+
+impl Workspace {
+    /// The AIP-154 etag. It includes part of the id so that a workspace deleted and created
+    /// again under the same name never matches an old etag.
+    pub fn etag(&self) -> String {
+        etag(&self.id, self.version)
+    }
+
+    /// What authorization needs, given the caller's membership role.
+    pub fn access(&self, member_role: Option<Role>) -> WorkspaceAccess {
+        WorkspaceAccess {
+            visibility: self.visibility,
+            is_system: self.built_in && self.name == SYSTEM_WORKSPACE,
+            member_role,
+        }
+    }
+
+    /// Refuses a request whose non-empty etag is not the current one.
+    pub fn check_etag(&self, etag: &str) -> Result<()> {
+        if etag.is_empty() || etag == self.etag() {
+            Ok(())
+        } else {
+            Err(Error::EtagMismatch)
+        }
+    }
+
+    /// Refuses a change while the workspace is archived.
+    pub fn check_writable(&self) -> Result<()> {
+        match self.state {
+            WorkspaceState::Active => Ok(()),
+            WorkspaceState::Archived => Err(Error::precondition(
+                Reason::WorkspaceArchived,
+                format!(
+                    "workspace \"{}\" is archived and read-only; unarchive it first",
+                    self.name
+                ),
+            )),
+        }
+    }
+
+    /// Refuses to delete, archive or make private a built-in workspace.
+    pub fn check_not_built_in(&self, action: &str) -> Result<()> {
+        if self.built_in {
+            Err(Error::precondition(
+                Reason::BuiltInWorkspace,
+                format!("the built-in workspace \"{}\" cannot be {action}", self.name),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The etag of a record with this id and version.
+pub fn etag(id: &str, version: i64) -> String {
+    let prefix: String = id.chars().filter(|c| *c != '-').take(12).collect();
+    format!("{prefix}.{version}")
+}
+
+/// A resource that another service keeps in a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// Name of the workspace.
+    pub workspace: String,
+    /// The resource's kind.
+    pub kind: String,
+    /// The owning service's id of it.
+    pub resource_id: String,
+    /// Subject of the principal that registered it.
+    pub registered_by: String,
+    /// When it was registered.
+    pub create_time: DateTime<Utc>,
+}
+
+/// The GPU policy values a new workspace starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyDefaults {
+    /// Lowest allowed priority.
+    pub priority_min: i32,
+    /// Highest allowed priority.
+    pub priority_max: i32,
+    /// Most GPU pod requests; 0 is no limit.
+    pub max_gprs: i32,
+    /// Longest exit duration in microseconds; 0 is no limit.
+    pub max_exit_duration_us: i64,
+    /// Whether idle GPU pods are stopped.
+    pub enforce_idle_timeout: bool,
+    /// Whether failed GPU pods are requeued.
+    pub requeue_on_failure: bool,
+    /// Whether lower-priority GPU pods may be evicted.
+    pub enable_auto_eviction: bool,
+    /// Allowed GPU shapes; empty is any.
+    pub gpu_shapes: Vec<String>,
+    /// Most GPUs per request; 0 is no limit.
+    pub max_gpu_per_gpr: i32,
+    /// Most memory per request in bytes; 0 is no limit.
+    pub max_memory_per_gpr_bytes: i64,
+}
+
+impl Default for PolicyDefaults {
+    /// No limits: the whole priority range, any shape, any count.
+    fn default() -> Self {
+        PolicyDefaults {
+            priority_min: 0,
+            priority_max: 1_000_000,
+            max_gprs: 0,
+            max_exit_duration_us: 0,
+            enforce_idle_timeout: false,
+            requeue_on_failure: false,
+            enable_auto_eviction: false,
+            gpu_shapes: Vec::new(),
+            max_gpu_per_gpr: 0,
+            max_memory_per_gpr_bytes: 0,
+        }
+    }
+}

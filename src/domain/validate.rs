@@ -1,0 +1,220 @@
+//! Validated input: newtypes parsed at the edge, and a collector that gathers every bad field
+//! of a request into one `INVALID_ARGUMENT`.
+
+use std::collections::BTreeMap;
+
+use crate::error::{BadField, Error, Result};
+
+/// Collects the bad fields of one request, so that the caller learns of all of them at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<BadField>);
+
+impl Violations {
+    /// Records `field`'s error, if any, and returns the parsed value otherwise.
+    pub fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+        match parsed {
+            Ok(v) => Some(v),
+            Err(description) => {
+                self.add(field, description);
+                None
+            }
+        }
+    }
+
+    /// Records a bad field.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(BadField {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// `Ok` when no field was bad, else one `INVALID_ARGUMENT` listing all of them.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(self.0))
+        }
+    }
+}
+
+/// A workspace name: an RFC 1035 label.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkspaceName(String);
+
+impl WorkspaceName {
+    /// Parses an RFC 1035 label: 1-63 of `a-z0-9-`, a letter first, no `-` last.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("is required".into());
+        }
+        if s.len() > 63 {
+            return Err("must be at most 63 characters".into());
+        }
+        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err("may contain only lowercase letters a-z, digits and '-'".into());
+        }
+        if !s.as_bytes()[0].is_ascii_lowercase() {
+            return Err("must start with a lowercase letter".into());
+        }
+        if s.ends_with('-') {
+            return Err("must not end with '-'".into());
+        }
+        Ok(WorkspaceName(s.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks a free-text field's length in characters (not bytes).
+pub fn text(s: &str, max_chars: usize) -> Result<String, String> {
+    if s.chars().count() > max_chars {
+        return Err(format!("must be at most {max_chars} characters"));
+    }
+    Ok(s.to_owned())
+}
+
+/// The most labels a workspace may carry.
+pub const MAX_LABELS: usize = 64;
+
+/// Checks labels: at most 64 pairs, keys 1-63 and values 0-63 characters of `a-z0-9-_.`,
+/// starting and ending with a letter or digit. Reports each bad key on its own path.
+pub fn labels(
+    field: &str,
+    labels: &std::collections::HashMap<String, String>,
+    v: &mut Violations,
+) -> Option<BTreeMap<String, String>> {
+    let before = v.0.len();
+    if labels.len() > MAX_LABELS {
+        v.add(field, format!("at most {MAX_LABELS} labels are allowed"));
+    }
+    let mut sorted: Vec<_> = labels.iter().collect();
+    sorted.sort();
+    for (key, value) in sorted {
+        if let Err(e) = label_part(key, false) {
+            v.add(format!("{field}[{key:?}]"), format!("key {e}"));
+        }
+        if let Err(e) = label_part(value, true) {
+            v.add(format!("{field}[{key:?}]"), format!("value {e}"));
+        }
+    }
+    (v.0.len() == before).then(|| labels.clone().into_iter().collect())
+}
+
+fn label_part(s: &str, may_be_empty: bool) -> Result<(), String> {
+    if s.is_empty() {
+        return if may_be_empty {
+            Ok(())
+        } else {
+            Err("must not be empty".into())
+        };
+    }
+    if s.len() > 63 {
+        return Err("must be at most 63 characters".into());
+    }
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !s.bytes().all(|b| ok(b) || b == b'-' || b == b'_' || b == b'.') {
+        return Err("may contain only a-z, 0-9, '-', '_' and '.'".into());
+    }
+    let bytes = s.as_bytes();
+    if !ok(bytes[0]) || !ok(bytes[bytes.len() - 1]) {
+        return Err("must start and end with a letter or digit".into());
+    }
+    Ok(())
+}
+
+/// Parses a resource kind: `^[a-z][a-z0-9-]{0,62}$`.
+pub fn resource_kind(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("is required".into());
+    }
+    let b = s.as_bytes();
+    if s.len() > 63
+        || !b[0].is_ascii_lowercase()
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    {
+        return Err("must match ^[a-z][a-z0-9-]{0,62}$".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// Parses a resource id: 1-255 printable characters (no control characters).
+pub fn resource_id(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("is required".into());
+    }
+    if s.chars().count() > 255 {
+        return Err("must be at most 255 characters".into());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must contain only printable characters".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// A subject (a token's `sub`): 1-255 printable characters.
+pub fn subject(s: &str) -> Result<String, String> {
+    resource_id(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_names_follow_rfc_1035() {
+        let long = "a".repeat(63);
+        for ok in ["a", "ml-team", "a1", "a-1", long.as_str()] {
+            assert!(WorkspaceName::parse(ok).is_ok(), "{ok}");
+        }
+        let too_long = "a".repeat(64);
+        for bad in ["", "1a", "-a", "a-", "A", "ml_team", "ml.team", "é", too_long.as_str()] {
+            assert!(WorkspaceName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_counts_characters_not_bytes() {
+        assert!(text(&"é".repeat(100), 100).is_ok());
+        assert!(text(&"é".repeat(101), 100).is_err());
+    }
+
+    #[test]
+    fn labels_report_each_bad_pair() {
+        let mut v = Violations::default();
+        let good: std::collections::HashMap<_, _> =
+            [("team".to_string(), "ml".to_string()), ("a.b_c-d".into(), "".into())].into();
+        assert!(labels("labels", &good, &mut v).is_some());
+        let bad: std::collections::HashMap<_, _> = [
+            ("Team".to_string(), "ml".to_string()),
+            ("ok".into(), "-x".into()),
+            ("".into(), "v".into()),
+        ]
+        .into();
+        assert!(labels("labels", &bad, &mut v).is_none());
+        assert_eq!(v.0.len(), 3);
+        let many: std::collections::HashMap<_, _> =
+            (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        let mut v = Violations::default();
+        assert!(labels("labels", &many, &mut v).is_none());
+    }
+
+    #[test]
+    fn resource_kinds_and_ids() {
+        assert!(resource_kind("model").is_ok());
+        assert!(resource_kind("a").is_ok());
+        assert!(resource_kind("Model").is_err());
+        assert!(resource_kind("1model").is_err());
+        assert!(resource_kind(&"a".repeat(64)).is_err());
+        assert!(resource_id("models/ResNet 50:v1").is_ok());
+        assert!(resource_id("").is_err());
+        assert!(resource_id("a\nb").is_err());
+        assert!(resource_id(&"x".repeat(256)).is_err());
+    }
+}

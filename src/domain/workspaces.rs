@@ -1,0 +1,496 @@
+//! The WorkspaceService use cases: validated input in, a decision by the rules of
+//! `access` and `model`, and the writes in one transaction.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{ConnectionTrait, SqlErr};
+use uuid::Uuid;
+
+use super::{
+    access::{self, Permission, Principal, Role, Visibility},
+    model::{
+        DEFAULT_WORKSPACE, PolicyDefaults, Resource, SYSTEM_WORKSPACE, Workspace, WorkspaceState,
+        now,
+    },
+    page::{self, PageRequest},
+};
+use crate::{
+    error::{Error, Precondition, Reason, Result},
+    store::{Store, workspaces as q},
+};
+
+/// What the workspace use cases need: the store and the server's defaults.
+#[derive(Clone, Debug)]
+pub struct Workspaces {
+    store: Store,
+    defaults: PolicyDefaults,
+}
+
+/// Fields of a workspace to create, validated.
+#[derive(Debug, Clone, Default)]
+pub struct NewWorkspace {
+    /// RFC 1035 name.
+    pub name: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Free text.
+    pub description: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Visibility; private when unset.
+    pub visibility: Visibility,
+}
+
+/// Fields to change by UpdateWorkspace; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceChanges {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New labels (all of them).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// New visibility.
+    pub visibility: Option<Visibility>,
+}
+
+/// How a workspace is named in a GetWorkspace request.
+#[derive(Debug, Clone)]
+pub enum WorkspaceRef {
+    /// By its name.
+    Name(String),
+    /// By its id.
+    Id(Uuid),
+}
+
+/// A page of workspaces.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Token for the next page; empty on the last.
+    pub next_page_token: String,
+    /// Matches over all pages.
+    pub total_size: u64,
+}
+
+/// The filters of ListWorkspaces, validated.
+#[derive(Debug, Clone, Default)]
+pub struct ListWorkspaces {
+    /// Only this state.
+    pub state: Option<WorkspaceState>,
+    /// Only workspaces where this subject is a member.
+    pub member: Option<String>,
+    /// Only workspaces carrying all these labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ListWorkspaces {
+    /// The fixed form of the filters that a page token is bound to.
+    pub fn fingerprint(&self) -> String {
+        serde_json::json!({
+            "rpc": "ListWorkspaces",
+            "state": self.state.map(|s| s.as_str()),
+            "member": self.member,
+            "labels": self.labels,
+        })
+        .to_string()
+    }
+}
+
+/// Looks up a workspace with the caller's membership role in it, and applies the
+/// authorization decision: the one path every workspace-scoped request goes through.
+pub async fn authorize<C: ConnectionTrait>(
+    c: &C,
+    principal: &Principal,
+    name: &str,
+    permission: Permission,
+    lock: bool,
+) -> Result<Workspace> {
+    let ws = q::find_by_name(c, name, lock).await?;
+    decide(c, principal, name, ws, permission).await
+}
+
+/// The authorization decision on a looked-up workspace (`None` if missing), which answers
+/// name it `label`.
+async fn decide<C: ConnectionTrait>(
+    c: &C,
+    principal: &Principal,
+    label: &str,
+    ws: Option<Workspace>,
+    permission: Permission,
+) -> Result<Workspace> {
+    let role = match &ws {
+        Some(ws) => q::member_role(c, &ws.id, &principal.subject).await?,
+        None => None,
+    };
+    access::authorize(
+        principal,
+        label,
+        ws.as_ref().map(|w| w.access(role)).as_ref(),
+        permission,
+    )?;
+    // authorize() fails when the workspace is missing.
+    ws.ok_or_else(|| Error::workspace_not_found(label))
+}
+
+impl Workspaces {
+    /// Use cases over `store`, creating policies from `defaults`.
+    pub fn new(store: Store, defaults: PolicyDefaults) -> Self {
+        Workspaces { store, defaults }
+    }
+
+    /// The store, for other use cases.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Creates `default` and `system` if absent. Safe when several replicas start at once.
+    pub async fn ensure_built_ins(&self) -> Result<()> {
+        for (name, visibility, description) in [
+            (
+                DEFAULT_WORKSPACE,
+                Visibility::Public,
+                "Every authenticated principal can read and write here.",
+            ),
+            (
+                SYSTEM_WORKSPACE,
+                Visibility::Internal,
+                "Platform-provided models, templates and targets.",
+            ),
+        ] {
+            let t = now();
+            let ws = Workspace {
+                id: Uuid::new_v4().to_string(),
+                name: name.to_owned(),
+                display_name: name.to_owned(),
+                description: description.to_owned(),
+                labels: BTreeMap::new(),
+                visibility,
+                state: WorkspaceState::Active,
+                built_in: true,
+                created_by: "system".to_owned(),
+                create_time: t,
+                update_time: t,
+                version: 1,
+                resource_counts: BTreeMap::new(),
+            };
+            let tx = self.store.begin_write().await?;
+            if q::insert_if_absent(&tx, &ws).await? {
+                q::insert_default_policy(&tx, &ws.id, &self.defaults, "system", t).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// CreateWorkspace: the caller becomes its admin; the default policy comes with it.
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        new: NewWorkspace,
+        request_id: &str,
+    ) -> Result<Workspace> {
+        if !request_id.is_empty()
+            && let Some(ws) = self.replay(principal, request_id).await?
+        {
+            return Ok(ws);
+        }
+        let t = now();
+        let ws = Workspace {
+            id: Uuid::new_v4().to_string(),
+            name: new.name,
+            display_name: new.display_name,
+            description: new.description,
+            labels: new.labels,
+            visibility: new.visibility,
+            state: WorkspaceState::Active,
+            built_in: false,
+            created_by: principal.subject.clone(),
+            create_time: t,
+            update_time: t,
+            version: 1,
+            resource_counts: BTreeMap::new(),
+        };
+        let result: Result<(), sea_orm::DbErr> = async {
+            let tx = self.store.begin_write().await?;
+            q::insert(&tx, &ws).await?;
+            q::insert_member(&tx, &ws.id, &principal.subject, Role::Admin, &principal.subject, t)
+                .await?;
+            q::insert_default_policy(&tx, &ws.id, &self.defaults, &principal.subject, t).await?;
+            if !request_id.is_empty() {
+                q::insert_create_request(&tx, &principal.subject, request_id, &ws.id, t).await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(ws),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                // A concurrent retry of the same request may have won the race.
+                if !request_id.is_empty()
+                    && let Some(ws) = self.replay(principal, request_id).await?
+                {
+                    return Ok(ws);
+                }
+                Err(Error::AlreadyExists {
+                    reason: Reason::WorkspaceExists,
+                    message: format!("workspace \"{}\" already exists", ws.name),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The workspace an earlier create with this request id made, if it still exists.
+    async fn replay(&self, principal: &Principal, request_id: &str) -> Result<Option<Workspace>> {
+        let c = self.store.conn();
+        let Some(id) = q::find_create_request(c, &principal.subject, request_id).await? else {
+            return Ok(None);
+        };
+        match q::find_by_id(c, &id).await? {
+            Some(ws) => Ok(q::with_counts(c, vec![ws]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    /// GetWorkspace by name or id.
+    pub async fn get(&self, principal: &Principal, by: WorkspaceRef) -> Result<Workspace> {
+        let c = self.store.conn();
+        let ws = match by {
+            WorkspaceRef::Name(name) => {
+                authorize(c, principal, &name, Permission::WorkspacesGet, false).await?
+            }
+            WorkspaceRef::Id(id) => {
+                // Named by the id in every answer, so that an id never reveals a name.
+                let label = id.to_string();
+                let ws = q::find_by_id(c, &label).await?;
+                decide(c, principal, &label, ws, Permission::WorkspacesGet).await?
+            }
+        };
+        let name = ws.name.clone();
+        q::with_counts(c, vec![ws])
+            .await?
+            .pop()
+            .ok_or_else(|| unreachable_ws(&name))
+    }
+
+    /// ListWorkspaces: the workspaces the caller may read, ordered by name.
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        filter: ListWorkspaces,
+        page: PageRequest,
+    ) -> Result<Page<Workspace>> {
+        if let Some(member) = &filter.member
+            && *member != principal.subject
+            && !principal.platform.any()
+        {
+            return Err(Error::PermissionDenied(
+                "listing another subject's workspaces needs a platform role".into(),
+            ));
+        }
+        let fingerprint = filter.fingerprint();
+        let f = q::ListFilter {
+            state: filter.state,
+            member: filter.member,
+            labels: filter.labels,
+            readable_by: (!principal.platform.any()).then(|| principal.subject.clone()),
+        };
+        let after = page.after.as_ref().and_then(|k| k.first()).map(String::as_str);
+        let (rows, total) = q::list(self.store.conn(), &f, after, page.size + 1).await?;
+        let (items, next_page_token) =
+            page::finish(rows, page.size, &fingerprint, |w| vec![w.name.clone()]);
+        Ok(Page {
+            items,
+            next_page_token,
+            total_size: total,
+        })
+    }
+
+    /// UpdateWorkspace: applies `changes` under the etag.
+    pub async fn update(
+        &self,
+        principal: &Principal,
+        name: &str,
+        changes: WorkspaceChanges,
+        etag: &str,
+    ) -> Result<Workspace> {
+        let tx = self.store.begin_write().await?;
+        let mut ws = authorize(&tx, principal, name, Permission::WorkspacesUpdate, true).await?;
+        ws.check_etag(etag)?;
+        ws.check_writable()?;
+        if changes.visibility == Some(Visibility::Private) {
+            ws.check_not_built_in("made private")?;
+        }
+        let labels_changed = changes.labels.as_ref().is_some_and(|l| *l != ws.labels);
+        if let Some(v) = changes.display_name {
+            ws.display_name = v;
+        }
+        if let Some(v) = changes.description {
+            ws.description = v;
+        }
+        if let Some(v) = changes.labels {
+            ws.labels = v;
+        }
+        if let Some(v) = changes.visibility {
+            ws.visibility = v;
+        }
+        ws.version += 1;
+        ws.update_time = now();
+        q::update(&tx, &ws, labels_changed).await?;
+        let ws = q::with_counts(&tx, vec![ws]).await?.pop();
+        tx.commit().await?;
+        ws.ok_or_else(|| unreachable_ws(name))
+    }
+
+    /// DeleteWorkspace: only when no resources are registered.
+    pub async fn delete(&self, principal: &Principal, name: &str, etag: &str) -> Result<()> {
+        let tx = self.store.begin_write().await?;
+        let ws = authorize(&tx, principal, name, Permission::WorkspacesDelete, true).await?;
+        ws.check_etag(etag)?;
+        // Built-in wins over every other precondition.
+        ws.check_not_built_in("deleted")?;
+        let counts = q::resource_counts(&tx, &[ws.id.as_str()])
+            .await?
+            .remove(&ws.id)
+            .unwrap_or_default();
+        if !counts.is_empty() {
+            return Err(Error::FailedPrecondition {
+                reason: Reason::WorkspaceNotEmpty,
+                message: format!(
+                    "workspace \"{name}\" still holds registered resources; unregister them first"
+                ),
+                violations: counts
+                    .into_iter()
+                    .map(|(kind, n)| Precondition {
+                        kind: "RESOURCES".into(),
+                        subject: kind.clone(),
+                        description: format!("{n} resource(s) of kind \"{kind}\" registered"),
+                    })
+                    .collect(),
+            });
+        }
+        q::delete(&tx, &ws.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// ArchiveWorkspace (`archive`) or UnarchiveWorkspace.
+    pub async fn set_archived(
+        &self,
+        principal: &Principal,
+        name: &str,
+        etag: &str,
+        archive: bool,
+    ) -> Result<Workspace> {
+        let tx = self.store.begin_write().await?;
+        let mut ws = authorize(&tx, principal, name, Permission::WorkspacesArchive, true).await?;
+        ws.check_etag(etag)?;
+        if archive {
+            ws.check_not_built_in("archived")?;
+            // Archiving is a change, and an archived workspace takes none.
+            ws.check_writable()?;
+            ws.state = WorkspaceState::Archived;
+        } else if ws.state == WorkspaceState::Archived {
+            ws.state = WorkspaceState::Active;
+        } else {
+            // Unarchiving an active workspace changes nothing.
+            tx.commit().await?;
+            return self.get(principal, WorkspaceRef::Name(name.to_owned())).await;
+        }
+        ws.version += 1;
+        ws.update_time = now();
+        q::update(&tx, &ws, false).await?;
+        let ws = q::with_counts(&tx, vec![ws]).await?.pop();
+        tx.commit().await?;
+        ws.ok_or_else(|| unreachable_ws(name))
+    }
+
+    /// RegisterResource: idempotent.
+    pub async fn register(
+        &self,
+        principal: &Principal,
+        name: &str,
+        kind: String,
+        resource_id: String,
+    ) -> Result<Resource> {
+        let tx = self.store.begin_write().await?;
+        let mut ws = authorize(&tx, principal, name, Permission::ResourcesWrite, true).await?;
+        ws.check_writable()?;
+        if let Some(existing) = q::find_resource(&tx, &ws, &kind, &resource_id).await? {
+            tx.commit().await?;
+            return Ok(existing);
+        }
+        let r = Resource {
+            workspace: ws.name.clone(),
+            kind,
+            resource_id,
+            registered_by: principal.subject.clone(),
+            create_time: now(),
+        };
+        q::insert_resource(&tx, &ws.id, &r).await?;
+        // The workspace's resource_counts changed, so its etag does too.
+        ws.version += 1;
+        q::touch(&tx, &ws.id, ws.version, r.create_time).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// UnregisterResource.
+    pub async fn unregister(
+        &self,
+        principal: &Principal,
+        name: &str,
+        kind: &str,
+        resource_id: &str,
+    ) -> Result<()> {
+        let tx = self.store.begin_write().await?;
+        let ws = authorize(&tx, principal, name, Permission::ResourcesWrite, true).await?;
+        ws.check_writable()?;
+        if q::delete_resource(&tx, &ws.id, kind, resource_id).await? == 0 {
+            return Err(Error::NotFound {
+                reason: Reason::ResourceNotFound,
+                message: format!(
+                    "resource {kind}/{resource_id} is not registered in workspace \"{name}\""
+                ),
+            });
+        }
+        q::touch(&tx, &ws.id, ws.version + 1, now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// ListResources, ordered by (kind, resource_id).
+    pub async fn list_resources(
+        &self,
+        principal: &Principal,
+        name: &str,
+        kind: Option<String>,
+        page: PageRequest,
+        fingerprint: &str,
+    ) -> Result<Page<Resource>> {
+        let c = self.store.conn();
+        let ws = authorize(c, principal, name, Permission::ResourcesList, false).await?;
+        let after = match page.after.as_deref() {
+            Some([k, r]) => Some((k.as_str(), r.as_str())),
+            Some(_) => return Err(Error::invalid("page_token", "is malformed")),
+            None => None,
+        };
+        let (rows, total) =
+            q::list_resources(c, &ws, kind.as_deref(), after, page.size + 1).await?;
+        let (items, next_page_token) = page::finish(rows, page.size, fingerprint, |r| {
+            vec![r.kind.clone(), r.resource_id.clone()]
+        });
+        Ok(Page {
+            items,
+            next_page_token,
+            total_size: total,
+        })
+    }
+}
+
+/// `with_counts` returns as many workspaces as it is given; this names the impossible case.
+fn unreachable_ws(name: &str) -> Error {
+    Error::Internal(format!("workspace \"{name}\" vanished within its own request"))
+}

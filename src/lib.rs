@@ -1,0 +1,180 @@
+//! workspaced: the workspace service of an ML platform, over gRPC.
+//!
+//! Workspaces are the organizational and authorization boundary: every model, dataset or job
+//! belongs to one, and who may do what inside it follows from the workspace. The contract is
+//! `../shared/API.md` and the `.proto` files under `proto/`.
+//!
+//! # Layout
+//!
+//! A request flows one way: [`api`] (decode, authenticate, convert) → [`domain`] (validate
+//! and decide) → [`store`] (read and write in one transaction), and back out through `From`
+//! conversions into the one [`error::Error`] type.
+//!
+//! - [`config`]: the command line and environment.
+//! - [`auth`]: bearer-token verification and the interceptor.
+//! - [`api`]: one file per gRPC service, thin.
+//! - [`domain`]: validated input, the access model, the rules and use cases.
+//! - [`store`]: SeaORM entities, migrations and queries.
+//! - [`telemetry`]: the per-request log line.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod pb;
+pub mod store;
+pub mod telemetry;
+
+use crate::{
+    api::{Ctx, membership::MembershipApi, policy::PolicyApi, workspace::WorkspaceApi},
+    auth::{AuthMode, Authenticator, PrincipalMemory},
+    domain::{model::PolicyDefaults, workspaces::Workspaces},
+    pb::v1::{
+        membership_service_server::MembershipServiceServer,
+        policy_service_server::PolicyServiceServer,
+        workspace_service_server::WorkspaceServiceServer,
+    },
+    store::Store,
+};
+
+/// Any error of start-up.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How often the health monitor pings the database.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// How long one health ping may take before the database counts as down.
+const HEALTH_PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Everything `serve` needs besides the listener.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// How callers are authenticated.
+    pub auth: AuthMode,
+    /// The policy every new workspace starts with.
+    pub policy_defaults: PolicyDefaults,
+    /// How long in-flight calls may run after shutdown is asked for.
+    pub drain_timeout: Duration,
+}
+
+/// The fully qualified names of the services, for health statuses.
+const SERVICE_NAMES: [&str; 4] = [
+    "",
+    "workspaced.v1.WorkspaceService",
+    "workspaced.v1.MembershipService",
+    "workspaced.v1.PolicyService",
+];
+
+/// Connects and migrates the database, creates the built-in workspaces, then serves gRPC on
+/// `listener` until `shutdown` completes and in-flight calls have finished (or the drain
+/// timeout passed).
+pub async fn serve(
+    cfg: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let store = Store::connect(&cfg.database_url)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("cannot migrate the database: {e}"))?;
+    let workspaces = Workspaces::new(store.clone(), cfg.policy_defaults.clone());
+    workspaces
+        .ensure_built_ins()
+        .await
+        .map_err(|e| format!("cannot create the built-in workspaces: {e}"))?;
+    if matches!(cfg.auth, AuthMode::Insecure) {
+        tracing::warn!(
+            "--insecure-no-auth: every caller is an anonymous platform admin; never use this \
+             beyond local experiments"
+        );
+    }
+
+    let ctx = Arc::new(Ctx {
+        workspaces,
+        principals: PrincipalMemory::default(),
+    });
+    let authn = Authenticator::new(cfg.auth.clone());
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let monitor = tokio::spawn(monitor_database(store.clone(), reporter));
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    tracing::info!(addr = %listener.local_addr()?, "serving");
+    let drained = Arc::new(tokio::sync::Notify::new());
+    let signal = drained.clone();
+    let server = Server::builder()
+        .layer(telemetry::RequestLogLayer)
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(WorkspaceServiceServer::with_interceptor(
+            WorkspaceApi::new(ctx.clone()),
+            authn.clone(),
+        ))
+        .add_service(MembershipServiceServer::with_interceptor(
+            MembershipApi,
+            authn.clone(),
+        ))
+        .add_service(PolicyServiceServer::with_interceptor(PolicyApi, authn))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, draining in-flight calls");
+            signal.notify_one();
+        });
+    let drain_timeout = cfg.drain_timeout;
+    tokio::select! {
+        res = server => res?,
+        _ = async {
+            drained.notified().await;
+            tokio::time::sleep(drain_timeout).await;
+        } => tracing::warn!("drain timeout passed; dropping the calls still in flight"),
+    }
+    monitor.abort();
+    store.close().await.ok();
+    Ok(())
+}
+
+/// Keeps the health status in step with the database: NOT_SERVING while it does not answer.
+async fn monitor_database(store: Store, reporter: HealthReporter) {
+    let mut last = None;
+    loop {
+        let up = matches!(
+            tokio::time::timeout(HEALTH_PING_TIMEOUT, store.ping()).await,
+            Ok(Ok(()))
+        );
+        if last != Some(up) {
+            let status = if up {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if last.is_some() {
+                tracing::warn!(database_up = up, "database availability changed");
+            }
+            for name in SERVICE_NAMES {
+                reporter.set_service_status(name, status).await;
+            }
+            last = Some(up);
+        }
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}

@@ -1,0 +1,95 @@
+//! The `workspaced` binary: parses the command line, sets up logging and runs a subcommand;
+//! everything else lives in the library.
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::Parser;
+use workspaced::{
+    ServerConfig,
+    config::{Cli, Command, read_key},
+    domain::model::PolicyDefaults,
+    store::Store,
+};
+
+/// How long in-flight calls may finish after SIGTERM/SIGINT.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("workspaced: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
+    match cli.command {
+        Command::Serve(args) => {
+            let auth = args.auth_mode()?;
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            let cfg = ServerConfig {
+                database_url: args.database.database_url,
+                auth,
+                policy_defaults: PolicyDefaults::default(),
+                drain_timeout: DRAIN_TIMEOUT,
+            };
+            workspaced::serve(cfg, listener, shutdown_signal()).await
+        }
+        Command::Token(args) => {
+            let key = read_key(&args.jwt_hs256_secret_file).map_err(|e| {
+                format!("{e} (start `workspaced serve` once to create it, or pass --jwt-hs256-secret-file)")
+            })?;
+            let token = workspaced::auth::jwt::sign_hs256(
+                &key,
+                &args.subject,
+                args.email.as_deref(),
+                &args.roles,
+                args.ttl.into(),
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let store = Store::connect(&args.database_url)
+                .await
+                .map_err(|e| format!("cannot open the database: {e}"))?;
+            store.migrate().await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

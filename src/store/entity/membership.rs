@@ -1,0 +1,31 @@
+//! The `memberships` table: a principal's role in a workspace.
+
+use sea_orm::entity::prelude::*;
+
+/// One membership.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "memberships")]
+pub struct Model {
+    /// The workspace's id.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub workspace_id: String,
+    /// The member's subject.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub subject: String,
+    /// `viewer`, `editor` or `admin`.
+    pub role: String,
+    /// Subject of the principal that added it.
+    pub added_by: String,
+    /// When it was created.
+    pub create_time: DateTimeUtc,
+    /// When it last changed.
+    pub update_time: DateTimeUtc,
+    /// Bumped on every change; the etag is derived from it.
+    pub version: i64,
+}
+
+/// No relations are navigated through the ORM.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,16 @@
+//! Schema migrations, applied in order at start-up and by `workspaced migrate`. A migration
+//! is never edited once merged; a change is a new file.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+/// Every migration of the schema, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}

@@ -1,0 +1,99 @@
+//! Persistence: the connection (SQLite or PostgreSQL), migrations, and the queries, each
+//! scoped by workspace. Nothing here knows of protobuf or of who may do what.
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+pub mod entity;
+mod migration;
+pub mod principals;
+pub mod workspaces;
+
+pub use migration::Migrator;
+
+/// How long a request waits for a pooled connection before the database counts as
+/// unavailable; well under the contract's 5 s.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long SQLite waits for another writer's lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The database, shared by every request.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`). Does not migrate.
+    pub async fn connect(url: &str) -> Result<Store, DbErr> {
+        let mut opt = ConnectOptions::new(url);
+        let sqlite = url.starts_with("sqlite:");
+        opt.max_connections(if sqlite { 8 } else { 16 })
+            .min_connections(1)
+            .connect_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                // WAL with synchronous=NORMAL keeps every committed write across a process
+                // crash (kill -9); only a power loss can take the last commits.
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(opt).await?;
+        Ok(Store { db })
+    }
+
+    /// Applies pending migrations. On PostgreSQL an advisory lock serializes replicas that
+    /// start at once; SQLite serializes them with its own file lock.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        if self.backend() == DbBackend::Postgres {
+            let lock = self.db.begin().await?;
+            lock.execute_unprepared("SELECT pg_advisory_xact_lock(7201050051)")
+                .await?;
+            Migrator::up(&self.db, None).await?;
+            lock.commit().await
+        } else {
+            Migrator::up(&self.db, None).await
+        }
+    }
+
+    /// The database backend in use.
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// The connection, for reads outside a transaction.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so that it never fails to upgrade a read lock with "database is
+    /// locked"; PostgreSQL serializes writers with row locks (`SELECT … FOR UPDATE`).
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.db.close().await
+    }
+}

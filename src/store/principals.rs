@@ -1,0 +1,54 @@
+//! Queries on principals: remembering who signed in, and finding them by email.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::OnConflict,
+};
+
+use super::entity::principal;
+use crate::domain::model::now;
+
+/// Records a principal's subject and email, keeping the first-seen time.
+pub async fn upsert<C: ConnectionTrait>(
+    c: &C,
+    subject: &str,
+    email: Option<&str>,
+) -> Result<(), DbErr> {
+    let t = now();
+    let row = principal::ActiveModel {
+        subject: Set(subject.to_owned()),
+        email: Set(email.map(str::to_owned)),
+        create_time: Set(t),
+        update_time: Set(t),
+    };
+    principal::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(principal::Column::Subject)
+                .update_columns([principal::Column::Email, principal::Column::UpdateTime])
+                .to_owned(),
+        )
+        .exec_without_returning(c)
+        .await?;
+    Ok(())
+}
+
+/// The subject that most recently signed in with `email`.
+pub async fn subject_by_email<C: ConnectionTrait>(
+    c: &C,
+    email: &str,
+) -> Result<Option<String>, DbErr> {
+    Ok(principal::Entity::find()
+        .filter(principal::Column::Email.eq(email))
+        .order_by_desc(principal::Column::UpdateTime)
+        .one(c)
+        .await?
+        .map(|p| p.subject))
+}
+
+/// The email last seen for `subject`.
+pub async fn email_of<C: ConnectionTrait>(c: &C, subject: &str) -> Result<Option<String>, DbErr> {
+    Ok(principal::Entity::find_by_id(subject.to_owned())
+        .one(c)
+        .await?
+        .and_then(|p| p.email))
+}
