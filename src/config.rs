@@ -97,8 +97,8 @@ pub struct TokenArgs {
 
 /// Reads a key file: its bytes with surrounding whitespace trimmed.
 pub fn read_key(path: &Path) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
     let key = bytes.trim_ascii().to_vec();
     if key.is_empty() {
         return Err(format!("key file {} is empty", path.display()));

@@ -64,7 +64,12 @@ where
                 Err(_) => tonic::Code::Unknown as i32,
             };
             let code = format!("{:?}", tonic::Code::from_i32(code));
-            let subject = slot.0.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
+            let subject = slot
+                .0
+                .lock()
+                .ok()
+                .and_then(|s| s.clone())
+                .unwrap_or_default();
             if method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.") {
                 tracing::debug!(%method, %code, latency_ms, "request");
             } else {

@@ -121,7 +121,9 @@ impl WorkspaceService for WorkspaceApi {
         let r = req.into_inner();
         let mut v = Violations::default();
         let by = match (r.name.is_empty(), r.id.is_empty()) {
-            (false, true) => convert::workspace_name(&mut v, "name", &r.name).map(WorkspaceRef::Name),
+            (false, true) => {
+                convert::workspace_name(&mut v, "name", &r.name).map(WorkspaceRef::Name)
+            }
             (true, false) => v.check(
                 "id",
                 Uuid::parse_str(&r.id)

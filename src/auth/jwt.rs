@@ -83,8 +83,7 @@ impl Verifier {
                     ));
                 }
             };
-            let key =
-                DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key \"{kid}\": {e}"))?;
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key \"{kid}\": {e}"))?;
             keys.insert(kid, (key, alg));
         }
         if s.hs256_secret.is_none() && keys.is_empty() {
@@ -125,7 +124,10 @@ impl Verifier {
         let mut validation = Validation::new(alg);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
+        required.extend(self.issuer.as_ref().map(|_| "iss"));
+        required.extend(self.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
         match &self.issuer {
             Some(iss) => validation.set_issuer(&[iss]),
             None => validation.iss = None,

@@ -69,7 +69,9 @@ impl Authenticator {
             .split_once(' ')
             .ok_or_else(|| missing("the authorization metadata needs the Bearer scheme"))?;
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(missing("the authorization metadata needs the Bearer scheme"));
+            return Err(missing(
+                "the authorization metadata needs the Bearer scheme",
+            ));
         }
         verifier.verify(token.trim())
     }

@@ -291,11 +291,31 @@ mod tests {
     #[test]
     fn visibility_grants_at_least_its_role() {
         let p = principal(PlatformRoles::default());
-        assert!(!allows(&p, &ws(Visibility::Private, None), Permission::WorkspacesGet));
-        assert!(allows(&p, &ws(Visibility::Internal, None), Permission::WorkspacesGet));
-        assert!(!allows(&p, &ws(Visibility::Internal, None), Permission::ResourcesWrite));
-        assert!(allows(&p, &ws(Visibility::Public, None), Permission::ResourcesWrite));
-        assert!(!allows(&p, &ws(Visibility::Public, None), Permission::WorkspacesUpdate));
+        assert!(!allows(
+            &p,
+            &ws(Visibility::Private, None),
+            Permission::WorkspacesGet
+        ));
+        assert!(allows(
+            &p,
+            &ws(Visibility::Internal, None),
+            Permission::WorkspacesGet
+        ));
+        assert!(!allows(
+            &p,
+            &ws(Visibility::Internal, None),
+            Permission::ResourcesWrite
+        ));
+        assert!(allows(
+            &p,
+            &ws(Visibility::Public, None),
+            Permission::ResourcesWrite
+        ));
+        assert!(!allows(
+            &p,
+            &ws(Visibility::Public, None),
+            Permission::WorkspacesUpdate
+        ));
         // A membership above the visibility's grant wins.
         assert!(allows(
             &p,

@@ -122,7 +122,10 @@ impl Workspace {
         if self.built_in {
             Err(Error::precondition(
                 Reason::BuiltInWorkspace,
-                format!("the built-in workspace \"{}\" cannot be {action}", self.name),
+                format!(
+                    "the built-in workspace \"{}\" cannot be {action}",
+                    self.name
+                ),
             ))
         } else {
             Ok(())

@@ -52,7 +52,10 @@ impl WorkspaceName {
         if s.len() > 63 {
             return Err("must be at most 63 characters".into());
         }
-        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err("may contain only lowercase letters a-z, digits and '-'".into());
         }
         if !s.as_bytes()[0].is_ascii_lowercase() {
@@ -117,7 +120,10 @@ fn label_part(s: &str, may_be_empty: bool) -> Result<(), String> {
         return Err("must be at most 63 characters".into());
     }
     let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !s.bytes().all(|b| ok(b) || b == b'-' || b == b'_' || b == b'.') {
+    if !s
+        .bytes()
+        .all(|b| ok(b) || b == b'-' || b == b'_' || b == b'.')
+    {
         return Err("may contain only a-z, 0-9, '-', '_' and '.'".into());
     }
     let bytes = s.as_bytes();
@@ -174,7 +180,17 @@ mod tests {
             assert!(WorkspaceName::parse(ok).is_ok(), "{ok}");
         }
         let too_long = "a".repeat(64);
-        for bad in ["", "1a", "-a", "a-", "A", "ml_team", "ml.team", "é", too_long.as_str()] {
+        for bad in [
+            "",
+            "1a",
+            "-a",
+            "a-",
+            "A",
+            "ml_team",
+            "ml.team",
+            "é",
+            too_long.as_str(),
+        ] {
             assert!(WorkspaceName::parse(bad).is_err(), "{bad}");
         }
     }
@@ -188,8 +204,11 @@ mod tests {
     #[test]
     fn labels_report_each_bad_pair() {
         let mut v = Violations::default();
-        let good: std::collections::HashMap<_, _> =
-            [("team".to_string(), "ml".to_string()), ("a.b_c-d".into(), "".into())].into();
+        let good: std::collections::HashMap<_, _> = [
+            ("team".to_string(), "ml".to_string()),
+            ("a.b_c-d".into(), "".into()),
+        ]
+        .into();
         assert!(labels("labels", &good, &mut v).is_some());
         let bad: std::collections::HashMap<_, _> = [
             ("Team".to_string(), "ml".to_string()),

@@ -215,8 +215,15 @@ impl Workspaces {
         let result: Result<(), sea_orm::DbErr> = async {
             let tx = self.store.begin_write().await?;
             q::insert(&tx, &ws).await?;
-            q::insert_member(&tx, &ws.id, &principal.subject, Role::Admin, &principal.subject, t)
-                .await?;
+            q::insert_member(
+                &tx,
+                &ws.id,
+                &principal.subject,
+                Role::Admin,
+                &principal.subject,
+                t,
+            )
+            .await?;
             q::insert_default_policy(&tx, &ws.id, &self.defaults, &principal.subject, t).await?;
             if !request_id.is_empty() {
                 q::insert_create_request(&tx, &principal.subject, request_id, &ws.id, t).await?;
@@ -297,7 +304,11 @@ impl Workspaces {
             labels: filter.labels,
             readable_by: (!principal.platform.any()).then(|| principal.subject.clone()),
         };
-        let after = page.after.as_ref().and_then(|k| k.first()).map(String::as_str);
+        let after = page
+            .after
+            .as_ref()
+            .and_then(|k| k.first())
+            .map(String::as_str);
         let (rows, total) = q::list(self.store.conn(), &f, after, page.size + 1).await?;
         let (items, next_page_token) =
             page::finish(rows, page.size, &fingerprint, |w| vec![w.name.clone()]);
@@ -397,7 +408,9 @@ impl Workspaces {
         } else {
             // Unarchiving an active workspace changes nothing.
             tx.commit().await?;
-            return self.get(principal, WorkspaceRef::Name(name.to_owned())).await;
+            return self
+                .get(principal, WorkspaceRef::Name(name.to_owned()))
+                .await;
         }
         ws.version += 1;
         ws.update_time = now();
@@ -492,5 +505,7 @@ impl Workspaces {
 
 /// `with_counts` returns as many workspaces as it is given; this names the impossible case.
 fn unreachable_ws(name: &str) -> Error {
-    Error::Internal(format!("workspace \"{name}\" vanished within its own request"))
+    Error::Internal(format!(
+        "workspace \"{name}\" vanished within its own request"
+    ))
 }

@@ -51,18 +51,17 @@ impl Store {
         Ok(Store { db })
     }
 
-    /// Applies pending migrations. On PostgreSQL an advisory lock serializes replicas that
-    /// start at once; SQLite serializes them with its own file lock.
+    /// Applies pending migrations in one transaction, so that replicas starting at once
+    /// take turns: SQLite's `BEGIN IMMEDIATE` holds the write lock, and on PostgreSQL an
+    /// advisory lock serializes them (its DDL is transactional too).
     pub async fn migrate(&self) -> Result<(), DbErr> {
+        let tx = self.begin_write().await?;
         if self.backend() == DbBackend::Postgres {
-            let lock = self.db.begin().await?;
-            lock.execute_unprepared("SELECT pg_advisory_xact_lock(7201050051)")
+            tx.execute_unprepared("SELECT pg_advisory_xact_lock(7201050051)")
                 .await?;
-            Migrator::up(&self.db, None).await?;
-            lock.commit().await
-        } else {
-            Migrator::up(&self.db, None).await
         }
+        Migrator::up(&tx, None).await?;
+        tx.commit().await
     }
 
     /// The database backend in use.

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, OnConflict, Query, SelectStatement},
 };
 
@@ -351,8 +352,11 @@ fn condition(f: &ListFilter) -> Condition {
                 .expr(Expr::val(1))
                 .from(workspace_label::Entity)
                 .and_where(
-                    Expr::col((workspace_label::Entity, workspace_label::Column::WorkspaceId))
-                        .equals((workspace::Entity, workspace::Column::Id)),
+                    Expr::col((
+                        workspace_label::Entity,
+                        workspace_label::Column::WorkspaceId,
+                    ))
+                    .equals((workspace::Entity, workspace::Column::Id)),
                 )
                 .and_where(Expr::col((workspace_label::Entity, workspace_label::Column::Key)).eq(k))
                 .and_where(

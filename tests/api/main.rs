@@ -1,1 +1,13 @@
+//! Integration tests: the real server in-process on an ephemeral port, called through the
+//! generated tonic clients. SQLite by default; PostgreSQL when
+//! `WORKSPACED_TEST_DATABASE_URL` is set.
 
+// Helpers are `pub` for the test modules; this binary exports nothing.
+#![allow(unreachable_pub)]
+
+mod auth;
+mod common;
+mod lists;
+mod operations;
+mod resources;
+mod workspaces;

@@ -116,12 +116,21 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Workspaces::Table)
-                .col(ColumnDef::new(Workspaces::Id).string_len(36).not_null().primary_key())
+                .col(
+                    ColumnDef::new(Workspaces::Id)
+                        .string_len(36)
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(Workspaces::Name).string_len(63).not_null())
                 .col(text(Workspaces::DisplayName))
                 .col(text(Workspaces::Description))
                 .col(text(Workspaces::Labels))
-                .col(ColumnDef::new(Workspaces::Visibility).string_len(16).not_null())
+                .col(
+                    ColumnDef::new(Workspaces::Visibility)
+                        .string_len(16)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Workspaces::State).string_len(16).not_null())
                 .col(ColumnDef::new(Workspaces::BuiltIn).boolean().not_null())
                 .col(text(Workspaces::CreatedBy))
@@ -145,15 +154,30 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(WorkspaceLabels::Table)
-                .col(ColumnDef::new(WorkspaceLabels::WorkspaceId).string_len(36).not_null())
-                .col(ColumnDef::new(WorkspaceLabels::Key).string_len(63).not_null())
-                .col(ColumnDef::new(WorkspaceLabels::Value).string_len(63).not_null())
+                .col(
+                    ColumnDef::new(WorkspaceLabels::WorkspaceId)
+                        .string_len(36)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(WorkspaceLabels::Key)
+                        .string_len(63)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(WorkspaceLabels::Value)
+                        .string_len(63)
+                        .not_null(),
+                )
                 .primary_key(
                     Index::create()
                         .col(WorkspaceLabels::WorkspaceId)
                         .col(WorkspaceLabels::Key),
                 )
-                .foreign_key(&mut fk_workspace(WorkspaceLabels::Table, ForeignKeyAction::Cascade))
+                .foreign_key(&mut fk_workspace(
+                    WorkspaceLabels::Table,
+                    ForeignKeyAction::Cascade,
+                ))
                 .to_owned(),
         )
         .await?;
@@ -171,7 +195,12 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Principals::Table)
-                .col(ColumnDef::new(Principals::Subject).text().not_null().primary_key())
+                .col(
+                    ColumnDef::new(Principals::Subject)
+                        .text()
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(Principals::Email).text().null())
                 .col(time(Principals::CreateTime))
                 .col(time(Principals::UpdateTime))
@@ -190,19 +219,30 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Memberships::Table)
-                .col(ColumnDef::new(Memberships::WorkspaceId).string_len(36).not_null())
+                .col(
+                    ColumnDef::new(Memberships::WorkspaceId)
+                        .string_len(36)
+                        .not_null(),
+                )
                 .col(text(Memberships::Subject))
                 .col(ColumnDef::new(Memberships::Role).string_len(16).not_null())
                 .col(text(Memberships::AddedBy))
                 .col(time(Memberships::CreateTime))
                 .col(time(Memberships::UpdateTime))
-                .col(ColumnDef::new(Memberships::Version).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Memberships::Version)
+                        .big_integer()
+                        .not_null(),
+                )
                 .primary_key(
                     Index::create()
                         .col(Memberships::WorkspaceId)
                         .col(Memberships::Subject),
                 )
-                .foreign_key(&mut fk_workspace(Memberships::Table, ForeignKeyAction::Cascade))
+                .foreign_key(&mut fk_workspace(
+                    Memberships::Table,
+                    ForeignKeyAction::Cascade,
+                ))
                 .to_owned(),
         )
         .await?;
@@ -220,21 +260,49 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Policies::Table)
-                .col(ColumnDef::new(Policies::WorkspaceId).string_len(36).not_null().primary_key())
+                .col(
+                    ColumnDef::new(Policies::WorkspaceId)
+                        .string_len(36)
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(Policies::PriorityMin).integer().not_null())
                 .col(ColumnDef::new(Policies::PriorityMax).integer().not_null())
                 .col(ColumnDef::new(Policies::MaxGprs).integer().not_null())
-                .col(ColumnDef::new(Policies::MaxExitDurationUs).big_integer().not_null())
-                .col(ColumnDef::new(Policies::EnforceIdleTimeout).boolean().not_null())
-                .col(ColumnDef::new(Policies::RequeueOnFailure).boolean().not_null())
-                .col(ColumnDef::new(Policies::EnableAutoEviction).boolean().not_null())
+                .col(
+                    ColumnDef::new(Policies::MaxExitDurationUs)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Policies::EnforceIdleTimeout)
+                        .boolean()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Policies::RequeueOnFailure)
+                        .boolean()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Policies::EnableAutoEviction)
+                        .boolean()
+                        .not_null(),
+                )
                 .col(text(Policies::GpuShapes))
                 .col(ColumnDef::new(Policies::MaxGpuPerGpr).integer().not_null())
-                .col(ColumnDef::new(Policies::MaxMemoryPerGprBytes).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Policies::MaxMemoryPerGprBytes)
+                        .big_integer()
+                        .not_null(),
+                )
                 .col(text(Policies::UpdatedBy))
                 .col(time(Policies::UpdateTime))
                 .col(ColumnDef::new(Policies::Version).big_integer().not_null())
-                .foreign_key(&mut fk_workspace(Policies::Table, ForeignKeyAction::Cascade))
+                .foreign_key(&mut fk_workspace(
+                    Policies::Table,
+                    ForeignKeyAction::Cascade,
+                ))
                 .to_owned(),
         )
         .await?;
@@ -242,9 +310,17 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Resources::Table)
-                .col(ColumnDef::new(Resources::WorkspaceId).string_len(36).not_null())
+                .col(
+                    ColumnDef::new(Resources::WorkspaceId)
+                        .string_len(36)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Resources::Kind).string_len(63).not_null())
-                .col(ColumnDef::new(Resources::ResourceId).string_len(1024).not_null())
+                .col(
+                    ColumnDef::new(Resources::ResourceId)
+                        .string_len(1024)
+                        .not_null(),
+                )
                 .col(text(Resources::RegisteredBy))
                 .col(time(Resources::CreateTime))
                 .primary_key(
@@ -255,7 +331,10 @@ impl MigrationTrait for Migration {
                 )
                 // RESTRICT: the database itself refuses to delete a workspace that still
                 // holds resources, whatever a handler does.
-                .foreign_key(&mut fk_workspace(Resources::Table, ForeignKeyAction::Restrict))
+                .foreign_key(&mut fk_workspace(
+                    Resources::Table,
+                    ForeignKeyAction::Restrict,
+                ))
                 .to_owned(),
         )
         .await?;
@@ -265,14 +344,21 @@ impl MigrationTrait for Migration {
                 .table(CreateRequests::Table)
                 .col(text(CreateRequests::Subject))
                 .col(text(CreateRequests::RequestId))
-                .col(ColumnDef::new(CreateRequests::WorkspaceId).string_len(36).not_null())
+                .col(
+                    ColumnDef::new(CreateRequests::WorkspaceId)
+                        .string_len(36)
+                        .not_null(),
+                )
                 .col(time(CreateRequests::CreateTime))
                 .primary_key(
                     Index::create()
                         .col(CreateRequests::Subject)
                         .col(CreateRequests::RequestId),
                 )
-                .foreign_key(&mut fk_workspace(CreateRequests::Table, ForeignKeyAction::Cascade))
+                .foreign_key(&mut fk_workspace(
+                    CreateRequests::Table,
+                    ForeignKeyAction::Cascade,
+                ))
                 .to_owned(),
         )
         .await?;

@@ -1,0 +1,333 @@
+//! Shared test helpers: a real server in-process on an ephemeral port with a fresh database
+//! (SQLite, or PostgreSQL when `WORKSPACED_TEST_DATABASE_URL` is set), tokens, and
+//! assertions on status codes and `ErrorInfo` reasons.
+
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_types::StatusExt;
+use workspaced::{
+    BoxError, ServerConfig,
+    auth::{AuthMode, JwtSettings, Verifier},
+    domain::model::PolicyDefaults,
+    pb::v1::{
+        self as pb, membership_service_client::MembershipServiceClient,
+        policy_service_client::PolicyServiceClient,
+        workspace_service_client::WorkspaceServiceClient,
+    },
+};
+
+/// A database for one test: a temporary SQLite file, or a fresh PostgreSQL database.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        match std::env::var("WORKSPACED_TEST_DATABASE_URL") {
+            Ok(base) if !base.is_empty() => {
+                let name = format!("wst_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&base)
+                    .await
+                    .expect("connect to PostgreSQL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create a test database");
+                admin.close().await.ok();
+                let (prefix, _) = base.rsplit_once('/').expect("a database URL with a path");
+                TestDb {
+                    url: format!("{prefix}/{name}"),
+                    _dir: None,
+                }
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+}
+
+/// How the test server authenticates.
+#[derive(Clone, Default)]
+pub struct Options {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub jwks: bool,
+    pub roles_claim: Option<String>,
+    pub insecure: bool,
+}
+
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret";
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    pub db: Arc<TestDb>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), BoxError>>>,
+}
+
+impl TestServer {
+    pub async fn spawn() -> TestServer {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> TestServer {
+        Self::spawn_on(Arc::new(TestDb::new().await), opts).await
+    }
+
+    /// A server on an existing database, as a second replica.
+    pub async fn spawn_on(db: Arc<TestDb>, opts: Options) -> TestServer {
+        let auth = if opts.insecure {
+            AuthMode::Insecure
+        } else {
+            let jwks = opts.jwks.then(|| {
+                serde_json::from_str(include_str!("../fixtures/jwks.json")).expect("jwks fixture")
+            });
+            AuthMode::Jwt(Arc::new(
+                Verifier::new(JwtSettings {
+                    hs256_secret: Some(SECRET.to_vec()),
+                    jwks,
+                    issuer: opts.issuer.clone(),
+                    audience: opts.audience.clone(),
+                    roles_claim: opts.roles_claim.clone().unwrap_or_else(|| "roles".into()),
+                })
+                .expect("verifier"),
+            ))
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let cfg = ServerConfig {
+            database_url: db.url.clone(),
+            auth,
+            policy_defaults: PolicyDefaults::default(),
+            drain_timeout: Duration::from_secs(5),
+        };
+        let handle = tokio::spawn(workspaced::serve(cfg, listener, async move {
+            let _ = rx.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_lazy();
+        let mut server = TestServer {
+            addr,
+            channel,
+            db,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        };
+        server.wait_serving().await;
+        server
+    }
+
+    async fn wait_serving(&mut self) {
+        let mut health = HealthClient::new(self.channel.clone());
+        for _ in 0..300 {
+            if let Ok(r) = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                && r.into_inner().status == ServingStatus::Serving as i32
+            {
+                return;
+            }
+            if self.handle.as_ref().is_some_and(|h| h.is_finished()) {
+                let res = self.handle.take().expect("handle").await;
+                panic!("the server stopped while starting: {res:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not become SERVING");
+    }
+
+    /// Stops the server and waits for it to exit.
+    pub async fn stop(mut self) -> Result<(), BoxError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+
+    pub fn workspaces(&self) -> WorkspaceServiceClient<Channel> {
+        WorkspaceServiceClient::new(self.channel.clone())
+    }
+
+    pub fn members(&self) -> MembershipServiceClient<Channel> {
+        MembershipServiceClient::new(self.channel.clone())
+    }
+
+    pub fn policies(&self) -> PolicyServiceClient<Channel> {
+        PolicyServiceClient::new(self.channel.clone())
+    }
+
+    pub fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel.clone())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Signs `claims` with the test HS256 secret.
+pub fn sign(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .expect("sign")
+}
+
+/// A valid token for `sub` with platform `roles`.
+pub fn token_with_roles(sub: &str, roles: &[&str]) -> String {
+    sign(
+        &json!({"sub": sub, "exp": now() + 3600, "roles": roles, "email": format!("{sub}@example.com")}),
+    )
+}
+
+/// A valid token for `sub` without platform roles.
+pub fn token(sub: &str) -> String {
+    token_with_roles(sub, &[])
+}
+
+pub fn platform_admin() -> String {
+    token_with_roles("root", &["platform-admin"])
+}
+
+pub fn platform_service() -> String {
+    token_with_roles("svc", &["platform-service"])
+}
+
+/// Wraps `msg` in a request carrying `token`.
+pub fn req<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).expect("metadata"),
+    );
+    r
+}
+
+/// Asserts the status code and the `ErrorInfo` reason (with domain `workspaced`).
+#[track_caller]
+pub fn assert_status(status: &Status, code: Code, reason: &str) {
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "unexpected reason in {status:?}");
+    assert_eq!(info.domain, "workspaced");
+}
+
+/// The fields of the `BadRequest` details, sorted.
+pub fn bad_fields(status: &Status) -> Vec<String> {
+    assert_status(status, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let mut fields: Vec<String> = status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// A workspace to create.
+pub fn new_ws(name: &str) -> pb::Workspace {
+    pb::Workspace {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// Creates a workspace as `token` and returns it.
+pub async fn create(server: &TestServer, token: &str, ws: pb::Workspace) -> pb::Workspace {
+    server
+        .workspaces()
+        .create_workspace(req(
+            pb::CreateWorkspaceRequest {
+                workspace: Some(ws),
+                request_id: String::new(),
+            },
+            token,
+        ))
+        .await
+        .expect("create workspace")
+        .into_inner()
+        .workspace
+        .expect("workspace")
+}
+
+/// Gets a workspace by name as `token`.
+pub async fn get(server: &TestServer, token: &str, name: &str) -> Result<pb::Workspace, Status> {
+    server
+        .workspaces()
+        .get_workspace(req(
+            pb::GetWorkspaceRequest {
+                name: name.into(),
+                id: String::new(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().workspace.expect("workspace"))
+}
+
+/// Registers a resource as `token`.
+pub async fn register(
+    server: &TestServer,
+    token: &str,
+    ws: &str,
+    kind: &str,
+    id: &str,
+) -> Result<pb::Resource, Status> {
+    server
+        .workspaces()
+        .register_resource(req(
+            pb::RegisterResourceRequest {
+                workspace: ws.into(),
+                kind: kind.into(),
+                resource_id: id.into(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().resource.expect("resource"))
+}

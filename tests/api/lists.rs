@@ -1,0 +1,255 @@
+//! ListWorkspaces: visibility, filters, total_size, and stable keyset pages.
+
+use std::collections::HashMap;
+
+use tonic::Code;
+use workspaced::pb::v1 as pb;
+
+use crate::common::*;
+
+fn list_req(page_size: i32, page_token: &str) -> pb::ListWorkspacesRequest {
+    pb::ListWorkspacesRequest {
+        page_size,
+        page_token: page_token.into(),
+        ..Default::default()
+    }
+}
+
+async fn list(
+    s: &TestServer,
+    tok: &str,
+    r: pb::ListWorkspacesRequest,
+) -> Result<pb::ListWorkspacesResponse, tonic::Status> {
+    s.workspaces()
+        .list_workspaces(req(r, tok))
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn names(r: &pb::ListWorkspacesResponse) -> Vec<&str> {
+    r.workspaces.iter().map(|w| w.name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn lists_only_what_the_caller_may_read() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let bob = token("bob");
+    create(&s, &alice, new_ws("alice-private")).await;
+    create(
+        &s,
+        &alice,
+        pb::Workspace {
+            name: "alice-internal".into(),
+            visibility: pb::Visibility::Internal as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    create(&s, &bob, new_ws("bob-private")).await;
+    let r = list(&s, &bob, list_req(0, "")).await.unwrap();
+    assert_eq!(
+        names(&r),
+        vec!["alice-internal", "bob-private", "default", "system"]
+    );
+    assert_eq!(r.total_size, 4);
+    let r = list(&s, &platform_service(), list_req(0, ""))
+        .await
+        .unwrap();
+    assert_eq!(r.total_size, 5);
+}
+
+#[tokio::test]
+async fn filters_by_state_member_and_labels() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    for (name, team, env) in [
+        ("a1", "ml", "prod"),
+        ("a2", "ml", "dev"),
+        ("a3", "web", "prod"),
+    ] {
+        create(
+            &s,
+            &alice,
+            pb::Workspace {
+                name: name.into(),
+                labels: HashMap::from([("team".into(), team.into()), ("env".into(), env.into())]),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    s.workspaces()
+        .archive_workspace(req(
+            pb::ArchiveWorkspaceRequest {
+                name: "a2".into(),
+                etag: String::new(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap();
+    let by_labels = |labels: &[(&str, &str)]| pb::ListWorkspacesRequest {
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    let r = list(&s, &alice, by_labels(&[("team", "ml")]))
+        .await
+        .unwrap();
+    assert_eq!(names(&r), vec!["a1", "a2"]);
+    let r = list(&s, &alice, by_labels(&[("team", "ml"), ("env", "prod")]))
+        .await
+        .unwrap();
+    assert_eq!(names(&r), vec!["a1"]);
+    assert_eq!(r.total_size, 1);
+    let r = list(
+        &s,
+        &alice,
+        pb::ListWorkspacesRequest {
+            state: pb::WorkspaceState::Archived as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&r), vec!["a2"]);
+    let r = list(
+        &s,
+        &alice,
+        pb::ListWorkspacesRequest {
+            state: pb::WorkspaceState::Active as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(&r), vec!["a1", "a3", "default", "system"]);
+    // `member`: only memberships, not what visibility shows.
+    let mine = pb::ListWorkspacesRequest {
+        member: "alice".into(),
+        ..Default::default()
+    };
+    let r = list(&s, &alice, mine.clone()).await.unwrap();
+    assert_eq!(names(&r), vec!["a1", "a2", "a3"]);
+    // Another subject's memberships need a platform role.
+    let err = list(&s, &token("bob"), mine.clone()).await.unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let r = list(&s, &platform_service(), mine).await.unwrap();
+    assert_eq!(r.total_size, 3);
+    // Bad filters are bad input.
+    let err = list(&s, &alice, by_labels(&[("Bad", "x")]))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["labels[\"Bad\"]"]);
+    let err = list(
+        &s,
+        &alice,
+        pb::ListWorkspacesRequest {
+            state: 9,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["state"]);
+}
+
+#[tokio::test]
+async fn page_sizes_and_tokens_follow_aip_158() {
+    let s = TestServer::spawn().await;
+    let admin = platform_admin();
+    for i in 0..120 {
+        create(&s, &admin, new_ws(&format!("w{i:03}"))).await;
+    }
+    let r = list(&s, &admin, list_req(0, "")).await.unwrap();
+    assert_eq!(r.workspaces.len(), 50);
+    assert_eq!(r.total_size, 122);
+    let r = list(&s, &admin, list_req(1000, "")).await.unwrap();
+    assert_eq!(r.workspaces.len(), 100);
+    let err = list(&s, &admin, list_req(-1, "")).await.unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["page_size"]);
+    let err = list(&s, &admin, list_req(10, "%%%")).await.unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["page_token"]);
+    // A token reused with other filters is refused.
+    let first = list(&s, &admin, list_req(10, "")).await.unwrap();
+    let mut other = list_req(10, &first.next_page_token);
+    other.state = pb::WorkspaceState::Active as i32;
+    let err = list(&s, &admin, other).await.unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["page_token"]);
+    // The last page has no token.
+    let last = list(
+        &s,
+        &admin,
+        list_req(
+            100,
+            &list(&s, &admin, list_req(100, ""))
+                .await
+                .unwrap()
+                .next_page_token,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(last.workspaces.len(), 22);
+    assert!(last.next_page_token.is_empty());
+}
+
+#[tokio::test]
+async fn walking_pages_returns_each_workspace_once_while_others_are_inserted() {
+    let s = TestServer::spawn().await;
+    let admin = platform_admin();
+    let mut existing: Vec<String> = vec!["default".into(), "system".into()];
+    for i in 0..210 {
+        let name = format!("p{i:03}");
+        create(&s, &admin, new_ws(&name)).await;
+        existing.push(name);
+    }
+    existing.sort();
+    // Insert new workspaces, before and after the walk's position, while walking.
+    let inserter = {
+        let s_channel = s.workspaces();
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let mut c = s_channel;
+            for i in 0..60 {
+                let name = if i % 2 == 0 {
+                    format!("a-new{i:02}")
+                } else {
+                    format!("z-new{i:02}")
+                };
+                c.create_workspace(req(
+                    pb::CreateWorkspaceRequest {
+                        workspace: Some(new_ws(&name)),
+                        request_id: String::new(),
+                    },
+                    &admin,
+                ))
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut token_ = String::new();
+    loop {
+        let page = list(&s, &admin, list_req(7, &token_)).await.unwrap();
+        assert!(page.workspaces.len() <= 7);
+        seen.extend(page.workspaces.into_iter().map(|w| w.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token_ = page.next_page_token;
+    }
+    inserter.await.unwrap();
+    // In order, no duplicates, and every workspace that existed throughout is there.
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "pages out of order or with duplicates");
+    for name in &existing {
+        assert!(seen.contains(name), "{name} missing from the walk");
+    }
+}

@@ -1,0 +1,821 @@
+//! CreateWorkspace, GetWorkspace, UpdateWorkspace, DeleteWorkspace, Archive/Unarchive, the
+//! built-in workspaces and the AIP-211 rules on them.
+
+use std::collections::HashMap;
+
+use tonic::Code;
+use tonic_types::StatusExt;
+use workspaced::pb::v1 as pb;
+
+use crate::common::*;
+
+fn update_req(ws: pb::Workspace, paths: &[&str], etag: &str) -> pb::UpdateWorkspaceRequest {
+    pb::UpdateWorkspaceRequest {
+        workspace: Some(ws),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|s| s.to_string()).collect(),
+        }),
+        etag: etag.into(),
+    }
+}
+
+#[tokio::test]
+async fn create_returns_the_workspace_with_server_fields() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let ws = create(
+        &s,
+        &alice,
+        pb::Workspace {
+            name: "ml-team".into(),
+            display_name: "ML team".into(),
+            description: "Models of the ML team".into(),
+            labels: HashMap::from([("team".into(), "ml".into())]),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(ws.name, "ml-team");
+    assert!(uuid::Uuid::parse_str(&ws.id).is_ok());
+    assert_eq!(ws.display_name, "ML team");
+    assert_eq!(ws.labels.get("team").map(String::as_str), Some("ml"));
+    // Unset visibility is stored and returned as private.
+    assert_eq!(ws.visibility, pb::Visibility::Private as i32);
+    assert_eq!(ws.state, pb::WorkspaceState::Active as i32);
+    assert!(!ws.built_in);
+    assert_eq!(ws.created_by, "alice");
+    assert!(!ws.etag.is_empty());
+    assert!(ws.create_time.is_some() && ws.update_time.is_some());
+    assert!(ws.resource_counts.is_empty());
+    // A later read returns exactly what the create returned.
+    assert_eq!(get(&s, &alice, "ml-team").await.unwrap(), ws);
+    // The creator is its admin: it may update it.
+    let mut changed = ws.clone();
+    changed.description = "new".into();
+    s.workspaces()
+        .update_workspace(req(update_req(changed, &["description"], ""), &alice))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn create_refuses_a_taken_name() {
+    let s = TestServer::spawn().await;
+    create(&s, &token("alice"), new_ws("taken")).await;
+    let err = s
+        .workspaces()
+        .create_workspace(req(
+            pb::CreateWorkspaceRequest {
+                workspace: Some(new_ws("taken")),
+                request_id: String::new(),
+            },
+            &token("bob"),
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
+    // Built-ins are taken names too.
+    let err = s
+        .workspaces()
+        .create_workspace(req(
+            pb::CreateWorkspaceRequest {
+                workspace: Some(new_ws("default")),
+                request_id: String::new(),
+            },
+            &token("bob"),
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
+}
+
+#[tokio::test]
+async fn create_retried_with_its_request_id_returns_the_first_workspace() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let create_with = |name: &str, rid: &str, tok: String| {
+        let mut c = s.workspaces();
+        let msg = pb::CreateWorkspaceRequest {
+            workspace: Some(new_ws(name)),
+            request_id: rid.into(),
+        };
+        async move { c.create_workspace(req(msg, &tok)).await }
+    };
+    let first = create_with("retry", "req-1", alice.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = create_with("retry", "req-1", alice.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.workspace, again.workspace);
+    // A retry returns the first workspace even when the retried body differs.
+    let other_body = create_with("retry-other", "req-1", alice.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(other_body.workspace, first.workspace);
+    // Request ids are scoped to the caller: bob's same id is a new request.
+    let err = create_with("retry", "req-1", token("bob"))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
+    // Without a request id a repeat is a conflict.
+    let err = create_with("retry", "", alice).await.unwrap_err();
+    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
+}
+
+#[tokio::test]
+async fn create_reports_every_bad_field() {
+    let s = TestServer::spawn().await;
+    let err = s
+        .workspaces()
+        .create_workspace(req(
+            pb::CreateWorkspaceRequest {
+                workspace: Some(pb::Workspace {
+                    name: "Bad_Name".into(),
+                    display_name: "x".repeat(101),
+                    description: "é".repeat(1001),
+                    labels: HashMap::from([("Bad Key".into(), "v".into())]),
+                    visibility: 42,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &token("alice"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_fields(&err),
+        vec![
+            "workspace.description",
+            "workspace.display_name",
+            "workspace.labels[\"Bad Key\"]",
+            "workspace.name",
+            "workspace.visibility",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn names_follow_rfc_1035_and_lengths_count_characters() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let too_long = "a".repeat(64);
+    for bad in [
+        "",
+        "1abc",
+        "-abc",
+        "abc-",
+        "ABC",
+        "a_b",
+        "a.b",
+        "ä",
+        too_long.as_str(),
+    ] {
+        let err = s
+            .workspaces()
+            .create_workspace(req(
+                pb::CreateWorkspaceRequest {
+                    workspace: Some(new_ws(bad)),
+                    request_id: String::new(),
+                },
+                &alice,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(bad_fields(&err), vec!["workspace.name"], "name {bad:?}");
+    }
+    let longest = "a".repeat(63);
+    for good in ["a", "a-1", "x9", longest.as_str()] {
+        create(&s, &alice, new_ws(good)).await;
+    }
+    // 100 and 1000 multi-byte characters fit; labels at their limits fit.
+    let labels: HashMap<String, String> = (0..64)
+        .map(|i| (format!("k{i}.a_b-c"), "v".repeat(63)))
+        .collect();
+    create(
+        &s,
+        &alice,
+        pb::Workspace {
+            name: "limits".into(),
+            display_name: "ü".repeat(100),
+            description: "ü".repeat(1000),
+            labels,
+            ..Default::default()
+        },
+    )
+    .await;
+    let too_many: HashMap<String, String> =
+        (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+    let err = s
+        .workspaces()
+        .create_workspace(req(
+            pb::CreateWorkspaceRequest {
+                workspace: Some(pb::Workspace {
+                    name: "too-many".into(),
+                    labels: too_many,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["workspace.labels"]);
+}
+
+#[tokio::test]
+async fn get_by_name_or_id_and_no_existence_leaks() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let ws = create(&s, &alice, new_ws("secret")).await;
+    let by_id = s
+        .workspaces()
+        .get_workspace(req(
+            pb::GetWorkspaceRequest {
+                name: String::new(),
+                id: ws.id.clone(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .workspace
+        .unwrap();
+    assert_eq!(by_id, ws);
+
+    // A non-member gets the same answer for a private workspace and a missing one.
+    let bob = token("bob");
+    let private = get(&s, &bob, "secret").await.unwrap_err();
+    let missing = get(&s, &bob, "nothing-here").await.unwrap_err();
+    assert_status(&private, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_status(&missing, Code::PermissionDenied, "PERMISSION_DENIED");
+    // By id too, and the answer does not reveal the name.
+    let by_id = s
+        .workspaces()
+        .get_workspace(req(
+            pb::GetWorkspaceRequest {
+                name: String::new(),
+                id: ws.id.clone(),
+            },
+            &bob,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&by_id, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert!(!by_id.message().contains("secret"));
+    // Platform principals read everything and learn what is missing.
+    for platform in [platform_admin(), platform_service()] {
+        assert_eq!(get(&s, &platform, "secret").await.unwrap().id, ws.id);
+        let err = get(&s, &platform, "nothing-here").await.unwrap_err();
+        assert_status(&err, Code::NotFound, "WORKSPACE_NOT_FOUND");
+    }
+    // Exactly one of name and id.
+    for (name, id) in [("", ""), ("secret", ws.id.as_str())] {
+        let err = s
+            .workspaces()
+            .get_workspace(req(
+                pb::GetWorkspaceRequest {
+                    name: name.into(),
+                    id: id.into(),
+                },
+                &alice,
+            ))
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
+    }
+    let err = s
+        .workspaces()
+        .get_workspace(req(
+            pb::GetWorkspaceRequest {
+                name: String::new(),
+                id: "not-a-uuid".into(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["id"]);
+}
+
+#[tokio::test]
+async fn visibility_grants_roles_to_every_principal() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let bob = token("bob");
+    for (name, vis) in [
+        ("int", pb::Visibility::Internal),
+        ("pub", pb::Visibility::Public),
+    ] {
+        create(
+            &s,
+            &alice,
+            pb::Workspace {
+                name: name.into(),
+                visibility: vis as i32,
+                ..Default::default()
+            },
+        )
+        .await;
+        // Every principal reads it.
+        get(&s, &bob, name).await.unwrap();
+        // But only admins change it.
+        let mut w = new_ws(name);
+        w.description = "bob was here".into();
+        let err = s
+            .workspaces()
+            .update_workspace(req(update_req(w, &["description"], ""), &bob))
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    }
+    // Internal grants viewer: no writes; public grants editor: resources may be written.
+    let err = register(&s, &bob, "int", "model", "m1").await.unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    register(&s, &bob, "pub", "model", "m1").await.unwrap();
+}
+
+#[tokio::test]
+async fn update_applies_the_mask_and_checks_etags() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let ws = create(&s, &alice, new_ws("upd")).await;
+    let mut w = new_ws("upd");
+    w.display_name = "Updated".into();
+    w.description = "ignored: not in the mask".into();
+    w.labels = HashMap::from([("env".into(), "prod".into())]);
+    w.visibility = pb::Visibility::Internal as i32;
+    let updated = s
+        .workspaces()
+        .update_workspace(req(
+            update_req(
+                w.clone(),
+                &["display_name", "labels", "visibility"],
+                &ws.etag,
+            ),
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .workspace
+        .unwrap();
+    assert_eq!(updated.display_name, "Updated");
+    assert_eq!(updated.description, "");
+    assert_eq!(updated.labels, w.labels);
+    assert_eq!(updated.visibility, pb::Visibility::Internal as i32);
+    assert_ne!(updated.etag, ws.etag);
+    assert_eq!(updated.id, ws.id);
+    assert_eq!(updated.create_time, ws.create_time);
+    assert_ne!(updated.update_time, ws.update_time);
+
+    // The old etag no longer matches.
+    let err = s
+        .workspaces()
+        .update_workspace(req(
+            update_req(w.clone(), &["display_name"], &ws.etag),
+            &alice,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+
+    // `*` replaces every updatable field; unset visibility becomes private.
+    let star = s
+        .workspaces()
+        .update_workspace(req(
+            update_req(
+                pb::Workspace {
+                    name: "upd".into(),
+                    description: "all".into(),
+                    ..Default::default()
+                },
+                &["*"],
+                &updated.etag,
+            ),
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .workspace
+        .unwrap();
+    assert_eq!(star.description, "all");
+    assert_eq!(star.display_name, "");
+    assert!(star.labels.is_empty());
+    assert_eq!(star.visibility, pb::Visibility::Private as i32);
+}
+
+#[tokio::test]
+async fn update_rejects_bad_masks_and_values() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("mask")).await;
+    let mut c = s.workspaces();
+    // Empty mask.
+    let err = c
+        .update_workspace(req(update_req(new_ws("mask"), &[], ""), &alice))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["update_mask"]);
+    assert!(
+        err.get_details_bad_request().unwrap().field_violations[0]
+            .description
+            .contains("at least one field must be provided")
+    );
+    // Immutable and unknown paths.
+    for path in ["name", "id", "state", "created_by", "nonsense"] {
+        let err = c
+            .update_workspace(req(update_req(new_ws("mask"), &[path], ""), &alice))
+            .await
+            .unwrap_err();
+        assert_eq!(bad_fields(&err), vec!["update_mask"], "path {path}");
+    }
+    // Bad values of masked fields, each its own violation.
+    let err = c
+        .update_workspace(req(
+            update_req(
+                pb::Workspace {
+                    name: "mask".into(),
+                    display_name: "d".repeat(101),
+                    labels: HashMap::from([("-x".into(), "y".into())]),
+                    ..Default::default()
+                },
+                &["display_name", "labels"],
+                "",
+            ),
+            &alice,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_fields(&err),
+        vec!["workspace.display_name", "workspace.labels[\"-x\"]"]
+    );
+    // A missing workspace name.
+    let err = c
+        .update_workspace(req(update_req(new_ws(""), &["description"], ""), &alice))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["workspace.name"]);
+}
+
+#[tokio::test]
+async fn delete_needs_an_empty_workspace_and_takes_everything_with_it() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let ws = create(&s, &alice, new_ws("doomed")).await;
+    register(&s, &alice, "doomed", "model", "m1").await.unwrap();
+    register(&s, &alice, "doomed", "model", "m2").await.unwrap();
+    register(&s, &alice, "doomed", "dataset", "d1")
+        .await
+        .unwrap();
+    let delete = |etag: String| {
+        let mut c = s.workspaces();
+        let tok = alice.clone();
+        async move {
+            c.delete_workspace(req(
+                pb::DeleteWorkspaceRequest {
+                    name: "doomed".into(),
+                    etag,
+                },
+                &tok,
+            ))
+            .await
+        }
+    };
+    let err = delete(String::new()).await.unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_NOT_EMPTY");
+    let mut violations: Vec<(String, String)> = err
+        .get_details_precondition_failure()
+        .expect("PreconditionFailure")
+        .violations
+        .into_iter()
+        .map(|v| (v.subject, v.description))
+        .collect();
+    violations.sort();
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert_eq!(violations[0].0, "dataset");
+    assert!(violations[0].1.contains('1'));
+    assert_eq!(violations[1].0, "model");
+    assert!(violations[1].1.contains('2'));
+
+    for (kind, id) in [("model", "m1"), ("model", "m2"), ("dataset", "d1")] {
+        s.workspaces()
+            .unregister_resource(req(
+                pb::UnregisterResourceRequest {
+                    workspace: "doomed".into(),
+                    kind: kind.into(),
+                    resource_id: id.into(),
+                },
+                &alice,
+            ))
+            .await
+            .unwrap();
+    }
+    // A stale etag is refused.
+    let err = delete(ws.etag.clone()).await.unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    let current = get(&s, &alice, "doomed").await.unwrap();
+    delete(current.etag).await.unwrap();
+    // Gone: the former admin is now an outsider, a platform admin sees NOT_FOUND.
+    let err = get(&s, &alice, "doomed").await.unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = get(&s, &platform_admin(), "doomed").await.unwrap_err();
+    assert_status(&err, Code::NotFound, "WORKSPACE_NOT_FOUND");
+    // The name is free again, and the new workspace has nothing of the old one.
+    let again = create(&s, &token("bob"), new_ws("doomed")).await;
+    assert_ne!(again.id, ws.id);
+    let err = get(&s, &alice, "doomed").await.unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+}
+
+#[tokio::test]
+async fn only_admins_delete_and_archive() {
+    let s = TestServer::spawn().await;
+    create(
+        &s,
+        &token("alice"),
+        pb::Workspace {
+            name: "shared".into(),
+            visibility: pb::Visibility::Public as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    // bob is an editor through visibility: not enough.
+    let bob = token("bob");
+    let err = s
+        .workspaces()
+        .delete_workspace(req(
+            pb::DeleteWorkspaceRequest {
+                name: "shared".into(),
+                etag: String::new(),
+            },
+            &bob,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = s
+        .workspaces()
+        .archive_workspace(req(
+            pb::ArchiveWorkspaceRequest {
+                name: "shared".into(),
+                etag: String::new(),
+            },
+            &bob,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    // A platform admin may.
+    s.workspaces()
+        .delete_workspace(req(
+            pb::DeleteWorkspaceRequest {
+                name: "shared".into(),
+                etag: String::new(),
+            },
+            &platform_admin(),
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn archived_workspaces_are_read_only_until_unarchived() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let ws = create(&s, &alice, new_ws("old")).await;
+    register(&s, &alice, "old", "model", "kept").await.unwrap();
+    let archived = s
+        .workspaces()
+        .archive_workspace(req(
+            pb::ArchiveWorkspaceRequest {
+                name: "old".into(),
+                etag: String::new(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .workspace
+        .unwrap();
+    assert_eq!(archived.state, pb::WorkspaceState::Archived as i32);
+    assert_ne!(archived.etag, ws.etag);
+    // Reads still work.
+    assert_eq!(get(&s, &alice, "old").await.unwrap().state, archived.state);
+    // Every change is refused.
+    let err = s
+        .workspaces()
+        .update_workspace(req(update_req(new_ws("old"), &["description"], ""), &alice))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+    let err = register(&s, &alice, "old", "model", "new")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+    let err = s
+        .workspaces()
+        .unregister_resource(req(
+            pb::UnregisterResourceRequest {
+                workspace: "old".into(),
+                kind: "model".into(),
+                resource_id: "kept".into(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+    let err = s
+        .workspaces()
+        .archive_workspace(req(
+            pb::ArchiveWorkspaceRequest {
+                name: "old".into(),
+                etag: String::new(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+    // Unarchive with a stale etag fails, with the current one it works.
+    let err = s
+        .workspaces()
+        .unarchive_workspace(req(
+            pb::UnarchiveWorkspaceRequest {
+                name: "old".into(),
+                etag: ws.etag.clone(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    let active = s
+        .workspaces()
+        .unarchive_workspace(req(
+            pb::UnarchiveWorkspaceRequest {
+                name: "old".into(),
+                etag: archived.etag.clone(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .workspace
+        .unwrap();
+    assert_eq!(active.state, pb::WorkspaceState::Active as i32);
+    register(&s, &alice, "old", "model", "new").await.unwrap();
+}
+
+#[tokio::test]
+async fn archived_workspaces_can_be_deleted() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("gone")).await;
+    s.workspaces()
+        .archive_workspace(req(
+            pb::ArchiveWorkspaceRequest {
+                name: "gone".into(),
+                etag: String::new(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap();
+    s.workspaces()
+        .delete_workspace(req(
+            pb::DeleteWorkspaceRequest {
+                name: "gone".into(),
+                etag: String::new(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn built_in_workspaces_exist_and_are_protected() {
+    let s = TestServer::spawn().await;
+    let bob = token("bob");
+    let default = get(&s, &bob, "default").await.unwrap();
+    assert!(default.built_in);
+    assert_eq!(default.visibility, pb::Visibility::Public as i32);
+    let system = get(&s, &bob, "system").await.unwrap();
+    assert!(system.built_in);
+    assert_eq!(system.visibility, pb::Visibility::Internal as i32);
+    // Everyone writes in default; only platform principals register in system.
+    register(&s, &bob, "default", "model", "m").await.unwrap();
+    let err = register(&s, &bob, "system", "model", "m")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    register(&s, &platform_service(), "system", "model", "base")
+        .await
+        .unwrap();
+    register(&s, &platform_admin(), "system", "template", "t")
+        .await
+        .unwrap();
+
+    let admin = platform_admin();
+    for name in ["default", "system"] {
+        // Not deletable: BUILT_IN_WORKSPACE wins over WORKSPACE_NOT_EMPTY.
+        let err = s
+            .workspaces()
+            .delete_workspace(req(
+                pb::DeleteWorkspaceRequest {
+                    name: name.into(),
+                    etag: String::new(),
+                },
+                &admin,
+            ))
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
+        let err = s
+            .workspaces()
+            .archive_workspace(req(
+                pb::ArchiveWorkspaceRequest {
+                    name: name.into(),
+                    etag: String::new(),
+                },
+                &admin,
+            ))
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
+        let err = s
+            .workspaces()
+            .update_workspace(req(
+                update_req(
+                    pb::Workspace {
+                        name: name.into(),
+                        visibility: pb::Visibility::Private as i32,
+                        ..Default::default()
+                    },
+                    &["visibility"],
+                    "",
+                ),
+                &admin,
+            ))
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
+    }
+    // A platform admin may change system's description; nobody else may.
+    let mut w = new_ws("system");
+    w.description = "Platform things".into();
+    s.workspaces()
+        .update_workspace(req(update_req(w.clone(), &["description"], ""), &admin))
+        .await
+        .unwrap();
+    let err = s
+        .workspaces()
+        .update_workspace(req(
+            update_req(w, &["description"], ""),
+            &platform_service(),
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_name_let_exactly_one_win() {
+    let s = TestServer::spawn().await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let mut c = s.workspaces();
+        let tok = token(&format!("user{i}"));
+        tasks.push(tokio::spawn(async move {
+            c.create_workspace(req(
+                pb::CreateWorkspaceRequest {
+                    workspace: Some(new_ws("contested")),
+                    request_id: String::new(),
+                },
+                &tok,
+            ))
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert_status(&e, Code::AlreadyExists, "WORKSPACE_EXISTS"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
