@@ -51,7 +51,7 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await;
-            let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+            let latency = start.elapsed();
             // Errors answer trailers-only, with grpc-status in the headers; a status missing
             // there is the OK that a successful call sends in its trailers.
             let code = match &res {
@@ -71,9 +71,9 @@ where
                 .and_then(|s| s.clone())
                 .unwrap_or_default();
             if method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.") {
-                tracing::debug!(%method, %code, latency_ms, "request");
+                tracing::debug!(%method, %code, ?latency, "request");
             } else {
-                tracing::info!(%method, %code, latency_ms, %subject, "request");
+                tracing::info!(%method, %code, ?latency, %subject, "request");
             }
             res
         })

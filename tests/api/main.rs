@@ -9,5 +9,6 @@ mod auth;
 mod common;
 mod lists;
 mod operations;
+mod outage;
 mod resources;
 mod workspaces;

@@ -28,7 +28,7 @@ use workspaced::{
 /// A database for one test: a temporary SQLite file, or a fresh PostgreSQL database.
 pub struct TestDb {
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
+    pub dir: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
@@ -47,7 +47,7 @@ impl TestDb {
                 let (prefix, _) = base.rsplit_once('/').expect("a database URL with a path");
                 TestDb {
                     url: format!("{prefix}/{name}"),
-                    _dir: None,
+                    dir: None,
                 }
             }
             _ => {
@@ -55,7 +55,7 @@ impl TestDb {
                 let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
                 TestDb {
                     url,
-                    _dir: Some(dir),
+                    dir: Some(dir),
                 }
             }
         }

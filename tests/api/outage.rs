@@ -1,0 +1,111 @@
+//! Database outages (PostgreSQL only): while the database cannot be reached, calls answer
+//! UNAVAILABLE / DATABASE_UNAVAILABLE within 5 s and health turns NOT_SERVING within 10 s;
+//! when it is back, health turns SERVING again without a restart. The outage is made by a
+//! TCP proxy between the server and PostgreSQL that the test cuts and restores.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::{net::TcpListener, task::JoinSet};
+use tonic::Code;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+use crate::common::*;
+
+/// Forwards connections from `listen` to `target` until dropped; dropping closes them all.
+struct Proxy {
+    tasks: JoinSet<()>,
+}
+
+impl Proxy {
+    async fn start(listen: SocketAddr, target: String) -> Proxy {
+        let listener = TcpListener::bind(listen).await.expect("bind proxy");
+        let mut tasks = JoinSet::new();
+        let conns = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        let held = conns.clone();
+        tasks.spawn(async move {
+            // The connections live in this task's set, so aborting it closes them.
+            let _held = held;
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let target = target.clone();
+                conns.lock().await.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Proxy { tasks }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+async fn health(s: &TestServer) -> i32 {
+    s.health()
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+        .unwrap_or(-1)
+}
+
+async fn wait_health(s: &TestServer, want: ServingStatus, within: Duration) {
+    let start = Instant::now();
+    while health(s).await != want as i32 {
+        assert!(
+            start.elapsed() < within,
+            "health did not turn {want:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_is_unavailable_and_health_follows_it() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
+        return;
+    }
+    // postgres://user@host:port/db -> the same through the proxy.
+    let (scheme_user, rest) = db.url.split_once('@').expect("user@host in the URL");
+    let (target, path) = rest.split_once('/').expect("a database in the URL");
+    let port_probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listen = port_probe.local_addr().unwrap();
+    drop(port_probe);
+    let proxy = Proxy::start(listen, target.to_owned()).await;
+    let proxied = Arc::new(TestDb {
+        url: format!("{scheme_user}@{listen}/{path}"),
+        ..db
+    });
+    let s = TestServer::spawn_on(proxied, Options::default()).await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("survivor")).await;
+
+    drop(proxy);
+    let start = Instant::now();
+    let err = get(&s, &alice, "survivor").await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    wait_health(&s, ServingStatus::NotServing, Duration::from_secs(10)).await;
+
+    let _proxy = Proxy::start(listen, target.to_owned()).await;
+    wait_health(&s, ServingStatus::Serving, Duration::from_secs(10)).await;
+    assert_eq!(get(&s, &alice, "survivor").await.unwrap().name, "survivor");
+}
