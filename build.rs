@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         .file_descriptor_set_path(out_dir.join("workspaced_descriptor.bin"))
         // RPCs not built yet answer UNIMPLEMENTED instead of failing to compile.
         .generate_default_stubs(true)
+        // Undecodable requests are bad input (INVALID_ARGUMENT), not INTERNAL.
+        .codec_path("crate::codec::WorkspacedCodec")
         .compile_with_config(
             config,
             &protos.map(PathBuf::from),

@@ -26,6 +26,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 pub mod api;
 pub mod auth;
+pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -2,8 +2,9 @@
 //! generated tonic clients. SQLite by default; PostgreSQL when
 //! `WORKSPACED_TEST_DATABASE_URL` is set.
 
-// Helpers are `pub` for the test modules; this binary exports nothing.
-#![allow(unreachable_pub)]
+// Helpers are `pub` for the test modules; this binary exports nothing. Helpers panic on
+// failure like the tests that call them.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
 mod common;
@@ -11,4 +12,5 @@ mod lists;
 mod operations;
 mod outage;
 mod resources;
+mod storage;
 mod workspaces;

@@ -1,0 +1,177 @@
+//! What the database holds after the RPCs: principals remembered, default policies, cascades,
+//! undecodable requests, and the register/delete race. Reads the tables directly where the
+//! API does not show them yet (MembershipService and PolicyService come later).
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use tonic::{Code, codegen::http::uri::PathAndQuery};
+use workspaced::pb::v1 as pb;
+
+use crate::common::*;
+
+async fn db(s: &TestServer) -> DatabaseConnection {
+    Database::connect(&s.db.url).await.unwrap()
+}
+
+async fn count(c: &DatabaseConnection, sql: &str) -> i64 {
+    let row = c
+        .query_one_raw(Statement::from_string(
+            c.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+#[tokio::test]
+async fn principals_are_remembered_once_with_their_latest_email() {
+    let s = TestServer::spawn().await;
+    let c = db(&s).await;
+    let tok = sign(
+        &serde_json::json!({"sub": "carol", "email": "carol@example.com", "exp": now() + 600}),
+    );
+    get(&s, &tok, "default").await.unwrap();
+    get(&s, &tok, "default").await.unwrap();
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM principals WHERE subject = 'carol' AND email = 'carol@example.com'").await,
+        1
+    );
+    let tok = sign(
+        &serde_json::json!({"sub": "carol", "email": "carol@new.example", "exp": now() + 600}),
+    );
+    get(&s, &tok, "default").await.unwrap();
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM principals WHERE subject = 'carol' AND email = 'carol@new.example'").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn creation_makes_the_admin_membership_and_default_policy_and_delete_removes_them() {
+    let s = TestServer::spawn().await;
+    let c = db(&s).await;
+    let alice = token("alice");
+    let ws = create(&s, &alice, new_ws("cascade")).await;
+    let member_sql = format!(
+        "SELECT count(*) FROM memberships WHERE workspace_id = '{}' AND subject = 'alice' AND role = 'admin'",
+        ws.id
+    );
+    let policy_sql = format!(
+        "SELECT count(*) FROM policies WHERE workspace_id = '{}' AND priority_max = 1000000 AND max_gprs = 0",
+        ws.id
+    );
+    assert_eq!(count(&c, &member_sql).await, 1);
+    assert_eq!(count(&c, &policy_sql).await, 1);
+    // Every built-in has its policy too.
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM policies p JOIN workspaces w ON w.id = p.workspace_id WHERE w.built_in").await,
+        2
+    );
+    s.workspaces()
+        .delete_workspace(req(
+            pb::DeleteWorkspaceRequest {
+                name: "cascade".into(),
+                etag: String::new(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &c,
+            &member_sql.replace(" AND subject = 'alice' AND role = 'admin'", "")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &c,
+            &policy_sql.replace(" AND priority_max = 1000000 AND max_gprs = 0", "")
+        )
+        .await,
+        0
+    );
+}
+
+/// A message whose field 1 is bytes, to send what a string field cannot hold.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawName {
+    #[prost(bytes = "vec", tag = "1")]
+    name: Vec<u8>,
+}
+
+#[tokio::test]
+async fn undecodable_requests_are_invalid_argument_not_internal() {
+    let s = TestServer::spawn().await;
+    let mut grpc = tonic::client::Grpc::new(s.channel.clone());
+    grpc.ready().await.unwrap();
+    let err = grpc
+        .unary::<RawName, pb::GetWorkspaceResponse, _>(
+            req(
+                RawName {
+                    name: vec![0xff, 0xfe, 0x00],
+                },
+                &token("alice"),
+            ),
+            PathAndQuery::from_static("/workspaced.v1.WorkspaceService/GetWorkspace"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["request"]);
+    assert_ne!(err.code(), Code::Internal);
+}
+
+#[tokio::test]
+async fn register_racing_delete_never_loses_a_registration() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    for round in 0..30 {
+        let name = format!("race{round}");
+        create(&s, &alice, new_ws(&name)).await;
+        let reg = {
+            let mut c = s.workspaces();
+            let (tok, name) = (alice.clone(), name.clone());
+            tokio::spawn(async move {
+                c.register_resource(req(
+                    pb::RegisterResourceRequest {
+                        workspace: name,
+                        kind: "model".into(),
+                        resource_id: "m".into(),
+                    },
+                    &tok,
+                ))
+                .await
+            })
+        };
+        let del = {
+            let mut c = s.workspaces();
+            let (tok, name) = (alice.clone(), name.clone());
+            tokio::spawn(async move {
+                c.delete_workspace(req(
+                    pb::DeleteWorkspaceRequest {
+                        name,
+                        etag: String::new(),
+                    },
+                    &tok,
+                ))
+                .await
+            })
+        };
+        let (reg, del) = (reg.await.unwrap(), del.await.unwrap());
+        match (&reg, &del) {
+            // Registered first: the delete must have been refused, and the resource is there.
+            (Ok(_), Err(e)) => {
+                assert_status(e, Code::FailedPrecondition, "WORKSPACE_NOT_EMPTY");
+                let ws = get(&s, &alice, &name).await.unwrap();
+                assert_eq!(ws.resource_counts.get("model"), Some(&1));
+            }
+            // Deleted first: the registration must have failed (the workspace is gone).
+            (Err(e), Ok(_)) => assert_status(e, Code::PermissionDenied, "PERMISSION_DENIED"),
+            other => panic!("round {round}: both or neither succeeded: {other:?}"),
+        }
+    }
+}
