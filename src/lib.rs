@@ -103,6 +103,7 @@ pub async fn serve(
     }
 
     let ctx = Arc::new(Ctx {
+        members: domain::members::Members::new(store.clone()),
         workspaces,
         principals: PrincipalMemory::default(),
     });
@@ -135,7 +136,7 @@ pub async fn serve(
             authn.clone(),
         ))
         .add_service(MembershipServiceServer::with_interceptor(
-            MembershipApi,
+            MembershipApi::new(ctx.clone()),
             authn.clone(),
         ))
         .add_service(PolicyServiceServer::with_interceptor(PolicyApi, authn))

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     domain::{
         access::{Role, Visibility},
-        model::{Resource, Workspace, WorkspaceState},
+        model::{Member, Resource, Workspace, WorkspaceState},
         validate::{self, Violations, WorkspaceName},
     },
     error::Result,
@@ -123,4 +123,30 @@ pub fn labels(
     l: &HashMap<String, String>,
 ) -> Option<std::collections::BTreeMap<String, String>> {
     validate::labels(field, l, v)
+}
+
+/// Parses a role that must be set.
+pub fn role(v: i32) -> Result<Role, String> {
+    match pb::Role::try_from(v) {
+        Ok(pb::Role::Viewer) => Ok(Role::Viewer),
+        Ok(pb::Role::Editor) => Ok(Role::Editor),
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        Ok(pb::Role::Unspecified) => Err("must be ROLE_VIEWER, ROLE_EDITOR or ROLE_ADMIN".into()),
+        Err(_) => Err(format!("{v} is not a Role")),
+    }
+}
+
+impl From<Member> for pb::Member {
+    fn from(m: Member) -> Self {
+        pb::Member {
+            etag: m.etag(),
+            workspace: m.workspace,
+            subject: m.subject,
+            email: m.email.unwrap_or_default(),
+            role: pb::Role::from(Some(m.role)) as i32,
+            added_by: m.added_by,
+            create_time: Some(timestamp(m.create_time)),
+            update_time: Some(timestamp(m.update_time)),
+        }
+    }
 }

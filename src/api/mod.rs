@@ -7,7 +7,7 @@ use tonic::{Request, Status};
 
 use crate::{
     auth::PrincipalMemory,
-    domain::{access::Principal, workspaces::Workspaces},
+    domain::{access::Principal, members::Members, workspaces::Workspaces},
     error::Error,
 };
 
@@ -21,6 +21,8 @@ pub mod workspace;
 pub struct Ctx {
     /// The workspace use cases.
     pub workspaces: Workspaces,
+    /// The membership use cases.
+    pub members: Members,
     /// Principals seen, so that members can be added by email.
     pub principals: PrincipalMemory,
 }

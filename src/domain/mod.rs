@@ -2,6 +2,7 @@
 //! cases that decide and then write through `store`. Nothing here knows of tonic.
 
 pub mod access;
+pub mod members;
 pub mod model;
 pub mod page;
 pub mod validate;

@@ -196,3 +196,31 @@ impl Default for PolicyDefaults {
         }
     }
 }
+
+/// A principal's membership in a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Name of the workspace.
+    pub workspace: String,
+    /// The member's subject.
+    pub subject: String,
+    /// The email last seen in the member's token, if any.
+    pub email: Option<String>,
+    /// The member's role.
+    pub role: Role,
+    /// Subject of the principal that added it.
+    pub added_by: String,
+    /// When it was added.
+    pub create_time: DateTime<Utc>,
+    /// When it last changed.
+    pub update_time: DateTime<Utc>,
+    /// Bumped on every change.
+    pub version: i64,
+}
+
+impl Member {
+    /// The AIP-154 etag. The creation time tells apart a member removed and added again.
+    pub fn etag(&self) -> String {
+        format!("{:x}.{}", self.create_time.timestamp_micros(), self.version)
+    }
+}

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     error::{Error, Precondition, Reason, Result},
-    store::{Store, workspaces as q},
+    store::{Store, memberships, workspaces as q},
 };
 
 /// What the workspace use cases need: the store and the server's defaults.
@@ -215,7 +215,7 @@ impl Workspaces {
         let result: Result<(), sea_orm::DbErr> = async {
             let tx = self.store.begin_write().await?;
             q::insert(&tx, &ws).await?;
-            q::insert_member(
+            memberships::insert(
                 &tx,
                 &ws.id,
                 &principal.subject,

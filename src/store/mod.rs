@@ -10,6 +10,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 pub mod entity;
+pub mod memberships;
 mod migration;
 pub mod principals;
 pub mod workspaces;

@@ -168,29 +168,6 @@ pub async fn touch<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Adds a membership.
-pub async fn insert_member<C: ConnectionTrait>(
-    c: &C,
-    workspace_id: &str,
-    subject: &str,
-    role: Role,
-    added_by: &str,
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    membership::Entity::insert(membership::ActiveModel {
-        workspace_id: Set(workspace_id.to_owned()),
-        subject: Set(subject.to_owned()),
-        role: Set(role.as_str().to_owned()),
-        added_by: Set(added_by.to_owned()),
-        create_time: Set(at),
-        update_time: Set(at),
-        version: Set(1),
-    })
-    .exec_without_returning(c)
-    .await?;
-    Ok(())
-}
-
 /// Creates a workspace's policy from the defaults, unless it has one.
 pub async fn insert_default_policy<C: ConnectionTrait>(
     c: &C,

@@ -9,8 +9,11 @@
 mod auth;
 mod common;
 mod lists;
+mod matrix;
+mod members;
 mod operations;
 mod outage;
+mod races;
 mod resources;
 mod storage;
 mod workspaces;

@@ -1,0 +1,465 @@
+//! The authorization matrix: every workspace-scoped RPC × every kind of caller × a private,
+//! an internal and a public workspace and a name that does not exist. Each cell is the
+//! exact status code from the contract.
+//!
+//! Every call is made so that it changes nothing, whoever makes it: an authorized caller
+//! gets the RPC's own answer ("S" below), which is OK for reads and idempotent writes, and a
+//! fixed refusal past authorization for the others (a stale etag, a name that is taken, a
+//! workspace that is not empty). So one set-up serves every cell.
+
+use tonic::{Code, Request, Status, metadata::MetadataValue};
+use workspaced::pb::v1 as pb;
+
+use crate::{common::*, members::add};
+
+/// The callers, in the order of each row's columns.
+const CALLERS: [&str; 8] = [
+    "none",        // no token
+    "outsider",    // no membership
+    "viewer",      // ROLE_VIEWER member
+    "editor",      // ROLE_EDITOR member
+    "admin",       // ROLE_ADMIN member
+    "other-admin", // admin of another workspace only
+    "platform-admin",
+    "platform-service",
+];
+
+/// The workspaces, in the order of each RPC's rows.
+const WORKSPACES: [&str; 4] = ["m-private", "m-internal", "m-public", "m-missing"];
+
+/// U: UNAUTHENTICATED, D: PERMISSION_DENIED, N: NOT_FOUND (workspace), I: UNIMPLEMENTED,
+/// S: the RPC's own answer when authorized (see `call`).
+#[rustfmt::skip]
+const MATRIX: &[(&str, [&str; 4])] = &[
+    //                          none out  view edit adm  oadm padm psvc
+    ("GetWorkspace",         ["U D S S S D S S",   // private
+                              "U S S S S S S S",   // internal
+                              "U S S S S S S S",   // public
+                              "U D D D D D N N"]), // missing
+    ("UpdateWorkspace",      ["U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D D D N N"]),
+    ("DeleteWorkspace",      ["U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D D D N N"]),
+    ("ArchiveWorkspace",     ["U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D D D N N"]),
+    ("UnarchiveWorkspace",   ["U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D D D N N"]),
+    ("RegisterResource",     ["U D D S S D S S",
+                              "U D D S S D S S",
+                              "U S S S S S S S",
+                              "U D D D D D N N"]),
+    ("UnregisterResource",   ["U D D S S D S S",
+                              "U D D S S D S S",
+                              "U S S S S S S S",
+                              "U D D D D D N N"]),
+    ("ListResources",        ["U D S S S D S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S",
+                              "U D D D D D N N"]),
+    ("AddMember",            ["U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D D D N N"]),
+    ("GetMember",            ["U D S S S D S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S",
+                              "U D D D D D N N"]),
+    ("UpdateMember",         ["U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D D D N N"]),
+    ("RemoveMember",         ["U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D S D S D",
+                              "U D D D D D N N"]),
+    ("ListMembers",          ["U D S S S D S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S",
+                              "U D D D D D N N"]),
+    // Checking oneself never fails; platform callers learn what is missing.
+    ("CheckAccess",          ["U S S S S S S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S",
+                              "U S S S S S N N"]),
+    // PolicyService is not built yet.
+    ("GetPolicy",            ["U I I I I I I I",
+                              "U I I I I I I I",
+                              "U I I I I I I I",
+                              "U I I I I I I I"]),
+    ("UpdatePolicy",         ["U I I I I I I I",
+                              "U I I I I I I I",
+                              "U I I I I I I I",
+                              "U I I I I I I I"]),
+    ("CheckGpuQuota",        ["U I I I I I I I",
+                              "U I I I I I I I",
+                              "U I I I I I I I",
+                              "U I I I I I I I"]),
+];
+
+fn token_of(caller: &str) -> Option<String> {
+    Some(match caller {
+        "none" => return None,
+        "platform-admin" => token_with_roles("padm", &["platform-admin"]),
+        "platform-service" => token_with_roles("psvc", &["platform-service"]),
+        other => token(other),
+    })
+}
+
+fn with_token<T>(msg: T, tok: &Option<String>) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Some(t) = tok {
+        r.metadata_mut().insert(
+            "authorization",
+            MetadataValue::try_from(format!("Bearer {t}")).unwrap(),
+        );
+    }
+    r
+}
+
+/// The RPC's answer when authorized: a code, and the reason it carries when not OK.
+fn success(rpc: &str) -> (Code, Option<&'static str>) {
+    match rpc {
+        "UpdateWorkspace" | "ArchiveWorkspace" | "UnarchiveWorkspace" | "UpdateMember" => {
+            (Code::Aborted, Some("ETAG_MISMATCH"))
+        }
+        "DeleteWorkspace" => (Code::FailedPrecondition, Some("WORKSPACE_NOT_EMPTY")),
+        "UnregisterResource" => (Code::NotFound, Some("RESOURCE_NOT_FOUND")),
+        "AddMember" => (Code::AlreadyExists, Some("MEMBER_EXISTS")),
+        "RemoveMember" => (Code::NotFound, Some("MEMBER_NOT_FOUND")),
+        _ => (Code::Ok, None),
+    }
+}
+
+/// Makes the call of `rpc` on `ws` as the holder of `tok`; Ok(()) or the status.
+async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Result<(), Status> {
+    let (w, m, p) = (s.workspaces(), s.members(), s.policies());
+    let (mut w, mut m, mut p) = (w, m, p);
+    let name = ws.to_string();
+    let stale = "stale-etag".to_string();
+    match rpc {
+        "GetWorkspace" => w
+            .get_workspace(with_token(
+                pb::GetWorkspaceRequest {
+                    name,
+                    id: String::new(),
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "UpdateWorkspace" => w
+            .update_workspace(with_token(
+                pb::UpdateWorkspaceRequest {
+                    workspace: Some(new_ws(ws)),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["description".into()],
+                    }),
+                    etag: stale,
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "DeleteWorkspace" => w
+            .delete_workspace(with_token(
+                pb::DeleteWorkspaceRequest {
+                    name,
+                    etag: String::new(),
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "ArchiveWorkspace" => w
+            .archive_workspace(with_token(
+                pb::ArchiveWorkspaceRequest { name, etag: stale },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "UnarchiveWorkspace" => w
+            .unarchive_workspace(with_token(
+                pb::UnarchiveWorkspaceRequest { name, etag: stale },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "RegisterResource" => w
+            .register_resource(with_token(
+                pb::RegisterResourceRequest {
+                    workspace: name,
+                    kind: "model".into(),
+                    resource_id: "keep".into(),
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "UnregisterResource" => w
+            .unregister_resource(with_token(
+                pb::UnregisterResourceRequest {
+                    workspace: name,
+                    kind: "model".into(),
+                    resource_id: "absent".into(),
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "ListResources" => w
+            .list_resources(with_token(
+                pb::ListResourcesRequest {
+                    workspace: name,
+                    ..Default::default()
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "AddMember" => m
+            .add_member(with_token(
+                pb::AddMemberRequest {
+                    workspace: name,
+                    subject: "target".into(),
+                    email: String::new(),
+                    role: pb::Role::Viewer as i32,
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "GetMember" => m
+            .get_member(with_token(
+                pb::GetMemberRequest {
+                    workspace: name,
+                    subject: "target".into(),
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "UpdateMember" => m
+            .update_member(with_token(
+                pb::UpdateMemberRequest {
+                    workspace: name,
+                    subject: "target".into(),
+                    role: pb::Role::Viewer as i32,
+                    etag: stale,
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "RemoveMember" => m
+            .remove_member(with_token(
+                pb::RemoveMemberRequest {
+                    workspace: name,
+                    subject: "absent".into(),
+                    email: String::new(),
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "ListMembers" => m
+            .list_members(with_token(
+                pb::ListMembersRequest {
+                    workspace: name,
+                    ..Default::default()
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "CheckAccess" => m
+            .check_access(with_token(
+                pb::CheckAccessRequest {
+                    workspace: name,
+                    permission: "workspaces.get".into(),
+                    ..Default::default()
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "GetPolicy" => p
+            .get_policy(with_token(pb::GetPolicyRequest { workspace: name }, tok))
+            .await
+            .map(drop),
+        "UpdatePolicy" => p
+            .update_policy(with_token(
+                pb::UpdatePolicyRequest {
+                    policy: Some(pb::Policy {
+                        workspace: name,
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["max_gprs".into()],
+                    }),
+                    etag: stale,
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "CheckGpuQuota" => p
+            .check_gpu_quota(with_token(
+                pb::CheckGpuQuotaRequest {
+                    workspace: name,
+                    ..Default::default()
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        other => panic!("no call for {other}"),
+    }
+}
+
+async fn set_up(s: &TestServer) {
+    let admin = token("admin");
+    for (ws, vis) in [
+        ("m-private", pb::Visibility::Private),
+        ("m-internal", pb::Visibility::Internal),
+        ("m-public", pb::Visibility::Public),
+    ] {
+        create(
+            s,
+            &admin,
+            pb::Workspace {
+                name: ws.into(),
+                visibility: vis as i32,
+                ..Default::default()
+            },
+        )
+        .await;
+        add(s, &admin, ws, "viewer", pb::Role::Viewer)
+            .await
+            .unwrap();
+        add(s, &admin, ws, "editor", pb::Role::Editor)
+            .await
+            .unwrap();
+        add(s, &admin, ws, "target", pb::Role::Viewer)
+            .await
+            .unwrap();
+        register(s, &admin, ws, "model", "keep").await.unwrap();
+    }
+    create(s, &token("other-admin"), new_ws("m-elsewhere")).await;
+}
+
+#[tokio::test]
+async fn every_rpc_answers_every_caller_as_the_contract_says() {
+    let s = TestServer::spawn().await;
+    set_up(&s).await;
+    let mut cells = 0;
+    let mut wrong = Vec::new();
+    for (rpc, rows) in MATRIX {
+        for (ws, row) in WORKSPACES.iter().zip(rows) {
+            let expected: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(expected.len(), CALLERS.len(), "{rpc} {ws}: row length");
+            for (caller, want) in CALLERS.iter().zip(expected) {
+                cells += 1;
+                let got = call(&s, rpc, ws, &token_of(caller)).await;
+                let (code, reason) = match want {
+                    "U" => (Code::Unauthenticated, Some("TOKEN_MISSING")),
+                    "D" => (Code::PermissionDenied, Some("PERMISSION_DENIED")),
+                    "N" => (Code::NotFound, Some("WORKSPACE_NOT_FOUND")),
+                    "I" => (Code::Unimplemented, None),
+                    "S" => success(rpc),
+                    other => panic!("unknown cell {other}"),
+                };
+                let (got_code, got_reason) = match &got {
+                    Ok(()) => (Code::Ok, None),
+                    Err(st) => (
+                        st.code(),
+                        tonic_types::StatusExt::get_details_error_info(st).map(|i| i.reason),
+                    ),
+                };
+                let reason_ok = reason.is_none_or(|r| got_reason.as_deref() == Some(r));
+                if got_code != code || !reason_ok {
+                    wrong.push(format!(
+                        "{rpc} on {ws} as {caller}: want {code:?}/{reason:?}, got {got_code:?}/{got_reason:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {cells} cells wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(cells, MATRIX.len() * WORKSPACES.len() * CALLERS.len());
+}
+
+#[tokio::test]
+async fn outsiders_get_the_same_answer_for_existing_and_missing_workspaces() {
+    let s = TestServer::spawn().await;
+    set_up(&s).await;
+    let outsider = token_of("outsider");
+    for (rpc, _) in MATRIX.iter().filter(|(rpc, _)| *rpc != "CheckAccess") {
+        let private = call(&s, rpc, "m-private", &outsider).await.unwrap_err();
+        let missing = call(&s, rpc, "m-missing", &outsider).await.unwrap_err();
+        assert_eq!(private.code(), missing.code(), "{rpc}");
+        assert_eq!(
+            private.message().replace("m-private", "NAME"),
+            missing.message().replace("m-missing", "NAME"),
+            "{rpc}"
+        );
+    }
+}
+
+/// CheckAccess agrees with enforcement: for every permission and caller, `allowed` is true
+/// exactly when the RPC that needs that permission gets past authorization.
+#[tokio::test]
+async fn check_access_agrees_with_enforcement() {
+    let s = TestServer::spawn().await;
+    set_up(&s).await;
+    let by_permission = [
+        ("workspaces.get", "GetWorkspace"),
+        ("workspaces.update", "UpdateWorkspace"),
+        ("workspaces.delete", "DeleteWorkspace"),
+        ("workspaces.archive", "ArchiveWorkspace"),
+        ("members.list", "ListMembers"),
+        ("members.manage", "AddMember"),
+        ("resources.list", "ListResources"),
+        ("resources.write", "RegisterResource"),
+    ];
+    let mut cells = 0;
+    for caller in CALLERS.iter().filter(|c| **c != "none") {
+        let tok = token_of(caller);
+        for ws in &WORKSPACES[..3] {
+            for (permission, rpc) in by_permission {
+                let answer = s
+                    .members()
+                    .check_access(with_token(
+                        pb::CheckAccessRequest {
+                            workspace: ws.to_string(),
+                            permission: permission.into(),
+                            ..Default::default()
+                        },
+                        &tok,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let enforced = match call(&s, rpc, ws, &tok).await {
+                    Ok(()) => true,
+                    Err(e) => e.code() != Code::PermissionDenied,
+                };
+                assert_eq!(answer.allowed, enforced, "{permission} on {ws} as {caller}");
+                cells += 1;
+            }
+        }
+    }
+    assert_eq!(cells, 7 * 3 * 8);
+}
