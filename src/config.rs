@@ -10,7 +10,13 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::{AuthMode, JwtSettings, Verifier};
+use crate::{
+    auth::{AuthMode, JwtSettings, Verifier},
+    domain::{
+        model::PolicyRules,
+        policy::{self, PolicyInput},
+    },
+};
 
 /// The SQLite file used when no database URL is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://workspaced.db?mode=rwc";
@@ -70,6 +76,10 @@ pub struct ServeArgs {
     /// Name of the claim that carries platform roles (an array of strings).
     #[arg(long, env = "WORKSPACED_ROLES_CLAIM", default_value = "roles")]
     pub roles_claim: String,
+    /// JSON file with the GPU policy every new workspace starts with (fields as in the
+    /// `Policy` message; durations like "24h"); unset fields mean no limit.
+    #[arg(long, env = "WORKSPACED_DEFAULT_POLICY_FILE")]
+    pub default_policy_file: Option<PathBuf>,
     /// Treat every caller as an anonymous platform admin. Local experiments only.
     #[arg(long, env = "WORKSPACED_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
@@ -130,7 +140,78 @@ fn read_or_create_default_key(path: &Path) -> Result<Vec<u8>, String> {
     read_key(path)
 }
 
+/// The default-policy file's shape: the `Policy` message's settable fields, all optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PolicyFile {
+    priority_range: Option<RangeFile>,
+    max_gprs: Option<i64>,
+    max_exit_duration_per_gpr: Option<String>,
+    enforce_idle_timeout: Option<bool>,
+    requeue_on_failure: Option<bool>,
+    enable_auto_eviction: Option<bool>,
+    global_gpu_constraints: Option<GpuFile>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RangeFile {
+    min: i64,
+    max: i64,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct GpuFile {
+    gpu_shapes: Vec<String>,
+    max_gpu_per_gpr: i64,
+    max_memory_per_gpr_bytes: i64,
+}
+
+/// Reads and validates a default-policy file; fields it leaves out keep the built-in
+/// defaults (no limits).
+pub fn read_policy_file(path: &Path) -> Result<PolicyRules, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read default policy file {}: {e}", path.display()))?;
+    let f: PolicyFile = serde_json::from_str(&text)
+        .map_err(|e| format!("default policy file {} is invalid: {e}", path.display()))?;
+    let d = PolicyRules::default();
+    let range = f.priority_range.unwrap_or(RangeFile {
+        min: d.priority_min.into(),
+        max: d.priority_max.into(),
+    });
+    let gpu = f.global_gpu_constraints.unwrap_or_default();
+    let exit = match f.max_exit_duration_per_gpr {
+        None => Some(d.max_exit_duration_us),
+        Some(s) => humantime::parse_duration(&s)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_micros()).ok()),
+    };
+    let input = PolicyInput {
+        priority_min: range.min,
+        priority_max: range.max,
+        max_gprs: f.max_gprs.unwrap_or(d.max_gprs.into()),
+        max_exit_duration_us: exit,
+        enforce_idle_timeout: f.enforce_idle_timeout.unwrap_or(d.enforce_idle_timeout),
+        requeue_on_failure: f.requeue_on_failure.unwrap_or(d.requeue_on_failure),
+        enable_auto_eviction: f.enable_auto_eviction.unwrap_or(d.enable_auto_eviction),
+        gpu_shapes: gpu.gpu_shapes,
+        max_gpu_per_gpr: gpu.max_gpu_per_gpr,
+        max_memory_per_gpr_bytes: gpu.max_memory_per_gpr_bytes,
+    };
+    policy::validate(&input)
+        .map_err(|e| format!("default policy file {} is invalid: {e}", path.display()))
+}
+
 impl ServeArgs {
+    /// The policy new workspaces start with.
+    pub fn policy_defaults(&self) -> Result<PolicyRules, String> {
+        match &self.default_policy_file {
+            Some(path) => read_policy_file(path),
+            None => Ok(PolicyRules::default()),
+        }
+    }
+
     /// How requests are authenticated, reading (or creating) the configured keys.
     pub fn auth_mode(&self) -> Result<AuthMode, String> {
         if self.insecure_no_auth {

@@ -37,7 +37,7 @@ pub mod telemetry;
 use crate::{
     api::{Ctx, membership::MembershipApi, policy::PolicyApi, workspace::WorkspaceApi},
     auth::{AuthMode, Authenticator, PrincipalMemory},
-    domain::{model::PolicyDefaults, workspaces::Workspaces},
+    domain::{model::PolicyRules, workspaces::Workspaces},
     pb::v1::{
         membership_service_server::MembershipServiceServer,
         policy_service_server::PolicyServiceServer,
@@ -62,7 +62,7 @@ pub struct ServerConfig {
     /// How callers are authenticated.
     pub auth: AuthMode,
     /// The policy every new workspace starts with.
-    pub policy_defaults: PolicyDefaults,
+    pub policy_defaults: PolicyRules,
     /// How long in-flight calls may run after shutdown is asked for.
     pub drain_timeout: Duration,
 }
@@ -104,6 +104,7 @@ pub async fn serve(
 
     let ctx = Arc::new(Ctx {
         members: domain::members::Members::new(store.clone()),
+        policies: domain::policy::Policies::new(store.clone()),
         workspaces,
         principals: PrincipalMemory::default(),
     });
@@ -139,7 +140,10 @@ pub async fn serve(
             MembershipApi::new(ctx.clone()),
             authn.clone(),
         ))
-        .add_service(PolicyServiceServer::with_interceptor(PolicyApi, authn))
+        .add_service(PolicyServiceServer::with_interceptor(
+            PolicyApi::new(ctx.clone()),
+            authn,
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, draining in-flight calls");

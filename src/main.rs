@@ -7,7 +7,6 @@ use clap::Parser;
 use workspaced::{
     ServerConfig,
     config::{Cli, Command, read_key},
-    domain::model::PolicyDefaults,
     store::Store,
 };
 
@@ -37,13 +36,14 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
     match cli.command {
         Command::Serve(args) => {
             let auth = args.auth_mode()?;
+            let policy_defaults = args.policy_defaults()?;
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
             let cfg = ServerConfig {
                 database_url: args.database.database_url,
                 auth,
-                policy_defaults: PolicyDefaults::default(),
+                policy_defaults,
                 drain_timeout: DRAIN_TIMEOUT,
             };
             workspaced::serve(cfg, listener, shutdown_signal()).await

@@ -9,6 +9,7 @@ use crate::{
     domain::{
         access::{Role, Visibility},
         model::{Member, Resource, Workspace, WorkspaceState},
+        policy::{Policy, PolicyInput},
         validate::{self, Violations, WorkspaceName},
     },
     error::Result,
@@ -147,6 +148,73 @@ impl From<Member> for pb::Member {
             added_by: m.added_by,
             create_time: Some(timestamp(m.create_time)),
             update_time: Some(timestamp(m.update_time)),
+        }
+    }
+}
+
+/// A protobuf Duration in microseconds; `None` when it is not a valid Duration (nanos out
+/// of range, or of another sign than seconds) or does not fit.
+pub fn duration_us(d: &prost_types::Duration) -> Option<i64> {
+    let sign_ok = (d.seconds >= 0 && d.nanos >= 0) || (d.seconds <= 0 && d.nanos <= 0);
+    if !(-999_999_999..=999_999_999).contains(&d.nanos) || !sign_ok {
+        return None;
+    }
+    d.seconds
+        .checked_mul(1_000_000)?
+        .checked_add(i64::from(d.nanos / 1000))
+}
+
+/// A protobuf Duration of `us` microseconds.
+pub fn duration(us: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: us / 1_000_000,
+        nanos: ((us % 1_000_000) * 1000) as i32,
+    }
+}
+
+/// The policy fields of a request, before validation.
+pub fn policy_input(p: &pb::Policy) -> PolicyInput {
+    let range = p.priority_range.unwrap_or_default();
+    let gpu = p.global_gpu_constraints.clone().unwrap_or_default();
+    PolicyInput {
+        priority_min: range.min.into(),
+        priority_max: range.max.into(),
+        max_gprs: p.max_gprs.into(),
+        max_exit_duration_us: match &p.max_exit_duration_per_gpr {
+            None => Some(0),
+            Some(d) => duration_us(d),
+        },
+        enforce_idle_timeout: p.enforce_idle_timeout,
+        requeue_on_failure: p.requeue_on_failure,
+        enable_auto_eviction: p.enable_auto_eviction,
+        gpu_shapes: gpu.gpu_shapes,
+        max_gpu_per_gpr: gpu.max_gpu_per_gpr.into(),
+        max_memory_per_gpr_bytes: gpu.max_memory_per_gpr_bytes,
+    }
+}
+
+impl From<Policy> for pb::Policy {
+    fn from(p: Policy) -> Self {
+        let r = &p.rules;
+        pb::Policy {
+            etag: p.etag(),
+            priority_range: Some(pb::PriorityRange {
+                min: r.priority_min,
+                max: r.priority_max,
+            }),
+            max_gprs: r.max_gprs,
+            max_exit_duration_per_gpr: Some(duration(r.max_exit_duration_us)),
+            enforce_idle_timeout: r.enforce_idle_timeout,
+            requeue_on_failure: r.requeue_on_failure,
+            enable_auto_eviction: r.enable_auto_eviction,
+            global_gpu_constraints: Some(pb::GpuConstraints {
+                gpu_shapes: r.gpu_shapes.clone(),
+                max_gpu_per_gpr: r.max_gpu_per_gpr,
+                max_memory_per_gpr_bytes: r.max_memory_per_gpr_bytes,
+            }),
+            workspace: p.workspace,
+            updated_by: p.updated_by,
+            update_time: Some(timestamp(p.update_time)),
         }
     }
 }

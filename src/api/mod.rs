@@ -7,7 +7,8 @@ use tonic::{Request, Status};
 
 use crate::{
     auth::PrincipalMemory,
-    domain::{access::Principal, members::Members, workspaces::Workspaces},
+    domain::validate::Violations,
+    domain::{access::Principal, members::Members, policy::Policies, workspaces::Workspaces},
     error::Error,
 };
 
@@ -23,6 +24,8 @@ pub struct Ctx {
     pub workspaces: Workspaces,
     /// The membership use cases.
     pub members: Members,
+    /// The policy use cases.
+    pub policies: Policies,
     /// Principals seen, so that members can be added by email.
     pub principals: PrincipalMemory,
 }
@@ -50,4 +53,32 @@ pub type SharedCtx = Arc<Ctx>;
 /// answered as INTERNAL rather than a panic on a request path.
 pub(crate) fn unvalidated() -> Status {
     Error::Internal("a validated field is missing".into()).into()
+}
+
+/// Validates an update mask against `updatable`; `*` means all of them.
+pub(crate) fn mask_paths(
+    v: &mut Violations,
+    mask: Option<&prost_types::FieldMask>,
+    updatable: &[&str],
+) -> Vec<String> {
+    let paths = mask.map(|m| m.paths.as_slice()).unwrap_or_default();
+    if paths.is_empty() {
+        v.add("update_mask", "at least one field must be provided");
+        return Vec::new();
+    }
+    if paths.iter().any(|p| p == "*") {
+        return updatable.iter().map(|s| s.to_string()).collect();
+    }
+    for p in paths {
+        if !updatable.contains(&p.as_str()) {
+            v.add(
+                "update_mask",
+                format!(
+                    "\"{p}\" is not an updatable field; updatable: {}",
+                    updatable.join(", ")
+                ),
+            );
+        }
+    }
+    paths.to_vec()
 }

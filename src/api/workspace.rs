@@ -33,34 +33,6 @@ fn total(n: u64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Validates an update mask against `updatable`; `*` means all of them.
-pub(crate) fn mask_paths(
-    v: &mut Violations,
-    mask: Option<&prost_types::FieldMask>,
-    updatable: &[&str],
-) -> Vec<String> {
-    let paths = mask.map(|m| m.paths.as_slice()).unwrap_or_default();
-    if paths.is_empty() {
-        v.add("update_mask", "at least one field must be provided");
-        return Vec::new();
-    }
-    if paths.iter().any(|p| p == "*") {
-        return updatable.iter().map(|s| s.to_string()).collect();
-    }
-    for p in paths {
-        if !updatable.contains(&p.as_str()) {
-            v.add(
-                "update_mask",
-                format!(
-                    "\"{p}\" is not an updatable field; updatable: {}",
-                    updatable.join(", ")
-                ),
-            );
-        }
-    }
-    paths.to_vec()
-}
-
 #[tonic::async_trait]
 impl WorkspaceService for WorkspaceApi {
     #[tracing::instrument(skip_all)]
@@ -187,7 +159,7 @@ impl WorkspaceService for WorkspaceApi {
         let mut v = Violations::default();
         let w = r.workspace.unwrap_or_default();
         let name = convert::workspace_name(&mut v, "workspace.name", &w.name);
-        let paths = mask_paths(&mut v, r.update_mask.as_ref(), &UPDATABLE);
+        let paths = super::mask_paths(&mut v, r.update_mask.as_ref(), &UPDATABLE);
         let mut changes = WorkspaceChanges::default();
         for path in &paths {
             match path.as_str() {

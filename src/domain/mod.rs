@@ -5,5 +5,6 @@ pub mod access;
 pub mod members;
 pub mod model;
 pub mod page;
+pub mod policy;
 pub mod validate;
 pub mod workspaces;

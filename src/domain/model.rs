@@ -154,9 +154,10 @@ pub struct Resource {
     pub create_time: DateTime<Utc>,
 }
 
-/// The GPU policy values a new workspace starts with.
+/// The settable values of a GPU scheduling policy; also the server's defaults for new
+/// workspaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyDefaults {
+pub struct PolicyRules {
     /// Lowest allowed priority.
     pub priority_min: i32,
     /// Highest allowed priority.
@@ -179,10 +180,10 @@ pub struct PolicyDefaults {
     pub max_memory_per_gpr_bytes: i64,
 }
 
-impl Default for PolicyDefaults {
+impl Default for PolicyRules {
     /// No limits: the whole priority range, any shape, any count.
     fn default() -> Self {
-        PolicyDefaults {
+        PolicyRules {
             priority_min: 0,
             priority_max: 1_000_000,
             max_gprs: 0,

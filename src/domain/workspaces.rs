@@ -9,8 +9,7 @@ use uuid::Uuid;
 use super::{
     access::{self, Permission, Principal, Role, Visibility},
     model::{
-        DEFAULT_WORKSPACE, PolicyDefaults, Resource, SYSTEM_WORKSPACE, Workspace, WorkspaceState,
-        now,
+        DEFAULT_WORKSPACE, PolicyRules, Resource, SYSTEM_WORKSPACE, Workspace, WorkspaceState, now,
     },
     page::{self, PageRequest},
 };
@@ -23,7 +22,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct Workspaces {
     store: Store,
-    defaults: PolicyDefaults,
+    defaults: PolicyRules,
 }
 
 /// Fields of a workspace to create, validated.
@@ -136,7 +135,7 @@ async fn decide<C: ConnectionTrait>(
 
 impl Workspaces {
     /// Use cases over `store`, creating policies from `defaults`.
-    pub fn new(store: Store, defaults: PolicyDefaults) -> Self {
+    pub fn new(store: Store, defaults: PolicyRules) -> Self {
         Workspaces { store, defaults }
     }
 

@@ -12,6 +12,7 @@ use sea_orm_migration::MigratorTrait;
 pub mod entity;
 pub mod memberships;
 mod migration;
+pub mod policies;
 pub mod principals;
 pub mod workspaces;
 

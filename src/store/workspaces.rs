@@ -14,7 +14,7 @@ use sea_orm::{
 use super::entity::{create_request, membership, policy, resource, workspace, workspace_label};
 use crate::domain::{
     access::{Role, Visibility},
-    model::{PolicyDefaults, Resource, Workspace, WorkspaceState},
+    model::{PolicyRules, Resource, Workspace, WorkspaceState},
 };
 
 fn corrupt(what: &str, value: &str) -> DbErr {
@@ -172,7 +172,7 @@ pub async fn touch<C: ConnectionTrait>(
 pub async fn insert_default_policy<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
-    d: &PolicyDefaults,
+    d: &PolicyRules,
     by: &str,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
@@ -315,7 +315,8 @@ fn membership_of(subject: &str) -> SelectStatement {
         .to_owned()
 }
 
-fn condition(f: &ListFilter) -> Condition {
+/// The SQL condition of a listing's filters, on the `workspaces` table.
+pub(crate) fn condition(f: &ListFilter) -> Condition {
     let mut cond = Condition::all();
     if let Some(state) = f.state {
         cond = cond.add(workspace::Column::State.eq(state.as_str()));

@@ -13,6 +13,7 @@ mod matrix;
 mod members;
 mod operations;
 mod outage;
+mod policies;
 mod races;
 mod resources;
 mod storage;

@@ -27,8 +27,8 @@ const CALLERS: [&str; 8] = [
 /// The workspaces, in the order of each RPC's rows.
 const WORKSPACES: [&str; 4] = ["m-private", "m-internal", "m-public", "m-missing"];
 
-/// U: UNAUTHENTICATED, D: PERMISSION_DENIED, N: NOT_FOUND (workspace), I: UNIMPLEMENTED,
-/// S: the RPC's own answer when authorized (see `call`).
+/// U: UNAUTHENTICATED, D: PERMISSION_DENIED, N: NOT_FOUND (workspace), S: the RPC's own
+/// answer when authorized (see `success`).
 #[rustfmt::skip]
 const MATRIX: &[(&str, [&str; 4])] = &[
     //                          none out  view edit adm  oadm padm psvc
@@ -89,19 +89,20 @@ const MATRIX: &[(&str, [&str; 4])] = &[
                               "U S S S S S S S",
                               "U S S S S S S S",
                               "U S S S S S N N"]),
-    // PolicyService is not built yet.
-    ("GetPolicy",            ["U I I I I I I I",
-                              "U I I I I I I I",
-                              "U I I I I I I I",
-                              "U I I I I I I I"]),
-    ("UpdatePolicy",         ["U I I I I I I I",
-                              "U I I I I I I I",
-                              "U I I I I I I I",
-                              "U I I I I I I I"]),
-    ("CheckGpuQuota",        ["U I I I I I I I",
-                              "U I I I I I I I",
-                              "U I I I I I I I",
-                              "U I I I I I I I"]),
+    ("GetPolicy",            ["U D S S S D S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S",
+                              "U D D D D D N N"]),
+    // Platform admins only, whatever the workspace role.
+    ("UpdatePolicy",         ["U D D D D D S D",
+                              "U D D D D D S D",
+                              "U D D D D D S D",
+                              "U D D D D D N N"]),
+    // Readers and platform services.
+    ("CheckGpuQuota",        ["U D S S S D S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S",
+                              "U D D D D D N N"]),
 ];
 
 fn token_of(caller: &str) -> Option<String> {
@@ -127,9 +128,8 @@ fn with_token<T>(msg: T, tok: &Option<String>) -> Request<T> {
 /// The RPC's answer when authorized: a code, and the reason it carries when not OK.
 fn success(rpc: &str) -> (Code, Option<&'static str>) {
     match rpc {
-        "UpdateWorkspace" | "ArchiveWorkspace" | "UnarchiveWorkspace" | "UpdateMember" => {
-            (Code::Aborted, Some("ETAG_MISMATCH"))
-        }
+        "UpdateWorkspace" | "ArchiveWorkspace" | "UnarchiveWorkspace" | "UpdateMember"
+        | "UpdatePolicy" => (Code::Aborted, Some("ETAG_MISMATCH")),
         "DeleteWorkspace" => (Code::FailedPrecondition, Some("WORKSPACE_NOT_EMPTY")),
         "UnregisterResource" => (Code::NotFound, Some("RESOURCE_NOT_FOUND")),
         "AddMember" => (Code::AlreadyExists, Some("MEMBER_EXISTS")),
@@ -372,7 +372,6 @@ async fn every_rpc_answers_every_caller_as_the_contract_says() {
                     "U" => (Code::Unauthenticated, Some("TOKEN_MISSING")),
                     "D" => (Code::PermissionDenied, Some("PERMISSION_DENIED")),
                     "N" => (Code::NotFound, Some("WORKSPACE_NOT_FOUND")),
-                    "I" => (Code::Unimplemented, None),
                     "S" => success(rpc),
                     other => panic!("unknown cell {other}"),
                 };
@@ -433,6 +432,8 @@ async fn check_access_agrees_with_enforcement() {
         ("members.manage", "AddMember"),
         ("resources.list", "ListResources"),
         ("resources.write", "RegisterResource"),
+        ("policies.get", "GetPolicy"),
+        ("policies.update", "UpdatePolicy"),
     ];
     let mut cells = 0;
     for caller in CALLERS.iter().filter(|c| **c != "none") {
@@ -461,5 +462,5 @@ async fn check_access_agrees_with_enforcement() {
             }
         }
     }
-    assert_eq!(cells, 7 * 3 * 8);
+    assert_eq!(cells, 7 * 3 * 10);
 }

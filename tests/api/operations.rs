@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use tokio_stream::StreamExt;
-use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
@@ -56,31 +55,6 @@ async fn health_and_reflection_need_no_token() {
             "{expected} not in {names:?}"
         );
     }
-}
-
-#[tokio::test]
-async fn services_not_built_yet_answer_unimplemented() {
-    let s = TestServer::spawn().await;
-    let err = s
-        .policies()
-        .get_policy(req(
-            pb::GetPolicyRequest {
-                workspace: "default".into(),
-            },
-            &token("alice"),
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    // Authentication still comes first.
-    let err = s
-        .policies()
-        .get_policy(pb::GetPolicyRequest {
-            workspace: "default".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::Unauthenticated, "TOKEN_MISSING");
 }
 
 #[tokio::test]

@@ -34,8 +34,18 @@ pub struct Model {
     pub version: i64,
 }
 
-/// No relations are navigated through the ORM; joins are written where they are needed.
+/// Relations joined through the ORM.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    /// Every workspace has exactly one policy.
+    #[sea_orm(has_one = "super::policy::Entity")]
+    Policy,
+}
+
+impl Related<super::policy::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Policy.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

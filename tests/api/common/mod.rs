@@ -17,7 +17,7 @@ use tonic_types::StatusExt;
 use workspaced::{
     BoxError, ServerConfig,
     auth::{AuthMode, JwtSettings, Verifier},
-    domain::model::PolicyDefaults,
+    domain::model::PolicyRules,
     pb::v1::{
         self as pb, membership_service_client::MembershipServiceClient,
         policy_service_client::PolicyServiceClient,
@@ -74,6 +74,7 @@ pub struct Options {
     pub jwks: bool,
     pub roles_claim: Option<String>,
     pub insecure: bool,
+    pub policy: Option<PolicyRules>,
 }
 
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret";
@@ -123,7 +124,7 @@ impl TestServer {
         let cfg = ServerConfig {
             database_url: db.url.clone(),
             auth,
-            policy_defaults: PolicyDefaults::default(),
+            policy_defaults: opts.policy.clone().unwrap_or_default(),
             drain_timeout: Duration::from_secs(5),
         };
         let handle = tokio::spawn(workspaced::serve(cfg, listener, async move {
