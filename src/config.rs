@@ -27,9 +27,27 @@ pub const DEFAULT_KEY_FILE: &str = "workspaced.key";
 #[derive(Debug, Parser)]
 #[command(name = "workspaced", version, about)]
 pub struct Cli {
+    /// How log lines are written to stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "WORKSPACED_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line: timestamp, level, message and fields.
+    Json,
 }
 
 /// The subcommands.
@@ -76,6 +94,9 @@ pub struct ServeArgs {
     /// Name of the claim that carries platform roles (an array of strings).
     #[arg(long, env = "WORKSPACED_ROLES_CLAIM", default_value = "roles")]
     pub roles_claim: String,
+    /// Address to serve Prometheus metrics on, at `/metrics` (off when unset).
+    #[arg(long, env = "WORKSPACED_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// JSON file with the GPU policy every new workspace starts with (fields as in the
     /// `Policy` message; durations like "24h"); unset fields mean no limit.
     #[arg(long, env = "WORKSPACED_DEFAULT_POLICY_FILE")]

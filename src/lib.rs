@@ -30,6 +30,7 @@ pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod pb;
 pub mod store;
 pub mod telemetry;
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub policy_defaults: PolicyRules,
     /// How long in-flight calls may run after shutdown is asked for.
     pub drain_timeout: Duration,
+    /// Where to serve Prometheus metrics at `/metrics`, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The fully qualified names of the services, for health statuses.
@@ -124,11 +127,33 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let metrics = Arc::new(metrics::Metrics::new()?);
+    // Stops the metrics endpoint together with gRPC.
+    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+    let metrics_task = match cfg.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "serving metrics at /metrics");
+            let mut stopped = metrics_stopped;
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                store.clone(),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
+
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let drained = Arc::new(tokio::sync::Notify::new());
     let signal = drained.clone();
     let server = Server::builder()
-        .layer(telemetry::RequestLogLayer)
+        .layer(telemetry::RequestLogLayer::new(metrics))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -158,6 +183,10 @@ pub async fn serve(
         } => tracing::warn!("drain timeout passed; dropping the calls still in flight"),
     }
     monitor.abort();
+    let _ = stop_metrics.send(true);
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     store.close().await.ok();
     Ok(())
 }

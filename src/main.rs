@@ -6,7 +6,7 @@ use std::{process::ExitCode, time::Duration};
 use clap::Parser;
 use workspaced::{
     ServerConfig,
-    config::{Cli, Command, read_key},
+    config::{Cli, Command, LogFormat, read_key},
     store::Store,
 };
 
@@ -15,15 +15,24 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Pretty => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("workspaced: {e}");
@@ -45,6 +54,7 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
                 auth,
                 policy_defaults,
                 drain_timeout: DRAIN_TIMEOUT,
+                metrics_listen: args.metrics_listen,
             };
             workspaced::serve(cfg, listener, shutdown_signal()).await
         }

@@ -88,6 +88,22 @@ impl Store {
             .await
     }
 
+    /// The pool's open connections and how many of them are idle.
+    pub fn pool_stats(&self) -> (u32, u32) {
+        let (size, idle) = match self.backend() {
+            DbBackend::Postgres => {
+                let p = self.db.get_postgres_connection_pool();
+                (p.size(), p.num_idle())
+            }
+            DbBackend::Sqlite => {
+                let p = self.db.get_sqlite_connection_pool();
+                (p.size(), p.num_idle())
+            }
+            _ => (0, 0),
+        };
+        (size, u32::try_from(idle).unwrap_or(u32::MAX))
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.db.ping().await

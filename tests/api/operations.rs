@@ -110,3 +110,95 @@ async fn shutdown_is_graceful() {
     create(&s, &token("alice"), new_ws("before-stop")).await;
     s.stop().await.unwrap();
 }
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
+/// The value of the first sample line that starts with `prefix`.
+fn sample(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix} in\n{body}"))
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_method_and_code() {
+    let s = TestServer::spawn_with(Options {
+        metrics: true,
+        ..Default::default()
+    })
+    .await;
+    let addr = s.metrics_addr.unwrap();
+    let alice = token("alice");
+    create(&s, &alice, new_ws("metered")).await;
+    create(&s, &alice, new_ws("metered-2")).await;
+    get(&s, &alice, "nope").await.unwrap_err();
+    let body = scrape(addr).await;
+    let created = "workspaced_grpc_requests_total{code=\"Ok\",method=\"CreateWorkspace\",service=\"workspaced.v1.WorkspaceService\"}";
+    assert_eq!(sample(&body, created), 2.0);
+    let denied = "workspaced_grpc_requests_total{code=\"PermissionDenied\",method=\"GetWorkspace\",service=\"workspaced.v1.WorkspaceService\"}";
+    assert_eq!(sample(&body, denied), 1.0);
+    let count = "workspaced_grpc_request_duration_seconds_count{method=\"CreateWorkspace\",service=\"workspaced.v1.WorkspaceService\"}";
+    assert_eq!(sample(&body, count), 2.0);
+    assert!(sample(&body, "workspaced_db_pool_connections{state=\"idle\"}") >= 0.0);
+    assert!(body.contains("workspaced_db_pool_connections{state=\"in_use\"}"));
+    assert_eq!(sample(&body, "workspaced_build_info{version="), 1.0);
+    // The counters move with more calls.
+    create(&s, &alice, new_ws("metered-3")).await;
+    assert_eq!(sample(&scrape(addr).await, created), 3.0);
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let s = TestServer::spawn().await;
+    let mut r = req(
+        pb::GetWorkspaceRequest {
+            name: "default".into(),
+            id: String::new(),
+        },
+        &token("alice"),
+    );
+    r.metadata_mut()
+        .insert("x-request-id", "trace-me-42".parse().unwrap());
+    let resp = s.workspaces().get_workspace(r).await.unwrap();
+    assert_eq!(resp.metadata().get("x-request-id").unwrap(), "trace-me-42");
+    let resp = s
+        .workspaces()
+        .get_workspace(req(
+            pb::GetWorkspaceRequest {
+                name: "default".into(),
+                id: String::new(),
+            },
+            &token("alice"),
+        ))
+        .await
+        .unwrap();
+    let made = resp
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(made).is_ok(), "{made}");
+    // Errors carry it too.
+    let mut r = tonic::Request::new(pb::GetWorkspaceRequest {
+        name: "default".into(),
+        id: String::new(),
+    });
+    r.metadata_mut()
+        .insert("x-request-id", "failing-call".parse().unwrap());
+    let err = s.workspaces().get_workspace(r).await.unwrap_err();
+    assert_eq!(err.metadata().get("x-request-id").unwrap(), "failing-call");
+}

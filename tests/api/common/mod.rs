@@ -75,6 +75,14 @@ pub struct Options {
     pub roles_claim: Option<String>,
     pub insecure: bool,
     pub policy: Option<PolicyRules>,
+    pub metrics: bool,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
 }
 
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret";
@@ -82,6 +90,7 @@ pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret";
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub channel: Channel,
     pub db: Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -126,7 +135,9 @@ impl TestServer {
             auth,
             policy_defaults: opts.policy.clone().unwrap_or_default(),
             drain_timeout: Duration::from_secs(5),
+            metrics_listen: opts.metrics.then(free_port),
         };
+        let cfg_metrics = cfg.metrics_listen;
         let handle = tokio::spawn(workspaced::serve(cfg, listener, async move {
             let _ = rx.await;
         }));
@@ -135,6 +146,7 @@ impl TestServer {
             .connect_lazy();
         let mut server = TestServer {
             addr,
+            metrics_addr: cfg_metrics,
             channel,
             db,
             shutdown: Some(tx),

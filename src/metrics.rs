@@ -1,0 +1,116 @@
+//! Prometheus metrics: requests by service, method and status code, a latency histogram per
+//! method, the database pool's connections, and build info; served as Prometheus text at
+//! `/metrics` when `--metrics-listen` is set.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tokio::net::TcpListener;
+
+use crate::store::Store;
+
+/// The service's metrics, in a registry of their own (one per server, so that several
+/// servers in one process, as in tests, do not collide).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("workspaced".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "grpc_requests_total",
+                "gRPC requests answered, by status code",
+            ),
+            &["service", "method", "code"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("grpc_request_duration_seconds", "gRPC request latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
+            &["service", "method"],
+        )?;
+        let pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections by state"),
+            &["state"],
+        )?;
+        let build = IntGaugeVec::new(
+            Opts::new("build_info", "Build information; always 1"),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(build))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            pool,
+        })
+    }
+
+    /// Records one answered request of the gRPC `path` (`/package.Service/Method`).
+    pub fn observe(&self, path: &str, code: &str, latency: Duration) {
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or(("unknown", path));
+        self.requests
+            .with_label_values(&[service, method, code])
+            .inc();
+        self.latency
+            .with_label_values(&[service, method])
+            .observe(latency.as_secs_f64());
+    }
+
+    /// The metrics in Prometheus text format, with the pool gauges read now.
+    pub fn render(&self, store: &Store) -> String {
+        let (size, idle) = store.pool_stats();
+        self.pool
+            .with_label_values(&["in_use"])
+            .set(i64::from(size.saturating_sub(idle)));
+        self.pool.with_label_values(&["idle"]).set(i64::from(idle));
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Serves `/metrics` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    async fn scrape(State((metrics, store)): State<(Arc<Metrics>, Store)>) -> impl IntoResponse {
+        (
+            [(
+                header::CONTENT_TYPE,
+                TextEncoder::new().format_type().to_owned(),
+            )],
+            metrics.render(&store),
+        )
+    }
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state((metrics, store));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
