@@ -70,12 +70,13 @@ pub struct ServerConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
-/// The fully qualified names of the services, for health statuses.
+/// The fully qualified names of the services, for health statuses; the whole server (`""`)
+/// last, so that once it reports a status every service reports it too.
 const SERVICE_NAMES: [&str; 4] = [
-    "",
     "workspaced.v1.WorkspaceService",
     "workspaced.v1.MembershipService",
     "workspaced.v1.PolicyService",
+    "",
 ];
 
 /// Connects and migrates the database, creates the built-in workspaces, then serves gRPC on
