@@ -115,7 +115,10 @@ pub async fn serve(
     let authn = Authenticator::new(cfg.auth.clone());
 
     let (reporter, health) = tonic_health::server::health_reporter();
-    let monitor = tokio::spawn(monitor_database(store.clone(), reporter));
+    // Statuses are set before serving: the reporter starts with "" SERVING on its own.
+    let up = database_up(&store).await;
+    report(&reporter, up).await;
+    let monitor = tokio::spawn(monitor_database(store.clone(), reporter, up));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -192,28 +195,35 @@ pub async fn serve(
     Ok(())
 }
 
+/// Whether the database answers a ping in time.
+async fn database_up(store: &Store) -> bool {
+    matches!(
+        tokio::time::timeout(HEALTH_PING_TIMEOUT, store.ping()).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Sets every health status to SERVING or NOT_SERVING.
+async fn report(reporter: &HealthReporter, up: bool) {
+    let status = if up {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in SERVICE_NAMES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
 /// Keeps the health status in step with the database: NOT_SERVING while it does not answer.
-async fn monitor_database(store: Store, reporter: HealthReporter) {
-    let mut last = None;
+async fn monitor_database(store: Store, reporter: HealthReporter, mut last: bool) {
     loop {
-        let up = matches!(
-            tokio::time::timeout(HEALTH_PING_TIMEOUT, store.ping()).await,
-            Ok(Ok(()))
-        );
-        if last != Some(up) {
-            let status = if up {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            if last.is_some() {
-                tracing::warn!(database_up = up, "database availability changed");
-            }
-            for name in SERVICE_NAMES {
-                reporter.set_service_status(name, status).await;
-            }
-            last = Some(up);
-        }
         tokio::time::sleep(HEALTH_INTERVAL).await;
+        let up = database_up(&store).await;
+        if up != last {
+            tracing::warn!(database_up = up, "database availability changed");
+            report(&reporter, up).await;
+            last = up;
+        }
     }
 }
