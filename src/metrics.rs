@@ -6,7 +6,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use tokio::net::TcpListener;
 
@@ -20,6 +21,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    statements: IntCounter,
 }
 
 impl Metrics {
@@ -45,6 +47,7 @@ impl Metrics {
             Opts::new("db_pool_connections", "Database pool connections by state"),
             &["state"],
         )?;
+        let statements = IntCounter::new("db_statements_total", "SQL statements run")?;
         let build = IntGaugeVec::new(
             Opts::new("build_info", "Build information; always 1"),
             &["version"],
@@ -53,12 +56,14 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(statements.clone()))?;
         registry.register(Box::new(build))?;
         Ok(Metrics {
             registry,
             requests,
             latency,
             pool,
+            statements,
         })
     }
 
@@ -83,6 +88,9 @@ impl Metrics {
             .with_label_values(&["in_use"])
             .set(i64::from(size.saturating_sub(idle)));
         self.pool.with_label_values(&["idle"]).set(i64::from(idle));
+        let run = store.statements();
+        self.statements
+            .inc_by(run.saturating_sub(self.statements.get()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");

@@ -1,7 +1,13 @@
 //! Persistence: the connection (SQLite or PostgreSQL), migrations, and the queries, each
 //! scoped by workspace. Nothing here knows of protobuf or of who may do what.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -28,6 +34,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Statements run so far, for the metrics (and the tests that bound queries per RPC).
+    statements: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -49,8 +57,13 @@ impl Store {
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
             });
-        let db = Database::connect(opt).await?;
-        Ok(Store { db })
+        let mut db = Database::connect(opt).await?;
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        db.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        Ok(Store { db, statements })
     }
 
     /// Applies pending migrations in one transaction, so that replicas starting at once
@@ -86,6 +99,11 @@ impl Store {
                 ..Default::default()
             })
             .await
+    }
+
+    /// How many SQL statements this store has run.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     /// The pool's open connections and how many of them are idle.

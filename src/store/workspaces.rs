@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, Select,
     sea_query::{Expr, OnConflict, Query, SelectStatement},
 };
 
@@ -353,6 +353,16 @@ pub(crate) fn condition(f: &ListFilter) -> Condition {
     cond
 }
 
+/// The query of one page of workspaces: keyset on the unique name index, so a page costs
+/// the same at any depth.
+pub fn list_query(f: &ListFilter, after: Option<&str>, limit: u64) -> Select<workspace::Entity> {
+    let mut q = workspace::Entity::find().filter(condition(f));
+    if let Some(after) = after {
+        q = q.filter(workspace::Column::Name.gt(after));
+    }
+    q.order_by_asc(workspace::Column::Name).limit(limit)
+}
+
 /// One page of workspaces ordered by name, after the name `after`, with up to `limit` rows,
 /// and the number of all matches.
 pub async fn list<C: ConnectionTrait>(
@@ -361,20 +371,11 @@ pub async fn list<C: ConnectionTrait>(
     after: Option<&str>,
     limit: u64,
 ) -> Result<(Vec<Workspace>, u64), DbErr> {
-    let cond = condition(f);
     let total = workspace::Entity::find()
-        .filter(cond.clone())
+        .filter(condition(f))
         .count(c)
         .await?;
-    let mut q = workspace::Entity::find().filter(cond);
-    if let Some(after) = after {
-        q = q.filter(workspace::Column::Name.gt(after));
-    }
-    let rows = q
-        .order_by_asc(workspace::Column::Name)
-        .limit(limit)
-        .all(c)
-        .await?;
+    let rows = list_query(f, after, limit).all(c).await?;
     let list = rows.into_iter().map(to_domain).collect::<Result<_, _>>()?;
     Ok((with_counts(c, list).await?, total))
 }

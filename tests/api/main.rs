@@ -14,6 +14,7 @@ mod members;
 mod operations;
 mod outage;
 mod policies;
+mod queries;
 mod races;
 mod resources;
 mod storage;
