@@ -1,0 +1,493 @@
+//! Load benchmark: seeds a database, starts the real `workspaced` binary and a bare tonic
+//! server (grpc.health.v1 Check, the baseline B), and drives both with the same closed-loop
+//! load generator over 4 HTTP/2 connections at concurrency 1, 16 and 64, in interleaved
+//! rounds. Prints per RPC: requests/s, p50, p99, the ratio to B at the same concurrency, and
+//! the server's CPU time per request.
+//!
+//! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]`
+//! (defaults: 100000 workspaces, 1000000 memberships, 2 s per measurement, 3 rounds). On
+//! PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use workspaced::{
+    auth::jwt::sign_hs256,
+    domain::{page, workspaces::ListWorkspaces},
+    pb::v1::{
+        self as pb, membership_service_client::MembershipServiceClient,
+        workspace_service_client::WorkspaceServiceClient,
+    },
+    store::Store,
+};
+
+const CONNECTIONS: usize = 4;
+const CONCURRENCY: [usize; 3] = [1, 16, 64];
+const KEY: &[u8] = b"bench-secret-bench-secret-bench-secret";
+
+struct Args {
+    workspaces: usize,
+    memberships: usize,
+    seconds: f64,
+    rounds: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        workspaces: 100_000,
+        memberships: 1_000_000,
+        seconds: 2.0,
+        rounds: 3,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = argv.get(i + 1).and_then(|v| v.parse::<f64>().ok());
+        match (argv[i].as_str(), value) {
+            ("--workspaces", Some(v)) => a.workspaces = v as usize,
+            ("--memberships", Some(v)) => a.memberships = v as usize,
+            ("--seconds", Some(v)) => a.seconds = v,
+            ("--rounds", Some(v)) => a.rounds = v as usize,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// CPU time (user + system) of a process, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // Linux reports in clock ticks of 1/100 s.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Fills the database with `n` private workspaces, each with its policy and an admin, and
+/// `m` memberships spread over them, in large batched inserts.
+async fn seed(url: &str, n: usize, m: usize) {
+    let store = Store::connect(url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let db = Database::connect(url).await.expect("connect");
+    let backend = db.get_database_backend();
+    let now = "2026-01-01 00:00:00+00:00";
+    let tx = db.begin().await.expect("begin");
+    let batch = 500;
+    for start in (0..n).step_by(batch) {
+        let end = (start + batch).min(n);
+        let mut ws = Vec::new();
+        let mut pol = Vec::new();
+        for i in start..end {
+            ws.push(format!(
+                "('00000000-0000-4000-8000-{i:012}', 'ws-{i:06}', '', '', '{{}}', 'private', 'active', false, 'seed', '{now}', '{now}', 1)"
+            ));
+            pol.push(format!(
+                "('00000000-0000-4000-8000-{i:012}', 0, 1000000, 0, 0, false, false, false, '[]', 0, 0, 'seed', '{now}', 1)"
+            ));
+        }
+        tx.execute_unprepared(&format!(
+            "INSERT INTO workspaces (id, name, display_name, description, labels, visibility, state, built_in, created_by, create_time, update_time, version) VALUES {}",
+            ws.join(",")
+        ))
+        .await
+        .expect("insert workspaces");
+        tx.execute_unprepared(&format!(
+            "INSERT INTO policies (workspace_id, priority_min, priority_max, max_gprs, max_exit_duration_us, enforce_idle_timeout, requeue_on_failure, enable_auto_eviction, gpu_shapes, max_gpu_per_gpr, max_memory_per_gpr_bytes, updated_by, update_time, version) VALUES {}",
+            pol.join(",")
+        ))
+        .await
+        .expect("insert policies");
+    }
+    // Membership k makes user-k a member of workspace k / per (its admin when k % per == 0).
+    let per = (m / n.max(1)).max(1);
+    let mut rows = Vec::new();
+    for k in 0..m {
+        let i = k / per % n.max(1);
+        let role = if k % per == 0 { "admin" } else { "viewer" };
+        rows.push(format!(
+            "('00000000-0000-4000-8000-{i:012}', 'user-{k}', '{role}', 'seed', '{now}', '{now}', 1)"
+        ));
+        if rows.len() == batch || k + 1 == m {
+            tx.execute_unprepared(&format!(
+                "INSERT INTO memberships (workspace_id, subject, role, added_by, create_time, update_time, version) VALUES {}",
+                rows.join(",")
+            ))
+            .await
+            .expect("insert memberships");
+            rows.clear();
+        }
+    }
+    tx.commit().await.expect("commit");
+    if backend == DbBackend::Postgres {
+        db.execute_unprepared("ANALYZE").await.expect("analyze");
+    } else {
+        db.execute_raw(Statement::from_string(backend, "ANALYZE".to_owned()))
+            .await
+            .expect("analyze");
+    }
+    store.close().await.ok();
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether a call succeeded; the first failures are printed, since a benchmark of errors
+/// measures nothing.
+fn ok<T>(r: Result<T, tonic::Status>) -> bool {
+    if let Err(e) = &r {
+        eprintln!("call failed: {e:?}");
+    }
+    r.is_ok()
+}
+
+async fn channels(addr: SocketAddr) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let ch = Channel::from_shared(format!("http://{addr}")).expect("uri");
+        let mut tries = 0;
+        loop {
+            match ch.clone().connect().await {
+                Ok(c) => {
+                    out.push(c);
+                    break;
+                }
+                Err(_) if tries < 300 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot connect to {addr}: {e}"),
+            }
+        }
+    }
+    out
+}
+
+fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).expect("metadata"),
+    );
+    r
+}
+
+/// One measurement: `concurrency` workers calling `call` in a closed loop for `secs`.
+async fn measure<F, Fut>(concurrency: usize, secs: f64, call: F) -> (u64, Duration, Histogram<u64>)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut n = 0u64;
+            while Instant::now() < until {
+                let t = Instant::now();
+                assert!(call(w, n).await, "a benchmark call failed");
+                h.record(t.elapsed().as_micros().max(1) as u64).ok();
+                n += 1;
+            }
+            h
+        }));
+    }
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    for t in tasks {
+        all.add(t.await.expect("worker")).expect("merge");
+    }
+    (all.len(), start.elapsed(), all)
+}
+
+#[derive(Default)]
+struct Total {
+    requests: u64,
+    elapsed: Duration,
+    cpu: Duration,
+    hist: Option<Histogram<u64>>,
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|a| a == "--echo-server") {
+        let addr: SocketAddr = argv[i + 1].parse().expect("echo address");
+        return echo_server(addr);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(args()));
+}
+
+/// The baseline: a bare tonic server whose only RPC is the health check.
+fn echo_server(addr: SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve(addr)
+            .await
+            .expect("echo server");
+    });
+}
+
+async fn run(a: Args) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = match std::env::var("WORKSPACED_BENCH_DATABASE_URL") {
+        Ok(base) if !base.is_empty() => {
+            let name = format!("wsbench_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(&base).await.expect("connect");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create database");
+            let (prefix, _) = base.rsplit_once('/').expect("database URL");
+            format!("{prefix}/{name}")
+        }
+        _ => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
+    };
+    eprintln!(
+        "seeding {} workspaces and {} memberships into {}",
+        a.workspaces,
+        a.memberships,
+        if url.starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    let t = Instant::now();
+    seed(&url, a.workspaces, a.memberships).await;
+    eprintln!("seeded in {:.1} s", t.elapsed().as_secs_f64());
+
+    let key = dir.path().join("key");
+    std::fs::write(&key, KEY).expect("key");
+    let ws_addr = free_addr();
+    let echo_addr = free_addr();
+    let server = Proc(
+        Command::new(env!("CARGO_BIN_EXE_workspaced"))
+            .args([
+                "serve",
+                "--listen",
+                &ws_addr.to_string(),
+                "--database-url",
+                &url,
+            ])
+            .arg("--jwt-hs256-secret-file")
+            .arg(&key)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start workspaced"),
+    );
+    let echo = Proc(
+        Command::new(std::env::current_exe().expect("own path"))
+            .args(["--echo-server", &echo_addr.to_string()])
+            .spawn()
+            .expect("start the echo server"),
+    );
+    let ws_channels = channels(ws_addr).await;
+    let echo_channels = channels(echo_addr).await;
+
+    let ttl = Duration::from_secs(3600 * 24);
+    let user = sign_hs256(KEY, "user-42", None, &[], ttl).expect("token");
+    let admin = sign_hs256(KEY, "root", None, &["platform-admin".into()], ttl).expect("token");
+    let last_name = format!("ws-{:06}", a.workspaces.saturating_sub(51));
+    // user-42's workspace, as `seed` lays memberships out.
+    let per = (a.memberships / a.workspaces.max(1)).max(1);
+    let home: &'static str =
+        Box::leak(format!("ws-{:06}", 42 / per % a.workspaces.max(1)).into_boxed_str());
+    let last_token = page::next_token(vec![last_name], &ListWorkspaces::default().fingerprint());
+
+    let targets = [
+        "B (bare tonic)",
+        "CheckAccess",
+        "GetWorkspace",
+        "ListWorkspaces first page",
+        "ListWorkspaces last page",
+        "CreateWorkspace",
+    ];
+    let mut totals: BTreeMap<(usize, &str), Total> = BTreeMap::new();
+    for &c in &CONCURRENCY {
+        for round in 0..a.rounds {
+            for &target in &targets {
+                let (pid, chans) = if target.starts_with('B') {
+                    (echo.0.id(), echo_channels.clone())
+                } else {
+                    (server.0.id(), ws_channels.clone())
+                };
+                let (user, admin, last_token) = (user.clone(), admin.clone(), last_token.clone());
+                let cpu0 = cpu_time(pid);
+                let (n, elapsed, hist) = measure(c, a.seconds, move |w, i| {
+                    let home = home;
+                    let ch = chans[w % CONNECTIONS].clone();
+                    let (user, admin, last_token) =
+                        (user.clone(), admin.clone(), last_token.clone());
+                    async move {
+                        match target {
+                            "CheckAccess" => MembershipServiceClient::new(ch)
+                                .check_access(authed(
+                                    pb::CheckAccessRequest {
+                                        workspace: home.into(),
+                                        permission: "resources.list".into(),
+                                        ..Default::default()
+                                    },
+                                    &user,
+                                ))
+                                .await
+                                .map(|r| r.into_inner().allowed)
+                                .is_ok_and(|allowed| {
+                                    allowed
+                                        || ok::<()>(Err(tonic::Status::permission_denied(
+                                            "not allowed",
+                                        )))
+                                }),
+                            "GetWorkspace" => WorkspaceServiceClient::new(ch)
+                                .get_workspace(authed(
+                                    pb::GetWorkspaceRequest {
+                                        name: home.into(),
+                                        id: String::new(),
+                                    },
+                                    &user,
+                                ))
+                                .await
+                                .map(drop)
+                                .map_or_else(|e| ok::<()>(Err(e)), |()| true),
+                            "ListWorkspaces first page" | "ListWorkspaces last page" => {
+                                let page_token = if target.ends_with("last page") {
+                                    last_token
+                                } else {
+                                    String::new()
+                                };
+                                WorkspaceServiceClient::new(ch)
+                                    .list_workspaces(authed(
+                                        pb::ListWorkspacesRequest {
+                                            page_size: 50,
+                                            page_token,
+                                            ..Default::default()
+                                        },
+                                        &admin,
+                                    ))
+                                    .await
+                                    .map(drop)
+                                    .map_or_else(|e| ok::<()>(Err(e)), |()| true)
+                            }
+                            "CreateWorkspace" => WorkspaceServiceClient::new(ch)
+                                .create_workspace(authed(
+                                    pb::CreateWorkspaceRequest {
+                                        workspace: Some(pb::Workspace {
+                                            name: format!("bench-c{c}-r{round}-w{w}-n{i}"),
+                                            ..Default::default()
+                                        }),
+                                        request_id: String::new(),
+                                    },
+                                    &user,
+                                ))
+                                .await
+                                .map(drop)
+                                .map_or_else(|e| ok::<()>(Err(e)), |()| true),
+                            _ => HealthClient::new(ch)
+                                .check(HealthCheckRequest {
+                                    service: String::new(),
+                                })
+                                .await
+                                .map(drop)
+                                .map_or_else(|e| ok::<()>(Err(e)), |()| true),
+                        }
+                    }
+                })
+                .await;
+                let cpu = cpu_time(pid).saturating_sub(cpu0);
+                let t = totals.entry((c, target)).or_default();
+                t.requests += n;
+                t.elapsed += elapsed;
+                t.cpu += cpu;
+                match &mut t.hist {
+                    Some(h) => h.add(&hist).expect("merge"),
+                    None => t.hist = Some(hist),
+                }
+            }
+        }
+    }
+
+    println!(
+        "\n{} workspaces, {} memberships, {}; {} rounds of {} s per cell, {} connections\n",
+        a.workspaces,
+        a.memberships,
+        if url.starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        a.rounds,
+        a.seconds,
+        CONNECTIONS
+    );
+    println!(
+        "| RPC | concurrency | requests/s | p50 ms | p99 ms | ratio to B | server CPU µs/request |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for &c in &CONCURRENCY {
+        let b = &totals[&(c, targets[0])];
+        let b_rps = b.requests as f64 / b.elapsed.as_secs_f64();
+        for &target in &targets {
+            let t = &totals[&(c, target)];
+            let rps = t.requests as f64 / t.elapsed.as_secs_f64();
+            let h = t.hist.as_ref().expect("histogram");
+            println!(
+                "| {target} | {c} | {rps:.0} | {:.2} | {:.2} | {:.2} | {:.0} |",
+                h.value_at_quantile(0.5) as f64 / 1000.0,
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                rps / b_rps,
+                t.cpu.as_micros() as f64 / t.requests.max(1) as f64,
+            );
+        }
+    }
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
+        .unwrap_or_else(|| "?".into());
+    println!("\nworkspaced peak resident memory: {rss} kB");
+}
