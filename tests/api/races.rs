@@ -5,7 +5,6 @@
 
 use std::{future::Future, sync::Arc};
 
-use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::{Code, Status};
 use workspaced::pb::v1 as pb;
 
@@ -59,21 +58,6 @@ fn one_wins<T: std::fmt::Debug>(
     }
 }
 
-async fn count(s: &TestServer, sql: &str) -> i64 {
-    let c = Database::connect(&s.db.url).await.unwrap();
-    let row = c
-        .query_one_raw(Statement::from_string(
-            c.get_database_backend(),
-            sql.to_owned(),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let n = row.try_get_by_index::<i64>(0).unwrap();
-    c.close().await.ok();
-    n
-}
-
 async fn two_admins(s: &TestServer, ws: &str) {
     let alice = token("alice");
     create(s, &alice, new_ws(ws)).await;
@@ -96,7 +80,7 @@ async fn concurrent_removals_of_the_last_two_admins_leave_one() {
     })
     .await;
     assert_eq!(
-        count(
+        count_rows(
             &a,
             "SELECT count(*) FROM workspaces w WHERE NOT w.built_in AND NOT EXISTS \
                    (SELECT 1 FROM memberships m WHERE m.workspace_id = w.id AND m.role = 'admin')"
@@ -125,7 +109,7 @@ async fn concurrent_demotions_of_the_last_two_admins_leave_one() {
     })
     .await;
     assert_eq!(
-        count(
+        count_rows(
             &a,
             "SELECT count(*) FROM workspaces w WHERE NOT w.built_in AND NOT EXISTS \
                    (SELECT 1 FROM memberships m WHERE m.workspace_id = w.id AND m.role = 'admin')"
@@ -154,7 +138,7 @@ async fn concurrent_adds_of_one_subject_make_one_membership() {
     })
     .await;
     assert_eq!(
-        count(
+        count_rows(
             &a,
             "SELECT count(*) FROM memberships WHERE subject = 'carol'"
         )
@@ -192,7 +176,7 @@ async fn add_member_racing_delete_workspace_leaves_no_orphans() {
     })
     .await;
     assert_eq!(
-        count(
+        count_rows(
             &a,
             "SELECT count(*) FROM memberships m WHERE NOT EXISTS \
                    (SELECT 1 FROM workspaces w WHERE w.id = m.workspace_id)"
@@ -201,7 +185,7 @@ async fn add_member_racing_delete_workspace_leaves_no_orphans() {
         0
     );
     assert_eq!(
-        count(
+        count_rows(
             &a,
             "SELECT count(*) FROM memberships WHERE subject = 'carol'"
         )

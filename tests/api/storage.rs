@@ -2,7 +2,7 @@
 //! undecodable requests, and the register/delete race. Reads the tables directly where the
 //! API does not show them yet (MembershipService and PolicyService come later).
 
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{Database, DatabaseConnection};
 use tonic::{Code, codegen::http::uri::PathAndQuery};
 use workspaced::pb::v1 as pb;
 
@@ -13,15 +13,7 @@ async fn db(s: &TestServer) -> DatabaseConnection {
 }
 
 async fn count(c: &DatabaseConnection, sql: &str) -> i64 {
-    let row = c
-        .query_one_raw(Statement::from_string(
-            c.get_database_backend(),
-            sql.to_owned(),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
+    count_on(c, sql).await
 }
 
 #[tokio::test]

@@ -344,3 +344,24 @@ pub async fn register(
         .await
         .map(|r| r.into_inner().resource.expect("resource"))
 }
+
+/// The single integer a `SELECT count(*) …` answers, on connection `c`.
+pub async fn count_on(c: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    let row = c
+        .query_one_raw(sea_orm::Statement::from_string(
+            c.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get_by_index::<i64>(0).expect("an integer")
+}
+
+/// The same on a new connection to `s`'s database.
+pub async fn count_rows(s: &TestServer, sql: &str) -> i64 {
+    let c = Database::connect(&s.db.url).await.expect("connect");
+    let n = count_on(&c, sql).await;
+    c.close().await.ok();
+    n
+}
