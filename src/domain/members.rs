@@ -132,14 +132,10 @@ impl Members {
     /// from `system`, which only platform admins change).
     pub async fn remove(&self, p: &Principal, name: &str, who: Who) -> Result<u64> {
         let tx = self.store.begin_write().await?;
-        let ws = q::find_by_name(&tx, name, true).await?;
-        let role = match &ws {
-            Some(ws) => q::member_role(&tx, &ws.id, &p.subject).await?,
-            None => None,
-        };
-        let access = ws.as_ref().map(|w| w.access(role));
+        let found = q::find_with_role(&tx, name, &p.subject, true).await?;
+        let access = found.as_ref().map(|(ws, role)| ws.access(*role));
         access::authorize(p, name, access.as_ref(), Permission::WorkspacesGet)?;
-        let ws = ws.ok_or_else(|| Error::workspace_not_found(name))?;
+        let (ws, role) = found.ok_or_else(|| Error::workspace_not_found(name))?;
         let subject = resolve(&tx, who).await?;
         let is_self = subject == p.subject && role.is_some() && !ws.access(role).is_system;
         if !is_self {
@@ -198,14 +194,6 @@ impl Members {
                 "checking another subject's access needs a platform role".into(),
             ));
         }
-        let c = self.store.conn();
-        let Some(ws) = q::find_by_name(c, name, false).await? else {
-            return if p.platform.any() {
-                Err(Error::workspace_not_found(name))
-            } else {
-                Ok((false, None))
-            };
-        };
         let target = match other {
             // Another subject is judged by its memberships and the visibility alone.
             Some(s) => Principal {
@@ -215,7 +203,14 @@ impl Members {
             },
             None => p.clone(),
         };
-        let role = q::member_role(c, &ws.id, &target.subject).await?;
+        let c = self.store.conn();
+        let Some((ws, role)) = q::find_with_role(c, name, &target.subject, false).await? else {
+            return if p.platform.any() {
+                Err(Error::workspace_not_found(name))
+            } else {
+                Ok((false, None))
+            };
+        };
         let access = ws.access(role);
         if !access::allows(&target, &access, Permission::WorkspacesGet) {
             // Outsiders learn nothing, not even their own lack of a role's reason.

@@ -106,8 +106,13 @@ pub async fn authorize<C: ConnectionTrait>(
     permission: Permission,
     lock: bool,
 ) -> Result<Workspace> {
-    let ws = q::find_by_name(c, name, lock).await?;
-    decide(c, principal, name, ws, permission).await
+    let found = q::find_with_role(c, name, &principal.subject, lock).await?;
+    let access = found.as_ref().map(|(ws, role)| ws.access(*role));
+    access::authorize(principal, name, access.as_ref(), permission)?;
+    // authorize() fails when the workspace is missing.
+    found
+        .map(|(ws, _)| ws)
+        .ok_or_else(|| Error::workspace_not_found(name))
 }
 
 /// The authorization decision on a looked-up workspace (`None` if missing), which answers

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, ExprTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExprTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Statement,
     sea_query::{Expr, OnConflict, Query, SelectStatement},
 };
 
@@ -70,6 +70,44 @@ pub async fn find_by_name<C: ConnectionTrait>(
         q = q.lock_exclusive();
     }
     q.one(c).await?.map(to_domain).transpose()
+}
+
+/// The workspace named `name` and `subject`'s membership role in it, in one query. With
+/// `lock`, the workspace row stays locked until the transaction ends (`FOR UPDATE` on
+/// PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
+pub async fn find_with_role<C: ConnectionTrait>(
+    c: &C,
+    name: &str,
+    subject: &str,
+    lock: bool,
+) -> Result<Option<(Workspace, Option<Role>)>, DbErr> {
+    let backend = c.get_database_backend();
+    let lock = if lock && backend == DbBackend::Postgres {
+        " FOR UPDATE OF w"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT w.*, m.role AS member_role FROM workspaces w \
+         LEFT JOIN memberships m ON m.workspace_id = w.id AND m.subject = $2 \
+         WHERE w.name = $1{lock}"
+    );
+    let Some(row) = c
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [name.into(), subject.into()],
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let ws = to_domain(workspace::Model::from_query_result(&row, "")?)?;
+    let role: Option<String> = row.try_get("", "member_role")?;
+    let role = role
+        .map(|r| Role::from_db(&r).ok_or_else(|| corrupt("role", &r)))
+        .transpose()?;
+    Ok(Some((ws, role)))
 }
 
 /// The workspace with this id.
