@@ -118,6 +118,7 @@ pub async fn serve(
     let up = database_up(&store).await;
     report(&reporter, up).await;
     let monitor = tokio::spawn(monitor_database(store.clone(), reporter, up));
+    let follower = tokio::spawn(store.clone().follow_changes());
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -190,6 +191,7 @@ pub async fn serve(
         } => tracing::warn!("drain timeout passed; dropping the calls still in flight"),
     }
     monitor.abort();
+    follower.abort();
     let _ = stop_metrics.send(true);
     if let Some(task) = metrics_task {
         let _ = task.await;

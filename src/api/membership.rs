@@ -193,11 +193,16 @@ impl MembershipService for MembershipApi {
         let (Some(name), Some(permission), Some(subject)) = (name, permission, subject) else {
             return Err(unvalidated());
         };
-        // Every answer is read from the database, so `fully_consistent` is always honoured.
         let (allowed, role) = self
             .ctx
             .members
-            .check(&p, &name, permission, subject.as_deref())
+            .check(
+                &p,
+                &name,
+                permission,
+                subject.as_deref(),
+                r.fully_consistent,
+            )
             .await?;
         Ok(Response::new(pb::CheckAccessResponse {
             allowed,

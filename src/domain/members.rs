@@ -7,7 +7,7 @@ use super::{
     access::{self, Permission, Principal, Role},
     model::{Member, Workspace, now},
     page::{self, PageRequest},
-    workspaces::{Page, authorize},
+    workspaces::{Page, authorize, authorize_read, commit_change},
 };
 use crate::{
     error::{Error, Reason, Result},
@@ -86,15 +86,14 @@ impl Members {
         }
         m::insert(&tx, &ws.id, &subject, role, &p.subject, now()).await?;
         let member = m::find(&tx, &ws.id, name, &subject).await?;
-        tx.commit().await?;
+        commit_change(&self.store, tx, name).await?;
         member.ok_or_else(|| member_not_found(name, &subject))
     }
 
     /// GetMember.
     pub async fn get(&self, p: &Principal, name: &str, subject: &str) -> Result<Member> {
-        let c = self.store.conn();
-        let ws = authorize(c, p, name, Permission::MembersList, false).await?;
-        m::find(c, &ws.id, name, subject)
+        let ws = authorize_read(&self.store, p, name, Permission::MembersList, false).await?;
+        m::find(self.store.conn(), &ws.id, name, subject)
             .await?
             .ok_or_else(|| member_not_found(name, subject))
     }
@@ -124,7 +123,7 @@ impl Members {
         member.version += 1;
         member.update_time = now();
         m::update_role(&tx, &ws.id, &member).await?;
-        tx.commit().await?;
+        commit_change(&self.store, tx, name).await?;
         Ok(member)
     }
 
@@ -149,7 +148,7 @@ impl Members {
             return Err(last_admin(name));
         }
         let removed = m::delete(&tx, &ws.id, &subject).await?;
-        tx.commit().await?;
+        commit_change(&self.store, tx, name).await?;
         Ok(removed)
     }
 
@@ -163,7 +162,7 @@ impl Members {
         fingerprint: &str,
     ) -> Result<Page<Member>> {
         let c = self.store.conn();
-        let ws = authorize(c, p, name, Permission::MembersList, false).await?;
+        let ws = authorize_read(&self.store, p, name, Permission::MembersList, false).await?;
         let after = page
             .after
             .as_ref()
@@ -180,13 +179,14 @@ impl Members {
     }
 
     /// CheckAccess: whether `subject` (the caller when `None`) holds `permission` in the
-    /// workspace, and its effective role. Always read from the database.
+    /// workspace, and its effective role; read from the database when `consistent`.
     pub async fn check(
         &self,
         p: &Principal,
         name: &str,
         permission: Permission,
         subject: Option<&str>,
+        consistent: bool,
     ) -> Result<(bool, Option<Role>)> {
         let other = subject.filter(|s| *s != p.subject);
         if other.is_some() && !p.platform.any() {
@@ -203,8 +203,11 @@ impl Members {
             },
             None => p.clone(),
         };
-        let c = self.store.conn();
-        let Some((ws, role)) = q::find_with_role(c, name, &target.subject, false).await? else {
+        let Some((ws, role)) = self
+            .store
+            .find_access(name, &target.subject, consistent)
+            .await?
+        else {
             return if p.platform.any() {
                 Err(Error::workspace_not_found(name))
             } else {

@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 
 use super::{
     access::{Permission, Principal},
-    model::{PolicyRules, Workspace, now},
+    model::{PolicyRules, now},
     page::{self, PageRequest},
     validate::Violations,
-    workspaces::{Page, authorize},
+    workspaces::{Page, authorize, authorize_read},
 };
 use crate::{
     error::{Error, Result},
@@ -307,18 +307,17 @@ impl Policies {
         Policies { store }
     }
 
-    async fn read(&self, p: &Principal, name: &str) -> Result<(Workspace, Policy)> {
-        let c = self.store.conn();
-        let ws = authorize(c, p, name, Permission::PoliciesGet, false).await?;
-        let policy = q::find(c, &ws, false)
+    async fn read(&self, p: &Principal, name: &str) -> Result<Policy> {
+        let ws = authorize_read(&self.store, p, name, Permission::PoliciesGet, false).await?;
+        let policy = q::find(self.store.conn(), &ws, false)
             .await?
             .ok_or_else(|| Error::Internal(format!("workspace \"{name}\" has no policy")))?;
-        Ok((ws, policy))
+        Ok(policy)
     }
 
     /// GetPolicy.
     pub async fn get(&self, p: &Principal, name: &str) -> Result<Policy> {
-        Ok(self.read(p, name).await?.1)
+        self.read(p, name).await
     }
 
     /// ListPolicies: the policies of the workspaces the caller may read, by workspace name.
@@ -383,7 +382,7 @@ impl Policies {
         name: &str,
         request: &GpuRequest,
     ) -> Result<Vec<QuotaViolation>> {
-        let (_, policy) = self.read(p, name).await?;
+        let policy = self.read(p, name).await?;
         Ok(check_quota(&policy.rules, request))
     }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ConnectionTrait, SqlErr};
+use std::sync::Arc;
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, SqlErr};
 use uuid::Uuid;
 
 use super::{
@@ -115,6 +117,39 @@ pub async fn authorize<C: ConnectionTrait>(
         .ok_or_else(|| Error::workspace_not_found(name))
 }
 
+/// `authorize` for reads: from this replica's view of workspaces and roles (exact for
+/// changes made here, and within milliseconds for changes made on other replicas), or from
+/// the database when `consistent`.
+pub async fn authorize_read(
+    store: &Store,
+    principal: &Principal,
+    name: &str,
+    permission: Permission,
+    consistent: bool,
+) -> Result<Arc<Workspace>> {
+    let found = store
+        .find_access(name, &principal.subject, consistent)
+        .await?;
+    let access = found.as_ref().map(|(ws, role)| ws.access(*role));
+    access::authorize(principal, name, access.as_ref(), permission)?;
+    found
+        .map(|(ws, _)| ws)
+        .ok_or_else(|| Error::workspace_not_found(name))
+}
+
+/// Commits a transaction that changed the workspace `name` or its members, and tells every
+/// replica's view of it.
+pub(crate) async fn commit_change(
+    store: &Store,
+    tx: DatabaseTransaction,
+    name: &str,
+) -> Result<()> {
+    Store::announce(&tx, name).await?;
+    tx.commit().await?;
+    store.changed(name);
+    Ok(())
+}
+
 /// The authorization decision on a looked-up workspace (`None` if missing), which answers
 /// name it `label`.
 async fn decide<C: ConnectionTrait>(
@@ -183,7 +218,7 @@ impl Workspaces {
             if q::insert_if_absent(&tx, &ws).await? {
                 q::insert_default_policy(&tx, &ws.id, &self.defaults, "system", t).await?;
             }
-            tx.commit().await?;
+            commit_change(&self.store, tx, name).await?;
         }
         Ok(())
     }
@@ -232,11 +267,16 @@ impl Workspaces {
             if !request_id.is_empty() {
                 q::insert_create_request(&tx, &principal.subject, request_id, &ws.id, t).await?;
             }
+            Store::announce(&tx, &ws.name).await?;
             tx.commit().await
         }
         .await;
         match result {
-            Ok(()) => Ok(ws),
+            Ok(()) => {
+                // A view may remember that no workspace had this name.
+                self.store.changed(&ws.name);
+                Ok(ws)
+            }
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 // A concurrent retry of the same request may have won the race.
                 if !request_id.is_empty()
@@ -270,7 +310,15 @@ impl Workspaces {
         let c = self.store.conn();
         let ws = match by {
             WorkspaceRef::Name(name) => {
-                authorize(c, principal, &name, Permission::WorkspacesGet, false).await?
+                let ws = authorize_read(
+                    &self.store,
+                    principal,
+                    &name,
+                    Permission::WorkspacesGet,
+                    false,
+                )
+                .await?;
+                Workspace::clone(&ws)
             }
             WorkspaceRef::Id(id) => {
                 // Named by the id in every answer, so that an id never reveals a name.
@@ -355,7 +403,7 @@ impl Workspaces {
         ws.update_time = now();
         q::update(&tx, &ws, labels_changed).await?;
         let ws = q::with_counts(&tx, vec![ws]).await?.pop();
-        tx.commit().await?;
+        commit_change(&self.store, tx, name).await?;
         ws.ok_or_else(|| unreachable_ws(name))
     }
 
@@ -387,7 +435,7 @@ impl Workspaces {
             });
         }
         q::delete(&tx, &ws.id).await?;
-        tx.commit().await?;
+        commit_change(&self.store, tx, name).await?;
         Ok(())
     }
 
@@ -420,7 +468,7 @@ impl Workspaces {
         ws.update_time = now();
         q::update(&tx, &ws, false).await?;
         let ws = q::with_counts(&tx, vec![ws]).await?.pop();
-        tx.commit().await?;
+        commit_change(&self.store, tx, name).await?;
         ws.ok_or_else(|| unreachable_ws(name))
     }
 
@@ -450,7 +498,7 @@ impl Workspaces {
         // The workspace's resource_counts changed, so its etag does too.
         ws.version += 1;
         q::touch(&tx, &ws.id, ws.version, r.create_time).await?;
-        tx.commit().await?;
+        commit_change(&self.store, tx, name).await?;
         Ok(r)
     }
 
@@ -474,7 +522,7 @@ impl Workspaces {
             });
         }
         q::touch(&tx, &ws.id, ws.version + 1, now()).await?;
-        tx.commit().await?;
+        commit_change(&self.store, tx, name).await?;
         Ok(())
     }
 
@@ -488,7 +536,14 @@ impl Workspaces {
         fingerprint: &str,
     ) -> Result<Page<Resource>> {
         let c = self.store.conn();
-        let ws = authorize(c, principal, name, Permission::ResourcesList, false).await?;
+        let ws = authorize_read(
+            &self.store,
+            principal,
+            name,
+            Permission::ResourcesList,
+            false,
+        )
+        .await?;
         let after = match page.after.as_deref() {
             Some([k, r]) => Some((k.as_str(), r.as_str())),
             Some(_) => return Err(Error::invalid("page_token", "is malformed")),

@@ -11,10 +11,13 @@ use std::{
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DbErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
+
+use self::cache::{AccessCache, Found};
 use sea_orm_migration::MigratorTrait;
 
+pub mod cache;
 pub mod entity;
 pub mod memberships;
 mod migration;
@@ -36,7 +39,13 @@ pub struct Store {
     db: DatabaseConnection,
     /// Statements run so far, for the metrics (and the tests that bound queries per RPC).
     statements: Arc<AtomicU64>,
+    /// This replica's view of workspaces and roles, for reads.
+    cache: Arc<AccessCache>,
 }
+
+/// The PostgreSQL channel on which every change to a workspace or its members is announced,
+/// with the workspace's name as payload.
+const CHANGES_CHANNEL: &str = "workspaced_changes";
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). Does not migrate.
@@ -63,7 +72,15 @@ impl Store {
         db.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
-        Ok(Store { db, statements })
+        let cache = Arc::new(AccessCache::new());
+        // SQLite has no other replicas, so nothing can change behind this process's back;
+        // on PostgreSQL the view waits for the listener (`follow_changes`).
+        cache.set_enabled(sqlite);
+        Ok(Store {
+            db,
+            statements,
+            cache,
+        })
     }
 
     /// Applies pending migrations in one transaction, so that replicas starting at once
@@ -99,6 +116,79 @@ impl Store {
                 ..Default::default()
             })
             .await
+    }
+
+    /// The workspace `name` and `subject`'s role in it, from this replica's view unless
+    /// `consistent` (or the view does not know it yet), else from the database.
+    pub async fn find_access(
+        &self,
+        name: &str,
+        subject: &str,
+        consistent: bool,
+    ) -> Result<Found, DbErr> {
+        if !consistent && let Some(found) = self.cache.get(name, subject) {
+            return Ok(found);
+        }
+        let since = self.cache.generation();
+        let found = workspaces::find_with_role(&self.db, name, subject, false)
+            .await?
+            .map(|(ws, role)| (Arc::new(ws), role));
+        self.cache.put(since, name, subject, &found);
+        Ok(found)
+    }
+
+    /// Tells every replica, when `c`'s transaction commits, that the workspace `name` or its
+    /// members changed. Call `changed` after the commit for this replica.
+    pub async fn announce<C: ConnectionTrait>(c: &C, name: &str) -> Result<(), DbErr> {
+        if c.get_database_backend() == DbBackend::Postgres {
+            c.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [CHANGES_CHANNEL.into(), name.into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets this replica's view of the workspace `name`, after a change committed.
+    pub fn changed(&self, name: &str) {
+        self.cache.invalidate(name);
+    }
+
+    /// On PostgreSQL, follows the changes other replicas announce and keeps the view in step;
+    /// the view serves reads only while this listener is connected. Runs until aborted.
+    pub async fn follow_changes(self) {
+        if self.backend() != DbBackend::Postgres {
+            return;
+        }
+        use sea_orm::sqlx::postgres::PgListener;
+        let pool = self.db.get_postgres_connection_pool().clone();
+        loop {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            if listener.listen(CHANGES_CHANNEL).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            self.cache.set_enabled(true);
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => self.cache.invalidate(n.payload()),
+                    // The connection dropped: changes may have been missed meanwhile.
+                    Ok(None) | Err(_) => {
+                        self.cache.set_enabled(false);
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// How many SQL statements this store has run.
