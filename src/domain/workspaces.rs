@@ -308,7 +308,7 @@ impl Workspaces {
     /// GetWorkspace by name or id.
     pub async fn get(&self, principal: &Principal, by: WorkspaceRef) -> Result<Workspace> {
         let c = self.store.conn();
-        let ws = match by {
+        let mut ws = match by {
             WorkspaceRef::Name(name) => {
                 let ws = authorize_read(
                     &self.store,
@@ -327,11 +327,8 @@ impl Workspaces {
                 decide(c, principal, &label, ws, Permission::WorkspacesGet).await?
             }
         };
-        let name = ws.name.clone();
-        q::with_counts(c, vec![ws])
-            .await?
-            .pop()
-            .ok_or_else(|| unreachable_ws(&name))
+        ws.resource_counts = BTreeMap::clone(&*self.store.resource_counts(&ws).await?);
+        Ok(ws)
     }
 
     /// ListWorkspaces: the workspaces the caller may read, ordered by name.

@@ -5,7 +5,7 @@
 //! process owns the file, so there are no other replicas to tell.)
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -24,6 +24,8 @@ struct Entry {
     ws: Option<Arc<Workspace>>,
     /// Roles by subject; `None` for a subject known not to be a member.
     roles: HashMap<String, Option<Role>>,
+    /// Registered resources by kind, once read.
+    counts: Option<Arc<BTreeMap<String, i64>>>,
 }
 
 /// A lookup's answer: the workspace, if any, and the subject's role in it.
@@ -101,13 +103,45 @@ impl AccessCache {
                 if entry.ws.as_ref().is_none_or(|w| w.id != ws.id) {
                     *entry = Entry {
                         ws: Some(ws.clone()),
-                        roles: HashMap::new(),
+                        ..Entry::default()
                     };
                 }
                 entry.roles.insert(subject.to_owned(), *role);
             }
         }
         self.size.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The cached resource counts of the workspace `name` with id `id`.
+    pub fn counts(&self, name: &str, id: &str) -> Option<Arc<BTreeMap<String, i64>>> {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return None;
+        }
+        let entries = self.entries.lock().ok()?;
+        let entry = entries.get(name)?;
+        if entry.ws.as_ref()?.id != id {
+            return None;
+        }
+        entry.counts.clone()
+    }
+
+    /// Stores the resource counts of the workspace `name` with id `id` that a read started at
+    /// generation `since` found, if the view still holds that workspace.
+    pub fn put_counts(&self, since: u64, name: &str, id: &str, counts: Arc<BTreeMap<String, i64>>) {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if self.generation.load(Ordering::SeqCst) != since {
+            return;
+        }
+        if let Some(entry) = entries.get_mut(name)
+            && entry.ws.as_ref().is_some_and(|w| w.id == id)
+        {
+            entry.counts = Some(counts);
+        }
     }
 
     /// Forgets everything about the workspace `name`.

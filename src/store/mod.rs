@@ -15,7 +15,9 @@ use sea_orm::{
 };
 
 use self::cache::{AccessCache, Found};
+use crate::domain::model::Workspace;
 use sea_orm_migration::MigratorTrait;
+use std::collections::BTreeMap;
 
 pub mod cache;
 pub mod entity;
@@ -135,6 +137,26 @@ impl Store {
             .map(|(ws, role)| (Arc::new(ws), role));
         self.cache.put(since, name, subject, &found);
         Ok(found)
+    }
+
+    /// The resource counts of `ws`, from this replica's view when it has them.
+    pub async fn resource_counts(
+        &self,
+        ws: &Workspace,
+    ) -> Result<Arc<BTreeMap<String, i64>>, DbErr> {
+        if let Some(counts) = self.cache.counts(&ws.name, &ws.id) {
+            return Ok(counts);
+        }
+        let since = self.cache.generation();
+        let counts = Arc::new(
+            workspaces::resource_counts(&self.db, &[ws.id.as_str()])
+                .await?
+                .remove(&ws.id)
+                .unwrap_or_default(),
+        );
+        self.cache
+            .put_counts(since, &ws.name, &ws.id, counts.clone());
+        Ok(counts)
     }
 
     /// Tells every replica, when `c`'s transaction commits, that the workspace `name` or its
