@@ -358,7 +358,8 @@ impl Workspaces {
             .as_ref()
             .and_then(|k| k.first())
             .map(String::as_str);
-        let (rows, total) = q::list(self.store.conn(), &f, after, page.size + 1).await?;
+        let total = self.store.count_workspaces(&f).await?;
+        let rows = q::list(self.store.conn(), &f, after, page.size + 1).await?;
         let (items, next_page_token) =
             page::finish(rows, page.size, &fingerprint, |w| vec![w.name.clone()]);
         Ok(Page {

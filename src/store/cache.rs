@@ -42,6 +42,9 @@ pub struct AccessCache {
     /// every lookup reads the database.
     enabled: AtomicBool,
     size: AtomicU64,
+    /// Match counts of workspace listings by filter, with the generation they were counted
+    /// at: valid while nothing at all has changed since.
+    totals: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl AccessCache {
@@ -142,6 +145,37 @@ impl AccessCache {
         {
             entry.counts = Some(counts);
         }
+    }
+
+    /// The cached number of workspaces matching the filter `key`, if nothing changed since.
+    pub fn total(&self, key: &str) -> Option<u64> {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return None;
+        }
+        let totals = self.totals.lock().ok()?;
+        let (counted_at, n) = totals.get(key)?;
+        (*counted_at == self.generation.load(Ordering::SeqCst)).then_some(*n)
+    }
+
+    /// Stores the number of workspaces matching `key` that a count started at `since` found.
+    pub fn put_total(&self, since: u64, key: &str, n: u64) {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return;
+        }
+        // Taken after the entries lock, as invalidations take it, so none slips in between.
+        let Ok(_entries) = self.entries.lock() else {
+            return;
+        };
+        let Ok(mut totals) = self.totals.lock() else {
+            return;
+        };
+        if self.generation.load(Ordering::SeqCst) != since {
+            return;
+        }
+        if totals.len() >= MAX_ENTRIES {
+            totals.clear();
+        }
+        totals.insert(key.to_owned(), (since, n));
     }
 
     /// Forgets everything about the workspace `name`.

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 
 use super::entity::{membership, principal};
@@ -122,11 +122,13 @@ pub async fn delete<C: ConnectionTrait>(
 
 /// How many admins the workspace has.
 pub async fn count_admins<C: ConnectionTrait>(c: &C, workspace_id: &str) -> Result<u64, DbErr> {
-    membership::Entity::find()
-        .filter(membership::Column::WorkspaceId.eq(workspace_id))
-        .filter(membership::Column::Role.eq(Role::Admin.as_str()))
-        .count(c)
-        .await
+    super::count(
+        c,
+        membership::Entity::find()
+            .filter(membership::Column::WorkspaceId.eq(workspace_id))
+            .filter(membership::Column::Role.eq(Role::Admin.as_str())),
+    )
+    .await
 }
 
 /// One page of a workspace's members ordered by subject, after `after`, and the number of
@@ -143,10 +145,7 @@ pub async fn list<C: ConnectionTrait>(
     if let Some(role) = role {
         cond = cond.add(membership::Column::Role.eq(role.as_str()));
     }
-    let total = membership::Entity::find()
-        .filter(cond.clone())
-        .count(c)
-        .await?;
+    let total = super::count(c, membership::Entity::find().filter(cond.clone())).await?;
     let mut q = membership::Entity::find().filter(cond);
     if let Some(after) = after {
         q = q.filter(membership::Column::Subject.gt(after));

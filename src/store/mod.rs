@@ -11,7 +11,8 @@ use std::{
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    DbErr, EntityTrait, QuerySelect, Select, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait, sea_query::Expr,
 };
 
 use self::cache::{AccessCache, Found};
@@ -28,6 +29,21 @@ pub mod principals;
 pub mod workspaces;
 
 pub use migration::Migrator;
+
+/// The number of rows `q` matches, as a bare `SELECT COUNT(*) … WHERE …` that the database
+/// can answer from an index (SeaORM's paginator counts over a subquery of every column).
+pub(crate) async fn count<E: EntityTrait, C: ConnectionTrait>(
+    c: &C,
+    q: Select<E>,
+) -> Result<u64, DbErr> {
+    let n: Option<i64> = q
+        .select_only()
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .into_tuple()
+        .one(c)
+        .await?;
+    Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+}
 
 /// How long a request waits for a pooled connection before the database counts as
 /// unavailable; well under the contract's 5 s.
@@ -137,6 +153,19 @@ impl Store {
             .map(|(ws, role)| (Arc::new(ws), role));
         self.cache.put(since, name, subject, &found);
         Ok(found)
+    }
+
+    /// How many workspaces match `f`, from this replica's view when nothing at all changed
+    /// since it last counted them.
+    pub async fn count_workspaces(&self, f: &workspaces::ListFilter) -> Result<u64, DbErr> {
+        let key = format!("{f:?}");
+        if let Some(n) = self.cache.total(&key) {
+            return Ok(n);
+        }
+        let since = self.cache.generation();
+        let n = workspaces::count_matching(&self.db, f).await?;
+        self.cache.put_total(since, &key, n);
+        Ok(n)
     }
 
     /// The resource counts of `ws`, from this replica's view when it has them.

@@ -1,8 +1,8 @@
 //! Queries on policies: one row per workspace, read with its workspace in one join.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
 };
 
 use super::{
@@ -92,21 +92,16 @@ pub async fn update<C: ConnectionTrait>(c: &C, p: &Policy) -> Result<(), DbErr> 
 }
 
 /// One page of policies ordered by workspace name, after the name `after`, of the
-/// workspaces matching `f`, in one joined query; and the number of all matches.
+/// workspaces matching `f`, in one joined query.
 pub async fn list<C: ConnectionTrait>(
     c: &C,
     f: &ListFilter,
     after: Option<&str>,
     limit: u64,
-) -> Result<(Vec<Policy>, u64), DbErr> {
-    let cond = condition(f);
-    let total = workspace::Entity::find()
-        .filter(cond.clone())
-        .count(c)
-        .await?;
+) -> Result<Vec<Policy>, DbErr> {
     let mut q = workspace::Entity::find()
         .find_also_related(policy::Entity)
-        .filter(cond);
+        .filter(condition(f));
     if let Some(after) = after {
         q = q.filter(workspace::Column::Name.gt(after));
     }
@@ -117,6 +112,5 @@ pub async fn list<C: ConnectionTrait>(
         .await?;
     rows.into_iter()
         .filter_map(|(w, p)| p.map(|p| to_domain(&w.name, p)))
-        .collect::<Result<_, _>>()
-        .map(|list| (list, total))
+        .collect()
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExprTrait,
-    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Statement,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Select, Statement,
     sea_query::{Expr, OnConflict, Query, SelectStatement},
 };
 
@@ -401,21 +401,21 @@ pub fn list_query(f: &ListFilter, after: Option<&str>, limit: u64) -> Select<wor
     q.order_by_asc(workspace::Column::Name).limit(limit)
 }
 
-/// One page of workspaces ordered by name, after the name `after`, with up to `limit` rows,
-/// and the number of all matches.
+/// One page of workspaces ordered by name, after the name `after`, with up to `limit` rows.
 pub async fn list<C: ConnectionTrait>(
     c: &C,
     f: &ListFilter,
     after: Option<&str>,
     limit: u64,
-) -> Result<(Vec<Workspace>, u64), DbErr> {
-    let total = workspace::Entity::find()
-        .filter(condition(f))
-        .count(c)
-        .await?;
+) -> Result<Vec<Workspace>, DbErr> {
     let rows = list_query(f, after, limit).all(c).await?;
     let list = rows.into_iter().map(to_domain).collect::<Result<_, _>>()?;
-    Ok((with_counts(c, list).await?, total))
+    with_counts(c, list).await
+}
+
+/// How many workspaces match `f`.
+pub async fn count_matching<C: ConnectionTrait>(c: &C, f: &ListFilter) -> Result<u64, DbErr> {
+    super::count(c, workspace::Entity::find().filter(condition(f))).await
 }
 
 fn resource_to_domain(workspace: &str, m: resource::Model) -> Resource {
@@ -493,10 +493,7 @@ pub async fn list_resources<C: ConnectionTrait>(
     if let Some(kind) = kind {
         cond = cond.add(resource::Column::Kind.eq(kind));
     }
-    let total = resource::Entity::find()
-        .filter(cond.clone())
-        .count(c)
-        .await?;
+    let total = super::count(c, resource::Entity::find().filter(cond.clone())).await?;
     let mut q = resource::Entity::find().filter(cond);
     if let Some((k, r)) = after {
         q = q.filter(

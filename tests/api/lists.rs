@@ -253,3 +253,45 @@ async fn walking_pages_returns_each_workspace_once_while_others_are_inserted() {
         assert!(seen.contains(name), "{name} missing from the walk");
     }
 }
+
+#[tokio::test]
+async fn total_size_follows_every_change_at_once() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let bob = token("bob");
+    let total = |tok: String| {
+        let s = &s;
+        async move { list(s, &tok, list_req(0, "")).await.unwrap().total_size }
+    };
+    assert_eq!(total(bob.clone()).await, 2);
+    create(&s, &alice, new_ws("hidden")).await;
+    // A private workspace of someone else does not count for bob; a public one does.
+    assert_eq!(total(bob.clone()).await, 2);
+    assert_eq!(total(alice.clone()).await, 3);
+    create(
+        &s,
+        &alice,
+        pb::Workspace {
+            name: "open".into(),
+            visibility: pb::Visibility::Public as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(total(bob.clone()).await, 3);
+    crate::members::add(&s, &alice, "hidden", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    assert_eq!(total(bob.clone()).await, 4);
+    s.workspaces()
+        .delete_workspace(req(
+            pb::DeleteWorkspaceRequest {
+                name: "open".into(),
+                etag: String::new(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(total(bob).await, 3);
+}
