@@ -273,6 +273,8 @@ fn echo_server(addr: SocketAddr) {
 
 async fn run(a: Args) {
     let dir = tempfile::tempdir().expect("temp dir");
+    // The PostgreSQL database made for this run, dropped at the end.
+    let mut made: Option<(String, String)> = None;
     let url = match std::env::var("WORKSPACED_BENCH_DATABASE_URL") {
         Ok(base) if !base.is_empty() => {
             let name = format!("wsbench_{}", uuid::Uuid::new_v4().simple());
@@ -282,7 +284,9 @@ async fn run(a: Args) {
                 .await
                 .expect("create database");
             let (prefix, _) = base.rsplit_once('/').expect("database URL");
-            format!("{prefix}/{name}")
+            let url = format!("{prefix}/{name}");
+            made = Some((base, name));
+            url
         }
         _ => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
     };
@@ -490,4 +494,12 @@ async fn run(a: Args) {
         .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
         .unwrap_or_else(|| "?".into());
     println!("\nworkspaced peak resident memory: {rss} kB");
+    drop((server, echo));
+    if let Some((base, name)) = made
+        && let Ok(admin) = Database::connect(&base).await
+    {
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+    }
 }
