@@ -162,12 +162,22 @@ impl Error {
         }
     }
 
-    /// A precondition failed with no further details.
-    pub fn precondition(reason: Reason, message: impl Into<String>) -> Self {
+    /// A precondition failed: one `PreconditionFailure` violation whose type is the reason
+    /// and whose subject is what failed it (such as `workspaces/ml-team`).
+    pub fn precondition(
+        reason: Reason,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        let message = message.into();
         Error::FailedPrecondition {
             reason,
-            message: message.into(),
-            violations: Vec::new(),
+            violations: vec![Precondition {
+                kind: reason.as_str().to_owned(),
+                subject: subject.into(),
+                description: message.clone(),
+            }],
+            message,
         }
     }
 

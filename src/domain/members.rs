@@ -39,6 +39,7 @@ fn member_not_found(workspace: &str, who: &str) -> Error {
 fn last_admin(workspace: &str) -> Error {
     Error::precondition(
         Reason::LastAdmin,
+        format!("workspaces/{workspace}"),
         format!("workspace \"{workspace}\" must keep at least one admin; add another admin first"),
     )
 }

@@ -109,6 +109,7 @@ impl Workspace {
             WorkspaceState::Active => Ok(()),
             WorkspaceState::Archived => Err(Error::precondition(
                 Reason::WorkspaceArchived,
+                format!("workspaces/{}", self.name),
                 format!(
                     "workspace \"{}\" is archived and read-only; unarchive it first",
                     self.name
@@ -122,6 +123,7 @@ impl Workspace {
         if self.built_in {
             Err(Error::precondition(
                 Reason::BuiltInWorkspace,
+                format!("workspaces/{}", self.name),
                 format!(
                     "the built-in workspace \"{}\" cannot be {action}",
                     self.name

@@ -266,6 +266,16 @@ pub fn assert_status(status: &Status, code: Code, reason: &str) {
         .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
     assert_eq!(info.reason, reason, "unexpected reason in {status:?}");
     assert_eq!(info.domain, "workspaced");
+    // Every failed precondition says which, in google.rpc.PreconditionFailure.
+    if code == Code::FailedPrecondition {
+        let failure = status
+            .get_details_precondition_failure()
+            .unwrap_or_else(|| panic!("no PreconditionFailure in {status:?}"));
+        assert!(
+            !failure.violations.is_empty(),
+            "empty PreconditionFailure in {status:?}"
+        );
+    }
 }
 
 /// The fields of the `BadRequest` details, sorted.
