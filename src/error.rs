@@ -238,10 +238,12 @@ fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error as E;
     match err {
         E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
-        // PostgreSQL's class 08 (connection exception) and 57P0x (server shutting down).
-        E::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        // PostgreSQL's class 08 (connection exception) and 57P0x (server shutting down);
+        // SQLite's BUSY (5, and its extended 261 and 517) and LOCKED (6) after the busy
+        // timeout: the database cannot take the request now.
+        E::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || c.starts_with("57P0") || matches!(&*c, "5" | "6" | "261" | "517")
+        }),
         _ => false,
     }
 }

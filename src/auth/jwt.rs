@@ -151,10 +151,19 @@ impl Verifier {
             })?
             .claims;
         let subject = match claims.get("sub") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => return Err(invalid("the token's sub must be a non-empty string")),
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 && !s.contains('\0') => {
+                s.clone()
+            }
+            _ => {
+                return Err(invalid(
+                    "the token's sub must be a string of 1-255 characters",
+                ));
+            }
         };
         let email = match claims.get("email") {
+            Some(Value::String(s)) if s.contains('\0') || s.len() > 320 => {
+                return Err(invalid("the token's email is malformed"));
+            }
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             None | Some(Value::Null) | Some(Value::String(_)) => None,
             Some(_) => return Err(invalid("the token's email must be a string")),

@@ -63,17 +63,26 @@ impl Authenticator {
             .metadata()
             .get("authorization")
             .ok_or_else(|| missing("the authorization metadata is missing"))?
-            .to_str()
-            .map_err(|_| missing("the authorization metadata is not text"))?;
-        let (scheme, token) = value
-            .split_once(' ')
-            .ok_or_else(|| missing("the authorization metadata needs the Bearer scheme"))?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
+            .as_bytes();
+        let (scheme, token) = match value.iter().position(|b| *b == b' ') {
+            Some(i) => (&value[..i], &value[i + 1..]),
+            None => (value, &[][..]),
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
             return Err(missing(
                 "the authorization metadata needs the Bearer scheme",
             ));
         }
-        verifier.verify(token.trim())
+        // A Bearer credential that is not a token is a bad token, not a missing one.
+        let token = std::str::from_utf8(token)
+            .ok()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Unauthenticated {
+                reason: Reason::TokenInvalid,
+                message: "the Bearer token is malformed".into(),
+            })?;
+        verifier.verify(token)
     }
 }
 

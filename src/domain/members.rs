@@ -136,11 +136,21 @@ impl Members {
         let access = found.as_ref().map(|(ws, role)| ws.access(*role));
         access::authorize(p, name, access.as_ref(), Permission::WorkspacesGet)?;
         let (ws, role) = found.ok_or_else(|| Error::workspace_not_found(name))?;
-        let subject = resolve(&tx, who).await?;
-        let is_self = subject == p.subject && role.is_some() && !ws.access(role).is_system;
+        // Decided before an email is looked up, so that only member managers learn whether
+        // an email has signed in.
+        let names_self = match &who {
+            Who::Subject(s) => *s == p.subject,
+            Who::Email(e) => p.email.as_deref() == Some(e.as_str()),
+        };
+        let is_self = names_self && role.is_some() && !ws.access(role).is_system;
         if !is_self {
             access::authorize(p, name, access.as_ref(), Permission::MembersManage)?;
         }
+        let subject = if is_self {
+            p.subject.clone()
+        } else {
+            resolve(&tx, who).await?
+        };
         ws.check_writable()?;
         let member = m::find(&tx, &ws.id, name, &subject)
             .await?

@@ -309,10 +309,10 @@ impl Policies {
 
     async fn read(&self, p: &Principal, name: &str) -> Result<Policy> {
         let ws = authorize_read(&self.store, p, name, Permission::PoliciesGet, false).await?;
-        let policy = q::find(self.store.conn(), &ws, false)
+        // Missing only when the workspace was deleted since this replica's view read it.
+        q::find(self.store.conn(), &ws, false)
             .await?
-            .ok_or_else(|| Error::Internal(format!("workspace \"{name}\" has no policy")))?;
-        Ok(policy)
+            .ok_or_else(|| Error::workspace_not_found(name))
     }
 
     /// GetPolicy.

@@ -73,10 +73,14 @@ impl WorkspaceName {
     }
 }
 
-/// Checks a free-text field's length in characters (not bytes).
+/// Checks a free-text field's length in characters (not bytes) and that it holds no NUL,
+/// which no database text column takes.
 pub fn text(s: &str, max_chars: usize) -> Result<String, String> {
     if s.chars().count() > max_chars {
         return Err(format!("must be at most {max_chars} characters"));
+    }
+    if s.contains('\0') {
+        return Err("must not contain NUL characters".into());
     }
     Ok(s.to_owned())
 }

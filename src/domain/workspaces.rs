@@ -299,9 +299,14 @@ impl Workspaces {
         let Some(id) = q::find_create_request(c, &principal.subject, request_id).await? else {
             return Ok(None);
         };
-        match q::find_by_id(c, &id).await? {
-            Some(ws) => Ok(q::with_counts(c, vec![ws]).await?.pop()),
-            None => Ok(None),
+        let Some(ws) = q::find_by_id(c, &id).await? else {
+            return Ok(None);
+        };
+        // A retry returns the workspace only to a caller that may still read it.
+        let name = ws.name.clone();
+        match decide(c, principal, &name, Some(ws), Permission::WorkspacesGet).await {
+            Ok(ws) => Ok(q::with_counts(c, vec![ws]).await?.pop()),
+            Err(_) => Ok(None),
         }
     }
 
@@ -379,11 +384,12 @@ impl Workspaces {
     ) -> Result<Workspace> {
         let tx = self.store.begin_write().await?;
         let mut ws = authorize(&tx, principal, name, Permission::WorkspacesUpdate, true).await?;
-        ws.check_etag(etag)?;
-        ws.check_writable()?;
+        // Built-in wins over every other precondition, the etag's included.
         if changes.visibility == Some(Visibility::Private) {
             ws.check_not_built_in("made private")?;
         }
+        ws.check_etag(etag)?;
+        ws.check_writable()?;
         let labels_changed = changes.labels.as_ref().is_some_and(|l| *l != ws.labels);
         if let Some(v) = changes.display_name {
             ws.display_name = v;
@@ -409,9 +415,9 @@ impl Workspaces {
     pub async fn delete(&self, principal: &Principal, name: &str, etag: &str) -> Result<()> {
         let tx = self.store.begin_write().await?;
         let ws = authorize(&tx, principal, name, Permission::WorkspacesDelete, true).await?;
-        ws.check_etag(etag)?;
-        // Built-in wins over every other precondition.
+        // Built-in wins over every other precondition, the etag's included.
         ws.check_not_built_in("deleted")?;
+        ws.check_etag(etag)?;
         let counts = q::resource_counts(&tx, &[ws.id.as_str()])
             .await?
             .remove(&ws.id)
@@ -447,9 +453,11 @@ impl Workspaces {
     ) -> Result<Workspace> {
         let tx = self.store.begin_write().await?;
         let mut ws = authorize(&tx, principal, name, Permission::WorkspacesArchive, true).await?;
-        ws.check_etag(etag)?;
         if archive {
             ws.check_not_built_in("archived")?;
+        }
+        ws.check_etag(etag)?;
+        if archive {
             // Archiving is a change, and an archived workspace takes none.
             ws.check_writable()?;
             ws.state = WorkspaceState::Archived;

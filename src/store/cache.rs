@@ -53,12 +53,12 @@ impl AccessCache {
         Self::default()
     }
 
-    /// Turns the view on or off; turning it off forgets everything.
+    /// Turns the view on or off, forgetting everything either way: a read that started
+    /// while changes could be missed must not fill the view once it is back on.
     pub fn set_enabled(&self, on: bool) {
-        if !on {
-            self.clear();
-        }
+        self.clear();
         self.enabled.store(on, Ordering::SeqCst);
+        self.clear();
     }
 
     /// The cached answer for (`name`, `subject`); `None` on a miss.

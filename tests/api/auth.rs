@@ -228,3 +228,15 @@ async fn the_roles_claim_name_is_configurable() {
         .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
 }
+
+#[tokio::test]
+async fn a_bearer_credential_that_is_not_a_token_is_token_invalid() {
+    let s = TestServer::spawn().await;
+    for value in ["Bearer", "Bearer ", "bearer    "] {
+        let err = call(&s, Some(value)).await.unwrap_err();
+        assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    }
+    let nul = sign(&with(claims(), "sub", json!("ali\u{0}ce")));
+    let err = call(&s, Some(&bearer(&nul))).await.unwrap_err();
+    assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
+}

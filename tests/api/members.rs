@@ -483,3 +483,44 @@ async fn revocation_applies_to_the_next_call() {
     let r = check(&s, &bob, "team", "workspaces.get", "").await.unwrap();
     assert!(!r.allowed);
 }
+
+#[tokio::test]
+async fn only_member_managers_learn_whether_an_email_signed_in() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("team")).await;
+    add(&s, &alice, "team", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    let by_email = |tok: String, email: &'static str| {
+        let mut c = s.members();
+        async move {
+            c.remove_member(req(
+                pb::RemoveMemberRequest {
+                    workspace: "team".into(),
+                    subject: String::new(),
+                    email: email.into(),
+                },
+                &tok,
+            ))
+            .await
+        }
+    };
+    let err = by_email(token("bob"), "ghost@example.com")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let err = by_email(alice.clone(), "ghost@example.com")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::NotFound, "PRINCIPAL_NOT_FOUND");
+    // A member removes itself by its own email too.
+    assert_eq!(
+        by_email(token("bob"), "bob@example.com")
+            .await
+            .unwrap()
+            .into_inner()
+            .removed_count,
+        1
+    );
+}

@@ -819,3 +819,60 @@ async fn concurrent_creates_of_one_name_let_exactly_one_win() {
     }
     assert_eq!(ok, 1);
 }
+
+#[tokio::test]
+async fn retries_and_stale_etags_and_nul_characters() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let create_req = |name: &str| pb::CreateWorkspaceRequest {
+        workspace: Some(new_ws(name)),
+        request_id: "once".into(),
+    };
+    s.workspaces()
+        .create_workspace(req(create_req("left"), &alice))
+        .await
+        .unwrap();
+    // alice hands the workspace over and leaves it: a retry no longer shows it to her.
+    crate::members::add(&s, &alice, "left", "bob", pb::Role::Admin)
+        .await
+        .unwrap();
+    crate::members::remove(&s, &token("bob"), "left", "alice")
+        .await
+        .unwrap();
+    let err = s
+        .workspaces()
+        .create_workspace(req(create_req("left"), &alice))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
+    // On a built-in, BUILT_IN_WORKSPACE wins over a stale etag.
+    let err = s
+        .workspaces()
+        .delete_workspace(req(
+            pb::DeleteWorkspaceRequest {
+                name: "default".into(),
+                etag: "stale".into(),
+            },
+            &platform_admin(),
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
+    // NUL fits no database text column: bad input, never INTERNAL.
+    let err = s
+        .workspaces()
+        .create_workspace(req(
+            pb::CreateWorkspaceRequest {
+                workspace: Some(pb::Workspace {
+                    name: "nul".into(),
+                    description: "a\u{0}b".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &alice,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["workspace.description"]);
+}
