@@ -6,8 +6,8 @@ use sea_orm::ConnectionTrait;
 use super::{
     access::{self, Permission, Principal, Role},
     model::{Member, Workspace, now},
-    page::{self, PageRequest},
-    workspaces::{Page, authorize, authorize_read, commit_change},
+    page::{self, Page, PageRequest},
+    workspaces::{authorize, authorize_read, commit_change},
 };
 use crate::{
     error::{Error, Reason, Result},
@@ -180,13 +180,9 @@ impl Members {
             .and_then(|k| k.first())
             .map(String::as_str);
         let (rows, total) = m::list(c, &ws.id, name, role, after, page.size + 1).await?;
-        let (items, next_page_token) =
-            page::finish(rows, page.size, fingerprint, |m| vec![m.subject.clone()]);
-        Ok(Page {
-            items,
-            next_page_token,
-            total_size: total,
-        })
+        Ok(page::finish(rows, page.size, fingerprint, total, |m| {
+            vec![m.subject.clone()]
+        }))
     }
 
     /// CheckAccess: whether `subject` (the caller when `None`) holds `permission` in the

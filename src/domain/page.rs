@@ -89,20 +89,37 @@ pub fn next_token(last_key: Vec<String>, filter: &str) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default())
 }
 
-/// Splits a fetched batch of up to `size + 1` items into the page and its next token.
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Token for the next page; empty on the last.
+    pub next_page_token: String,
+    /// Matches over all pages.
+    pub total_size: u64,
+}
+
+/// Makes the page out of a fetched batch of up to `size + 1` items (the extra one only tells
+/// that another page follows) and the listing's `total_size`.
 pub fn finish<T>(
     mut items: Vec<T>,
     size: u64,
     filter: &str,
+    total_size: u64,
     key: impl Fn(&T) -> Vec<String>,
-) -> (Vec<T>, String) {
+) -> Page<T> {
     let more = items.len() as u64 > size;
     items.truncate(size as usize);
-    let token = match items.last() {
+    let next_page_token = match items.last() {
         Some(last) if more => next_token(key(last), filter),
         _ => String::new(),
     };
-    (items, token)
+    Page {
+        items,
+        next_page_token,
+        total_size,
+    }
 }
 
 #[cfg(test)]
@@ -136,11 +153,14 @@ mod tests {
 
     #[test]
     fn finish_cuts_the_extra_item_into_a_token() {
-        let (items, token) = finish(vec![1, 2, 3], 2, "f", |i| vec![i.to_string()]);
-        assert_eq!(items, vec![1, 2]);
-        assert_eq!(decode(&token).unwrap().k, vec!["2".to_string()]);
-        let (items, token) = finish(vec![1, 2], 2, "f", |i| vec![i.to_string()]);
-        assert_eq!(items.len(), 2);
-        assert!(token.is_empty());
+        let page = finish(vec![1, 2, 3], 2, "f", 3, |i| vec![i.to_string()]);
+        assert_eq!(page.items, vec![1, 2]);
+        assert_eq!(
+            decode(&page.next_page_token).unwrap().k,
+            vec!["2".to_string()]
+        );
+        let page = finish(vec![1, 2], 2, "f", 2, |i| vec![i.to_string()]);
+        assert_eq!(page.items.len(), 2);
+        assert!(page.next_page_token.is_empty());
     }
 }

@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use super::{
     access::{Permission, Principal},
     model::{PolicyRules, now},
-    page::{self, PageRequest},
+    page::{self, Page, PageRequest},
     validate::Violations,
-    workspaces::{Page, authorize, authorize_read},
+    workspaces::{authorize, authorize_read},
 };
 use crate::{
     error::{Error, Result},
@@ -338,13 +338,9 @@ impl Policies {
             .map(String::as_str);
         let total = self.store.count_workspaces(&f).await?;
         let rows = q::list(self.store.conn(), &f, after, page.size + 1).await?;
-        let (items, next_page_token) =
-            page::finish(rows, page.size, fingerprint, |p| vec![p.workspace.clone()]);
-        Ok(Page {
-            items,
-            next_page_token,
-            total_size: total,
-        })
+        Ok(page::finish(rows, page.size, fingerprint, total, |p| {
+            vec![p.workspace.clone()]
+        }))
     }
 
     /// UpdatePolicy: platform admins only; `apply_changes` sets the masked fields and reports

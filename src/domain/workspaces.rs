@@ -13,7 +13,7 @@ use super::{
     model::{
         DEFAULT_WORKSPACE, PolicyRules, Resource, SYSTEM_WORKSPACE, Workspace, WorkspaceState, now,
     },
-    page::{self, PageRequest},
+    page::{self, Page, PageRequest},
 };
 use crate::{
     error::{Error, Precondition, Reason, Result},
@@ -62,17 +62,6 @@ pub enum WorkspaceRef {
     Name(String),
     /// By its id.
     Id(Uuid),
-}
-
-/// A page of workspaces.
-#[derive(Debug)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Token for the next page; empty on the last.
-    pub next_page_token: String,
-    /// Matches over all pages.
-    pub total_size: u64,
 }
 
 /// The filters of ListWorkspaces, validated.
@@ -365,13 +354,9 @@ impl Workspaces {
             .map(String::as_str);
         let total = self.store.count_workspaces(&f).await?;
         let rows = q::list(self.store.conn(), &f, after, page.size + 1).await?;
-        let (items, next_page_token) =
-            page::finish(rows, page.size, &fingerprint, |w| vec![w.name.clone()]);
-        Ok(Page {
-            items,
-            next_page_token,
-            total_size: total,
-        })
+        Ok(page::finish(rows, page.size, &fingerprint, total, |w| {
+            vec![w.name.clone()]
+        }))
     }
 
     /// UpdateWorkspace: applies `changes` under the etag.
@@ -557,14 +542,9 @@ impl Workspaces {
         };
         let (rows, total) =
             q::list_resources(c, &ws, kind.as_deref(), after, page.size + 1).await?;
-        let (items, next_page_token) = page::finish(rows, page.size, fingerprint, |r| {
+        Ok(page::finish(rows, page.size, fingerprint, total, |r| {
             vec![r.kind.clone(), r.resource_id.clone()]
-        });
-        Ok(Page {
-            items,
-            next_page_token,
-            total_size: total,
-        })
+        }))
     }
 }
 
