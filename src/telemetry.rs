@@ -1,20 +1,28 @@
 //! Request telemetry: a tower layer that gives every gRPC call a request id (the caller's
 //! `x-request-id`, or a new one, echoed in the response), writes one log line per call with
 //! its method, status code, latency, subject and request id (never a token), and records it
-//! in the metrics.
+//! in the metrics. It also bounds every call's time (`DEADLINE`): a database that stops
+//! answering without closing the connection is answered UNAVAILABLE, not left hanging.
 
 use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use http::HeaderValue;
 use tower::{Layer, Service};
 
-use crate::{auth::SubjectSlot, metrics::Metrics};
+use crate::{auth::SubjectSlot, error::Error, metrics::Metrics};
+
+/// How long a call may take before it is answered UNAVAILABLE (reason
+/// DATABASE_UNAVAILABLE): the contract's 5 s for an unreachable database, less a margin.
+/// Every wait inside a call is the database's (a pooled connection, a row lock, a query), so
+/// a call this slow is one the database did not answer; dropping it rolls its transaction
+/// back.
+pub const DEADLINE: Duration = Duration::from_millis(4500);
 
 /// The metadata key of the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -64,6 +72,7 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
 impl<S, B, RB> Service<http::Request<B>> for RequestLog<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
+    RB: Default,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
@@ -84,7 +93,17 @@ where
         let start = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let mut res = fut.await;
+            let mut res = match tokio::time::timeout(DEADLINE, fut).await {
+                Ok(res) => res,
+                Err(_) => {
+                    let err = Error::DatabaseUnavailable(format!(
+                        "the database did not answer within {} ms",
+                        DEADLINE.as_millis()
+                    ));
+                    tracing::warn!(%method, "{err}");
+                    Ok(tonic::Status::from(err).into_http())
+                }
+            };
             let latency = start.elapsed();
             // Errors answer trailers-only, with grpc-status in the headers; a status missing
             // there is the OK that a successful call sends in its trailers.

@@ -375,7 +375,7 @@ impl Workspaces {
         }
         ws.check_etag(etag)?;
         ws.check_writable()?;
-        let labels_changed = changes.labels.as_ref().is_some_and(|l| *l != ws.labels);
+        let before = ws.clone();
         if let Some(v) = changes.display_name {
             ws.display_name = v;
         }
@@ -390,7 +390,7 @@ impl Workspaces {
         }
         ws.version += 1;
         ws.update_time = now();
-        q::update(&tx, &ws, labels_changed).await?;
+        q::update(&tx, &before, &ws).await?;
         let ws = q::with_counts(&tx, vec![ws]).await?.pop();
         commit_change(&self.store, tx, name).await?;
         ws.ok_or_else(|| unreachable_ws(name))
@@ -423,7 +423,7 @@ impl Workspaces {
                     .collect(),
             });
         }
-        q::delete(&tx, &ws.id).await?;
+        q::delete(&tx, &ws).await?;
         commit_change(&self.store, tx, name).await?;
         Ok(())
     }
@@ -442,6 +442,7 @@ impl Workspaces {
             ws.check_not_built_in("archived")?;
         }
         ws.check_etag(etag)?;
+        let before = ws.clone();
         if archive {
             // Archiving is a change, and an archived workspace takes none.
             ws.check_writable()?;
@@ -457,7 +458,7 @@ impl Workspaces {
         }
         ws.version += 1;
         ws.update_time = now();
-        q::update(&tx, &ws, false).await?;
+        q::update(&tx, &before, &ws).await?;
         let ws = q::with_counts(&tx, vec![ws]).await?.pop();
         commit_change(&self.store, tx, name).await?;
         ws.ok_or_else(|| unreachable_ws(name))

@@ -1,13 +1,14 @@
 //! Queries on policies: one row per workspace, read with its workspace in one join.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, ExprTrait, FromQueryResult, QueryFilter,
+    QuerySelect,
+    sea_query::{Alias, Asterisk, Expr, Order, Query},
 };
 
 use super::{
-    entity::{policy, workspace},
-    workspaces::{ListFilter, condition},
+    entity::policy,
+    workspaces::{ListFilter, list_query},
 };
 use crate::domain::{
     model::{PolicyRules, Workspace},
@@ -92,25 +93,34 @@ pub async fn update<C: ConnectionTrait>(c: &C, p: &Policy) -> Result<(), DbErr> 
 }
 
 /// One page of policies ordered by workspace name, after the name `after`, of the
-/// workspaces matching `f`, in one joined query.
+/// workspaces matching `f`: the workspaces' page (`workspaces::list_query`) joined with their
+/// policies, in one query.
 pub async fn list<C: ConnectionTrait>(
     c: &C,
     f: &ListFilter,
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Policy>, DbErr> {
-    let mut q = workspace::Entity::find()
-        .find_also_related(policy::Entity)
-        .filter(condition(f));
-    if let Some(after) = after {
-        q = q.filter(workspace::Column::Name.gt(after));
-    }
-    let rows = q
-        .order_by_asc(workspace::Column::Name)
-        .limit(limit)
-        .all(c)
-        .await?;
-    rows.into_iter()
-        .filter_map(|(w, p)| p.map(|p| to_domain(&w.name, p)))
+    let page = Alias::new("page");
+    let q = Query::select()
+        .column((policy::Entity, Asterisk))
+        .expr_as(
+            Expr::col((page.clone(), Alias::new("name"))),
+            Alias::new("workspace_name"),
+        )
+        .from_subquery(list_query(f, after, limit), page.clone())
+        .inner_join(
+            policy::Entity,
+            Expr::col((policy::Entity, policy::Column::WorkspaceId))
+                .equals((page.clone(), Alias::new("id"))),
+        )
+        .order_by((page, Alias::new("name")), Order::Asc)
+        .to_owned();
+    let rows = c.query_all_raw(c.get_database_backend().build(&q)).await?;
+    rows.iter()
+        .map(|row| {
+            let name: String = row.try_get("", "workspace_name")?;
+            to_domain(&name, policy::Model::from_query_result(row, "")?)
+        })
         .collect()
 }

@@ -7,11 +7,16 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExprTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Select, Statement,
-    sea_query::{Expr, OnConflict, Query, SelectStatement},
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    sea_query::{
+        Alias, Asterisk, Expr, OnConflict, Order, Query, QueryStatementBuilder, SelectStatement,
+        UnionType,
+    },
 };
 
-use super::entity::{create_request, membership, policy, resource, workspace, workspace_label};
+use super::entity::{
+    create_request, membership, policy, resource, workspace, workspace_count, workspace_label,
+};
 use crate::domain::{
     access::{Role, Visibility},
     model::{PolicyRules, Resource, Workspace, WorkspaceState},
@@ -142,7 +147,35 @@ pub async fn insert<C: ConnectionTrait>(c: &C, w: &Workspace) -> Result<(), DbEr
     workspace::Entity::insert(to_row(w))
         .exec_without_returning(c)
         .await?;
+    tally(c, w, 1).await?;
     insert_labels(c, &w.id, &w.labels).await
+}
+
+/// Shards per (state, visibility) count.
+const COUNT_SHARDS: u8 = 16;
+
+/// Adds `delta` to the count of workspaces in `w`'s state and visibility, in the shard its
+/// id picks (the same one on insert and delete).
+async fn tally<C: ConnectionTrait>(c: &C, w: &Workspace, delta: i64) -> Result<(), DbErr> {
+    use workspace_count::Column as N;
+    let shard =
+        w.id.bytes()
+            .fold(0u8, |h, b| h.wrapping_mul(31).wrapping_add(b))
+            % COUNT_SHARDS;
+    workspace_count::Entity::insert(workspace_count::ActiveModel {
+        state: Set(w.state.as_str().to_owned()),
+        visibility: Set(w.visibility.as_str().to_owned()),
+        shard: Set(i32::from(shard)),
+        n: Set(delta),
+    })
+    .on_conflict(
+        OnConflict::columns([N::State, N::Visibility, N::Shard])
+            .value(N::N, Expr::col((workspace_count::Entity, N::N)).add(delta))
+            .to_owned(),
+    )
+    .exec_without_returning(c)
+    .await?;
+    Ok(())
 }
 
 async fn insert_labels<C: ConnectionTrait>(
@@ -164,13 +197,19 @@ async fn insert_labels<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Writes every mutable column of `w`; replaces its label rows when `labels_changed`.
+/// Writes every mutable column of `w`, which was `before`; replaces its label rows when they
+/// changed.
 pub async fn update<C: ConnectionTrait>(
     c: &C,
+    before: &Workspace,
     w: &Workspace,
-    labels_changed: bool,
 ) -> Result<(), DbErr> {
     workspace::Entity::update(to_row(w)).exec(c).await?;
+    if (before.state, before.visibility) != (w.state, w.visibility) {
+        tally(c, before, -1).await?;
+        tally(c, w, 1).await?;
+    }
+    let labels_changed = before.labels != w.labels;
     if labels_changed {
         workspace_label::Entity::delete_many()
             .filter(workspace_label::Column::WorkspaceId.eq(&w.id))
@@ -182,11 +221,11 @@ pub async fn update<C: ConnectionTrait>(
 }
 
 /// Deletes a workspace; its labels, members, policy and request ids go with it.
-pub async fn delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<(), DbErr> {
-    workspace::Entity::delete_by_id(id.to_owned())
+pub async fn delete<C: ConnectionTrait>(c: &C, w: &Workspace) -> Result<(), DbErr> {
+    workspace::Entity::delete_by_id(w.id.clone())
         .exec(c)
         .await?;
-    Ok(())
+    tally(c, w, -1).await
 }
 
 /// Marks a workspace changed (a new version and update time) without other changes, as when
@@ -252,6 +291,9 @@ pub async fn insert_if_absent<C: ConnectionTrait>(c: &C, w: &Workspace) -> Resul
         )
         .exec_without_returning(c)
         .await?;
+    if inserted > 0 {
+        tally(c, w, 1).await?;
+    }
     Ok(inserted > 0)
 }
 
@@ -341,64 +383,111 @@ pub struct ListFilter {
     pub readable_by: Option<String>,
 }
 
-fn membership_of(subject: &str) -> SelectStatement {
+/// Visibility other than private, written as the partial index `workspaces_shared_name`
+/// writes it: with a bound parameter instead, neither planner could tell the index applies.
+const SHARED: &str = "\"workspaces\".\"visibility\" <> 'private'";
+
+/// The ids of the workspaces where `subject` holds a membership (index `memberships_subject`).
+fn member_ids(subject: &str) -> SelectStatement {
     Query::select()
-        .expr(Expr::val(1))
+        .column(membership::Column::WorkspaceId)
         .from(membership::Entity)
-        .and_where(
-            Expr::col((membership::Entity, membership::Column::WorkspaceId))
-                .equals((workspace::Entity, workspace::Column::Id)),
-        )
-        .and_where(Expr::col((membership::Entity, membership::Column::Subject)).eq(subject))
+        .and_where(membership::Column::Subject.eq(subject))
         .to_owned()
 }
 
-/// The SQL condition of a listing's filters, on the `workspaces` table.
-pub(crate) fn condition(f: &ListFilter) -> Condition {
+/// The ids of the workspaces labelled `key=value` (index `workspace_labels_key_value`).
+fn labelled(key: &str, value: &str) -> SelectStatement {
+    Query::select()
+        .column(workspace_label::Column::WorkspaceId)
+        .from(workspace_label::Entity)
+        .and_where(workspace_label::Column::Key.eq(key))
+        .and_where(workspace_label::Column::Value.eq(value))
+        .to_owned()
+}
+
+/// The SQL condition of a listing's filters other than `readable_by`. Membership and label
+/// filters are id sets from their own indexes, so a planner can start from the few matches.
+fn filters(f: &ListFilter) -> Condition {
     let mut cond = Condition::all();
     if let Some(state) = f.state {
-        cond = cond.add(workspace::Column::State.eq(state.as_str()));
+        // Written out for the same reason as `SHARED`, for `workspaces_archived_name`; the
+        // value is one of the enum's own constants.
+        cond = cond.add(Expr::cust(format!(
+            "\"workspaces\".\"state\" = '{}'",
+            state.as_str()
+        )));
     }
     if let Some(member) = &f.member {
-        cond = cond.add(Expr::exists(membership_of(member)));
+        cond = cond.add(workspace::Column::Id.in_subquery(member_ids(member)));
     }
     for (k, v) in &f.labels {
-        cond = cond.add(Expr::exists(
-            Query::select()
-                .expr(Expr::val(1))
-                .from(workspace_label::Entity)
-                .and_where(
-                    Expr::col((
-                        workspace_label::Entity,
-                        workspace_label::Column::WorkspaceId,
-                    ))
-                    .equals((workspace::Entity, workspace::Column::Id)),
-                )
-                .and_where(Expr::col((workspace_label::Entity, workspace_label::Column::Key)).eq(k))
-                .and_where(
-                    Expr::col((workspace_label::Entity, workspace_label::Column::Value)).eq(v),
-                )
-                .to_owned(),
-        ));
+        cond = cond.add(workspace::Column::Id.in_subquery(labelled(k, v)));
     }
+    cond
+}
+
+/// The SQL condition of all of a listing's filters, on the `workspaces` table.
+pub(crate) fn condition(f: &ListFilter) -> Condition {
+    let mut cond = filters(f);
     if let Some(subject) = &f.readable_by {
         cond = cond.add(
             Condition::any()
-                .add(workspace::Column::Visibility.ne(Visibility::Private.as_str()))
-                .add(Expr::exists(membership_of(subject))),
+                .add(Expr::cust(SHARED))
+                .add(workspace::Column::Id.in_subquery(member_ids(subject))),
         );
     }
     cond
 }
 
-/// The query of one page of workspaces: keyset on the unique name index, so a page costs
-/// the same at any depth.
-pub fn list_query(f: &ListFilter, after: Option<&str>, limit: u64) -> Select<workspace::Entity> {
-    let mut q = workspace::Entity::find().filter(condition(f));
-    if let Some(after) = after {
-        q = q.filter(workspace::Column::Name.gt(after));
+/// The query of one page of workspaces ordered by name, after the name `after`, with up to
+/// `limit` rows. Every part of it walks an index in name order and stops at `limit` matches,
+/// so a page costs the same at any depth and whatever the size of the table: a caller
+/// without a platform role reads the shared workspaces (index `workspaces_shared_name`) and
+/// its own (through its memberships), merged; archived workspaces have an index of their
+/// own (`workspaces_archived_name`); every other listing walks the name index, or starts
+/// from the `member` or label filter's matches.
+pub fn list_query(f: &ListFilter, after: Option<&str>, limit: u64) -> SelectStatement {
+    let page = |cond: Condition| {
+        let mut q = workspace::Entity::find().filter(cond);
+        if let Some(after) = after {
+            q = q.filter(workspace::Column::Name.gt(after));
+        }
+        q.order_by_asc(workspace::Column::Name)
+            .limit(limit)
+            .into_query()
+    };
+    match (&f.readable_by, &f.member) {
+        (Some(subject), None) => {
+            let shared = page(filters(f).add(Expr::cust(SHARED)));
+            let own = page(filters(f).add(workspace::Column::Id.in_subquery(member_ids(subject))));
+            Query::select()
+                .column(Asterisk)
+                .from_subquery(shared, Alias::new("shared"))
+                .union(
+                    UnionType::Distinct,
+                    Query::select()
+                        .column(Asterisk)
+                        .from_subquery(own, Alias::new("own"))
+                        .to_owned(),
+                )
+                .order_by(Alias::new("name"), Order::Asc)
+                .limit(limit)
+                .to_owned()
+        }
+        _ => page(condition(f)),
     }
-    q.order_by_asc(workspace::Column::Name).limit(limit)
+}
+
+/// One page of workspace rows, as `list_query` selects them.
+pub(crate) async fn list_rows<C: ConnectionTrait>(
+    c: &C,
+    f: &ListFilter,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<workspace::Model>, DbErr> {
+    let stmt = c.get_database_backend().build(&list_query(f, after, limit));
+    workspace::Model::find_by_statement(stmt).all(c).await
 }
 
 /// One page of workspaces ordered by name, after the name `after`, with up to `limit` rows.
@@ -408,14 +497,62 @@ pub async fn list<C: ConnectionTrait>(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Workspace>, DbErr> {
-    let rows = list_query(f, after, limit).all(c).await?;
+    let rows = list_rows(c, f, after, limit).await?;
     let list = rows.into_iter().map(to_domain).collect::<Result<_, _>>()?;
     with_counts(c, list).await
 }
 
-/// How many workspaces match `f`.
+/// The query of how many workspaces match `f`, built so that its cost does not grow with
+/// the table: the shared (or, for platform callers, all) workspaces are summed from
+/// `workspace_counts`, plus the caller's own private ones through its memberships; a
+/// `member` or label filter counts its matches from that filter's index.
+pub fn count_query(f: &ListFilter) -> SelectStatement {
+    if f.member.is_some() || !f.labels.is_empty() {
+        return workspace::Entity::find()
+            .filter(condition(f))
+            .select_only()
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .into_query();
+    }
+    let mut counted = Query::select()
+        .expr(Expr::cust("CAST(COALESCE(SUM(n), 0) AS BIGINT)"))
+        .from(workspace_count::Entity)
+        .to_owned();
+    if let Some(state) = f.state {
+        counted.and_where(workspace_count::Column::State.eq(state.as_str()));
+    }
+    let Some(subject) = &f.readable_by else {
+        return counted;
+    };
+    let private = Visibility::Private.as_str();
+    counted.and_where(workspace_count::Column::Visibility.ne(private));
+    let own = Query::select()
+        .expr(Expr::cust("COUNT(*)"))
+        .from(workspace::Entity)
+        .cond_where(
+            filters(f)
+                .add(workspace::Column::Visibility.eq(private))
+                .add(workspace::Column::Id.in_subquery(member_ids(subject))),
+        )
+        .to_owned();
+    Query::select()
+        .expr(
+            Expr::SubQuery(None, Box::new(counted.into_sub_query_statement())).add(Expr::SubQuery(
+                None,
+                Box::new(own.into_sub_query_statement()),
+            )),
+        )
+        .to_owned()
+}
+
+/// How many workspaces match `f` (see `count_query`).
 pub async fn count_matching<C: ConnectionTrait>(c: &C, f: &ListFilter) -> Result<u64, DbErr> {
-    super::count(c, workspace::Entity::find().filter(condition(f))).await
+    let stmt = c.get_database_backend().build(&count_query(f));
+    let n: i64 = match c.query_one_raw(stmt).await? {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 fn resource_to_domain(workspace: &str, m: resource::Model) -> Resource {

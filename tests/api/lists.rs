@@ -295,3 +295,174 @@ async fn total_size_follows_every_change_at_once() {
         .unwrap();
     assert_eq!(total(bob).await, 3);
 }
+
+/// Every name `tok` lists, walking pages of `size`; asserts each page's total_size is
+/// `total`.
+async fn walk(
+    s: &TestServer,
+    tok: &str,
+    mut r: pb::ListWorkspacesRequest,
+    total: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let page = list(s, tok, r.clone()).await.unwrap();
+        assert_eq!(page.total_size as usize, total, "total_size on a page");
+        out.extend(page.workspaces.iter().map(|w| w.name.clone()));
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        r.page_token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn pages_merge_shared_and_own_workspaces_and_counts_follow_every_change() {
+    let s = TestServer::spawn().await;
+    let root = platform_admin();
+    let alice = token("alice");
+    let mut ws = s.workspaces();
+    // 40 workspaces: public, internal and private; alice is a member of every third, shared
+    // ones included, so the two halves of her listing overlap.
+    for i in 0..40 {
+        let visibility = match i % 4 {
+            0 => pb::Visibility::Public,
+            1 => pb::Visibility::Internal,
+            _ => pb::Visibility::Private,
+        };
+        let name = format!("m{i:02}");
+        create(
+            &s,
+            &root,
+            pb::Workspace {
+                name: name.clone(),
+                visibility: visibility as i32,
+                ..Default::default()
+            },
+        )
+        .await;
+        if i % 3 == 0 {
+            crate::members::add(&s, &root, &name, "alice", pb::Role::Viewer)
+                .await
+                .unwrap();
+        }
+    }
+    // What alice may read, by asking GetWorkspace about every workspace there is.
+    let readable = |state: Option<pb::WorkspaceState>| {
+        let (s, root, alice) = (&s, root.clone(), alice.clone());
+        async move {
+            let all = walk(
+                s,
+                &root,
+                list_req(100, ""),
+                count_rows(s, "SELECT COUNT(*) FROM workspaces").await as usize,
+            )
+            .await;
+            let mut out = Vec::new();
+            for name in all {
+                if let Ok(w) = get(s, &alice, &name).await
+                    && state.is_none_or(|st| w.state == st as i32)
+                {
+                    out.push(name);
+                }
+            }
+            out
+        }
+    };
+    let check = |label: &'static str| {
+        let (s, root, alice) = (&s, root.clone(), alice.clone());
+        let readable = &readable;
+        async move {
+            for state in [
+                None,
+                Some(pb::WorkspaceState::Active),
+                Some(pb::WorkspaceState::Archived),
+            ] {
+                let want = readable(state).await;
+                let mut r = list_req(3, "");
+                r.state = state.map_or(0, |st| st as i32);
+                assert_eq!(
+                    walk(s, &alice, r.clone(), want.len()).await,
+                    want,
+                    "{label}: alice, state {state:?}"
+                );
+                let sql = match state {
+                    None => "SELECT COUNT(*) FROM workspaces".to_owned(),
+                    Some(pb::WorkspaceState::Archived) => {
+                        "SELECT COUNT(*) FROM workspaces WHERE state = 'archived'".to_owned()
+                    }
+                    Some(_) => "SELECT COUNT(*) FROM workspaces WHERE state = 'active'".to_owned(),
+                };
+                let n = count_rows(s, &sql).await as usize;
+                r.page_size = 100;
+                assert_eq!(
+                    list(s, &root, r).await.unwrap().total_size as usize,
+                    n,
+                    "{label}: root, state {state:?}"
+                );
+            }
+        }
+    };
+    check("created").await;
+    // Archive some (shared and own), open some private ones up, close a shared one, delete
+    // some: the counts move with every change.
+    for name in ["m00", "m03", "m06", "m07"] {
+        ws.archive_workspace(req(
+            pb::ArchiveWorkspaceRequest {
+                name: name.into(),
+                etag: String::new(),
+            },
+            &root,
+        ))
+        .await
+        .unwrap();
+    }
+    for (name, v) in [
+        ("m02", pb::Visibility::Public),
+        ("m10", pb::Visibility::Internal),
+        ("m04", pb::Visibility::Private),
+    ] {
+        ws.update_workspace(req(
+            pb::UpdateWorkspaceRequest {
+                workspace: Some(pb::Workspace {
+                    name: name.into(),
+                    visibility: v as i32,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["visibility".into()],
+                }),
+                etag: String::new(),
+            },
+            &root,
+        ))
+        .await
+        .unwrap();
+    }
+    ws.unarchive_workspace(req(
+        pb::UnarchiveWorkspaceRequest {
+            name: "m03".into(),
+            etag: String::new(),
+        },
+        &root,
+    ))
+    .await
+    .unwrap();
+    for name in ["m01", "m06", "m09", "m12"] {
+        ws.delete_workspace(req(
+            pb::DeleteWorkspaceRequest {
+                name: name.into(),
+                etag: String::new(),
+            },
+            &root,
+        ))
+        .await
+        .unwrap();
+    }
+    check("changed").await;
+    // The counts kept in the database agree with the rows.
+    assert_eq!(
+        count_rows(&s, "SELECT CAST(SUM(n) AS BIGINT) FROM workspace_counts").await,
+        count_rows(&s, "SELECT COUNT(*) FROM workspaces").await
+    );
+}

@@ -13,11 +13,16 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
+use workspaced::pb::v1 as pb;
+
 use crate::common::*;
 
 /// Forwards connections from `listen` to `target` until dropped; dropping closes them all.
+/// `freeze` stops forwarding but keeps every connection open, as a network that silently
+/// drops packets does.
 struct Proxy {
     tasks: JoinSet<()>,
+    frozen: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -26,6 +31,7 @@ impl Proxy {
         let mut tasks = JoinSet::new();
         let conns = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
         let held = conns.clone();
+        let (frozen, watch) = tokio::sync::watch::channel(false);
         tasks.spawn(async move {
             // The connections live in this task's set, so aborting it closes them.
             let _held = held;
@@ -34,14 +40,27 @@ impl Proxy {
                     return;
                 };
                 let target = target.clone();
+                let mut watch = watch.clone();
                 conns.lock().await.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let frozen = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        r = watch.wait_for(|f| *f) => r.is_ok(),
+                    };
+                    if frozen {
+                        // Hold both ends open and move nothing.
+                        std::future::pending::<()>().await;
                     }
                 });
             }
         });
-        Proxy { tasks }
+        Proxy { tasks, frozen }
+    }
+
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
     }
 }
 
@@ -108,4 +127,61 @@ async fn a_database_outage_is_unavailable_and_health_follows_it() {
     let _proxy = Proxy::start(listen, target.to_owned()).await;
     wait_health(&s, ServingStatus::Serving, Duration::from_secs(10)).await;
     assert_eq!(get(&s, &alice, "survivor").await.unwrap().name, "survivor");
+}
+
+#[tokio::test]
+async fn a_database_that_stops_answering_is_unavailable_within_5_s() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
+        return;
+    }
+    let (scheme_user, rest) = db.url.split_once('@').expect("user@host in the URL");
+    let (target, path) = rest.split_once('/').expect("a database in the URL");
+    let port_probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listen = port_probe.local_addr().unwrap();
+    drop(port_probe);
+    let proxy = Proxy::start(listen, target.to_owned()).await;
+    let proxied = Arc::new(TestDb {
+        url: format!("{scheme_user}@{listen}/{path}"),
+        ..db
+    });
+    let s = TestServer::spawn_on(proxied, Options::default()).await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("before")).await;
+
+    // Open connections whose packets go nowhere: no error ever comes back from them.
+    proxy.freeze();
+    for (what, call) in [
+        (
+            "a read",
+            Box::pin(async { get(&s, &alice, "never-read").await.map(drop) })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::Status>>>>,
+        ),
+        (
+            "a write",
+            Box::pin(async {
+                s.workspaces()
+                    .create_workspace(req(
+                        pb::CreateWorkspaceRequest {
+                            workspace: Some(new_ws("after")),
+                            request_id: String::new(),
+                        },
+                        &alice,
+                    ))
+                    .await
+                    .map(drop)
+            }),
+        ),
+    ] {
+        let start = Instant::now();
+        let err = call.await.unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what} took {:?}",
+            start.elapsed()
+        );
+        assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    }
+    wait_health(&s, ServingStatus::NotServing, Duration::from_secs(10)).await;
 }

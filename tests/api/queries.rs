@@ -1,11 +1,11 @@
 //! Query budgets: every list RPC runs the same number of SQL statements whatever its page
-//! size (no N+1), counted by `workspaced_db_statements_total`; and on SQLite the keyset page
-//! query walks the name index instead of sorting the table.
+//! size (no N+1), counted by `workspaced_db_statements_total`; and on SQLite no page or
+//! count query reads the whole workspaces table (EXPLAIN QUERY PLAN).
 
-use sea_orm::{ConnectionTrait, Database, DbBackend, QueryTrait, Statement};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, sea_query::SelectStatement};
 use workspaced::{
     pb::v1 as pb,
-    store::workspaces::{ListFilter, list_query},
+    store::workspaces::{ListFilter, count_query, list_query},
 };
 
 use crate::{common::*, members::add};
@@ -160,8 +160,25 @@ async fn list_rpcs_cost_the_same_whatever_the_page_size() {
     }
 }
 
+/// SQLite's plan of `stmt`, a line per step.
+async fn plan(c: &sea_orm::DatabaseConnection, stmt: &SelectStatement) -> String {
+    let stmt = DbBackend::Sqlite.build(stmt);
+    let explain = Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+        stmt.values.clone().map(|v| v.0).unwrap_or_default(),
+    );
+    c.query_all_raw(explain)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.try_get_by_index::<String>(3).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[tokio::test]
-async fn sqlite_keyset_pages_walk_the_name_index() {
+async fn sqlite_plans_never_read_the_whole_workspaces_table() {
     let s = TestServer::spawn().await;
     if s.db.is_postgres() {
         eprintln!("skipped: EXPLAIN QUERY PLAN is SQLite's");
@@ -171,37 +188,149 @@ async fn sqlite_keyset_pages_walk_the_name_index() {
     for i in 0..300 {
         create(&s, &root, new_ws(&format!("plan{i:03}"))).await;
     }
+    for name in ["plan007", "plan123"] {
+        add(&s, &root, name, "alice", pb::Role::Viewer)
+            .await
+            .unwrap();
+    }
+    let alice = || Some("alice".to_owned());
+    let labels = || [("team".to_owned(), "ml".to_owned())].into();
+    use workspaced::domain::model::WorkspaceState;
+    let archived = || Some(WorkspaceState::Archived);
+    let active = || Some(WorkspaceState::Active);
     let c = Database::connect(&s.db.url).await.unwrap();
-    for filter in [
-        ListFilter::default(),
-        ListFilter {
-            readable_by: Some("alice".into()),
-            ..Default::default()
-        },
-    ] {
-        for after in [None, Some("plan150")] {
-            let stmt = list_query(&filter, after, 51).build(DbBackend::Sqlite);
-            let explain = Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                format!("EXPLAIN QUERY PLAN {}", stmt.sql),
-                stmt.values.clone().map(|v| v.0).unwrap_or_default(),
-            );
-            let plan: Vec<String> = c
-                .query_all_raw(explain)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|r| r.try_get_by_index::<String>(3).unwrap())
-                .collect();
-            let text = plan.join("\n");
-            assert!(
-                text.contains("workspaces_name_key"),
-                "the page does not use the name index:\n{text}"
-            );
-            assert!(
-                !text.contains("TEMP B-TREE"),
-                "the page sorts instead of walking the index:\n{text}"
-            );
+    // Before and after ANALYZE: statistics must not tip a plan into reading every row.
+    for analyzed in [false, true] {
+        if analyzed {
+            c.execute_unprepared("ANALYZE").await.unwrap();
+        }
+        let filters = [
+            ("platform", ListFilter::default()),
+            (
+                "platform, archived",
+                ListFilter {
+                    state: archived(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "platform, active",
+                ListFilter {
+                    state: active(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "platform, member",
+                ListFilter {
+                    member: alice(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "platform, labels",
+                ListFilter {
+                    labels: labels(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "alice",
+                ListFilter {
+                    readable_by: alice(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "alice, archived",
+                ListFilter {
+                    readable_by: alice(),
+                    state: archived(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "alice, active",
+                ListFilter {
+                    readable_by: alice(),
+                    state: active(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "alice, member",
+                ListFilter {
+                    readable_by: alice(),
+                    member: alice(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "alice, labels",
+                ListFilter {
+                    readable_by: alice(),
+                    labels: labels(),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (what, f) in &filters {
+            for after in [None, Some("plan150")] {
+                let text = plan(&c, &list_query(f, after, 51)).await;
+                let ctx = format!("{what}, after {after:?}, analyzed {analyzed}:\n{text}");
+                // A walk of the name index (or a shared-only or per-state index) in order
+                // stops after the page; any other scan of `workspaces` reads every row.
+                for line in text.lines().filter(|l| l.contains(" workspaces ")) {
+                    let walk = (line.starts_with("SCAN workspaces USING")
+                        || line.ends_with("(name>?)"))
+                        && [
+                            "workspaces_name_key",
+                            "workspaces_shared_name",
+                            "workspaces_archived_name",
+                        ]
+                        .iter()
+                        .any(|i| line.contains(i));
+                    let by_id = line.contains("(id=?)");
+                    assert!(
+                        walk || by_id,
+                        "the page reads workspaces it does not need: {ctx}"
+                    );
+                }
+                match *what {
+                    "platform" | "platform, active" => assert!(
+                        text.contains("workspaces_name_key") && !text.contains("TEMP B-TREE"),
+                        "the page does not walk the name index: {ctx}"
+                    ),
+                    "platform, archived" => assert!(
+                        text.contains("workspaces_archived_name") && !text.contains("TEMP B-TREE"),
+                        "the page does not walk the archived index: {ctx}"
+                    ),
+                    "alice" | "alice, active" => assert!(
+                        text.contains("workspaces_shared_name")
+                            && text.contains("memberships_subject"),
+                        "the page does not merge shared and own workspaces: {ctx}"
+                    ),
+                    // Starts from the filter's own index: its matches, sorted.
+                    "platform, member" | "alice, member" => assert!(
+                        !text.contains("SCAN workspaces") && text.contains("memberships_subject"),
+                        "the page does not start from the memberships: {ctx}"
+                    ),
+                    "platform, labels" | "alice, labels" => assert!(
+                        !text.contains("SCAN workspaces") && text.contains("workspace_labels"),
+                        "the page does not start from the labels: {ctx}"
+                    ),
+                    // Either archived walk is bounded by the page; the general rule holds.
+                    _ => {}
+                }
+            }
+            // total_size: counted rows or a filter's matches, never every workspace.
+            let text = plan(&c, &count_query(f)).await;
+            for line in text.lines().filter(|l| l.contains(" workspaces ")) {
+                assert!(
+                    line.contains("(id=?)"),
+                    "the count reads workspaces it does not need: {what}, analyzed {analyzed}:\n{text}"
+                );
+            }
         }
     }
 }

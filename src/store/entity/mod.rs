@@ -6,4 +6,5 @@ pub mod policy;
 pub mod principal;
 pub mod resource;
 pub mod workspace;
+pub mod workspace_count;
 pub mod workspace_label;
