@@ -4,9 +4,10 @@
 //! rounds. Prints per RPC: requests/s, p50, p99, the ratio to B at the same concurrency, and
 //! the server's CPU time per request.
 //!
-//! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]`
-//! (defaults: 100000 workspaces, 1000000 memberships, 2 s per measurement, 3 rounds). On
-//! PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
+//! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]
+//! [--pin]` (defaults: 100000 workspaces, 1000000 memberships, 2 s per measurement, 3
+//! rounds; `--pin` puts the servers on CPU 1 and the generator on CPU 0). On PostgreSQL when
+//! `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
 
 use std::{
     collections::BTreeMap,
@@ -40,6 +41,9 @@ struct Args {
     memberships: usize,
     seconds: f64,
     rounds: usize,
+    /// Runs the servers on CPU 1 and the load generator on CPU 0, so that the generator's
+    /// work does not preempt the server's (what the p99 figures are most sensitive to).
+    pin: bool,
 }
 
 fn args() -> Args {
@@ -48,6 +52,7 @@ fn args() -> Args {
         memberships: 1_000_000,
         seconds: 2.0,
         rounds: 3,
+        pin: false,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -58,6 +63,11 @@ fn args() -> Args {
             ("--memberships", Some(v)) => a.memberships = v as usize,
             ("--seconds", Some(v)) => a.seconds = v,
             ("--rounds", Some(v)) => a.rounds = v as usize,
+            ("--pin", _) => {
+                a.pin = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -256,11 +266,40 @@ fn main() {
         let addr: SocketAddr = argv[i + 1].parse().expect("echo address");
         return echo_server(addr);
     }
+    let a = args();
+    if a.pin {
+        // Before the runtime's threads exist, so that they inherit it (and tokio, which sizes
+        // its pool by the CPUs this process may use, starts one worker).
+        pin(std::process::id(), 0);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(args()));
+    rt.block_on(run(a));
+}
+
+/// Restricts process `pid` (all its threads) to CPU `cpu`, with util-linux's `taskset`.
+fn pin(pid: u32, cpu: usize) {
+    let ok = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "taskset could not pin process {pid} to CPU {cpu}");
+}
+
+/// Starts `program` with `args`, on CPU 1 alone when `pinned`.
+fn start(program: &std::path::Path, args: &[&str], pinned: bool) -> Command {
+    let mut c = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    c.args(args);
+    c
 }
 
 /// The baseline: a bare tonic server whose only RPC is the health check.
@@ -317,26 +356,32 @@ async fn run(a: Args) {
     let ws_addr = free_addr();
     let echo_addr = free_addr();
     let server = Proc(
-        Command::new(env!("CARGO_BIN_EXE_workspaced"))
-            .args([
+        start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_workspaced")),
+            &[
                 "serve",
                 "--listen",
                 &ws_addr.to_string(),
                 "--database-url",
                 &url,
-            ])
-            .arg("--jwt-hs256-secret-file")
-            .arg(&key)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start workspaced"),
+            ],
+            a.pin,
+        )
+        .arg("--jwt-hs256-secret-file")
+        .arg(&key)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start workspaced"),
     );
     let echo = Proc(
-        Command::new(std::env::current_exe().expect("own path"))
-            .args(["--echo-server", &echo_addr.to_string()])
-            .spawn()
-            .expect("start the echo server"),
+        start(
+            &std::env::current_exe().expect("own path"),
+            &["--echo-server", &echo_addr.to_string()],
+            a.pin,
+        )
+        .spawn()
+        .expect("start the echo server"),
     );
     let ws_channels = channels(ws_addr).await;
     let echo_channels = channels(echo_addr).await;
@@ -463,7 +508,7 @@ async fn run(a: Args) {
     }
 
     println!(
-        "\n{} workspaces, {} memberships, {}; {} rounds of {} s per cell, {} connections\n",
+        "\n{} workspaces, {} memberships, {}; {} rounds of {} s per cell, {} connections{}\n",
         a.workspaces,
         a.memberships,
         if url.starts_with("postgres") {
@@ -473,7 +518,12 @@ async fn run(a: Args) {
         },
         a.rounds,
         a.seconds,
-        CONNECTIONS
+        CONNECTIONS,
+        if a.pin {
+            "; servers pinned to CPU 1, the load generator to CPU 0"
+        } else {
+            ""
+        }
     );
     println!(
         "| RPC | concurrency | requests/s | p50 ms | p99 ms | ratio to B | server CPU µs/request |"

@@ -61,6 +61,11 @@ pub struct Store {
     cache: Arc<AccessCache>,
 }
 
+/// How often the change listener checks that its connection still answers, and how long
+/// it waits for the answer: the longest a replica cut off from the database without an error
+/// serves its view is twice this.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL channel on which every change to a workspace or its members is announced,
 /// with the workspace's name as payload.
 const CHANGES_CHANNEL: &str = "workspaced_changes";
@@ -228,16 +233,27 @@ impl Store {
                 continue;
             }
             self.cache.set_enabled(true);
+            let mut beat = tokio::time::interval(HEARTBEAT);
             loop {
-                match listener.try_recv().await {
-                    Ok(Some(n)) => self.cache.invalidate(n.payload()),
-                    // The connection dropped: changes may have been missed meanwhile.
-                    Ok(None) | Err(_) => {
-                        self.cache.set_enabled(false);
-                        break;
+                tokio::select! {
+                    n = listener.try_recv() => match n {
+                        Ok(Some(n)) => self.cache.invalidate(n.payload()),
+                        // The connection dropped: changes may have been missed meanwhile.
+                        Ok(None) | Err(_) => break,
+                    },
+                    // (`try_recv` is cancel-safe: a message half read when the beat comes stays
+                    // in its buffer.) A connection whose network silently stopped delivering raises no error
+                    // for minutes, and the view would go stale meanwhile: a query on it that
+                    // does not come back in time counts as a drop.
+                    _ = beat.tick() => {
+                        let ping = sea_orm::sqlx::query("SELECT 1").execute(&mut listener);
+                        if !matches!(tokio::time::timeout(HEARTBEAT, ping).await, Ok(Ok(_))) {
+                            break;
+                        }
                     }
                 }
             }
+            self.cache.set_enabled(false);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

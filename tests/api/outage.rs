@@ -1,7 +1,8 @@
 //! Database outages (PostgreSQL only): while the database cannot be reached, calls answer
 //! UNAVAILABLE / DATABASE_UNAVAILABLE within 5 s and health turns NOT_SERVING within 10 s;
 //! when it is back, health turns SERVING again without a restart. The outage is made by a
-//! TCP proxy between the server and PostgreSQL that the test cuts and restores.
+//! TCP proxy between the server and PostgreSQL that the test cuts and restores, or freezes
+//! (connections stay open and nothing passes, as when a network silently drops packets).
 
 use std::{
     net::SocketAddr,
@@ -149,6 +150,10 @@ async fn a_database_that_stops_answering_is_unavailable_within_5_s() {
     let s = TestServer::spawn_on(proxied, Options::default()).await;
     let alice = token("alice");
     create(&s, &alice, new_ws("before")).await;
+    // Now in the replica's view (once the replica has heard its own announcement of the
+    // create, which would otherwise empty the view again).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    get(&s, &alice, "before").await.unwrap();
 
     // Open connections whose packets go nowhere: no error ever comes back from them.
     proxy.freeze();
@@ -183,5 +188,9 @@ async fn a_database_that_stops_answering_is_unavailable_within_5_s() {
         );
         assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     }
+    // The change listener's connection is cut off too, unknown to it: its heartbeat turns
+    // the view off within 2 s, so what it held is not served stale.
+    let err = get(&s, &alice, "before").await.unwrap_err();
+    assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     wait_health(&s, ServingStatus::NotServing, Duration::from_secs(10)).await;
 }
