@@ -5,7 +5,7 @@
 //! the server's CPU time per request.
 //!
 //! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]
-//! [--pin]` (defaults: 100000 workspaces, 1000000 memberships, 2 s per measurement, 3
+//! [--pin] [--only RPC]` (defaults: 100000 workspaces, 1000000 memberships, 2 s per measurement, 3
 //! rounds; `--pin` puts the servers on CPU 1 and the generator on CPU 0). On PostgreSQL when
 //! `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
 
@@ -44,6 +44,8 @@ struct Args {
     /// Runs the servers on CPU 1 and the load generator on CPU 0, so that the generator's
     /// work does not preempt the server's (what the p99 figures are most sensitive to).
     pin: bool,
+    /// Measures only the RPCs whose name starts with this (and B), as for profiling one.
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -53,6 +55,7 @@ fn args() -> Args {
         seconds: 2.0,
         rounds: 3,
         pin: false,
+        only: None,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -63,6 +66,7 @@ fn args() -> Args {
             ("--memberships", Some(v)) => a.memberships = v as usize,
             ("--seconds", Some(v)) => a.seconds = v,
             ("--rounds", Some(v)) => a.rounds = v as usize,
+            ("--only", _) if i + 1 < argv.len() => a.only = Some(argv[i + 1].clone()),
             ("--pin", _) => {
                 a.pin = true;
                 i += 1;
@@ -396,14 +400,17 @@ async fn run(a: Args) {
         Box::leak(format!("ws-{:06}", 42 / per % a.workspaces.max(1)).into_boxed_str());
     let last_token = page::next_token(vec![last_name], &ListWorkspaces::default().fingerprint());
 
-    let targets = [
+    let targets: Vec<&str> = [
         "B (bare tonic)",
         "CheckAccess",
         "GetWorkspace",
         "ListWorkspaces first page",
         "ListWorkspaces last page",
         "CreateWorkspace",
-    ];
+    ]
+    .into_iter()
+    .filter(|t| t.starts_with('B') || a.only.as_deref().is_none_or(|o| t.starts_with(o)))
+    .collect();
     let mut totals: BTreeMap<(usize, &str), Total> = BTreeMap::new();
     for &c in &CONCURRENCY {
         for round in 0..a.rounds {
