@@ -157,14 +157,6 @@ async fn seed(url: &str, n: usize, m: usize) {
             rows.clear();
         }
     }
-    // The rows went in behind the store's back, so their counts are made here, in a shard
-    // of their own apart from the 16 the server spreads its changes over.
-    tx.execute_unprepared(
-        "INSERT INTO workspace_counts (state, visibility, shard, n) \
-         SELECT state, visibility, 1000, COUNT(*) FROM workspaces GROUP BY state, visibility",
-    )
-    .await
-    .expect("count workspaces");
     tx.commit().await.expect("commit");
     if backend == DbBackend::Postgres {
         db.execute_unprepared("ANALYZE").await.expect("analyze");

@@ -20,8 +20,9 @@ use crate::{auth::SubjectSlot, error::Error, metrics::Metrics};
 /// How long a call may take before it is answered UNAVAILABLE (reason
 /// DATABASE_UNAVAILABLE): the contract's 5 s for an unreachable database, less a margin.
 /// Every wait inside a call is the database's (a pooled connection, a row lock, a query), so
-/// a call this slow is one the database did not answer; dropping it rolls its transaction
-/// back.
+/// a call this slow is one the database did not answer. The call itself runs on as a task of
+/// its own: a commit already sent completes, and the replica's view learns of it, as always,
+/// after it. (Its caller, as after any UNAVAILABLE, cannot tell whether a change was made.)
 pub const DEADLINE: Duration = Duration::from_millis(4500);
 
 /// The metadata key of the request id.
@@ -72,8 +73,9 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
 impl<S, B, RB> Service<http::Request<B>> for RequestLog<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
-    RB: Default,
+    RB: Default + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -93,8 +95,13 @@ where
         let start = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let mut res = match tokio::time::timeout(DEADLINE, fut).await {
-                Ok(res) => res,
+            let mut res = match tokio::time::timeout(DEADLINE, tokio::spawn(fut)).await {
+                Ok(Ok(res)) => res,
+                Ok(Err(_)) => {
+                    let err = Error::Internal("the call's task failed".into());
+                    tracing::error!(%method, "{err}");
+                    Ok(tonic::Status::from(err).into_http())
+                }
                 Err(_) => {
                     let err = Error::DatabaseUnavailable(format!(
                         "the database did not answer within {} ms",

@@ -423,7 +423,7 @@ impl Workspaces {
                     .collect(),
             });
         }
-        q::delete(&tx, &ws).await?;
+        q::delete(&tx, &ws.id).await?;
         commit_change(&self.store, tx, name).await?;
         Ok(())
     }

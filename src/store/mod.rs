@@ -61,10 +61,12 @@ pub struct Store {
     cache: Arc<AccessCache>,
 }
 
-/// How often the change listener checks that its connection still answers, and how long
-/// it waits for the answer: the longest a replica cut off from the database without an error
-/// serves its view is twice this.
+/// How often the change listener checks that its connection still answers.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long the listener waits for that answer: generous, since a slow answer turns the
+/// view off (and every read to the database) just when the database is busy. A replica cut
+/// off from the database without an error serves its view for at most the two added up.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The PostgreSQL channel on which every change to a workspace or its members is announced,
 /// with the workspace's name as payload.
@@ -228,27 +230,38 @@ impl Store {
                     continue;
                 }
             };
-            if listener.listen(CHANGES_CHANNEL).await.is_err() {
+            // A lost connection must end this loop, never be replaced behind its back (the
+            // changes announced in between would be missed): no reconnect inside `try_recv`,
+            // and the backend's pid, checked by every heartbeat, names the connection.
+            listener.eager_reconnect(false);
+            let pid = "SELECT pg_backend_pid()";
+            let backend: Result<(i32,), _> =
+                sea_orm::sqlx::query_as(pid).fetch_one(&mut listener).await;
+            let (Ok((backend,)), Ok(())) = (backend, listener.listen(CHANGES_CHANNEL).await) else {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
-            }
+            };
             self.cache.set_enabled(true);
             let mut beat = tokio::time::interval(HEARTBEAT);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    // Cancel-safe here: a message half read when the beat comes stays in the
+                    // connection's buffer, and without eager reconnects nothing else awaits.
                     n = listener.try_recv() => match n {
                         Ok(Some(n)) => self.cache.invalidate(n.payload()),
                         // The connection dropped: changes may have been missed meanwhile.
                         Ok(None) | Err(_) => break,
                     },
-                    // (`try_recv` is cancel-safe: a message half read when the beat comes stays
-                    // in its buffer.) A connection whose network silently stopped delivering raises no error
-                    // for minutes, and the view would go stale meanwhile: a query on it that
-                    // does not come back in time counts as a drop.
+                    // A connection whose network silently stopped delivering raises no error
+                    // for minutes, and the view would go stale meanwhile: a ping on it that
+                    // does not come back in time, or comes back from another backend,
+                    // counts as a drop.
                     _ = beat.tick() => {
-                        let ping = sea_orm::sqlx::query("SELECT 1").execute(&mut listener);
-                        if !matches!(tokio::time::timeout(HEARTBEAT, ping).await, Ok(Ok(_))) {
-                            break;
+                        let ping = sea_orm::sqlx::query_as::<_, (i32,)>(pid).fetch_one(&mut listener);
+                        match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping).await {
+                            Ok(Ok((now,))) if now == backend => {}
+                            _ => break,
                         }
                     }
                 }

@@ -147,35 +147,7 @@ pub async fn insert<C: ConnectionTrait>(c: &C, w: &Workspace) -> Result<(), DbEr
     workspace::Entity::insert(to_row(w))
         .exec_without_returning(c)
         .await?;
-    tally(c, w, 1).await?;
     insert_labels(c, &w.id, &w.labels).await
-}
-
-/// Shards per (state, visibility) count.
-const COUNT_SHARDS: u8 = 16;
-
-/// Adds `delta` to the count of workspaces in `w`'s state and visibility, in the shard its
-/// id picks (the same one on insert and delete).
-async fn tally<C: ConnectionTrait>(c: &C, w: &Workspace, delta: i64) -> Result<(), DbErr> {
-    use workspace_count::Column as N;
-    let shard =
-        w.id.bytes()
-            .fold(0u8, |h, b| h.wrapping_mul(31).wrapping_add(b))
-            % COUNT_SHARDS;
-    workspace_count::Entity::insert(workspace_count::ActiveModel {
-        state: Set(w.state.as_str().to_owned()),
-        visibility: Set(w.visibility.as_str().to_owned()),
-        shard: Set(i32::from(shard)),
-        n: Set(delta),
-    })
-    .on_conflict(
-        OnConflict::columns([N::State, N::Visibility, N::Shard])
-            .value(N::N, Expr::col((workspace_count::Entity, N::N)).add(delta))
-            .to_owned(),
-    )
-    .exec_without_returning(c)
-    .await?;
-    Ok(())
 }
 
 async fn insert_labels<C: ConnectionTrait>(
@@ -205,10 +177,6 @@ pub async fn update<C: ConnectionTrait>(
     w: &Workspace,
 ) -> Result<(), DbErr> {
     workspace::Entity::update(to_row(w)).exec(c).await?;
-    if (before.state, before.visibility) != (w.state, w.visibility) {
-        tally(c, before, -1).await?;
-        tally(c, w, 1).await?;
-    }
     let labels_changed = before.labels != w.labels;
     if labels_changed {
         workspace_label::Entity::delete_many()
@@ -221,11 +189,11 @@ pub async fn update<C: ConnectionTrait>(
 }
 
 /// Deletes a workspace; its labels, members, policy and request ids go with it.
-pub async fn delete<C: ConnectionTrait>(c: &C, w: &Workspace) -> Result<(), DbErr> {
-    workspace::Entity::delete_by_id(w.id.clone())
+pub async fn delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<(), DbErr> {
+    workspace::Entity::delete_by_id(id.to_owned())
         .exec(c)
         .await?;
-    tally(c, w, -1).await
+    Ok(())
 }
 
 /// Marks a workspace changed (a new version and update time) without other changes, as when
@@ -291,9 +259,6 @@ pub async fn insert_if_absent<C: ConnectionTrait>(c: &C, w: &Workspace) -> Resul
         )
         .exec_without_returning(c)
         .await?;
-    if inserted > 0 {
-        tally(c, w, 1).await?;
-    }
     Ok(inserted > 0)
 }
 
@@ -384,7 +349,8 @@ pub struct ListFilter {
 }
 
 /// Visibility other than private, written as the partial index `workspaces_shared_name`
-/// writes it: with a bound parameter instead, neither planner could tell the index applies.
+/// writes it: SQLite uses a partial index only when the query repeats its condition, and
+/// PostgreSQL's generic plans (a prepared statement's, after five runs) only then too.
 const SHARED: &str = "\"workspaces\".\"visibility\" <> 'private'";
 
 /// The ids of the workspaces where `subject` holds a membership (index `memberships_subject`).
@@ -441,12 +407,12 @@ pub(crate) fn condition(f: &ListFilter) -> Condition {
 }
 
 /// The query of one page of workspaces ordered by name, after the name `after`, with up to
-/// `limit` rows. Every part of it walks an index in name order and stops at `limit` matches,
-/// so a page costs the same at any depth and whatever the size of the table: a caller
-/// without a platform role reads the shared workspaces (index `workspaces_shared_name`) and
-/// its own (through its memberships), merged; archived workspaces have an index of their
-/// own (`workspaces_archived_name`); every other listing walks the name index, or starts
-/// from the `member` or label filter's matches.
+/// `limit` rows, built so that its cost does not grow with the table. A caller without a
+/// platform role reads two disjoint halves, merged: the shared workspaces, walking their
+/// index (`workspaces_shared_name`) in name order up to `limit`, and its own private ones,
+/// which it reads all of through its memberships and sorts. Archived workspaces have an
+/// index of their own (`workspaces_archived_name`); a `member` or label filter starts from
+/// that filter's matches; every other listing walks the name index.
 pub fn list_query(f: &ListFilter, after: Option<&str>, limit: u64) -> SelectStatement {
     let page = |cond: Condition| {
         let mut q = workspace::Entity::find().filter(cond);
@@ -460,12 +426,16 @@ pub fn list_query(f: &ListFilter, after: Option<&str>, limit: u64) -> SelectStat
     match (&f.readable_by, &f.member) {
         (Some(subject), None) => {
             let shared = page(filters(f).add(Expr::cust(SHARED)));
-            let own = page(filters(f).add(workspace::Column::Id.in_subquery(member_ids(subject))));
+            let own = page(
+                filters(f)
+                    .add(workspace::Column::Visibility.eq(Visibility::Private.as_str()))
+                    .add(workspace::Column::Id.in_subquery(member_ids(subject))),
+            );
             Query::select()
                 .column(Asterisk)
                 .from_subquery(shared, Alias::new("shared"))
                 .union(
-                    UnionType::Distinct,
+                    UnionType::All,
                     Query::select()
                         .column(Asterisk)
                         .from_subquery(own, Alias::new("own"))
@@ -552,7 +522,11 @@ pub async fn count_matching<C: ConnectionTrait>(c: &C, f: &ListFilter) -> Result
         Some(row) => row.try_get_by_index(0)?,
         None => 0,
     };
-    Ok(u64::try_from(n).unwrap_or(0))
+    u64::try_from(n).map_err(|_| {
+        DbErr::Custom(format!(
+            "workspace_counts adds up to {n}: the table has been changed by hand"
+        ))
+    })
 }
 
 fn resource_to_domain(workspace: &str, m: resource::Model) -> Resource {

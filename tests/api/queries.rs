@@ -280,7 +280,10 @@ async fn sqlite_plans_never_read_the_whole_workspaces_table() {
                 let ctx = format!("{what}, after {after:?}, analyzed {analyzed}:\n{text}");
                 // A walk of the name index (or a shared-only or per-state index) in order
                 // stops after the page; any other scan of `workspaces` reads every row.
-                for line in text.lines().filter(|l| l.contains(" workspaces ")) {
+                for line in text
+                    .lines()
+                    .filter(|l| l.split_whitespace().any(|w| w == "workspaces"))
+                {
                     let walk = (line.starts_with("SCAN workspaces USING")
                         || line.ends_with("(name>?)"))
                         && [
@@ -319,13 +322,17 @@ async fn sqlite_plans_never_read_the_whole_workspaces_table() {
                         !text.contains("SCAN workspaces") && text.contains("workspace_labels"),
                         "the page does not start from the labels: {ctx}"
                     ),
-                    // Either archived walk is bounded by the page; the general rule holds.
+                    // Either archived walk reads archived or shared rows only; the general
+                    // rule above holds.
                     _ => {}
                 }
             }
             // total_size: counted rows or a filter's matches, never every workspace.
             let text = plan(&c, &count_query(f)).await;
-            for line in text.lines().filter(|l| l.contains(" workspaces ")) {
+            for line in text
+                .lines()
+                .filter(|l| l.split_whitespace().any(|w| w == "workspaces"))
+            {
                 assert!(
                     line.contains("(id=?)"),
                     "the count reads workspaces it does not need: {what}, analyzed {analyzed}:\n{text}"

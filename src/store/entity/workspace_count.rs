@@ -1,5 +1,5 @@
 //! The `workspace_counts` table: how many workspaces there are by state and visibility,
-//! spread over a few shards per pair and kept by the transactions that change workspaces.
+//! spread over a few shards per pair and kept by triggers on `workspaces` (migration m0002).
 
 use sea_orm::entity::prelude::*;
 
