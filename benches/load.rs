@@ -333,15 +333,14 @@ async fn run(a: Args) {
         }
         _ => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
     };
+    let backend = if url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     eprintln!(
         "seeding {} workspaces and {} memberships into {}",
-        a.workspaces,
-        a.memberships,
-        if url.starts_with("postgres") {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        }
+        a.workspaces, a.memberships, backend
     );
     let t = Instant::now();
     seed(&url, a.workspaces, a.memberships).await;
@@ -510,11 +509,7 @@ async fn run(a: Args) {
         "\n{} workspaces, {} memberships, {}; {} rounds of {} s per cell, {} connections{}\n",
         a.workspaces,
         a.memberships,
-        if url.starts_with("postgres") {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        },
+        backend,
         a.rounds,
         a.seconds,
         CONNECTIONS,

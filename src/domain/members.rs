@@ -174,11 +174,7 @@ impl Members {
     ) -> Result<Page<Member>> {
         let c = self.store.conn();
         let ws = authorize_read(&self.store, p, name, Permission::MembersList, false).await?;
-        let after = page
-            .after
-            .as_ref()
-            .and_then(|k| k.first())
-            .map(String::as_str);
+        let after = page.after_key();
         let (rows, total) = m::list(c, &ws.id, name, role, after, page.size + 1).await?;
         Ok(page::finish(rows, page.size, fingerprint, total, |m| {
             vec![m.subject.clone()]

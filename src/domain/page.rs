@@ -20,6 +20,16 @@ pub struct PageRequest {
     pub after: Option<Vec<String>>,
 }
 
+impl PageRequest {
+    /// The first part of `after`, for lists sorted by a single key.
+    pub fn after_key(&self) -> Option<&str> {
+        self.after
+            .as_ref()
+            .and_then(|k| k.first())
+            .map(String::as_str)
+    }
+}
+
 /// What a page token holds. Keyset (not offset) so that pages stay stable and cheap while
 /// rows are inserted.
 #[derive(Serialize, Deserialize)]

@@ -331,11 +331,7 @@ impl Policies {
             readable_by: (!p.platform.any()).then(|| p.subject.clone()),
             ..Default::default()
         };
-        let after = page
-            .after
-            .as_ref()
-            .and_then(|k| k.first())
-            .map(String::as_str);
+        let after = page.after_key();
         let total = self.store.count_workspaces(&f).await?;
         let rows = q::list(self.store.conn(), &f, after, page.size + 1).await?;
         Ok(page::finish(rows, page.size, fingerprint, total, |p| {

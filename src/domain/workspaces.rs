@@ -347,11 +347,7 @@ impl Workspaces {
             labels: filter.labels,
             readable_by: (!principal.platform.any()).then(|| principal.subject.clone()),
         };
-        let after = page
-            .after
-            .as_ref()
-            .and_then(|k| k.first())
-            .map(String::as_str);
+        let after = page.after_key();
         let total = self.store.count_workspaces(&f).await?;
         let rows = q::list(self.store.conn(), &f, after, page.size + 1).await?;
         Ok(page::finish(rows, page.size, &fingerprint, total, |w| {

@@ -92,12 +92,12 @@ async fn wait_health(s: &TestServer, want: ServingStatus, within: Duration) {
     }
 }
 
-#[tokio::test]
-async fn a_database_outage_is_unavailable_and_health_follows_it() {
+/// A server on a fresh PostgreSQL database reached through a `Proxy`, with the proxy, its
+/// address and the database's (to start the proxy again); `None` on SQLite.
+async fn proxied_server() -> Option<(TestServer, Proxy, SocketAddr, String)> {
     let db = TestDb::new().await;
     if !db.is_postgres() {
-        eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
-        return;
+        return None;
     }
     // postgres://user@host:port/db -> the same through the proxy.
     let (scheme_user, rest) = db.url.split_once('@').expect("user@host in the URL");
@@ -106,11 +106,19 @@ async fn a_database_outage_is_unavailable_and_health_follows_it() {
     let listen = port_probe.local_addr().unwrap();
     drop(port_probe);
     let proxy = Proxy::start(listen, target.to_owned()).await;
-    let proxied = Arc::new(TestDb {
-        url: format!("{scheme_user}@{listen}/{path}"),
-        ..db
-    });
+    let url = format!("{scheme_user}@{listen}/{path}");
+    let target = target.to_owned();
+    let proxied = Arc::new(TestDb { url, ..db });
     let s = TestServer::spawn_on(proxied, Options::default()).await;
+    Some((s, proxy, listen, target))
+}
+
+#[tokio::test]
+async fn a_database_outage_is_unavailable_and_health_follows_it() {
+    let Some((s, proxy, listen, target)) = proxied_server().await else {
+        eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
+        return;
+    };
     let alice = token("alice");
     create(&s, &alice, new_ws("survivor")).await;
 
@@ -125,29 +133,17 @@ async fn a_database_outage_is_unavailable_and_health_follows_it() {
     assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     wait_health(&s, ServingStatus::NotServing, Duration::from_secs(10)).await;
 
-    let _proxy = Proxy::start(listen, target.to_owned()).await;
+    let _proxy = Proxy::start(listen, target).await;
     wait_health(&s, ServingStatus::Serving, Duration::from_secs(10)).await;
     assert_eq!(get(&s, &alice, "survivor").await.unwrap().name, "survivor");
 }
 
 #[tokio::test]
 async fn a_database_that_stops_answering_is_unavailable_within_5_s() {
-    let db = TestDb::new().await;
-    if !db.is_postgres() {
+    let Some((s, proxy, _, _)) = proxied_server().await else {
         eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
         return;
-    }
-    let (scheme_user, rest) = db.url.split_once('@').expect("user@host in the URL");
-    let (target, path) = rest.split_once('/').expect("a database in the URL");
-    let port_probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let listen = port_probe.local_addr().unwrap();
-    drop(port_probe);
-    let proxy = Proxy::start(listen, target.to_owned()).await;
-    let proxied = Arc::new(TestDb {
-        url: format!("{scheme_user}@{listen}/{path}"),
-        ..db
-    });
-    let s = TestServer::spawn_on(proxied, Options::default()).await;
+    };
     let alice = token("alice");
     create(&s, &alice, new_ws("before")).await;
     // Now in the replica's view (once the replica has heard its own announcement of the
