@@ -34,6 +34,9 @@ pub enum Reason {
     ResourceNotFound,
     EtagMismatch,
     DatabaseUnavailable,
+    Overloaded,
+    RequestTimeout,
+    RequestTooLarge,
     Internal,
 }
 
@@ -58,6 +61,9 @@ impl Reason {
             Reason::ResourceNotFound => "RESOURCE_NOT_FOUND",
             Reason::EtagMismatch => "ETAG_MISMATCH",
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+            Reason::Overloaded => "OVERLOADED",
+            Reason::RequestTimeout => "REQUEST_TIMEOUT",
+            Reason::RequestTooLarge => "REQUEST_TOO_LARGE",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -132,6 +138,15 @@ pub enum Error {
     /// The database cannot be reached.
     #[error("the database is unavailable")]
     DatabaseUnavailable(String),
+    /// More calls are in flight than the server holds; retry with backoff.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The request did not arrive in time (its body, or all of it).
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The request is larger than the server accepts.
+    #[error("{0}")]
+    RequestTooLarge(String),
     /// A bug or an unexpected database failure; logged once and answered opaquely.
     #[error("internal error")]
     Internal(String),
@@ -191,7 +206,9 @@ impl Error {
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::EtagMismatch => Code::Aborted,
-            Error::DatabaseUnavailable(_) => Code::Unavailable,
+            Error::DatabaseUnavailable(_) | Error::Overloaded(_) => Code::Unavailable,
+            Error::RequestTimeout(_) => Code::DeadlineExceeded,
+            Error::RequestTooLarge(_) => Code::ResourceExhausted,
             Error::Internal(_) => Code::Internal,
         }
     }
@@ -207,6 +224,9 @@ impl Error {
             Error::PermissionDenied(_) => Reason::PermissionDenied,
             Error::EtagMismatch => Reason::EtagMismatch,
             Error::DatabaseUnavailable(_) => Reason::DatabaseUnavailable,
+            Error::Overloaded(_) => Reason::Overloaded,
+            Error::RequestTimeout(_) => Reason::RequestTimeout,
+            Error::RequestTooLarge(_) => Reason::RequestTooLarge,
             Error::Internal(_) => Reason::Internal,
         }
     }

@@ -69,6 +69,20 @@ pub struct ServerConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
+impl ServerConfig {
+    /// A configuration with the contract's defaults for everything but the database and
+    /// how callers are authenticated.
+    pub fn new(database_url: impl Into<String>, auth: AuthMode) -> Self {
+        ServerConfig {
+            database_url: database_url.into(),
+            auth,
+            policy_defaults: PolicyRules::default(),
+            drain_timeout: Duration::from_secs(20),
+            metrics_listen: None,
+        }
+    }
+}
+
 /// The fully qualified names of the services, for health statuses; the whole server (`""`)
 /// last, so that once it reports a status every service reports it too.
 const SERVICE_NAMES: [&str; 4] = [

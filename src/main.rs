@@ -50,11 +50,10 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
             let cfg = ServerConfig {
-                database_url: args.database.database_url,
-                auth,
                 policy_defaults,
                 drain_timeout: DRAIN_TIMEOUT,
                 metrics_listen: args.metrics_listen,
+                ..ServerConfig::new(args.database.database_url, auth)
             };
             workspaced::serve(cfg, listener, shutdown_signal()).await
         }

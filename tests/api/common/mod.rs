@@ -131,11 +131,10 @@ impl TestServer {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let cfg = ServerConfig {
-            database_url: db.url.clone(),
-            auth,
             policy_defaults: opts.policy.clone().unwrap_or_default(),
             drain_timeout: Duration::from_secs(5),
             metrics_listen: opts.metrics.then(free_port),
+            ..ServerConfig::new(db.url.clone(), auth)
         };
         let cfg_metrics = cfg.metrics_listen;
         let handle = tokio::spawn(workspaced::serve(cfg, listener, async move {
