@@ -104,6 +104,14 @@ pub struct ServeArgs {
     /// Treat every caller as an anonymous platform admin. Local experiments only.
     #[arg(long, env = "WORKSPACED_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Connections open at once (also bounded by the open-file limit); more are closed as
+    /// soon as they are accepted.
+    #[arg(long, env = "WORKSPACED_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Calls running at once; more are answered UNAVAILABLE (reason OVERLOADED) at once.
+    #[arg(long, env = "WORKSPACED_MAX_IN_FLIGHT", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
 }
 
 /// Flags of `token`.

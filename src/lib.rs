@@ -15,18 +15,24 @@
 //! - [`api`]: one file per gRPC service, thin.
 //! - [`domain`]: validated input, the access model, the rules and use cases.
 //! - [`store`]: SeaORM entities, migrations and queries.
-//! - [`telemetry`]: the per-request log line.
+//! - [`conn`]: the connection limits and timeouts.
+//! - [`telemetry`]: the layer every call passes: request ids, the log line and metrics,
+//!   request framing and limits, overload and deadlines.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Server, server::TcpIncoming},
+};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 pub mod api;
 pub mod auth;
 pub mod codec;
 pub mod config;
+pub mod conn;
 pub mod domain;
 pub mod error;
 pub mod metrics;
@@ -54,6 +60,19 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long one health ping may take before the database counts as down.
 const HEALTH_PING_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Concurrent calls per connection, advertised in SETTINGS_MAX_CONCURRENT_STREAMS: with the
+/// connection limit, it bounds the calls (and unread responses) one client can hold.
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// The largest header block read: room for a 16 KB token beside the usual metadata, so that
+/// an oversized token is judged (TOKEN_INVALID) rather than refused by HTTP/2.
+const MAX_HEADER_LIST_BYTES: u32 = 128 * 1024;
+/// The largest response message sent.
+const MAX_RESPONSE_BYTES: usize = 4 << 20;
+/// How often a connection that has been quiet is pinged, and how long the answer may take:
+/// a peer that vanished without closing is found within the two added up.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything `serve` needs besides the listener.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -67,6 +86,10 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Where to serve Prometheus metrics at `/metrics`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How many connections, and for how long silent ones are kept.
+    pub conn_limits: conn::ConnLimits,
+    /// How many calls run at once.
+    pub call_limits: telemetry::CallLimits,
 }
 
 impl ServerConfig {
@@ -79,6 +102,8 @@ impl ServerConfig {
             policy_defaults: PolicyRules::default(),
             drain_timeout: Duration::from_secs(20),
             metrics_listen: None,
+            conn_limits: conn::ConnLimits::default(),
+            call_limits: telemetry::CallLimits::default(),
         }
     }
 }
@@ -171,25 +196,35 @@ pub async fn serve(
     let drained = Arc::new(tokio::sync::Notify::new());
     let signal = drained.clone();
     let server = Server::builder()
-        .layer(telemetry::RequestLogLayer::new(metrics))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(telemetry::RequestLogLayer::new(metrics, cfg.call_limits))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(WorkspaceServiceServer::with_interceptor(
-            WorkspaceApi::new(ctx.clone()),
+        .add_service(InterceptedService::new(
+            WorkspaceServiceServer::new(WorkspaceApi::new(ctx.clone()))
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
             authn.clone(),
         ))
-        .add_service(MembershipServiceServer::with_interceptor(
-            MembershipApi::new(ctx.clone()),
+        .add_service(InterceptedService::new(
+            MembershipServiceServer::new(MembershipApi::new(ctx.clone()))
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
             authn.clone(),
         ))
-        .add_service(PolicyServiceServer::with_interceptor(
-            PolicyApi::new(ctx.clone()),
+        .add_service(InterceptedService::new(
+            PolicyServiceServer::new(PolicyApi::new(ctx.clone()))
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
             authn,
         ))
         // Nagle's algorithm would hold small responses back for a delayed ACK (~40 ms).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            conn::Incoming::new(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                cfg.conn_limits,
+            ),
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: no new connections, draining in-flight calls");

@@ -49,11 +49,26 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+            let defaults = ServerConfig::new(args.database.database_url, auth);
+            let max_connections = workspaced::conn::fit_connections(args.max_connections);
+            if max_connections < args.max_connections {
+                tracing::warn!(
+                    max_connections,
+                    "the open-file limit allows fewer connections than --max-connections"
+                );
+            }
             let cfg = ServerConfig {
                 policy_defaults,
                 drain_timeout: DRAIN_TIMEOUT,
                 metrics_listen: args.metrics_listen,
-                ..ServerConfig::new(args.database.database_url, auth)
+                conn_limits: workspaced::conn::ConnLimits {
+                    max_connections,
+                    ..defaults.conn_limits
+                },
+                call_limits: workspaced::telemetry::CallLimits {
+                    max_in_flight: args.max_in_flight as usize,
+                },
+                ..defaults
             };
             workspaced::serve(cfg, listener, shutdown_signal()).await
         }

@@ -1,8 +1,9 @@
 //! Prometheus metrics: requests by service, method and status code, a latency histogram per
 //! method, the database pool's connections, and build info; served as Prometheus text at
-//! `/metrics` when `--metrics-listen` is set.
+//! `/metrics` when `--metrics-listen` is set. Label values come only from the methods the
+//! server serves, never from what a client sends, so that the metrics stay bounded.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use prometheus::{
@@ -22,6 +23,34 @@ pub struct Metrics {
     latency: HistogramVec,
     pool: IntGaugeVec,
     statements: IntCounter,
+    /// Every served method's path (`/package.Service/Method`); any other path is counted
+    /// under the one label `unknown`.
+    known: HashSet<String>,
+}
+
+/// The paths of every method the server serves: workspaced's services, Health and
+/// reflection, read from their descriptor sets.
+pub fn served_methods() -> HashSet<String> {
+    use prost::Message;
+    [
+        crate::pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]
+    .into_iter()
+    .filter_map(|set| prost_types::FileDescriptorSet::decode(set).ok())
+    .flat_map(|set| set.file)
+    .flat_map(|file| {
+        let package = file.package().to_owned();
+        file.service.into_iter().flat_map(move |svc| {
+            let service = format!("{package}.{}", svc.name());
+            svc.method
+                .into_iter()
+                .map(move |m| format!("/{service}/{}", m.name()))
+        })
+    })
+    .collect()
 }
 
 impl Metrics {
@@ -64,15 +93,19 @@ impl Metrics {
             latency,
             pool,
             statements,
+            known: served_methods(),
         })
     }
 
     /// Records one answered request of the gRPC `path` (`/package.Service/Method`).
     pub fn observe(&self, path: &str, code: &str, latency: Duration) {
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or(("unknown", path));
+        let (service, method) = if self.known.contains(path) {
+            path.trim_start_matches('/')
+                .split_once('/')
+                .unwrap_or(("unknown", "unknown"))
+        } else {
+            ("unknown", "unknown")
+        };
         self.requests
             .with_label_values(&[service, method, code])
             .inc();

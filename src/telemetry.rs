@@ -1,8 +1,18 @@
-//! Request telemetry: a tower layer that gives every gRPC call a request id (the caller's
-//! `x-request-id`, or a new one, echoed in the response), writes one log line per call with
-//! its method, status code, latency, subject and request id (never a token), and records it
-//! in the metrics. It also bounds every call's time (`DEADLINE`): a database that stops
-//! answering without closing the connection is answered UNAVAILABLE, not left hanging.
+//! The layer every gRPC call passes through before its service: it gives the call a request
+//! id (the caller's `x-request-id`, or a new one, echoed in the response), writes one log
+//! line per call with its method, status code, latency, subject and request id (never a
+//! token), and records it in the metrics. It also keeps hostile or unlucky traffic from
+//! holding the server:
+//!
+//! - a workspaced call's request is read whole, within `BODY_TIMEOUT` and `MAX_REQUEST_BYTES`,
+//!   and must be exactly one well-framed gRPC message, before any work starts; so a body
+//!   that never arrives is DEADLINE_EXCEEDED (never a false database alarm), and bad framing
+//!   is INVALID_ARGUMENT (tonic itself answers INTERNAL);
+//! - at most `max_in_flight` calls run at once; the next ones are answered UNAVAILABLE
+//!   (reason OVERLOADED) at once instead of queueing (Health and reflection are exempt, so
+//!   probes still see the server);
+//! - every call is answered within `DEADLINE`, and abandoned after `ABANDON_AFTER`;
+//! - the connection counts as busy until the response is sent (see [`crate::conn`]).
 
 use std::{
     future::Future,
@@ -12,32 +22,71 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use http::HeaderValue;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tokio::sync::Semaphore;
+use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::{auth::SubjectSlot, error::Error, metrics::Metrics};
+use crate::{
+    auth::SubjectSlot,
+    conn::{CallGuard, ConnInfo},
+    error::Error,
+    metrics::Metrics,
+};
 
 /// How long a call may take before it is answered UNAVAILABLE (reason
 /// DATABASE_UNAVAILABLE): the contract's 5 s for an unreachable database, less a margin.
-/// Every wait inside a call is the database's (a pooled connection, a row lock, a query), so
-/// a call this slow is one the database did not answer. The call itself runs on as a task of
-/// its own: a commit already sent completes, and the replica's view learns of it, as always,
-/// after it. (Its caller, as after any UNAVAILABLE, cannot tell whether a change was made.)
+/// It starts once the request has arrived, so every wait inside it is the database's (a
+/// pooled connection, a row lock, a query). The call itself runs on as a task of its own:
+/// a commit already sent completes, and the replica's view learns of it, as always, after
+/// it. (Its caller, as after any UNAVAILABLE, cannot tell whether a change was made.)
 pub const DEADLINE: Duration = Duration::from_millis(4500);
+
+/// How long a call that missed its deadline may run on before it is dropped, with its
+/// database connection: a query on a connection whose network silently drops packets would
+/// otherwise hold that connection until TCP gives up, many minutes later.
+const ABANDON_AFTER: Duration = Duration::from_secs(60);
+
+/// How long a call's request may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request accepted: the gRPC frame's 5 bytes and a message of at most 1 MiB,
+/// far above any valid workspaced request.
+pub const MAX_REQUEST_BYTES: usize = 5 + (1 << 20);
 
 /// The metadata key of the request id.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// What the layer needs besides the metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct CallLimits {
+    /// Calls run at once, past which the next ones are OVERLOADED.
+    pub max_in_flight: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits { max_in_flight: 256 }
+    }
+}
 
 /// The layer; see the module docs.
 #[derive(Clone, Debug)]
 pub struct RequestLogLayer {
     metrics: Arc<Metrics>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl RequestLogLayer {
-    /// A layer recording into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        RequestLogLayer { metrics }
+    /// A layer recording into `metrics`, under `limits`.
+    pub fn new(metrics: Arc<Metrics>, limits: CallLimits) -> Self {
+        RequestLogLayer {
+            metrics,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        }
     }
 }
 
@@ -48,6 +97,7 @@ impl<S> Layer<S> for RequestLogLayer {
         RequestLog {
             inner,
             metrics: self.metrics.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -57,6 +107,7 @@ impl<S> Layer<S> for RequestLogLayer {
 pub struct RequestLog<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    in_flight: Arc<Semaphore>,
 }
 
 /// The caller's request id if it is a sensible one, else a new UUID.
@@ -70,10 +121,96 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
         })
 }
 
-impl<S, B, RB> Service<http::Request<B>> for RequestLog<S>
+/// Whether `path` is exempt from the in-flight bound: probes and tools must reach an
+/// overloaded server.
+fn exempt(path: &str) -> bool {
+    path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.")
+}
+
+/// Checks that `body` is exactly one gRPC message frame: a flag byte (1 = compressed, only
+/// with a `grpc-encoding`), a 4-byte big-endian length, and that many bytes.
+fn check_frame(body: &[u8], encoded: bool) -> Result<(), Error> {
+    let bad = |what: &str| Error::invalid("request", format!("malformed gRPC framing: {what}"));
+    if body.len() < 5 {
+        return Err(bad(if body.is_empty() {
+            "no message was sent"
+        } else {
+            "the message prefix is cut off"
+        }));
+    }
+    match body[0] {
+        0 => {}
+        1 if encoded => {}
+        1 => return Err(bad("the compressed flag is set without a grpc-encoding")),
+        _ => return Err(bad("the compressed flag is neither 0 nor 1")),
+    }
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    match (body.len() - 5).cmp(&len) {
+        std::cmp::Ordering::Less => Err(bad("the message is shorter than its prefix says")),
+        std::cmp::Ordering::Greater => Err(bad("more than one message was sent")),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
+}
+
+/// Reads a workspaced call's request whole and checks its framing.
+async fn read_request(req: http::Request<Body>) -> Result<http::Request<Body>, Error> {
+    let (parts, body) = req.into_parts();
+    let encoded = parts
+        .headers
+        .get("grpc-encoding")
+        .is_some_and(|e| e.as_bytes() != b"identity");
+    let read = Limited::new(body, MAX_REQUEST_BYTES).collect();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Err(_) => {
+            return Err(Error::RequestTimeout(format!(
+                "the request did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            return Err(Error::RequestTooLarge(format!(
+                "the request is larger than {MAX_REQUEST_BYTES} bytes"
+            )));
+        }
+        Ok(Err(_)) => return Err(Error::invalid("request", "the request's body was cut off")),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    check_frame(&bytes, encoded)?;
+    Ok(http::Request::from_parts(
+        parts,
+        Body::new(Full::new(bytes)),
+    ))
+}
+
+/// A response body that keeps its connection busy until it is sent or dropped.
+struct Guarded {
+    inner: Body,
+    _call: Option<CallGuard>,
+}
+
+impl HttpBody for Guarded {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<S> Service<http::Request<Body>> for RequestLog<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<RB>>,
-    RB: Default + Send + 'static,
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -85,29 +222,58 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         let method = req.uri().path().to_owned();
         let id = request_id(req.headers().get(REQUEST_ID));
         req.headers_mut().insert(REQUEST_ID, id.clone());
         let slot = SubjectSlot::default();
         req.extensions_mut().insert(slot.clone());
+        let call = req.extensions().get::<ConnInfo>().map(ConnInfo::call);
         let metrics = self.metrics.clone();
+        let in_flight = self.in_flight.clone();
+        // The ready service for this call, leaving a fresh clone for the next (tower's
+        // rule for services called from a spawned future).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         let start = Instant::now();
-        let fut = self.inner.call(req);
         Box::pin(async move {
-            let mut res = match tokio::time::timeout(DEADLINE, tokio::spawn(fut)).await {
-                Ok(Ok(res)) => res,
-                Ok(Err(_)) => {
-                    let err = Error::Internal("the call's task failed".into());
-                    tracing::error!(%method, "{err}");
-                    Ok(tonic::Status::from(err).into_http())
-                }
-                Err(_) => {
-                    let err = Error::DatabaseUnavailable(format!(
+            let answer = async {
+                let req = if method.starts_with("/workspaced.") {
+                    read_request(req).await?
+                } else {
+                    req
+                };
+                let permit = if exempt(&method) {
+                    None
+                } else {
+                    Some(in_flight.try_acquire_owned().map_err(|_| {
+                        Error::Overloaded(
+                            "the server is at its limit of calls in flight; retry with backoff"
+                                .into(),
+                        )
+                    })?)
+                };
+                let fut = inner.call(req);
+                let task = tokio::spawn(async move {
+                    let _permit = permit;
+                    tokio::time::timeout(ABANDON_AFTER, fut).await
+                });
+                match tokio::time::timeout(DEADLINE, task).await {
+                    Ok(Ok(Ok(res))) => Ok(res),
+                    Ok(Ok(Err(_))) | Err(_) => Err(Error::DatabaseUnavailable(format!(
                         "the database did not answer within {} ms",
                         DEADLINE.as_millis()
-                    ));
-                    tracing::warn!(%method, "{err}");
+                    ))),
+                    Ok(Err(_)) => Err(Error::Internal("the call's task failed".into())),
+                }
+            };
+            let mut res = match answer.await {
+                Ok(Ok(res)) => Ok(res),
+                Ok(Err(e)) => Err(e),
+                Err(err) => {
+                    if matches!(err, Error::DatabaseUnavailable(_)) {
+                        tracing::warn!(%method, "{err}");
+                    }
                     Ok(tonic::Status::from(err).into_http())
                 }
             };
@@ -135,12 +301,42 @@ where
                 .unwrap_or_default();
             let request_id = id.to_str().unwrap_or_default();
             let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
-            if method.starts_with("/grpc.health.") || method.starts_with("/grpc.reflection.") {
+            if exempt(&method) {
                 tracing::debug!(%method, %code, latency_ms, request_id, "request");
             } else {
+                // A client's path is logged, but not at any length.
+                let method: String = method.chars().take(128).collect();
                 tracing::info!(%method, %code, latency_ms, %subject, request_id, "request");
             }
-            res
+            res.map(|r| r.map(|inner| Body::new(Guarded { inner, _call: call })))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_must_hold_exactly_one_message() {
+        let ok = [0, 0, 0, 0, 2, 8, 1];
+        let cases: [(&[u8], bool, bool); 9] = [
+            (&ok, false, true),
+            (&[0, 0, 0, 0, 0], false, true),
+            (&[1, 0, 0, 0, 2, 8, 1], true, true),
+            (&[1, 0, 0, 0, 2, 8, 1], false, false),
+            (&[2, 0, 0, 0, 2, 8, 1], true, false),
+            (&[], false, false),
+            (&[0, 0, 0], false, false),
+            (&[0, 0, 0, 0, 3, 8, 1], false, false),
+            (&[0, 0, 0, 0, 1, 8, 1], false, false),
+        ];
+        for (body, encoded, valid) in cases {
+            assert_eq!(
+                check_frame(body, encoded).is_ok(),
+                valid,
+                "{body:?} encoded={encoded}"
+            );
+        }
     }
 }

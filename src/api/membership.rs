@@ -32,7 +32,7 @@ fn who(v: &mut Violations, subject: &str, email: &str) -> Option<Who> {
         (false, true) => v
             .check("subject", validate::subject(subject))
             .map(Who::Subject),
-        (true, false) => v.check("email", validate::subject(email)).map(Who::Email),
+        (true, false) => v.check("email", validate::email(email)).map(Who::Email),
         _ => {
             v.add("subject", "exactly one of subject and email must be set");
             None

@@ -59,11 +59,18 @@ impl Authenticator {
             reason: Reason::TokenMissing,
             message: message.into(),
         };
-        let value = req
-            .metadata()
-            .get("authorization")
+        let mut entries = req.metadata().get_all("authorization").iter();
+        let value = entries
+            .next()
             .ok_or_else(|| missing("the authorization metadata is missing"))?
             .as_bytes();
+        // Proxies and clients disagree on which of two credentials counts; refuse to guess.
+        if entries.next().is_some() {
+            return Err(Error::Unauthenticated {
+                reason: Reason::TokenInvalid,
+                message: "more than one authorization entry".into(),
+            });
+        }
         let (scheme, token) = match value.iter().position(|b| *b == b' ') {
             Some(i) => (&value[..i], &value[i + 1..]),
             None => (value, &[][..]),
@@ -99,6 +106,11 @@ impl Interceptor for Authenticator {
     }
 }
 
+/// Principals remembered in memory, past which the memory starts afresh: each distinct
+/// subject with a valid token adds one, and memory must stay bounded whatever callers do.
+/// Forgetting costs one idempotent upsert per principal at its next call.
+const MAX_REMEMBERED: usize = 100_000;
+
 /// Remembers principals (subject and email) with one database write per new principal or
 /// changed email, not one per call.
 #[derive(Clone, Debug, Default)]
@@ -116,10 +128,11 @@ impl PrincipalMemory {
             }
         }
         principals::upsert(store.conn(), &p.subject, p.email.as_deref()).await?;
-        self.seen
-            .lock()
-            .await
-            .insert(p.subject.clone(), p.email.clone());
+        let mut seen = self.seen.lock().await;
+        if seen.len() >= MAX_REMEMBERED {
+            seen.clear();
+        }
+        seen.insert(p.subject.clone(), p.email.clone());
         Ok(())
     }
 }

@@ -168,9 +168,15 @@ pub fn resource_id(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// A subject (a token's `sub`): 1-255 printable characters.
+/// A subject (a token's `sub`, a member's subject): 1-255 printable characters. The same
+/// rule for tokens and member RPCs, so that whoever can sign in can also be named.
 pub fn subject(s: &str) -> Result<String, String> {
     resource_id(s)
+}
+
+/// An email (a token's `email`, a member looked up by email): like a subject.
+pub fn email(s: &str) -> Result<String, String> {
+    subject(s)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 
 pub mod cache;
 pub mod entity;
+mod lock;
 pub mod memberships;
 mod migration;
 pub mod policies;
@@ -59,6 +60,8 @@ pub struct Store {
     statements: Arc<AtomicU64>,
     /// This replica's view of workspaces and roles, for reads.
     cache: Arc<AccessCache>,
+    /// On SQLite, this process's claim on the database file.
+    claim: lock::FileClaim,
 }
 
 /// How often the change listener checks that its connection still answers.
@@ -92,6 +95,17 @@ impl Store {
                     .foreign_keys(true)
             });
         let mut db = Database::connect(opt).await?;
+        let claim = if sqlite {
+            match lock::FileClaim::take(url) {
+                Ok(claim) => claim,
+                Err(e) => {
+                    db.close().await.ok();
+                    return Err(e);
+                }
+            }
+        } else {
+            lock::FileClaim::default()
+        };
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         db.set_metric_callback(move |_| {
@@ -105,6 +119,7 @@ impl Store {
             db,
             statements,
             cache,
+            claim,
         })
     }
 
@@ -297,8 +312,10 @@ impl Store {
         self.db.ping().await
     }
 
-    /// Closes the pool.
+    /// Closes the pool and gives up the claim on an SQLite file.
     pub async fn close(self) -> Result<(), DbErr> {
-        self.db.close().await
+        let closed = self.db.close().await;
+        self.claim.release();
+        closed
     }
 }

@@ -1,7 +1,7 @@
 //! Operations: health, reflection, the services not built yet, replicas starting at once,
 //! insecure mode and graceful shutdown.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio_stream::StreamExt;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -60,6 +60,10 @@ async fn health_and_reflection_need_no_token() {
 #[tokio::test]
 async fn replicas_starting_at_once_share_one_database() {
     let db = Arc::new(TestDb::new().await);
+    if !db.is_postgres() {
+        // SQLite serves one process: see `a_second_server_on_one_sqlite_file_refuses_to_start`.
+        return;
+    }
     let (a, b) = tokio::join!(
         TestServer::spawn_on(db.clone(), Options::default()),
         TestServer::spawn_on(db.clone(), Options::default()),
@@ -81,6 +85,38 @@ async fn replicas_starting_at_once_share_one_database() {
     b.stop().await.unwrap();
     let c = TestServer::spawn_on(db, Options::default()).await;
     assert_eq!(get(&c, &alice, "shared").await.unwrap(), created);
+}
+
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_file_refuses_to_start() {
+    let db = Arc::new(TestDb::new().await);
+    if db.is_postgres() {
+        return;
+    }
+    let a = TestServer::spawn_on(db.clone(), Options::default()).await;
+    let alice = token("alice");
+    let created = create(&a, &alice, new_ws("kept")).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth = workspaced::auth::AuthMode::Insecure;
+    let second = workspaced::serve(
+        workspaced::ServerConfig::new(db.url.clone(), auth),
+        listener,
+        std::future::pending(),
+    );
+    let err = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("the second server neither started nor stopped")
+        .expect_err("a second server started on the same SQLite file");
+    assert!(
+        err.to_string()
+            .contains("in use by another workspaced process"),
+        "unclear message: {err}"
+    );
+    // The first one is unharmed, and once it stops the file can be served again.
+    assert_eq!(get(&a, &alice, "kept").await.unwrap(), created);
+    a.stop().await.unwrap();
+    let b = TestServer::spawn_on(db, Options::default()).await;
+    assert_eq!(get(&b, &alice, "kept").await.unwrap(), created);
 }
 
 #[tokio::test]
