@@ -67,6 +67,7 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
                 },
                 call_limits: workspaced::telemetry::CallLimits {
                     max_in_flight: args.max_in_flight as usize,
+                    ..defaults.call_limits
                 },
                 ..defaults
             };

@@ -4,7 +4,7 @@
 //! token), and records it in the metrics. It also keeps hostile or unlucky traffic from
 //! holding the server:
 //!
-//! - a workspaced call's request is read whole, within `BODY_TIMEOUT` and `MAX_REQUEST_BYTES`,
+//! - a workspaced call's request is read whole, within `body_timeout` and `MAX_REQUEST_BYTES`,
 //!   and must be exactly one well-framed gRPC message, before any work starts; so a body
 //!   that never arrives is DEADLINE_EXCEEDED (never a false database alarm), and bad framing
 //!   is INVALID_ARGUMENT (tonic itself answers INTERNAL);
@@ -50,9 +50,6 @@ pub const DEADLINE: Duration = Duration::from_millis(4500);
 /// otherwise hold that connection until TCP gives up, many minutes later.
 const ABANDON_AFTER: Duration = Duration::from_secs(60);
 
-/// How long a call's request may take to arrive.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The largest request accepted: the gRPC frame's 5 bytes and a message of at most 1 MiB,
 /// far above any valid workspaced request.
 pub const MAX_REQUEST_BYTES: usize = 5 + (1 << 20);
@@ -65,11 +62,16 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct CallLimits {
     /// Calls run at once, past which the next ones are OVERLOADED.
     pub max_in_flight: usize,
+    /// How long a call's request may take to arrive.
+    pub body_timeout: Duration,
 }
 
 impl Default for CallLimits {
     fn default() -> Self {
-        CallLimits { max_in_flight: 256 }
+        CallLimits {
+            max_in_flight: 256,
+            body_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -78,6 +80,7 @@ impl Default for CallLimits {
 pub struct RequestLogLayer {
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
+    body_timeout: Duration,
 }
 
 impl RequestLogLayer {
@@ -86,6 +89,7 @@ impl RequestLogLayer {
         RequestLogLayer {
             metrics,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            body_timeout: limits.body_timeout,
         }
     }
 }
@@ -98,6 +102,7 @@ impl<S> Layer<S> for RequestLogLayer {
             inner,
             metrics: self.metrics.clone(),
             in_flight: self.in_flight.clone(),
+            body_timeout: self.body_timeout,
         }
     }
 }
@@ -108,6 +113,7 @@ pub struct RequestLog<S> {
     inner: S,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
+    body_timeout: Duration,
 }
 
 /// The caller's request id if it is a sensible one, else a new UUID.
@@ -153,18 +159,21 @@ fn check_frame(body: &[u8], encoded: bool) -> Result<(), Error> {
 }
 
 /// Reads a workspaced call's request whole and checks its framing.
-async fn read_request(req: http::Request<Body>) -> Result<http::Request<Body>, Error> {
+async fn read_request(
+    req: http::Request<Body>,
+    timeout: Duration,
+) -> Result<http::Request<Body>, Error> {
     let (parts, body) = req.into_parts();
     let encoded = parts
         .headers
         .get("grpc-encoding")
         .is_some_and(|e| e.as_bytes() != b"identity");
     let read = Limited::new(body, MAX_REQUEST_BYTES).collect();
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+    let bytes = match tokio::time::timeout(timeout, read).await {
         Err(_) => {
             return Err(Error::RequestTimeout(format!(
-                "the request did not arrive within {} s",
-                BODY_TIMEOUT.as_secs()
+                "the request did not arrive within {} ms",
+                timeout.as_millis()
             )));
         }
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
@@ -231,6 +240,7 @@ where
         let call = req.extensions().get::<ConnInfo>().map(ConnInfo::call);
         let metrics = self.metrics.clone();
         let in_flight = self.in_flight.clone();
+        let body_timeout = self.body_timeout;
         // The ready service for this call, leaving a fresh clone for the next (tower's
         // rule for services called from a spawned future).
         let clone = self.inner.clone();
@@ -239,7 +249,7 @@ where
         Box::pin(async move {
             let answer = async {
                 let req = if method.starts_with("/workspaced.") {
-                    read_request(req).await?
+                    read_request(req, body_timeout).await?
                 } else {
                     req
                 };

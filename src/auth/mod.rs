@@ -113,9 +113,19 @@ const MAX_REMEMBERED: usize = 100_000;
 
 /// Remembers principals (subject and email) with one database write per new principal or
 /// changed email, not one per call.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PrincipalMemory {
     seen: Arc<Mutex<HashMap<String, Option<String>>>>,
+    limit: usize,
+}
+
+impl Default for PrincipalMemory {
+    fn default() -> Self {
+        PrincipalMemory {
+            seen: Arc::default(),
+            limit: MAX_REMEMBERED,
+        }
+    }
 }
 
 impl PrincipalMemory {
@@ -129,10 +139,41 @@ impl PrincipalMemory {
         }
         principals::upsert(store.conn(), &p.subject, p.email.as_deref()).await?;
         let mut seen = self.seen.lock().await;
-        if seen.len() >= MAX_REMEMBERED {
+        if seen.len() >= self.limit {
             seen.clear();
         }
         seen.insert(p.subject.clone(), p.email.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_memory_of_principals_stays_bounded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/p.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let memory = PrincipalMemory {
+            limit: 10,
+            ..PrincipalMemory::default()
+        };
+        for i in 0..95 {
+            let p = Principal {
+                subject: format!("user-{i}"),
+                email: None,
+                platform: PlatformRoles::default(),
+            };
+            memory.remember(&store, &p).await.expect("remember");
+            assert!(memory.seen.lock().await.len() <= 10);
+        }
+        // Forgotten principals are still recorded in the database.
+        use sea_orm::EntityTrait;
+        let all = crate::store::entity::principal::Entity::find();
+        let n = crate::store::count(store.conn(), all).await.expect("count");
+        assert_eq!(n, 95);
     }
 }

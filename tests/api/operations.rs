@@ -147,7 +147,7 @@ async fn shutdown_is_graceful() {
     s.stop().await.unwrap();
 }
 
-async fn scrape(addr: std::net::SocketAddr) -> String {
+pub(crate) async fn scrape(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
@@ -161,7 +161,7 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 }
 
 /// The value of the first sample line that starts with `prefix`.
-fn sample(body: &str, prefix: &str) -> f64 {
+pub(crate) fn sample(body: &str, prefix: &str) -> f64 {
     body.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())

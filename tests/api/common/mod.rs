@@ -76,6 +76,8 @@ pub struct Options {
     pub insecure: bool,
     pub policy: Option<PolicyRules>,
     pub metrics: bool,
+    pub conn_limits: Option<workspaced::conn::ConnLimits>,
+    pub call_limits: Option<workspaced::telemetry::CallLimits>,
 }
 
 /// A port that was free a moment ago.
@@ -130,11 +132,14 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
+        let defaults = ServerConfig::new(db.url.clone(), auth);
         let cfg = ServerConfig {
             policy_defaults: opts.policy.clone().unwrap_or_default(),
             drain_timeout: Duration::from_secs(5),
             metrics_listen: opts.metrics.then(free_port),
-            ..ServerConfig::new(db.url.clone(), auth)
+            conn_limits: opts.conn_limits.unwrap_or(defaults.conn_limits),
+            call_limits: opts.call_limits.unwrap_or(defaults.call_limits),
+            ..defaults
         };
         let cfg_metrics = cfg.metrics_listen;
         let handle = tokio::spawn(workspaced::serve(cfg, listener, async move {

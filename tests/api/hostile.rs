@@ -1,0 +1,451 @@
+//! Hostile traffic (issue 11): what a client sends, with or without a token, must not grow
+//! the server's memory, hold its connections, or get answers other than the contract's.
+//! Raw HTTP/2 cases use the `h2` crate as the client.
+
+use std::{net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::Instant,
+};
+use tonic::{Code, Request, codegen::http::uri::PathAndQuery, metadata::MetadataValue};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+use tonic_types::StatusExt;
+use workspaced::{conn::ConnLimits, pb::v1 as pb, telemetry::CallLimits};
+
+use crate::{
+    common::*,
+    operations::{sample, scrape},
+};
+
+/// Reads from `s` until the server closes it; how long that took, or `None` if it stayed
+/// open for `within`.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(start + within, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A raw HTTP/2 client connection, driven by a task of its own.
+async fn h2_connect(
+    addr: SocketAddr,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    (send, tokio::spawn(conn))
+}
+
+/// A gRPC request's headers for `path`, with a token.
+fn grpc_head(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> http::Request<()> {
+    let mut b = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {}", token("alice")));
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap()
+}
+
+/// Sends `body` as the whole request (none: headers, then nothing while it waits) and
+/// returns the status the server answered.
+async fn raw_call(
+    send: &mut h2::client::SendRequest<Bytes>,
+    head: http::Request<()>,
+    body: Option<&[u8]>,
+) -> tonic::Status {
+    let mut send = send.clone().ready().await.unwrap();
+    let (resp, mut stream) = send.send_request(head, false).unwrap();
+    if let Some(body) = body {
+        stream
+            .send_data(Bytes::copy_from_slice(body), true)
+            .unwrap();
+    }
+    let resp = resp.await.unwrap();
+    drop(stream);
+    let (parts, mut body) = resp.into_parts();
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+        return status;
+    }
+    while body.data().await.is_some() {}
+    let trailers = body.trailers().await.unwrap().unwrap();
+    tonic::Status::from_header_map(&trailers).unwrap()
+}
+
+const GET_WORKSPACE: &str = "/workspaced.v1.WorkspaceService/GetWorkspace";
+
+/// A GetWorkspace request for `default`, framed.
+fn framed_get() -> Vec<u8> {
+    use prost::Message;
+    let msg = pb::GetWorkspaceRequest {
+        name: "default".into(),
+        id: String::new(),
+    }
+    .encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    body.extend_from_slice(&msg);
+    body
+}
+
+#[tokio::test]
+async fn unknown_paths_share_one_metric_label() {
+    let s = TestServer::spawn_with(Options {
+        metrics: true,
+        ..Default::default()
+    })
+    .await;
+    let mut grpc = tonic::client::Grpc::new(s.channel.clone());
+    for i in 0..200 {
+        grpc.ready().await.unwrap();
+        let path = PathAndQuery::try_from(format!("/x{i:08x}.Svc/m{i:08x}")).unwrap();
+        let err = grpc
+            .unary::<(), (), _>(Request::new(()), path, tonic_prost::ProstCodec::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+    }
+    let body = scrape(s.metrics_addr.unwrap()).await;
+    assert!(!body.contains("x0000"), "a client's path became a label");
+    let unknown = "workspaced_grpc_requests_total{code=\"Unimplemented\",method=\"unknown\",service=\"unknown\"}";
+    assert_eq!(sample(&body, unknown), 200.0);
+    // Served methods keep their own labels.
+    get(&s, &token("alice"), "default").await.unwrap();
+    let body = scrape(s.metrics_addr.unwrap()).await;
+    let ok = "workspaced_grpc_requests_total{code=\"Ok\",method=\"GetWorkspace\",service=\"workspaced.v1.WorkspaceService\"}";
+    assert_eq!(sample(&body, ok), 1.0);
+}
+
+fn short_timeouts() -> Options {
+    Options {
+        conn_limits: Some(ConnLimits {
+            handshake_timeout: Duration::from_millis(600),
+            idle_timeout: Duration::from_millis(1500),
+            ..ConnLimits::default()
+        }),
+        call_limits: Some(CallLimits {
+            body_timeout: Duration::from_millis(2500),
+            ..CallLimits::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn silent_and_trickling_connections_are_closed() {
+    let s = TestServer::spawn_with(short_timeouts()).await;
+    // A socket that sends nothing.
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    let took = closed_within(&mut silent, Duration::from_secs(5))
+        .await
+        .expect("a silent connection stayed open");
+    assert!(
+        took >= Duration::from_millis(500),
+        "closed too early: {took:?}"
+    );
+    // A slowloris: the HTTP/2 preface a byte every 100 ms, never a call.
+    let mut slow = TcpStream::connect(s.addr).await.unwrap();
+    let writer = async {
+        for b in b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
+            if slow.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let start = Instant::now();
+    writer.await;
+    let mut buf = [0u8; 64];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(3), slow.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => {}
+        }
+    };
+    assert!(closed, "a trickling connection stayed open");
+    assert!(start.elapsed() < Duration::from_secs(4));
+    // Normal calls go on.
+    get(&s, &token("alice"), "default").await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_connections_close_after_their_last_call_but_not_during_one() {
+    let s = TestServer::spawn_with(short_timeouts()).await;
+    let (mut send, conn) = h2_connect(s.addr).await;
+    let start = Instant::now();
+    // A call whose body never arrives keeps the connection busy past the idle timeout,
+    // and is answered DEADLINE_EXCEEDED, not DATABASE_UNAVAILABLE.
+    let status = raw_call(&mut send, grpc_head(s.addr, GET_WORKSPACE, &[]), None).await;
+    assert_status(&status, Code::DeadlineExceeded, "REQUEST_TIMEOUT");
+    assert!(start.elapsed() >= Duration::from_millis(2400));
+    assert!(!conn.is_finished(), "a busy connection was closed");
+    // Then, idle, it is closed.
+    let idle = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("an idle connection stayed open")
+        .unwrap()
+        .ok();
+    assert!(idle.elapsed() >= Duration::from_millis(1000));
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_at_once() {
+    let s = TestServer::spawn_with(Options {
+        conn_limits: Some(ConnLimits {
+            // The test server's own channel holds one.
+            max_connections: 3,
+            ..ConnLimits::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let mut first = TcpStream::connect(s.addr).await.unwrap();
+    let mut second = TcpStream::connect(s.addr).await.unwrap();
+    let mut third = TcpStream::connect(s.addr).await.unwrap();
+    let took = closed_within(&mut third, Duration::from_secs(2))
+        .await
+        .expect("a connection over the limit stayed open");
+    assert!(took < Duration::from_millis(500));
+    assert!(
+        closed_within(&mut first, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    assert!(
+        closed_within(&mut second, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    // A freed slot takes the next connection; calls on the open one go on meanwhile.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = TcpStream::connect(s.addr).await.unwrap();
+    assert!(
+        closed_within(&mut fourth, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    get(&s, &token("alice"), "default").await.unwrap();
+}
+
+#[tokio::test]
+async fn each_connection_advertises_a_stream_limit() {
+    let s = TestServer::spawn().await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let (send, mut conn): (h2::client::SendRequest<Bytes>, _) =
+        h2::client::handshake(tcp).await.unwrap();
+    // The server's SETTINGS arrive as the connection is driven.
+    let _ = tokio::time::timeout(Duration::from_millis(300), &mut conn).await;
+    assert_eq!(conn.max_concurrent_send_streams(), 128);
+    drop(send);
+}
+
+#[tokio::test]
+async fn malformed_framing_is_invalid_argument() {
+    let s = TestServer::spawn().await;
+    let (mut send, _conn) = h2_connect(s.addr).await;
+    let good = framed_get();
+    let status = raw_call(
+        &mut send,
+        grpc_head(s.addr, GET_WORKSPACE, &[]),
+        Some(&good),
+    )
+    .await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    let mut compressed = good.clone();
+    compressed[0] = 1;
+    let mut two = good.clone();
+    two.extend_from_slice(&good);
+    let cases: [(&str, &[u8]); 5] = [
+        ("compressed flag without grpc-encoding", &compressed),
+        ("truncated prefix", &good[..3]),
+        ("message shorter than its prefix", &good[..good.len() - 1]),
+        ("no message", &[]),
+        ("two messages", &two),
+    ];
+    for (case, body) in cases {
+        let status = raw_call(&mut send, grpc_head(s.addr, GET_WORKSPACE, &[]), Some(body)).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+        assert_eq!(
+            status.get_details_error_info().unwrap().reason,
+            "INVALID_ARGUMENT",
+            "{case}"
+        );
+    }
+    // Too large: refused, not read whole.
+    let big = vec![0u8; (1 << 20) + 100];
+    let status = raw_call(&mut send, grpc_head(s.addr, GET_WORKSPACE, &[]), Some(&big)).await;
+    assert_status(&status, Code::ResourceExhausted, "REQUEST_TOO_LARGE");
+}
+
+/// Holds the database so that calls wait in it: the write lock on SQLite, a table lock on
+/// PostgreSQL. Released when the returned transaction ends.
+async fn hold_database(db: &TestDb) -> sea_orm::DatabaseTransaction {
+    let c = Database::connect(&db.url).await.unwrap();
+    if db.is_postgres() {
+        let tx = c.begin().await.unwrap();
+        tx.execute_unprepared("LOCK TABLE workspaces IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        tx
+    } else {
+        c.begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn calls_over_the_in_flight_limit_are_overloaded_at_once() {
+    let s = TestServer::spawn_with(Options {
+        call_limits: Some(CallLimits {
+            max_in_flight: 2,
+            ..CallLimits::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let alice = token("alice");
+    let held = hold_database(&s.db).await;
+    let waiting: Vec<_> = ["slow-1", "slow-2"]
+        .into_iter()
+        .map(|name| {
+            let mut client = s.workspaces();
+            let alice = alice.clone();
+            tokio::spawn(async move {
+                client
+                    .create_workspace(req(
+                        pb::CreateWorkspaceRequest {
+                            workspace: Some(new_ws(name)),
+                            request_id: String::new(),
+                        },
+                        &alice,
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let start = Instant::now();
+    let err = get(&s, &alice, "default").await.unwrap_err();
+    assert_status(&err, Code::Unavailable, "OVERLOADED");
+    assert!(start.elapsed() < Duration::from_millis(500), "not at once");
+    // Probes still reach it.
+    let health = s
+        .health()
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status, ServingStatus::Serving as i32);
+    held.rollback().await.unwrap();
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
+    get(&s, &alice, "slow-1").await.unwrap();
+}
+
+fn get_with(authorizations: &[String]) -> Request<pb::GetWorkspaceRequest> {
+    let mut r = Request::new(pb::GetWorkspaceRequest {
+        name: "default".into(),
+        id: String::new(),
+    });
+    for a in authorizations {
+        r.metadata_mut().append(
+            "authorization",
+            MetadataValue::try_from(a.as_str()).unwrap(),
+        );
+    }
+    r
+}
+
+#[tokio::test]
+async fn two_authorization_entries_are_token_invalid() {
+    let s = TestServer::spawn().await;
+    let admin = format!("Bearer {}", platform_admin());
+    let alice = format!("Bearer {}", token("alice"));
+    for pair in [
+        [admin.clone(), alice.clone()],
+        [alice.clone(), admin.clone()],
+    ] {
+        let err = s
+            .workspaces()
+            .get_workspace(get_with(&pair))
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    }
+    s.workspaces()
+        .get_workspace(get_with(&[alice]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn control_characters_and_wrong_types_in_claims_are_token_invalid() {
+    let s = TestServer::spawn().await;
+    let exp = now() + 600;
+    let bad = [
+        json!({"sub": "alice\nINFO forged line", "exp": exp}),
+        json!({"sub": "\u{1}alice", "exp": exp}),
+        json!({"sub": "alice\u{7f}", "exp": exp}),
+        json!({"sub": 42, "exp": exp}),
+        json!({"sub": "alice", "email": "alice\r@example.com", "exp": exp}),
+        json!({"sub": "alice", "iss": ["a", "b"], "exp": exp}),
+        json!({"sub": "alice", "iss": 7, "exp": exp}),
+        json!({"sub": "a".repeat(256), "exp": exp}),
+    ];
+    for claims in bad {
+        let err = get(&s, &sign(&claims), "default").await.unwrap_err();
+        assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    }
+    // Printable Unicode is fine, and so is a string issuer.
+    let ok = json!({"sub": "zoë", "iss": "anyone", "email": "zoë@example.com", "exp": exp});
+    get(&s, &sign(&ok), "default").await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_up_to_16_kb_are_judged_and_longer_ones_are_token_invalid() {
+    let s = TestServer::spawn().await;
+    let exp = now() + 600;
+    let sized = |bytes: usize| {
+        // base64 makes the padding 4/3 longer; the rest of the token is ~150 bytes.
+        let pad = "p".repeat((bytes - 200) * 3 / 4);
+        sign(&json!({"sub": "alice", "exp": exp, "pad": pad}))
+    };
+    let fits = sized(16 * 1024 - 100);
+    assert!(
+        fits.len() <= 16 * 1024 && fits.len() > 15 * 1024,
+        "{}",
+        fits.len()
+    );
+    get(&s, &fits, "default").await.unwrap();
+    for bytes in [17 * 1024, 64 * 1024] {
+        let err = get(&s, &sized(bytes), "default").await.unwrap_err();
+        assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    }
+    // The connection survived: the next call on the same channel works.
+    get(&s, &token("alice"), "default").await.unwrap();
+}
