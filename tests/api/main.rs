@@ -8,6 +8,7 @@
 
 mod auth;
 mod common;
+mod limits;
 mod lists;
 mod matrix;
 mod members;
