@@ -10,6 +10,98 @@ use tonic_types::{ErrorDetails, FieldViolation, PreconditionViolation, StatusExt
 /// The `ErrorInfo.domain` of every error this service answers.
 pub const ERROR_DOMAIN: &str = "workspaced";
 
+/// The most characters of a client's value an error echoes: enough to recognise the value,
+/// and no way for hostile input to grow the answer.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// The most field or precondition violations one answer lists; when there are more, the
+/// last one says how many were left out.
+pub const MAX_VIOLATIONS: usize = 20;
+
+/// The most bytes `grpc-message` takes once percent-encoded.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// The most bytes of the `grpc-*` trailers of an error, counted as HTTP/2 counts a header
+/// list (name, value and 32 per entry). grpc-core clients (grpcio, grpc-node's native
+/// client) take at most 8 KB of metadata and answer RESOURCE_EXHAUSTED in place of our code
+/// beyond it; the remaining kilobyte is left for `:status` and `content-type`, which share
+/// the header list of a trailers-only answer.
+const MAX_TRAILER_BYTES: usize = 7 * 1024;
+
+/// A client's value as an error may echo it: cut to [`MAX_ECHO_CHARS`] characters.
+pub(crate) fn echo(s: &str) -> String {
+    cut(s, MAX_ECHO_CHARS)
+}
+
+/// `s` cut to at most `max` characters (not bytes, so never inside a character), the last
+/// one an ellipsis when anything was left out.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some(_) => {
+            let keep = max.saturating_sub(1);
+            let end = s.char_indices().nth(keep).map_or(s.len(), |(i, _)| i);
+            format!("{}…", &s[..end])
+        }
+    }
+}
+
+/// The bytes `c` takes in `grpc-message`, which tonic percent-encodes: controls,
+/// non-ASCII bytes and `` "#%<>`?{}`` and space take three each (tonic's set, not exported).
+fn encoded_len(c: char) -> usize {
+    match c {
+        ' ' | '"' | '#' | '%' | '<' | '>' | '`' | '?' | '{' | '}' => 3,
+        c if c.is_ascii_control() || !c.is_ascii() => 3 * c.len_utf8(),
+        _ => 1,
+    }
+}
+
+/// `message` cut so that percent-encoded it takes at most `max` bytes, ellipsis included.
+fn cut_encoded(message: &str, max: usize) -> String {
+    if message.chars().map(encoded_len).sum::<usize>() <= max {
+        return message.to_owned();
+    }
+    let budget = max.saturating_sub(encoded_len('…'));
+    let mut used = 0;
+    let mut out = String::new();
+    for c in message.chars() {
+        used += encoded_len(c);
+        if used > budget {
+            break;
+        }
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
+/// The first `MAX_VIOLATIONS - 1` of `items` and `more(n)` for the `n` left out, when there
+/// are more than [`MAX_VIOLATIONS`]; all of them otherwise.
+fn capped<T: Clone>(items: &[T], more: impl FnOnce(usize) -> T) -> Vec<T> {
+    if items.len() <= MAX_VIOLATIONS {
+        return items.to_vec();
+    }
+    let keep = MAX_VIOLATIONS - 1;
+    let mut out = items[..keep].to_vec();
+    out.push(more(items.len() - keep));
+    out
+}
+
+fn more_fields(n: usize) -> BadField {
+    BadField {
+        field: "…".into(),
+        description: format!("and {n} more bad fields"),
+    }
+}
+
+fn more_preconditions(n: usize) -> Precondition {
+    Precondition {
+        kind: "…".into(),
+        subject: "…".into(),
+        description: format!("and {n} more failed preconditions"),
+    }
+}
+
 /// A `Result` whose error is the service's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -153,7 +245,7 @@ pub enum Error {
 }
 
 fn describe(fields: &[BadField]) -> String {
-    fields
+    capped(fields, more_fields)
         .iter()
         .map(|f| format!("{}: {}", f.field, f.description))
         .collect::<Vec<_>>()
@@ -173,7 +265,7 @@ impl Error {
     pub fn workspace_not_found(name: &str) -> Self {
         Error::NotFound {
             reason: Reason::WorkspaceNotFound,
-            message: format!("workspace \"{name}\" not found"),
+            message: format!("workspace \"{}\" not found", echo(name)),
         }
     }
 
@@ -268,44 +360,318 @@ fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     }
 }
 
+/// The trailers `status` answers with, in bytes as HTTP/2 counts a header list.
+fn trailer_size(status: &Status) -> usize {
+    let mut headers = http::HeaderMap::new();
+    match status.add_header(&mut headers) {
+        Ok(()) => headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum(),
+        // tonic could not write it: count it as too large, so the smallest form is sent.
+        Err(_) => usize::MAX,
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
-        let mut details = ErrorDetails::new();
-        details.set_error_info(
-            err.reason().as_str(),
-            ERROR_DOMAIN,
-            HashMap::<String, String>::new(),
-        );
-        let message = match &err {
-            Error::InvalidArgument(fields) => {
+        match &err {
+            Error::DatabaseUnavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+            // Logged once here, at the boundary; the caller gets no internals.
+            Error::Internal(cause) => tracing::error!(%cause, "internal error"),
+            _ => {}
+        }
+        // Every part of the answer is bounded, so that hostile input still gets its own code
+        // and reason through clients that refuse large trailers (see MAX_TRAILER_BYTES).
+        let message = cut_encoded(&err.to_string(), MAX_MESSAGE_BYTES);
+        let fields = match &err {
+            Error::InvalidArgument(fields) => capped(fields, more_fields),
+            _ => Vec::new(),
+        };
+        let preconditions = match &err {
+            Error::FailedPrecondition { violations, .. } => capped(violations, more_preconditions),
+            _ => Vec::new(),
+        };
+        // Echoed values are cut where they are written, but a violation may still be long
+        // (a description listing the allowed values); cut every string of the details
+        // shorter and shorter until the trailers fit. The last cut always fits (tested).
+        let build = |max: usize| {
+            let mut details = ErrorDetails::new();
+            details.set_error_info(
+                err.reason().as_str(),
+                ERROR_DOMAIN,
+                HashMap::<String, String>::new(),
+            );
+            if !fields.is_empty() {
                 details.set_bad_request(
                     fields
                         .iter()
-                        .map(|f| FieldViolation::new(&f.field, &f.description))
+                        .map(|f| FieldViolation::new(cut(&f.field, max), cut(&f.description, max)))
                         .collect::<Vec<_>>(),
                 );
-                err.to_string()
             }
-            Error::FailedPrecondition { violations, .. } if !violations.is_empty() => {
+            if !preconditions.is_empty() {
                 details.set_precondition_failure(
-                    violations
+                    preconditions
                         .iter()
-                        .map(|v| PreconditionViolation::new(&v.kind, &v.subject, &v.description))
+                        .map(|v| {
+                            PreconditionViolation::new(
+                                cut(&v.kind, max),
+                                cut(&v.subject, max),
+                                cut(&v.description, max),
+                            )
+                        })
                         .collect::<Vec<_>>(),
                 );
-                err.to_string()
             }
-            Error::DatabaseUnavailable(cause) => {
-                tracing::warn!(%cause, "database unavailable");
-                err.to_string()
-            }
-            Error::Internal(cause) => {
-                // Logged once here, at the boundary; the caller gets no internals.
-                tracing::error!(%cause, "internal error");
-                err.to_string()
-            }
-            _ => err.to_string(),
+            Status::with_error_details(err.code(), message.clone(), details)
         };
-        Status::with_error_details(err.code(), message, details)
+        let mut status = build(usize::MAX);
+        for max in [256, 64, 16] {
+            if trailer_size(&status) <= MAX_TRAILER_BYTES {
+                break;
+            }
+            status = build(max);
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    #[test]
+    fn echo_cuts_characters_not_bytes() {
+        let a = |n: usize| "a".repeat(n);
+        let e = |n: usize| "é".repeat(n);
+        for (input, want) in [
+            (String::new(), String::new()),
+            ("permission".into(), "permission".into()),
+            (a(64), a(64)),
+            (a(65), format!("{}…", a(63))),
+            (a(20_000), format!("{}…", a(63))),
+            (e(64), e(64)),
+            (e(100), format!("{}…", e(63))),
+        ] {
+            let got = echo(&input);
+            assert_eq!(got, want, "{} characters", input.chars().count());
+            assert!(got.chars().count() <= MAX_ECHO_CHARS);
+        }
+    }
+
+    fn bad_fields(n: usize) -> Error {
+        Error::InvalidArgument(
+            (0..n)
+                .map(|i| BadField {
+                    field: format!("f{i}"),
+                    description: "is bad".into(),
+                })
+                .collect(),
+        )
+    }
+
+    fn failed_preconditions(n: usize) -> Error {
+        Error::FailedPrecondition {
+            reason: Reason::WorkspaceNotEmpty,
+            message: "not empty".into(),
+            violations: (0..n)
+                .map(|i| Precondition {
+                    kind: "RESOURCES".into(),
+                    subject: format!("kind-{i}"),
+                    description: "registered".into(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The (field, description) pairs of a status's BadRequest or PreconditionFailure.
+    fn violations(status: &Status) -> Vec<(String, String)> {
+        if let Some(b) = status.get_details_bad_request() {
+            return b
+                .field_violations
+                .into_iter()
+                .map(|v| (v.field, v.description))
+                .collect();
+        }
+        status
+            .get_details_precondition_failure()
+            .map(|p| {
+                p.violations
+                    .into_iter()
+                    .map(|v| (v.subject, v.description))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn at_most_twenty_violations_the_last_counting_the_rest() {
+        for (name, err, count, last) in [
+            ("1 field", bad_fields(1), 1, ("f0", "is bad")),
+            ("20 fields", bad_fields(20), 20, ("f19", "is bad")),
+            (
+                "21 fields",
+                bad_fields(21),
+                20,
+                ("…", "and 2 more bad fields"),
+            ),
+            (
+                "64 fields",
+                bad_fields(64),
+                20,
+                ("…", "and 45 more bad fields"),
+            ),
+            (
+                "1 precondition",
+                failed_preconditions(1),
+                1,
+                ("kind-0", "registered"),
+            ),
+            (
+                "20 preconditions",
+                failed_preconditions(20),
+                20,
+                ("kind-19", "registered"),
+            ),
+            (
+                "21 preconditions",
+                failed_preconditions(21),
+                20,
+                ("…", "and 2 more failed preconditions"),
+            ),
+            (
+                "1000 preconditions",
+                failed_preconditions(1000),
+                20,
+                ("…", "and 981 more failed preconditions"),
+            ),
+        ] {
+            let status = Status::from(err);
+            let got = violations(&status);
+            assert_eq!(got.len(), count, "{name}");
+            let (field, description) = got.last().expect("a violation");
+            assert_eq!((field.as_str(), description.as_str()), last, "{name}");
+            // The first ones are kept as they were, in their order.
+            for (i, (field, _)) in got.iter().take(count.min(MAX_VIOLATIONS - 1)).enumerate() {
+                let number = field.trim_start_matches(|c: char| !c.is_ascii_digit());
+                assert_eq!(number, i.to_string(), "{name}: {field} at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_answers_are_unchanged() {
+        let status = Status::from(Error::InvalidArgument(vec![
+            BadField {
+                field: "workspace.name".into(),
+                description: "is required".into(),
+            },
+            BadField {
+                field: "workspace.labels[\"Bad\"]".into(),
+                description: "key may contain only a-z, 0-9, '-', '_' and '.'".into(),
+            },
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "invalid argument: workspace.name: is required; workspace.labels[\"Bad\"]: key may \
+             contain only a-z, 0-9, '-', '_' and '.'"
+        );
+        assert_eq!(
+            violations(&status),
+            vec![
+                ("workspace.name".into(), "is required".into()),
+                (
+                    "workspace.labels[\"Bad\"]".into(),
+                    "key may contain only a-z, 0-9, '-', '_' and '.'".into()
+                ),
+            ]
+        );
+    }
+
+    /// The bytes `grpc-message` takes on the wire.
+    fn wire_message_len(status: &Status) -> usize {
+        let mut headers = http::HeaderMap::new();
+        status.add_header(&mut headers).expect("headers");
+        headers.get("grpc-message").map_or(0, |v| v.len())
+    }
+
+    #[test]
+    fn trailers_stay_under_eight_kilobytes_whatever_the_input() {
+        // Four-byte characters, and characters that percent-encoding triples.
+        let wide = "𝄞".repeat(20_000);
+        let encoded = "\" %{}".repeat(4_000);
+        let field = |s: &str| BadField {
+            field: s.into(),
+            description: s.into(),
+        };
+        let precondition = |s: &str| Precondition {
+            kind: s.into(),
+            subject: s.into(),
+            description: s.into(),
+        };
+        for (what, err) in [
+            (
+                "1000 wide fields",
+                Error::InvalidArgument(vec![field(&wide); 1000]),
+            ),
+            (
+                "20 encoded fields",
+                Error::InvalidArgument(vec![field(&encoded); 20]),
+            ),
+            (
+                "1000 wide preconditions",
+                Error::FailedPrecondition {
+                    reason: Reason::WorkspaceNotEmpty,
+                    message: wide.clone(),
+                    violations: vec![precondition(&wide); 1000],
+                },
+            ),
+            (
+                "a long message",
+                Error::NotFound {
+                    reason: Reason::MemberNotFound,
+                    message: encoded.clone(),
+                },
+            ),
+        ] {
+            let code = err.code();
+            let reason = err.reason();
+            let status = Status::from(err);
+            assert!(
+                trailer_size(&status) <= MAX_TRAILER_BYTES,
+                "{what}: {} bytes",
+                trailer_size(&status)
+            );
+            assert!(wire_message_len(&status) <= MAX_MESSAGE_BYTES, "{what}");
+            assert!(status.message().ends_with('…'), "{what}");
+            assert_eq!(status.code(), code, "{what}");
+            let info = status.get_details_error_info().expect("ErrorInfo");
+            assert_eq!(info.reason, reason.as_str(), "{what}");
+            assert_eq!(info.domain, ERROR_DOMAIN, "{what}");
+            let got = violations(&status);
+            assert!(got.len() <= MAX_VIOLATIONS, "{what}");
+            assert_eq!(got.is_empty(), code == Code::NotFound, "{what}");
+        }
+    }
+
+    #[test]
+    fn messages_are_cut_on_their_encoded_length() {
+        for (message, cut) in [
+            ("plain".to_string(), false),
+            ("a".repeat(MAX_MESSAGE_BYTES), false),
+            ("a".repeat(MAX_MESSAGE_BYTES + 1), true),
+            (" ".repeat(MAX_MESSAGE_BYTES / 3), false),
+            (" ".repeat(MAX_MESSAGE_BYTES / 3 + 1), true),
+            ("é".repeat(MAX_MESSAGE_BYTES / 6 + 1), true),
+        ] {
+            let status = Status::from(Error::PermissionDenied(message.clone()));
+            let len = message.chars().count();
+            assert!(wire_message_len(&status) <= MAX_MESSAGE_BYTES, "{len}");
+            assert_eq!(status.message() != message, cut, "{len}");
+        }
     }
 }

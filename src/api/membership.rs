@@ -10,6 +10,7 @@ use crate::{
         page,
         validate::{self, Violations},
     },
+    error::echo,
     pb::v1::{self as pb, membership_service_server::MembershipService},
 };
 
@@ -179,7 +180,7 @@ impl MembershipService for MembershipApi {
             Permission::parse(&r.permission).ok_or_else(|| {
                 format!(
                     "unknown permission \"{}\"; known: {}",
-                    r.permission,
+                    echo(&r.permission),
                     Permission::ALL.map(|p| p.as_str()).join(", ")
                 )
             }),

@@ -9,7 +9,7 @@ use crate::{
     auth::PrincipalMemory,
     domain::validate::Violations,
     domain::{access::Principal, members::Members, policy::Policies, workspaces::Workspaces},
-    error::Error,
+    error::{Error, echo},
 };
 
 pub mod convert;
@@ -74,7 +74,8 @@ pub(crate) fn mask_paths(
             v.add(
                 "update_mask",
                 format!(
-                    "\"{p}\" is not an updatable field; updatable: {}",
+                    "\"{}\" is not an updatable field; updatable: {}",
+                    echo(p),
                     updatable.join(", ")
                 ),
             );

@@ -1,7 +1,7 @@
 //! Who may do what: workspace roles, visibility, platform roles and permissions, as pure
 //! functions, plus `authorize`, the one decision every RPC goes through.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, echo};
 
 /// A principal's role in one workspace, ordered lowest to highest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -263,8 +263,9 @@ pub fn authorize(
 
 fn denied(name: &str, permission: Permission) -> Error {
     Error::PermissionDenied(format!(
-        "permission \"{}\" denied on workspace \"{name}\" (or it does not exist)",
-        permission.as_str()
+        "permission \"{}\" denied on workspace \"{}\" (or it does not exist)",
+        permission.as_str(),
+        echo(name)
     ))
 }
 

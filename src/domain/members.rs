@@ -10,7 +10,7 @@ use super::{
     workspaces::{authorize, authorize_read, commit_change},
 };
 use crate::{
-    error::{Error, Reason, Result},
+    error::{Error, Reason, Result, echo},
     store::{Store, memberships as m, principals, workspaces as q},
 };
 
@@ -32,15 +32,22 @@ pub struct Members {
 fn member_not_found(workspace: &str, who: &str) -> Error {
     Error::NotFound {
         reason: Reason::MemberNotFound,
-        message: format!("{who} is not a member of workspace \"{workspace}\""),
+        message: format!(
+            "{} is not a member of workspace \"{}\"",
+            echo(who),
+            echo(workspace)
+        ),
     }
 }
 
 fn last_admin(workspace: &str) -> Error {
     Error::precondition(
         Reason::LastAdmin,
-        format!("workspaces/{workspace}"),
-        format!("workspace \"{workspace}\" must keep at least one admin; add another admin first"),
+        format!("workspaces/{}", echo(workspace)),
+        format!(
+            "workspace \"{}\" must keep at least one admin; add another admin first",
+            echo(workspace)
+        ),
     )
 }
 
@@ -52,7 +59,7 @@ async fn resolve<C: ConnectionTrait>(c: &C, who: Who) -> Result<String> {
             .await?
             .ok_or_else(|| Error::NotFound {
                 reason: Reason::PrincipalNotFound,
-                message: format!("no principal has signed in with email \"{email}\""),
+                message: format!("no principal has signed in with email \"{}\"", echo(&email)),
             }),
     }
 }
@@ -82,7 +89,11 @@ impl Members {
         if m::find(&tx, &ws.id, name, &subject).await?.is_some() {
             return Err(Error::AlreadyExists {
                 reason: Reason::MemberExists,
-                message: format!("{subject} is already a member of workspace \"{name}\""),
+                message: format!(
+                    "{} is already a member of workspace \"{}\"",
+                    echo(&subject),
+                    echo(name)
+                ),
             });
         }
         m::insert(&tx, &ws.id, &subject, role, &p.subject, now()).await?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::access::{Role, Visibility, WorkspaceAccess};
-use crate::error::{Error, Reason, Result};
+use crate::error::{Error, Reason, Result, echo};
 
 /// Name of the built-in workspace every principal can use.
 pub const DEFAULT_WORKSPACE: &str = "default";
@@ -109,10 +109,10 @@ impl Workspace {
             WorkspaceState::Active => Ok(()),
             WorkspaceState::Archived => Err(Error::precondition(
                 Reason::WorkspaceArchived,
-                format!("workspaces/{}", self.name),
+                format!("workspaces/{}", echo(&self.name)),
                 format!(
                     "workspace \"{}\" is archived and read-only; unarchive it first",
-                    self.name
+                    echo(&self.name)
                 ),
             )),
         }
@@ -123,10 +123,10 @@ impl Workspace {
         if self.built_in {
             Err(Error::precondition(
                 Reason::BuiltInWorkspace,
-                format!("workspaces/{}", self.name),
+                format!("workspaces/{}", echo(&self.name)),
                 format!(
                     "the built-in workspace \"{}\" cannot be {action}",
-                    self.name
+                    echo(&self.name)
                 ),
             ))
         } else {

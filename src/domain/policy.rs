@@ -11,7 +11,7 @@ use super::{
     workspaces::{authorize, authorize_read},
 };
 use crate::{
-    error::{Error, Result},
+    error::{Error, Result, echo},
     store::{Store, policies as q, workspaces::ListFilter},
 };
 
@@ -175,7 +175,7 @@ pub fn apply(
             } else if input.gpu_shapes[..i].contains(shape) {
                 v.add(
                     format!("{field}[{i}]"),
-                    format!("\"{shape}\" is listed twice"),
+                    format!("\"{}\" is listed twice", echo(shape)),
                 );
             }
         }
@@ -250,7 +250,7 @@ pub fn check_quota(rules: &PolicyRules, r: &GpuRequest) -> Vec<QuotaViolation> {
             "gpu_shape",
             format!(
                 "GPU shape \"{}\" is not allowed; allowed shapes: {}",
-                r.gpu_shape,
+                echo(&r.gpu_shape),
                 rules.gpu_shapes.join(", ")
             ),
         );

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{BadField, Error, Result};
+use crate::error::{BadField, Error, Result, echo};
 
 /// Collects the bad fields of one request, so that the caller learns of all of them at once.
 #[derive(Debug, Default)]
@@ -103,10 +103,10 @@ pub fn labels(
     sorted.sort();
     for (key, value) in sorted {
         if let Err(e) = label_part(key, false) {
-            v.add(format!("{field}[{key:?}]"), format!("key {e}"));
+            v.add(format!("{field}[{:?}]", echo(key)), format!("key {e}"));
         }
         if let Err(e) = label_part(value, true) {
-            v.add(format!("{field}[{key:?}]"), format!("value {e}"));
+            v.add(format!("{field}[{:?}]", echo(key)), format!("value {e}"));
         }
     }
     (v.0.len() == before).then(|| labels.clone().into_iter().collect())

@@ -16,7 +16,7 @@ use super::{
     page::{self, Page, PageRequest},
 };
 use crate::{
-    error::{Error, Precondition, Reason, Result},
+    error::{Error, Precondition, Reason, Result, echo},
     store::{Store, memberships, workspaces as q},
 };
 
@@ -275,7 +275,7 @@ impl Workspaces {
                 }
                 Err(Error::AlreadyExists {
                     reason: Reason::WorkspaceExists,
-                    message: format!("workspace \"{}\" already exists", ws.name),
+                    message: format!("workspace \"{}\" already exists", echo(&ws.name)),
                 })
             }
             Err(e) => Err(e.into()),
@@ -407,14 +407,18 @@ impl Workspaces {
             return Err(Error::FailedPrecondition {
                 reason: Reason::WorkspaceNotEmpty,
                 message: format!(
-                    "workspace \"{name}\" still holds registered resources; unregister them first"
+                    "workspace \"{}\" still holds registered resources; unregister them first",
+                    echo(name)
                 ),
                 violations: counts
                     .into_iter()
                     .map(|(kind, n)| Precondition {
                         kind: "RESOURCES".into(),
-                        subject: kind.clone(),
-                        description: format!("{n} resource(s) of kind \"{kind}\" registered"),
+                        subject: echo(&kind),
+                        description: format!(
+                            "{n} resource(s) of kind \"{}\" registered",
+                            echo(&kind)
+                        ),
                     })
                     .collect(),
             });
@@ -505,7 +509,10 @@ impl Workspaces {
             return Err(Error::NotFound {
                 reason: Reason::ResourceNotFound,
                 message: format!(
-                    "resource {kind}/{resource_id} is not registered in workspace \"{name}\""
+                    "resource {}/{} is not registered in workspace \"{}\"",
+                    echo(kind),
+                    echo(resource_id),
+                    echo(name)
                 ),
             });
         }

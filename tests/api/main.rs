@@ -9,6 +9,7 @@
 mod auth;
 mod common;
 mod hostile;
+mod limits;
 mod lists;
 mod matrix;
 mod members;
