@@ -13,14 +13,16 @@ use std::{
     collections::BTreeMap,
     future::Future,
     net::SocketAddr,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
+mod common;
+
+use common::{CONNECTIONS, Proc, authed, channels, cpu_time, free_addr};
 use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use workspaced::{
     auth::jwt::sign_hs256,
@@ -32,7 +34,6 @@ use workspaced::{
     store::Store,
 };
 
-const CONNECTIONS: usize = 4;
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 const KEY: &[u8] = b"bench-secret-bench-secret-bench-secret";
 
@@ -80,27 +81,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
-/// CPU time (user + system) of a process, from /proc.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
-        .sum();
-    // Linux reports in clock ticks of 1/100 s.
-    Duration::from_millis(ticks * 10)
 }
 
 /// Fills the database with `n` private workspaces, each with its policy and an admin, and
@@ -168,15 +148,6 @@ async fn seed(url: &str, n: usize, m: usize) {
     store.close().await.ok();
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Whether a call succeeded; the first failures are printed, since a benchmark of errors
 /// measures nothing.
 fn ok<T>(r: Result<T, tonic::Status>) -> bool {
@@ -184,37 +155,6 @@ fn ok<T>(r: Result<T, tonic::Status>) -> bool {
         eprintln!("call failed: {e:?}");
     }
     r.is_ok()
-}
-
-async fn channels(addr: SocketAddr) -> Vec<Channel> {
-    let mut out = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let ch = Channel::from_shared(format!("http://{addr}")).expect("uri");
-        let mut tries = 0;
-        loop {
-            match ch.clone().connect().await {
-                Ok(c) => {
-                    out.push(c);
-                    break;
-                }
-                Err(_) if tries < 300 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("cannot connect to {addr}: {e}"),
-            }
-        }
-    }
-    out
-}
-
-fn authed<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).expect("metadata"),
-    );
-    r
 }
 
 /// One measurement: `concurrency` workers calling `call` in a closed loop for `secs`.

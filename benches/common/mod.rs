@@ -1,0 +1,86 @@
+//! What the benchmarks share: free ports, a process's CPU time and memory, child processes
+//! that die with the benchmark, client channels and authenticated requests.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{net::SocketAddr, process::Child, time::Duration};
+
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
+
+/// HTTP/2 connections the load generator spreads its calls over.
+pub const CONNECTIONS: usize = 4;
+
+/// A port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// CPU time (user + system) of a process, from /proc.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // Linux reports in clock ticks of 1/100 s.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Resident memory of a process in bytes, from /proc.
+pub fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A child process, killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `CONNECTIONS` connected channels to `addr`, waiting for it to listen.
+pub async fn channels(addr: SocketAddr) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let ch = Channel::from_shared(format!("http://{addr}")).expect("uri");
+        let mut tries = 0;
+        loop {
+            match ch.clone().connect().await {
+                Ok(c) => {
+                    out.push(c);
+                    break;
+                }
+                Err(_) if tries < 300 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot connect to {addr}: {e}"),
+            }
+        }
+    }
+    out
+}
+
+/// `msg` with a bearer token.
+pub fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).expect("metadata"),
+    );
+    r
+}

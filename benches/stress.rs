@@ -1,0 +1,591 @@
+//! Stress benchmarks against the release binary (issue 11), with an open-loop generator:
+//! calls start at a fixed rate whatever the server does, and each call's latency counts
+//! from its intended start, so a slow server cannot slow the load down and hide its queue.
+//!
+//! - `overload`: finds what CreateWorkspace sustains (closed loop, 16 concurrent), then
+//!   offers half of it and four times it; prints how every call was answered and the p50/p99
+//!   of the admitted ones. `--max-in-flight N` passes the server's flag.
+//! - `soak`: mixed load for `--seconds` (default 600): reads, writes, listings, bad tokens and
+//!   unknown paths at `--rate` calls/s; prints RSS every 30 s, every status code, then kills
+//!   the server with SIGKILL, restarts it and checks that every acknowledged write is there.
+//!
+//! `cargo bench --bench stress -- overload|soak [--seconds S] [--rate R] [--max-in-flight N]`;
+//! on PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{CONNECTIONS, Proc, authed, channels, cpu_time, free_addr, rss};
+use hdrhistogram::Histogram;
+use sea_orm::{ConnectionTrait, Database};
+use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
+use workspaced::{
+    auth::jwt::sign_hs256,
+    pb::v1::{
+        self as pb, membership_service_client::MembershipServiceClient,
+        workspace_service_client::WorkspaceServiceClient,
+    },
+};
+
+const KEY: &[u8] = b"bench-secret-bench-secret-bench-secret";
+
+struct Args {
+    mode: String,
+    seconds: Option<f64>,
+    rate: f64,
+    max_in_flight: Option<u32>,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut a = Args {
+        mode: String::new(),
+        seconds: None,
+        rate: 300.0,
+        max_in_flight: None,
+    };
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).and_then(|v| v.parse::<f64>().ok());
+        match (argv[i].as_str(), value) {
+            ("--seconds", Some(v)) => a.seconds = Some(v),
+            ("--rate", Some(v)) => a.rate = v,
+            ("--max-in-flight", Some(v)) => a.max_in_flight = Some(v as u32),
+            ("overload" | "soak", _) => {
+                a.mode = argv[i].clone();
+                i += 1;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// The server under test, with what it needs to be restarted on the same database.
+struct Server {
+    proc: Proc,
+    addr: SocketAddr,
+    url: String,
+    key: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Server {
+    fn start(url: &str, key: &Path, extra: Vec<String>) -> Server {
+        let addr = free_addr();
+        let proc = Proc(
+            Command::new(env!("CARGO_BIN_EXE_workspaced"))
+                .args([
+                    "serve",
+                    "--listen",
+                    &addr.to_string(),
+                    "--database-url",
+                    url,
+                ])
+                .arg("--jwt-hs256-secret-file")
+                .arg(key)
+                .args(&extra)
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start workspaced"),
+        );
+        Server {
+            proc,
+            addr,
+            url: url.to_owned(),
+            key: key.to_owned(),
+            extra,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+
+    /// SIGKILL, then a new process on the same database.
+    fn crash_and_restart(self) -> Server {
+        let Server {
+            proc,
+            url,
+            key,
+            extra,
+            ..
+        } = self;
+        drop(proc);
+        Server::start(&url, &key, extra)
+    }
+}
+
+/// How the calls of one run were answered.
+#[derive(Default)]
+struct Outcome {
+    codes: BTreeMap<String, u64>,
+    /// Latency of the calls answered OK, from their intended start, in µs.
+    ok: Option<Histogram<u64>>,
+    offered: u64,
+    elapsed: Duration,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram")
+}
+
+impl Outcome {
+    fn add(&mut self, label: String, code: Code, latency: Duration) {
+        *self.codes.entry(format!("{label}{code:?}")).or_default() += 1;
+        if code == Code::Ok {
+            self.ok
+                .get_or_insert_with(histogram)
+                .record(latency.as_micros().max(1) as u64)
+                .ok();
+        }
+    }
+
+    fn ms(&self, q: f64) -> f64 {
+        self.ok
+            .as_ref()
+            .map_or(f64::NAN, |h| h.value_at_quantile(q) as f64 / 1000.0)
+    }
+}
+
+/// Calls `call(i)` at `rate` per second for `secs`, each in its own task, and waits for
+/// every answer (a call without one in 60 s counts as `NoAnswer`).
+async fn open_loop<F, Fut>(rate: f64, secs: f64, call: F) -> Outcome
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = (String, Code)> + Send + 'static,
+{
+    let call = Arc::new(call);
+    let start = Instant::now();
+    let n = (rate * secs) as u64;
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let intended = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(intended.into()).await;
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(60), call(i)).await {
+                Ok((label, code)) => (label, Some(code), intended.elapsed()),
+                Err(_) => (String::new(), None, intended.elapsed()),
+            }
+        }));
+    }
+    let mut out = Outcome {
+        offered: n,
+        ..Outcome::default()
+    };
+    for t in tasks {
+        match t.await.expect("call task") {
+            (label, Some(code), latency) => out.add(label, code, latency),
+            (_, None, _) => *out.codes.entry("NoAnswer".into()).or_default() += 1,
+        }
+    }
+    out.elapsed = start.elapsed();
+    out
+}
+
+fn code<T>(r: Result<T, tonic::Status>) -> Code {
+    r.map_or_else(|e| e.code(), |_| Code::Ok)
+}
+
+/// The reason of an error, for telling OVERLOADED from other UNAVAILABLE answers.
+fn coded<T>(r: Result<T, tonic::Status>) -> (String, Code) {
+    use tonic_types::StatusExt;
+    match r {
+        Ok(_) => (String::new(), Code::Ok),
+        Err(e) => {
+            let reason = e
+                .get_details_error_info()
+                .map(|i| format!("{}/", i.reason))
+                .unwrap_or_default();
+            (reason, e.code())
+        }
+    }
+}
+
+fn create(ch: Channel, token: String, name: String) -> impl Future<Output = (String, Code)> {
+    async move {
+        coded(
+            WorkspaceServiceClient::new(ch)
+                .create_workspace(authed(
+                    pb::CreateWorkspaceRequest {
+                        workspace: Some(pb::Workspace {
+                            name,
+                            ..Default::default()
+                        }),
+                        request_id: String::new(),
+                    },
+                    &token,
+                ))
+                .await,
+        )
+    }
+}
+
+/// What CreateWorkspace sustains: calls per second, closed loop, 16 concurrent, `secs`.
+async fn sustained(chans: &[Channel], token: &str, secs: f64) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let (ch, token, done) = (
+            chans[w % CONNECTIONS].clone(),
+            token.to_owned(),
+            done.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while Instant::now() < until {
+                let (_, c) = create(ch.clone(), token.clone(), format!("cal-{w}-{i}")).await;
+                assert_eq!(c, Code::Ok, "calibration call failed");
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    done.load(Ordering::Relaxed) as f64 / secs
+}
+
+async fn overload(a: &Args, url: &str, key: &Path) {
+    let secs = a.seconds.unwrap_or(10.0);
+    let extra = a
+        .max_in_flight
+        .map(|n| vec!["--max-in-flight".to_owned(), n.to_string()])
+        .unwrap_or_default();
+    let server = Server::start(url, key, extra);
+    let chans = channels(server.addr).await;
+    let token = sign_hs256(KEY, "alice", None, &[], Duration::from_secs(86_400)).expect("token");
+    let x = sustained(&chans, &token, secs).await;
+    println!("CreateWorkspace sustains {x:.0}/s (closed loop, 16 concurrent, {secs} s)");
+    println!();
+    println!(
+        "| offered | calls/s | answered | OK | OVERLOADED | other | p50 OK | p99 OK | server CPU/call |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (label, factor) in [("0.5x", 0.5), ("4x", 4.0)] {
+        let rate = x * factor;
+        let chans = chans.clone();
+        let token = token.clone();
+        let cpu0 = cpu_time(server.pid());
+        let out = open_loop(rate, secs, move |i| {
+            create(
+                chans[i as usize % CONNECTIONS].clone(),
+                token.clone(),
+                format!("load-{label}-{i}"),
+            )
+        })
+        .await;
+        let cpu = cpu_time(server.pid()) - cpu0;
+        let ok = out.codes.get("Ok").copied().unwrap_or(0);
+        let overloaded = out
+            .codes
+            .get("OVERLOADED/Unavailable")
+            .copied()
+            .unwrap_or(0);
+        let other: Vec<String> = out
+            .codes
+            .iter()
+            .filter(|(k, _)| *k != "Ok" && *k != "OVERLOADED/Unavailable")
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!(
+            "| {label} | {rate:.0} | {}/{} | {ok} | {overloaded} | {} | {:.2} ms | {:.2} ms | {:.0} µs |",
+            out.codes.values().sum::<u64>() - out.codes.get("NoAnswer").copied().unwrap_or(0),
+            out.offered,
+            if other.is_empty() {
+                "0".into()
+            } else {
+                other.join(", ")
+            },
+            out.ms(0.5),
+            out.ms(0.99),
+            cpu.as_micros() as f64 / out.offered.max(1) as f64,
+        );
+    }
+}
+
+async fn soak(a: &Args, url: &str, key: &Path) {
+    let secs = a.seconds.unwrap_or(600.0);
+    let mut server = Server::start(url, key, Vec::new());
+    let chans = channels(server.addr).await;
+    let ttl = Duration::from_secs(86_400);
+    let alice = sign_hs256(KEY, "alice", None, &[], ttl).expect("token");
+    let root = sign_hs256(KEY, "root", None, &["platform-admin".into()], ttl).expect("token");
+    let (_, c) = create(chans[0].clone(), alice.clone(), "soak-home".into()).await;
+    assert_eq!(c, Code::Ok);
+    let acked_ws = Arc::new(Mutex::new(Vec::<String>::new()));
+    let acked_members = Arc::new(Mutex::new(Vec::<String>::new()));
+    let pid = server.pid();
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let r = rss(pid);
+            println!(
+                "t = {:>4.0} s  RSS {:.1} MB",
+                start.elapsed().as_secs_f64(),
+                r as f64 / 1e6
+            );
+            samples.push((start.elapsed(), r));
+            if r == 0 {
+                return samples;
+            }
+        }
+    });
+    let (ws, members) = (acked_ws.clone(), acked_members.clone());
+    let (a2, r2) = (alice.clone(), root.clone());
+    let chans2 = chans.clone();
+    let out = open_loop(a.rate, secs, move |i| {
+        let ch = chans2[i as usize % CONNECTIONS].clone();
+        let (alice, root, ws, members) = (a2.clone(), r2.clone(), ws.clone(), members.clone());
+        async move {
+            let op = i % 10;
+            let (label, c) = match op {
+                0..=2 => (
+                    "get",
+                    code(
+                        WorkspaceServiceClient::new(ch)
+                            .get_workspace(authed(
+                                pb::GetWorkspaceRequest {
+                                    name: "soak-home".into(),
+                                    id: String::new(),
+                                },
+                                &alice,
+                            ))
+                            .await,
+                    ),
+                ),
+                3 | 4 => (
+                    "check",
+                    code(
+                        MembershipServiceClient::new(ch)
+                            .check_access(authed(
+                                pb::CheckAccessRequest {
+                                    workspace: "soak-home".into(),
+                                    permission: "resources.write".into(),
+                                    subject: format!("m-{}", i.saturating_sub(3)),
+                                    ..Default::default()
+                                },
+                                &root,
+                            ))
+                            .await,
+                    ),
+                ),
+                5 => (
+                    "list",
+                    code(
+                        WorkspaceServiceClient::new(ch)
+                            .list_workspaces(authed(
+                                pb::ListWorkspacesRequest {
+                                    page_size: 50,
+                                    ..Default::default()
+                                },
+                                &alice,
+                            ))
+                            .await,
+                    ),
+                ),
+                6 => {
+                    let name = format!("soak-{i}");
+                    let (_, c) = create(ch, alice, name.clone()).await;
+                    if c == Code::Ok {
+                        ws.lock().expect("lock").push(name);
+                    }
+                    ("create", c)
+                }
+                7 => {
+                    let subject = format!("m-{i}");
+                    let c = code(
+                        MembershipServiceClient::new(ch)
+                            .add_member(authed(
+                                pb::AddMemberRequest {
+                                    workspace: "soak-home".into(),
+                                    subject: subject.clone(),
+                                    role: pb::Role::Viewer as i32,
+                                    ..Default::default()
+                                },
+                                &alice,
+                            ))
+                            .await,
+                    );
+                    if c == Code::Ok {
+                        members.lock().expect("lock").push(subject);
+                    }
+                    ("add-member", c)
+                }
+                8 => (
+                    "bad-token",
+                    code(
+                        WorkspaceServiceClient::new(ch)
+                            .get_workspace(authed(
+                                pb::GetWorkspaceRequest {
+                                    name: "soak-home".into(),
+                                    id: String::new(),
+                                },
+                                &format!("not.a.token{i}"),
+                            ))
+                            .await,
+                    ),
+                ),
+                _ => {
+                    let mut grpc = tonic::client::Grpc::new(ch);
+                    let path =
+                        PathAndQuery::try_from(format!("/x{i:x}.Svc/M{i:x}")).expect("a path");
+                    let c = match grpc.ready().await {
+                        Ok(()) => code(
+                            grpc.unary::<(), (), _>(
+                                Request::new(()),
+                                path,
+                                tonic_prost::ProstCodec::default(),
+                            )
+                            .await,
+                        ),
+                        Err(_) => Code::Unavailable,
+                    };
+                    ("unknown-path", c)
+                }
+            };
+            (format!("{label} "), c)
+        }
+    })
+    .await;
+    let rss_end = rss(server.pid());
+    sampler.abort();
+    println!();
+    println!(
+        "{} calls offered at {}/s over {:.0} s; answers by call and code:",
+        out.offered,
+        a.rate,
+        out.elapsed.as_secs_f64()
+    );
+    for (k, v) in &out.codes {
+        println!("  {k}: {v}");
+    }
+    let internal: u64 = out
+        .codes
+        .iter()
+        .filter(|(k, _)| k.ends_with("Internal"))
+        .map(|(_, v)| v)
+        .sum();
+    println!("INTERNAL answers: {internal}");
+    println!("RSS at the end: {:.1} MB", rss_end as f64 / 1e6);
+    println!(
+        "p50 {:.2} ms, p99 {:.2} ms (OK calls)",
+        out.ms(0.5),
+        out.ms(0.99)
+    );
+
+    // Every acknowledged write survives SIGKILL and a restart.
+    server = server.crash_and_restart();
+    let chans = channels(server.addr).await;
+    let ws = acked_ws.lock().expect("lock").clone();
+    let members = acked_members.lock().expect("lock").clone();
+    let mut lost = 0;
+    for (i, name) in ws.iter().enumerate() {
+        let r = WorkspaceServiceClient::new(chans[i % CONNECTIONS].clone())
+            .get_workspace(authed(
+                pb::GetWorkspaceRequest {
+                    name: name.clone(),
+                    id: String::new(),
+                },
+                &root,
+            ))
+            .await;
+        lost += u64::from(r.is_err());
+    }
+    for (i, subject) in members.iter().enumerate() {
+        let r = MembershipServiceClient::new(chans[i % CONNECTIONS].clone())
+            .get_member(authed(
+                pb::GetMemberRequest {
+                    workspace: "soak-home".into(),
+                    subject: subject.clone(),
+                    ..Default::default()
+                },
+                &root,
+            ))
+            .await;
+        lost += u64::from(r.is_err());
+    }
+    println!(
+        "after SIGKILL and restart: {} acknowledged workspaces and {} members checked, {lost} lost",
+        ws.len(),
+        members.len()
+    );
+    drop(server);
+}
+
+fn main() {
+    let a = args();
+    if a.mode.is_empty() {
+        eprintln!("usage: cargo bench --bench stress -- overload|soak [--seconds S] [--rate R]");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = dir.path().join("key");
+        std::fs::write(&key, KEY).expect("key");
+        let mut made = None;
+        let url = match std::env::var("WORKSPACED_BENCH_DATABASE_URL") {
+            Ok(base) if !base.is_empty() => {
+                let name = format!("wsstress_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&base).await.expect("connect");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create database");
+                let (prefix, _) = base.rsplit_once('/').expect("database URL");
+                let url = format!("{prefix}/{name}");
+                made = Some((base, name));
+                url
+            }
+            _ => format!("sqlite://{}/stress.db?mode=rwc", dir.path().display()),
+        };
+        println!(
+            "backend: {}",
+            if made.is_some() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            }
+        );
+        if a.mode == "overload" {
+            overload(&a, &url, &key).await;
+        } else {
+            soak(&a, &url, &key).await;
+        }
+        if let Some((base, name)) = made {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let admin = Database::connect(&base).await.expect("connect");
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await
+                .ok();
+        }
+    });
+}
