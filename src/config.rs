@@ -16,6 +16,7 @@ use crate::{
         model::PolicyRules,
         policy::{self, PolicyInput},
     },
+    tls::TlsFiles,
 };
 
 /// The SQLite file used when no database URL is given.
@@ -104,6 +105,21 @@ pub struct ServeArgs {
     /// Treat every caller as an anonymous platform admin. Local experiments only.
     #[arg(long, env = "WORKSPACED_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// PEM file with the server's certificate chain, leaf first; with `--tls-key-file` the
+    /// server speaks TLS (1.2 or 1.3) instead of plaintext HTTP/2.
+    #[arg(long, env = "WORKSPACED_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file with the private key of `--tls-cert-file` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "WORKSPACED_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM file with the CA certificates that sign client certificates; every client must
+    /// then present one (mutual TLS) before any call, Health included.
+    #[arg(
+        long,
+        env = "WORKSPACED_TLS_CLIENT_CA_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 /// Flags of `token`.
@@ -225,6 +241,18 @@ pub fn read_policy_file(path: &Path) -> Result<PolicyRules, String> {
 }
 
 impl ServeArgs {
+    /// The TLS files, when TLS is on (clap makes the certificate and key come together).
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca_file.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The policy new workspaces start with.
     pub fn policy_defaults(&self) -> Result<PolicyRules, String> {
         match &self.default_policy_file {

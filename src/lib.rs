@@ -16,6 +16,7 @@
 //! - [`domain`]: validated input, the access model, the rules and use cases.
 //! - [`store`]: SeaORM entities, migrations and queries.
 //! - [`telemetry`]: the per-request log line.
+//! - [`tls`]: TLS and mutual TLS on the listener.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod pb;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use crate::{
     api::{Ctx, membership::MembershipApi, policy::PolicyApi, workspace::WorkspaceApi},
@@ -67,6 +69,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Where to serve Prometheus metrics at `/metrics`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// TLS (and client certificates) on the gRPC listener; plaintext HTTP/2 when `None`.
+    pub tls: Option<tls::Tls>,
 }
 
 impl ServerConfig {
@@ -79,6 +83,7 @@ impl ServerConfig {
             policy_defaults: PolicyRules::default(),
             drain_timeout: Duration::from_secs(20),
             metrics_listen: None,
+            tls: None,
         }
     }
 }
@@ -170,7 +175,10 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let drained = Arc::new(tokio::sync::Notify::new());
     let signal = drained.clone();
-    let server = Server::builder()
+    // TLS wraps each connection before any service sees it: under mutual TLS nothing, Health
+    // included, is served to a client whose certificate was not checked.
+    let builder = tls::configure(Server::builder(), cfg.tls.as_ref())?;
+    let server = builder
         .layer(telemetry::RequestLogLayer::new(metrics))
         .add_service(health)
         .add_service(reflection_v1)

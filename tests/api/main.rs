@@ -18,4 +18,5 @@ mod queries;
 mod races;
 mod resources;
 mod storage;
+mod tls;
 mod workspaces;
