@@ -221,23 +221,21 @@ fn coded<T>(r: Result<T, tonic::Status>) -> (String, Code) {
     }
 }
 
-fn create(ch: Channel, token: String, name: String) -> impl Future<Output = (String, Code)> {
-    async move {
-        coded(
-            WorkspaceServiceClient::new(ch)
-                .create_workspace(authed(
-                    pb::CreateWorkspaceRequest {
-                        workspace: Some(pb::Workspace {
-                            name,
-                            ..Default::default()
-                        }),
-                        request_id: String::new(),
-                    },
-                    &token,
-                ))
-                .await,
-        )
-    }
+async fn create(ch: Channel, token: String, name: String) -> (String, Code) {
+    coded(
+        WorkspaceServiceClient::new(ch)
+            .create_workspace(authed(
+                pb::CreateWorkspaceRequest {
+                    workspace: Some(pb::Workspace {
+                        name,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &token,
+            ))
+            .await,
+    )
 }
 
 /// What CreateWorkspace sustains: calls per second, closed loop, 16 concurrent, `secs`.
@@ -521,7 +519,6 @@ async fn soak(a: &Args, url: &str, key: &Path) {
                 pb::GetMemberRequest {
                     workspace: "soak-home".into(),
                     subject: subject.clone(),
-                    ..Default::default()
                 },
                 &root,
             ))

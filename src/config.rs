@@ -16,6 +16,7 @@ use crate::{
         model::PolicyRules,
         policy::{self, PolicyInput},
     },
+    tls::TlsFiles,
 };
 
 /// The SQLite file used when no database URL is given.
@@ -54,7 +55,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs the gRPC server (migrating the database first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Prints a signed HS256 token for calling the server.
     Token(TokenArgs),
     /// Applies database migrations and exits.
@@ -112,6 +113,21 @@ pub struct ServeArgs {
     #[arg(long, env = "WORKSPACED_MAX_IN_FLIGHT", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+    /// PEM file with the server's certificate chain, leaf first; with `--tls-key-file` the
+    /// server speaks TLS (1.2 or 1.3) instead of plaintext HTTP/2.
+    #[arg(long, env = "WORKSPACED_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file with the private key of `--tls-cert-file` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "WORKSPACED_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM file with the CA certificates that sign client certificates; every client must
+    /// then present one (mutual TLS) before any call, Health included.
+    #[arg(
+        long,
+        env = "WORKSPACED_TLS_CLIENT_CA_FILE",
+        requires = "tls_cert_file"
+    )]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 /// Flags of `token`.
@@ -233,6 +249,18 @@ pub fn read_policy_file(path: &Path) -> Result<PolicyRules, String> {
 }
 
 impl ServeArgs {
+    /// The TLS files, when TLS is on (clap makes the certificate and key come together).
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca_file.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The policy new workspaces start with.
     pub fn policy_defaults(&self) -> Result<PolicyRules, String> {
         match &self.default_policy_file {

@@ -18,6 +18,7 @@
 //! - [`conn`]: the connection limits and timeouts.
 //! - [`telemetry`]: the layer every call passes: request ids, the log line and metrics,
 //!   request framing and limits, overload and deadlines.
+//! - [`tls`]: TLS and mutual TLS on the listener.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod pb;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use crate::{
     api::{Ctx, membership::MembershipApi, policy::PolicyApi, workspace::WorkspaceApi},
@@ -90,6 +92,8 @@ pub struct ServerConfig {
     pub conn_limits: conn::ConnLimits,
     /// How many calls run at once.
     pub call_limits: telemetry::CallLimits,
+    /// TLS (and client certificates) on the gRPC listener; plaintext HTTP/2 when `None`.
+    pub tls: Option<tls::Tls>,
 }
 
 impl ServerConfig {
@@ -104,6 +108,7 @@ impl ServerConfig {
             metrics_listen: None,
             conn_limits: conn::ConnLimits::default(),
             call_limits: telemetry::CallLimits::default(),
+            tls: None,
         }
     }
 }
@@ -195,7 +200,10 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let drained = Arc::new(tokio::sync::Notify::new());
     let signal = drained.clone();
-    let server = Server::builder()
+    // TLS wraps each connection before any service sees it: under mutual TLS nothing, Health
+    // included, is served to a client whose certificate was not checked.
+    let builder = tls::configure(Server::builder(), cfg.tls.as_ref())?;
+    let server = builder
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

@@ -8,6 +8,7 @@ use workspaced::{
     ServerConfig,
     config::{Cli, Command, LogFormat, read_key},
     store::Store,
+    tls::Tls,
 };
 
 /// How long in-flight calls may finish after SIGTERM/SIGINT.
@@ -46,6 +47,7 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
         Command::Serve(args) => {
             let auth = args.auth_mode()?;
             let policy_defaults = args.policy_defaults()?;
+            let tls = args.tls_files().as_ref().map(Tls::load).transpose()?;
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -69,6 +71,7 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
                     max_in_flight: args.max_in_flight as usize,
                     ..defaults.call_limits
                 },
+                tls,
                 ..defaults
             };
             workspaced::serve(cfg, listener, shutdown_signal()).await

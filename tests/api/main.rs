@@ -20,4 +20,5 @@ mod queries;
 mod races;
 mod resources;
 mod storage;
+mod tls;
 mod workspaces;

@@ -9,7 +9,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+use tonic::{
+    Code, Request, Status,
+    metadata::MetadataValue,
+    transport::{Certificate, Channel, ClientTlsConfig, Identity},
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -23,6 +27,7 @@ use workspaced::{
         policy_service_client::PolicyServiceClient,
         workspace_service_client::WorkspaceServiceClient,
     },
+    tls::{Tls, TlsFiles},
 };
 
 /// A database for one test: a temporary SQLite file, or a fresh PostgreSQL database.
@@ -78,6 +83,41 @@ pub struct Options {
     pub metrics: bool,
     pub conn_limits: Option<workspaced::conn::ConnLimits>,
     pub call_limits: Option<workspaced::telemetry::CallLimits>,
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS for the test server, and what the helper's channel trusts and presents.
+#[derive(Clone)]
+pub struct TlsOptions {
+    /// The server's PEM files.
+    pub files: TlsFiles,
+    /// The CA (PEM) the channel trusts for the server's certificate.
+    pub ca_pem: String,
+    /// The client certificate and key (PEM) the channel presents, for mutual TLS.
+    pub client: Option<(String, String)>,
+}
+
+/// A lazy TLS channel to `addr` that checks the server's certificate for `localhost`
+/// against `ca_pem`, presenting `client` (certificate, key) when given.
+pub fn tls_channel(addr: SocketAddr, ca_pem: &str, client: Option<(&str, &str)>) -> Channel {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = client {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Channel::from_shared(format!("https://{addr}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("client TLS config")
+        .connect_lazy()
+}
+
+/// A lazy plaintext HTTP/2 channel to `addr`.
+pub fn plaintext_channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_lazy()
 }
 
 /// A port that was free a moment ago.
@@ -139,15 +179,24 @@ impl TestServer {
             metrics_listen: opts.metrics.then(free_port),
             conn_limits: opts.conn_limits.unwrap_or(defaults.conn_limits),
             call_limits: opts.call_limits.unwrap_or(defaults.call_limits),
+            tls: opts
+                .tls
+                .as_ref()
+                .map(|t| Tls::load(&t.files).expect("TLS files")),
             ..defaults
         };
         let cfg_metrics = cfg.metrics_listen;
         let handle = tokio::spawn(workspaced::serve(cfg, listener, async move {
             let _ = rx.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect_lazy();
+        let channel = match &opts.tls {
+            Some(t) => tls_channel(
+                addr,
+                &t.ca_pem,
+                t.client.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+            ),
+            None => plaintext_channel(addr),
+        };
         let mut server = TestServer {
             addr,
             metrics_addr: cfg_metrics,
