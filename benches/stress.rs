@@ -281,7 +281,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
         "| offered | calls/s | answered | OK | OVERLOADED | other | p50 OK | p99 OK | server CPU/call |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (label, factor) in [("0.5x", 0.5), ("4x", 4.0)] {
+    for (label, factor) in [("half", 0.5), ("four", 4.0)] {
         let rate = x * factor;
         let chans = chans.clone();
         let token = token.clone();
@@ -308,7 +308,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "| {label} | {rate:.0} | {}/{} | {ok} | {overloaded} | {} | {:.2} ms | {:.2} ms | {:.0} µs |",
+            "| {factor}x | {rate:.0} | {}/{} | {ok} | {overloaded} | {} | {:.2} ms | {:.2} ms | {:.0} µs |",
             out.codes.values().sum::<u64>() - out.codes.get("NoAnswer").copied().unwrap_or(0),
             out.offered,
             if other.is_empty() {

@@ -8,9 +8,11 @@
 //!   and must be exactly one well-framed gRPC message, before any work starts; so a body
 //!   that never arrives is DEADLINE_EXCEEDED (never a false database alarm), and bad framing
 //!   is INVALID_ARGUMENT (tonic itself answers INTERNAL);
-//! - at most `max_in_flight` calls run at once; the next ones are answered UNAVAILABLE
-//!   (reason OVERLOADED) at once instead of queueing (Health and reflection are exempt, so
-//!   probes still see the server);
+//! - at most `max_in_flight` calls run at once; the next ones wait in line for at most
+//!   `queue_wait`, and are then answered UNAVAILABLE (reason OVERLOADED) instead of queueing
+//!   without limit (Health and reflection are exempt, so probes still see the server). The
+//!   short line absorbs bursts; the small number running keeps the database's own queues
+//!   (pool, locks) short, so that admitted calls stay fast when the server is overloaded;
 //! - every call is answered within `DEADLINE`, and abandoned after `ABANDON_AFTER`;
 //! - the connection counts as busy until the response is sent (see [`crate::conn`]).
 
@@ -60,8 +62,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// What the layer needs besides the metrics.
 #[derive(Clone, Copy, Debug)]
 pub struct CallLimits {
-    /// Calls run at once, past which the next ones are OVERLOADED.
+    /// Calls run at once, past which the next ones wait in line.
     pub max_in_flight: usize,
+    /// How long a call waits in line before it is answered OVERLOADED.
+    pub queue_wait: Duration,
     /// How long a call's request may take to arrive.
     pub body_timeout: Duration,
 }
@@ -69,7 +73,8 @@ pub struct CallLimits {
 impl Default for CallLimits {
     fn default() -> Self {
         CallLimits {
-            max_in_flight: 256,
+            max_in_flight: 32,
+            queue_wait: Duration::from_millis(20),
             body_timeout: Duration::from_secs(10),
         }
     }
@@ -80,6 +85,7 @@ impl Default for CallLimits {
 pub struct RequestLogLayer {
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
+    queue_wait: Duration,
     body_timeout: Duration,
 }
 
@@ -89,6 +95,7 @@ impl RequestLogLayer {
         RequestLogLayer {
             metrics,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            queue_wait: limits.queue_wait,
             body_timeout: limits.body_timeout,
         }
     }
@@ -102,6 +109,7 @@ impl<S> Layer<S> for RequestLogLayer {
             inner,
             metrics: self.metrics.clone(),
             in_flight: self.in_flight.clone(),
+            queue_wait: self.queue_wait,
             body_timeout: self.body_timeout,
         }
     }
@@ -113,6 +121,7 @@ pub struct RequestLog<S> {
     inner: S,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
+    queue_wait: Duration,
     body_timeout: Duration,
 }
 
@@ -240,7 +249,7 @@ where
         let call = req.extensions().get::<ConnInfo>().map(ConnInfo::call);
         let metrics = self.metrics.clone();
         let in_flight = self.in_flight.clone();
-        let body_timeout = self.body_timeout;
+        let (body_timeout, queue_wait) = (self.body_timeout, self.queue_wait);
         // The ready service for this call, leaving a fresh clone for the next (tower's
         // rule for services called from a spawned future).
         let clone = self.inner.clone();
@@ -256,12 +265,16 @@ where
                 let permit = if exempt(&method) {
                     None
                 } else {
-                    Some(in_flight.try_acquire_owned().map_err(|_| {
-                        Error::Overloaded(
-                            "the server is at its limit of calls in flight; retry with backoff"
-                                .into(),
-                        )
-                    })?)
+                    let line = tokio::time::timeout(queue_wait, in_flight.acquire_owned());
+                    match line.await {
+                        Ok(Ok(permit)) => Some(permit),
+                        _ => {
+                            return Err(Error::Overloaded(
+                                "the server is at its limit of calls in flight; retry with backoff"
+                                    .into(),
+                            ));
+                        }
+                    }
                 };
                 let fut = inner.call(req);
                 let task = tokio::spawn(async move {

@@ -137,7 +137,7 @@ impl PrincipalMemory {
                 return Ok(());
             }
         }
-        principals::upsert(store.conn(), &p.subject, p.email.as_deref()).await?;
+        principals::upsert(store.write_conn(), &p.subject, p.email.as_deref()).await?;
         let mut seen = self.seen.lock().await;
         if seen.len() >= self.limit {
             seen.clear();

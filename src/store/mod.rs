@@ -56,6 +56,12 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where write transactions run. On SQLite a pool of one connection: writers then wait
+    /// in the pool's fair line instead of SQLite's busy handler, whose sleeps (up to 100 ms
+    /// between retries) made the slowest writes wait far longer than their turn. SQLite
+    /// admits one writer at a time anyway, and one process per file. On PostgreSQL the
+    /// same pool as `db`.
+    writer: DatabaseConnection,
     /// Statements run so far, for the metrics (and the tests that bound queries per RPC).
     statements: Arc<AtomicU64>,
     /// This replica's view of workspaces and roles, for reads.
@@ -94,7 +100,7 @@ impl Store {
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
             });
-        let mut db = Database::connect(opt).await?;
+        let mut db = Database::connect(opt.clone()).await?;
         let claim = if sqlite {
             match lock::FileClaim::take(url) {
                 Ok(claim) => claim,
@@ -111,12 +117,24 @@ impl Store {
         db.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
+        let writer = if sqlite {
+            opt.max_connections(1).min_connections(1);
+            let mut writer = Database::connect(opt).await?;
+            let counter = statements.clone();
+            writer.set_metric_callback(move |_| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+            writer
+        } else {
+            db.clone()
+        };
         let cache = Arc::new(AccessCache::new());
         // SQLite has no other replicas, so nothing can change behind this process's back;
         // on PostgreSQL the view waits for the listener (`follow_changes`).
         cache.set_enabled(sqlite);
         Ok(Store {
             db,
+            writer,
             statements,
             cache,
             claim,
@@ -146,11 +164,16 @@ impl Store {
         &self.db
     }
 
+    /// The connection for a single write outside a transaction.
+    pub fn write_conn(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
     /// Starts a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so that it never fails to upgrade a read lock with "database is
     /// locked"; PostgreSQL serializes writers with row locks (`SELECT … FOR UPDATE`).
     pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
-        self.db
+        self.writer
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..Default::default()
@@ -314,6 +337,9 @@ impl Store {
 
     /// Closes the pool and gives up the claim on an SQLite file.
     pub async fn close(self) -> Result<(), DbErr> {
+        if self.backend() == DbBackend::Sqlite {
+            self.writer.clone().close().await.ok();
+        }
         let closed = self.db.close().await;
         self.claim.release();
         closed
