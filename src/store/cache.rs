@@ -1,8 +1,13 @@
 //! A replica's in-memory view of who may do what: each workspace (looked up by name) and the
 //! roles its members hold, read through from the database. Every change is announced in its
 //! transaction and invalidates the view: at once on the replica that made it, and through
-//! PostgreSQL LISTEN/NOTIFY on the others, within milliseconds. (SQLite is embedded: one
-//! process owns the file, so there are no other replicas to tell.)
+//! PostgreSQL LISTEN/NOTIFY on the others, within milliseconds. On PostgreSQL the view serves
+//! only while it holds proof, younger than `CONFIRMED_FOR`, that it has heard every change
+//! committed so far: a heartbeat (`follow.rs`) that came back through the listener. A
+//! listener that stalls without an error thus turns the view off within the contract's
+//! 100 ms, and every read goes to the database until the beats come back. (SQLite is
+//! embedded: one process owns the file, so there are no other replicas to tell, and its view
+//! is always current.)
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -10,12 +15,19 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use crate::domain::{access::Role, model::Workspace};
 
 /// Entries past which the view starts afresh, so that memory stays bounded.
 const MAX_ENTRIES: usize = 200_000;
+
+/// How old the newest beat heard may be for the view to serve. A change committed before a
+/// beat was sent reaches the listener before that beat, so a view that serves under this
+/// bound misses no change older than it; the margin under the contract's 100 ms covers the
+/// time a call takes between its lookup and its answer.
+pub const CONFIRMED_FOR: Duration = Duration::from_millis(80);
 
 /// What the view knows of one workspace name.
 #[derive(Debug, Default)]
@@ -32,7 +44,7 @@ struct Entry {
 pub type Found = Option<(Arc<Workspace>, Option<Role>)>;
 
 /// See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AccessCache {
     entries: Mutex<HashMap<String, Entry>>,
     /// Bumped by every invalidation; a read that overlapped one does not fill the view, so a
@@ -45,25 +57,83 @@ pub struct AccessCache {
     /// Match counts of workspace listings by filter, with the generation they were counted
     /// at: valid while nothing at all has changed since.
     totals: Mutex<HashMap<String, (u64, u64)>>,
+    /// Whether the view serves only under a fresh beat (PostgreSQL), or whenever enabled.
+    beats: bool,
+    /// The origin of beat instants: they only ever meet instants of this process.
+    epoch: Instant,
+    /// When the newest beat heard was sent, as `now_nanos` gave it; 0 while none was heard
+    /// since the listener (re)connected.
+    heard: AtomicU64,
 }
 
 impl AccessCache {
-    /// A view that serves lookups only once `set_enabled(true)`.
+    /// A view that serves lookups once `set_enabled(true)`, with nothing else to wait for:
+    /// for a database no other process changes.
     pub fn new() -> Self {
-        Self::default()
+        AccessCache {
+            entries: Mutex::default(),
+            generation: AtomicU64::new(0),
+            enabled: AtomicBool::new(false),
+            size: AtomicU64::new(0),
+            totals: Mutex::default(),
+            beats: false,
+            epoch: Instant::now(),
+            heard: AtomicU64::new(0),
+        }
+    }
+
+    /// A view that, once enabled, serves lookups only while the newest beat heard
+    /// (`beat_heard`) was sent less than `CONFIRMED_FOR` ago.
+    pub fn confirmed_by_beats() -> Self {
+        AccessCache {
+            beats: true,
+            ..Self::new()
+        }
     }
 
     /// Turns the view on or off, forgetting everything either way: a read that started
-    /// while changes could be missed must not fill the view once it is back on.
+    /// while changes could be missed must not fill the view once it is back on. The beats
+    /// heard so far are forgotten too: they were heard by a listener that is gone.
     pub fn set_enabled(&self, on: bool) {
         self.clear();
+        self.heard.store(0, Ordering::SeqCst);
         self.enabled.store(on, Ordering::SeqCst);
         self.clear();
     }
 
+    /// This instant as a beat carries it: nanoseconds since the view was made, from 1 so
+    /// that 0 can mean "never".
+    pub fn now_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+
+    /// Records that the listener heard a beat sent at `sent` (from `now_nanos`): every
+    /// change committed before then has been heard and applied.
+    pub fn beat_heard(&self, sent: u64) {
+        // Only this process sends on its beat channel; a payload from the future is not one
+        // of its beats and proves nothing.
+        if sent <= self.now_nanos() {
+            self.heard.fetch_max(sent, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether lookups may be answered from the view now.
+    fn serving(&self) -> bool {
+        if !self.enabled.load(Ordering::SeqCst) {
+            return false;
+        }
+        if !self.beats {
+            return true;
+        }
+        let heard = self.heard.load(Ordering::SeqCst);
+        heard != 0 && u128::from(self.now_nanos().saturating_sub(heard)) < CONFIRMED_FOR.as_nanos()
+    }
+
     /// The cached answer for (`name`, `subject`); `None` on a miss.
     pub fn get(&self, name: &str, subject: &str) -> Option<Found> {
-        if !self.enabled.load(Ordering::SeqCst) {
+        if !self.serving() {
             return None;
         }
         let entries = self.entries.lock().ok()?;
@@ -83,7 +153,9 @@ impl AccessCache {
     }
 
     /// Stores what a read that started at generation `since` found, unless a change came
-    /// in meanwhile.
+    /// in meanwhile. It is stored even while no fresh beat lets the view serve: the read is
+    /// current as of its start, and a later change reaches the listener ahead of every beat
+    /// sent after it committed, so none of those lets the view serve it stale.
     pub fn put(&self, since: u64, name: &str, subject: &str, found: &Found) {
         if !self.enabled.load(Ordering::SeqCst) {
             return;
@@ -117,7 +189,7 @@ impl AccessCache {
 
     /// The cached resource counts of the workspace `name` with id `id`.
     pub fn counts(&self, name: &str, id: &str) -> Option<Arc<BTreeMap<String, i64>>> {
-        if !self.enabled.load(Ordering::SeqCst) {
+        if !self.serving() {
             return None;
         }
         let entries = self.entries.lock().ok()?;
@@ -149,7 +221,7 @@ impl AccessCache {
 
     /// The cached number of workspaces matching the filter `key`, if nothing changed since.
     pub fn total(&self, key: &str) -> Option<u64> {
-        if !self.enabled.load(Ordering::SeqCst) {
+        if !self.serving() {
             return None;
         }
         let totals = self.totals.lock().ok()?;
@@ -193,6 +265,12 @@ impl AccessCache {
             entries.clear();
             self.size.store(0, Ordering::Relaxed);
         }
+    }
+}
+
+impl Default for AccessCache {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -250,5 +328,31 @@ mod tests {
         assert_eq!(c.get("w", "bob").map(|f| f.is_none()), Some(true));
         c.set_enabled(false);
         assert!(c.get("w", "bob").is_none());
+    }
+
+    #[test]
+    fn a_view_confirmed_by_beats_serves_only_under_a_fresh_one() {
+        let c = AccessCache::confirmed_by_beats();
+        c.set_enabled(true);
+        let since = c.generation();
+        c.put(since, "w", "alice", &Some((ws("1"), Some(Role::Admin))));
+        assert!(c.get("w", "alice").is_none(), "no beat heard yet");
+        c.beat_heard(c.now_nanos());
+        assert!(c.get("w", "alice").is_some());
+        std::thread::sleep(CONFIRMED_FOR);
+        assert!(c.get("w", "alice").is_none(), "the beat is too old");
+        // A beat from the future is none of this process's.
+        c.beat_heard(c.now_nanos() + 10 * CONFIRMED_FOR.as_nanos() as u64);
+        assert!(c.get("w", "alice").is_none());
+        // An older beat heard late does not hide a newer one.
+        let newer = c.now_nanos();
+        c.beat_heard(newer);
+        c.beat_heard(newer - 1);
+        assert!(c.get("w", "alice").is_some());
+        // A new listener must hear beats of its own.
+        c.set_enabled(true);
+        let since = c.generation();
+        c.put(since, "w", "alice", &Some((ws("1"), Some(Role::Admin))));
+        assert!(c.get("w", "alice").is_none());
     }
 }

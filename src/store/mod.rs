@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 
 pub mod cache;
 pub mod entity;
+mod follow;
 mod lock;
 pub mod memberships;
 mod migration;
@@ -70,17 +71,6 @@ pub struct Store {
     claim: lock::FileClaim,
 }
 
-/// How often the change listener checks that its connection still answers.
-const HEARTBEAT: Duration = Duration::from_secs(1);
-/// How long the listener waits for that answer: generous, since a slow answer turns the
-/// view off (and every read to the database) just when the database is busy. A replica cut
-/// off from the database without an error serves its view for at most the two added up.
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The PostgreSQL channel on which every change to a workspace or its members is announced,
-/// with the workspace's name as payload.
-const CHANGES_CHANNEL: &str = "workspaced_changes";
-
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, DbErr> {
@@ -128,9 +118,13 @@ impl Store {
         } else {
             db.clone()
         };
-        let cache = Arc::new(AccessCache::new());
         // SQLite has no other replicas, so nothing can change behind this process's back;
-        // on PostgreSQL the view waits for the listener (`follow_changes`).
+        // on PostgreSQL the view waits for the listener and its beats (`follow_changes`).
+        let cache = Arc::new(if sqlite {
+            AccessCache::new()
+        } else {
+            AccessCache::confirmed_by_beats()
+        });
         cache.set_enabled(sqlite);
         Ok(Store {
             db,
@@ -240,7 +234,7 @@ impl Store {
             c.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT pg_notify($1, $2)",
-                [CHANGES_CHANNEL.into(), name.into()],
+                [follow::CHANGES_CHANNEL.into(), name.into()],
             ))
             .await?;
         }
@@ -253,59 +247,11 @@ impl Store {
     }
 
     /// On PostgreSQL, follows the changes other replicas announce and keeps the view in step;
-    /// the view serves reads only while this listener is connected. Runs until aborted.
+    /// the view serves reads only while a heartbeat proves, within `cache::CONFIRMED_FOR`,
+    /// that the listener has heard them all (see `follow.rs`). Runs until aborted.
     pub async fn follow_changes(self) {
-        if self.backend() != DbBackend::Postgres {
-            return;
-        }
-        use sea_orm::sqlx::postgres::PgListener;
-        let pool = self.db.get_postgres_connection_pool().clone();
-        loop {
-            let mut listener = match PgListener::connect_with(&pool).await {
-                Ok(l) => l,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            // A lost connection must end this loop, never be replaced behind its back (the
-            // changes announced in between would be missed): no reconnect inside `try_recv`,
-            // and the backend's pid, checked by every heartbeat, names the connection.
-            listener.eager_reconnect(false);
-            let pid = "SELECT pg_backend_pid()";
-            let backend: Result<(i32,), _> =
-                sea_orm::sqlx::query_as(pid).fetch_one(&mut listener).await;
-            let (Ok((backend,)), Ok(())) = (backend, listener.listen(CHANGES_CHANNEL).await) else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            self.cache.set_enabled(true);
-            let mut beat = tokio::time::interval(HEARTBEAT);
-            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    // Cancel-safe here: a message half read when the beat comes stays in the
-                    // connection's buffer, and without eager reconnects nothing else awaits.
-                    n = listener.try_recv() => match n {
-                        Ok(Some(n)) => self.cache.invalidate(n.payload()),
-                        // The connection dropped: changes may have been missed meanwhile.
-                        Ok(None) | Err(_) => break,
-                    },
-                    // A connection whose network silently stopped delivering raises no error
-                    // for minutes, and the view would go stale meanwhile: a ping on it that
-                    // does not come back in time, or comes back from another backend,
-                    // counts as a drop.
-                    _ = beat.tick() => {
-                        let ping = sea_orm::sqlx::query_as::<_, (i32,)>(pid).fetch_one(&mut listener);
-                        match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping).await {
-                            Ok(Ok((now,))) if now == backend => {}
-                            _ => break,
-                        }
-                    }
-                }
-            }
-            self.cache.set_enabled(false);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if self.backend() == DbBackend::Postgres {
+            follow::follow(self.db.get_postgres_connection_pool(), &self.cache).await;
         }
     }
 

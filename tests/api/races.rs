@@ -299,3 +299,195 @@ async fn s_update_visibility(s: &TestServer, tok: &str, ws: &str, v: pb::Visibil
         .await
         .unwrap();
 }
+
+/// SQL statements `s` has run, from its metrics (it must have them on): a call that adds
+/// none was answered from the replica's view.
+async fn statements(s: &TestServer) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(s.metrics_addr.unwrap())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("workspaced_db_statements_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("statements counter")
+}
+
+/// CheckAccess on `s` as `check_on` asks it, and whether `s` answered from its view.
+async fn check_from_view(s: &TestServer, subject: &str) -> (bool, bool) {
+    let before = statements(s).await;
+    let allowed = check_on(s, subject, "workspaces.get", false).await;
+    (allowed, statements(s).await == before)
+}
+
+/// The pids of the PostgreSQL backends connected to `db` under `application_name`.
+async fn backends(db: &TestDb, application_name: &str) -> Vec<i32> {
+    use sea_orm::ConnectionTrait;
+    let c = sea_orm::Database::connect(&db.url).await.unwrap();
+    let rows = c
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1",
+            [application_name.into()],
+        ))
+        .await
+        .unwrap();
+    c.close().await.ok();
+    rows.iter()
+        .map(|r| r.try_get_by_index::<i32>(0).unwrap())
+        .collect()
+}
+
+/// The one backend of `application_name` on `db`, once it is there.
+async fn the_backend(db: &TestDb, application_name: &str) -> i32 {
+    for _ in 0..250 {
+        if let [pid] = backends(db, application_name).await[..] {
+            return pid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no single {application_name} backend");
+}
+
+/// A PostgreSQL backend stopped with SIGSTOP (its connection stays open and nothing answers),
+/// resumed when dropped, also when the test fails: a stopped backend would hold up the
+/// database for good.
+struct Stopped(i32);
+
+impl Stopped {
+    fn new(pid: i32) -> Stopped {
+        signal(pid, "STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+fn signal(pid: i32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status();
+    if !status.as_ref().is_ok_and(|s| s.success()) && !std::thread::panicking() {
+        panic!("kill -{sig} {pid}: {status:?}");
+    }
+}
+
+/// Replica `b`, with metrics, its listener and heartbeat backends, and replica `a`; `None`
+/// unless on a PostgreSQL server on this machine (the test stops its backends).
+async fn replicas_with_backends() -> Option<(TestServer, TestServer, i32, i32)> {
+    let db = Arc::new(TestDb::new().await);
+    if !db.is_postgres() {
+        eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
+        return None;
+    }
+    let b = TestServer::spawn_on(
+        db.clone(),
+        Options {
+            metrics: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    // b is the only replica yet: the listener and heartbeat connections are its own.
+    let listener = the_backend(&db, "workspaced-listener").await;
+    let heartbeat = the_backend(&db, "workspaced-heartbeat").await;
+    if !std::path::Path::new(&format!("/proc/{listener}")).exists() {
+        eprintln!("skipped: PostgreSQL does not run on this machine");
+        return None;
+    }
+    let a = TestServer::spawn_on(db, Options::default()).await;
+    Some((a, b, listener, heartbeat))
+}
+
+/// Polls `check` until it holds; fails after `within`.
+async fn eventually<F, Fut>(what: &str, within: std::time::Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < within,
+            "{what} took longer than {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn revocation_reaches_a_replica_whose_listener_stalls_within_100ms() {
+    let Some((a, b, listener, _)) = replicas_with_backends().await else {
+        return;
+    };
+    let alice = token("alice");
+    create(&a, &alice, new_ws("revoke")).await;
+    add(&a, &alice, "revoke", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    let seconds = std::time::Duration::from_secs;
+    eventually("b answering bob from its view", seconds(5), || async {
+        check_from_view(&b, "bob").await == (true, true)
+    })
+    .await;
+
+    // b's listener stalls without an error, as behind a network that drops packets.
+    let stopped = Stopped::new(listener);
+    remove(&a, &alice, "revoke", "bob").await.unwrap();
+    within_100ms("the removal", || async {
+        !check_on(&b, "bob", "workspaces.get", false).await
+    })
+    .await;
+
+    // b gives the stalled listener up and serves its view again through a new one, which
+    // hears the changes: no restart needed.
+    eventually("b serving its view again", seconds(10), || async {
+        check_from_view(&b, "bob").await == (false, true)
+    })
+    .await;
+    add(&a, &alice, "revoke", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    within_100ms("the grant", || async {
+        check_on(&b, "bob", "workspaces.get", false).await
+    })
+    .await;
+    drop(stopped);
+}
+
+#[tokio::test]
+async fn a_stalled_heartbeat_turns_the_view_off_until_it_reconnects() {
+    let Some((a, b, _, heartbeat)) = replicas_with_backends().await else {
+        return;
+    };
+    let alice = token("alice");
+    create(&a, &alice, new_ws("revoke")).await;
+    let seconds = std::time::Duration::from_secs;
+    eventually("b answering alice from its view", seconds(5), || async {
+        check_from_view(&b, "alice").await == (true, true)
+    })
+    .await;
+
+    // Without beats b cannot tell that its listener is current: it reads the database.
+    let stopped = Stopped::new(heartbeat);
+    within_100ms("turning the view off", || async {
+        check_from_view(&b, "alice").await == (true, false)
+    })
+    .await;
+    eventually("b serving its view again", seconds(10), || async {
+        check_from_view(&b, "alice").await == (true, true)
+    })
+    .await;
+    drop(stopped);
+}
