@@ -13,7 +13,7 @@
 //!   without limit (Health and reflection are exempt, so probes still see the server). The
 //!   short line absorbs bursts; the small number running keeps the database's own queues
 //!   (pool, locks) short, so that admitted calls stay fast when the server is overloaded;
-//! - every call is answered within `DEADLINE`, and abandoned after `ABANDON_AFTER`;
+//! - every call is answered within `DEADLINE`, and abandoned after `abandon_after`;
 //! - the connection counts as busy until the response is sent (see [`crate::conn`]).
 
 use std::{
@@ -47,11 +47,6 @@ use crate::{
 /// it. (Its caller, as after any UNAVAILABLE, cannot tell whether a change was made.)
 pub const DEADLINE: Duration = Duration::from_millis(4500);
 
-/// How long a call that missed its deadline may run on before it is dropped, with its
-/// database connection: a query on a connection whose network silently drops packets would
-/// otherwise hold that connection until TCP gives up, many minutes later.
-const ABANDON_AFTER: Duration = Duration::from_secs(60);
-
 /// The largest request accepted: the gRPC frame's 5 bytes and a message of at most 1 MiB,
 /// far above any valid workspaced request.
 pub const MAX_REQUEST_BYTES: usize = 5 + (1 << 20);
@@ -68,6 +63,11 @@ pub struct CallLimits {
     pub queue_wait: Duration,
     /// How long a call's request may take to arrive.
     pub body_timeout: Duration,
+    /// How long a call that missed its deadline may run on before it is dropped, with its
+    /// database connection and its place among the calls in flight: a query on a
+    /// connection whose network silently drops packets would otherwise hold both until TCP
+    /// gives up, many minutes later.
+    pub abandon_after: Duration,
 }
 
 impl Default for CallLimits {
@@ -76,6 +76,7 @@ impl Default for CallLimits {
             max_in_flight: 32,
             queue_wait: Duration::from_millis(20),
             body_timeout: Duration::from_secs(10),
+            abandon_after: Duration::from_secs(60),
         }
     }
 }
@@ -87,6 +88,7 @@ pub struct RequestLogLayer {
     in_flight: Arc<Semaphore>,
     queue_wait: Duration,
     body_timeout: Duration,
+    abandon_after: Duration,
 }
 
 impl RequestLogLayer {
@@ -97,6 +99,7 @@ impl RequestLogLayer {
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
             queue_wait: limits.queue_wait,
             body_timeout: limits.body_timeout,
+            abandon_after: limits.abandon_after,
         }
     }
 }
@@ -111,6 +114,7 @@ impl<S> Layer<S> for RequestLogLayer {
             in_flight: self.in_flight.clone(),
             queue_wait: self.queue_wait,
             body_timeout: self.body_timeout,
+            abandon_after: self.abandon_after,
         }
     }
 }
@@ -123,6 +127,7 @@ pub struct RequestLog<S> {
     in_flight: Arc<Semaphore>,
     queue_wait: Duration,
     body_timeout: Duration,
+    abandon_after: Duration,
 }
 
 /// The caller's request id if it is a sensible one, else a new UUID.
@@ -250,6 +255,7 @@ where
         let metrics = self.metrics.clone();
         let in_flight = self.in_flight.clone();
         let (body_timeout, queue_wait) = (self.body_timeout, self.queue_wait);
+        let abandon_after = self.abandon_after;
         // The ready service for this call, leaving a fresh clone for the next (tower's
         // rule for services called from a spawned future).
         let clone = self.inner.clone();
@@ -279,7 +285,7 @@ where
                 let fut = inner.call(req);
                 let task = tokio::spawn(async move {
                     let _permit = permit;
-                    tokio::time::timeout(ABANDON_AFTER, fut).await
+                    tokio::time::timeout(abandon_after, fut).await
                 });
                 match tokio::time::timeout(DEADLINE, task).await {
                     Ok(Ok(Ok(res))) => Ok(res),

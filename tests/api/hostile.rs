@@ -297,7 +297,7 @@ async fn malformed_framing_is_invalid_argument() {
 
 /// Holds the database so that calls wait in it: the write lock on SQLite, a table lock on
 /// PostgreSQL. Released when the returned transaction ends.
-async fn hold_database(db: &TestDb) -> sea_orm::DatabaseTransaction {
+pub(crate) async fn hold_database(db: &TestDb) -> sea_orm::DatabaseTransaction {
     let c = Database::connect(&db.url).await.unwrap();
     if db.is_postgres() {
         let tx = c.begin().await.unwrap();

@@ -95,6 +95,11 @@ async fn wait_health(s: &TestServer, want: ServingStatus, within: Duration) {
 /// A server on a fresh PostgreSQL database reached through a `Proxy`, with the proxy, its
 /// address and the database's (to start the proxy again); `None` on SQLite.
 async fn proxied_server() -> Option<(TestServer, Proxy, SocketAddr, String)> {
+    proxied_server_with(Options::default()).await
+}
+
+/// The same with `opts`.
+async fn proxied_server_with(opts: Options) -> Option<(TestServer, Proxy, SocketAddr, String)> {
     let db = TestDb::new().await;
     if !db.is_postgres() {
         return None;
@@ -109,7 +114,7 @@ async fn proxied_server() -> Option<(TestServer, Proxy, SocketAddr, String)> {
     let url = format!("{scheme_user}@{listen}/{path}");
     let target = target.to_owned();
     let proxied = Arc::new(TestDb { url, ..db });
-    let s = TestServer::spawn_on(proxied, Options::default()).await;
+    let s = TestServer::spawn_on(proxied, opts).await;
     Some((s, proxy, listen, target))
 }
 
@@ -189,6 +194,44 @@ async fn a_database_that_stops_answering_is_unavailable_within_5_s() {
     let err = get(&s, &alice, "before").await.unwrap_err();
     assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     wait_health(&s, ServingStatus::NotServing, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn calls_stuck_in_the_database_are_abandoned_and_free_their_places() {
+    let limits = workspaced::telemetry::CallLimits {
+        max_in_flight: 2,
+        abandon_after: Duration::from_secs(6),
+        ..Default::default()
+    };
+    let s = TestServer::spawn_with(Options {
+        call_limits: Some(limits),
+        ..Default::default()
+    })
+    .await;
+    if !s.db.is_postgres() {
+        // SQLite's busy timeout ends every wait on its own within 4 s.
+        return;
+    }
+    let alice = token("alice");
+    get(&s, &alice, "default").await.unwrap();
+    // Queries that wait in the database longer than anyone waits for them.
+    let held = crate::hostile::hold_database(&s.db).await;
+    let (a, b) = tokio::join!(get(&s, &alice, "one"), get(&s, &alice, "two"));
+    for err in [a.unwrap_err(), b.unwrap_err()] {
+        assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    }
+    // Answered, they still hold their places in flight...
+    let err = get(&s, &alice, "three").await.unwrap_err();
+    assert_status(&err, Code::Unavailable, "OVERLOADED");
+    // ...until they are abandoned: then the next call reaches the database again (and is
+    // answered within 5 s), rather than being refused for as long as the database hangs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = Instant::now();
+    let err = get(&s, &alice, "four").await.unwrap_err();
+    assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    held.rollback().await.unwrap();
+    get(&s, &alice, "default").await.unwrap();
 }
 
 #[tokio::test]
