@@ -20,7 +20,7 @@ use std::{
 
 mod common;
 
-use common::{CONNECTIONS, Proc, authed, channels, cpu_time, free_addr};
+use common::{BenchDb, CONNECTIONS, Proc, authed, channels, cpu_time, free_addr};
 use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -256,28 +256,8 @@ fn echo_server(addr: SocketAddr) {
 
 async fn run(a: Args) {
     let dir = tempfile::tempdir().expect("temp dir");
-    // The PostgreSQL database made for this run, dropped at the end.
-    let mut made: Option<(String, String)> = None;
-    let url = match std::env::var("WORKSPACED_BENCH_DATABASE_URL") {
-        Ok(base) if !base.is_empty() => {
-            let name = format!("wsbench_{}", uuid::Uuid::new_v4().simple());
-            let admin = Database::connect(&base).await.expect("connect");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                .await
-                .expect("create database");
-            let (prefix, _) = base.rsplit_once('/').expect("database URL");
-            let url = format!("{prefix}/{name}");
-            made = Some((base, name));
-            url
-        }
-        _ => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
-    };
-    let backend = if url.starts_with("postgres") {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
+    let db = BenchDb::new(dir.path(), "wsbench").await;
+    let (url, backend) = (db.url.clone(), db.backend());
     eprintln!(
         "seeding {} workspaces and {} memberships into {}",
         a.workspaces, a.memberships, backend
@@ -487,11 +467,5 @@ async fn run(a: Args) {
         .unwrap_or_else(|| "?".into());
     println!("\nworkspaced peak resident memory: {rss} kB");
     drop((server, echo));
-    if let Some((base, name)) = made
-        && let Ok(admin) = Database::connect(&base).await
-    {
-        let _ = admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await;
-    }
+    db.drop_it().await;
 }

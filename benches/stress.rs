@@ -27,9 +27,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{CONNECTIONS, Proc, authed, channels, cpu_time, free_addr, rss};
+use common::{BenchDb, CONNECTIONS, Proc, authed, channels, cpu_time, free_addr, rss};
 use hdrhistogram::Histogram;
-use sea_orm::{ConnectionTrait, Database};
 use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
 use workspaced::{
     auth::jwt::sign_hs256,
@@ -238,6 +237,20 @@ async fn create(ch: Channel, token: String, name: String) -> (String, Code) {
     )
 }
 
+async fn get_ws(ch: Channel, token: &str, name: &str) -> Code {
+    code(
+        WorkspaceServiceClient::new(ch)
+            .get_workspace(authed(
+                pb::GetWorkspaceRequest {
+                    name: name.into(),
+                    id: String::new(),
+                },
+                token,
+            ))
+            .await,
+    )
+}
+
 /// What CreateWorkspace sustains: calls per second, closed loop, 16 concurrent, `secs`.
 async fn sustained(chans: &[Channel], token: &str, secs: f64) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
@@ -361,20 +374,7 @@ async fn soak(a: &Args, url: &str, key: &Path) {
         async move {
             let op = i % 10;
             let (label, c) = match op {
-                0..=2 => (
-                    "get",
-                    code(
-                        WorkspaceServiceClient::new(ch)
-                            .get_workspace(authed(
-                                pb::GetWorkspaceRequest {
-                                    name: "soak-home".into(),
-                                    id: String::new(),
-                                },
-                                &alice,
-                            ))
-                            .await,
-                    ),
-                ),
+                0..=2 => ("get", get_ws(ch, &alice, "soak-home").await),
                 3 | 4 => (
                     "check",
                     code(
@@ -435,17 +435,7 @@ async fn soak(a: &Args, url: &str, key: &Path) {
                 }
                 8 => (
                     "bad-token",
-                    code(
-                        WorkspaceServiceClient::new(ch)
-                            .get_workspace(authed(
-                                pb::GetWorkspaceRequest {
-                                    name: "soak-home".into(),
-                                    id: String::new(),
-                                },
-                                &format!("not.a.token{i}"),
-                            ))
-                            .await,
-                    ),
+                    get_ws(ch, &format!("not.a.token{i}"), "soak-home").await,
                 ),
                 _ => {
                     let mut grpc = tonic::client::Grpc::new(ch);
@@ -502,16 +492,8 @@ async fn soak(a: &Args, url: &str, key: &Path) {
     let members = acked_members.lock().expect("lock").clone();
     let mut lost = 0;
     for (i, name) in ws.iter().enumerate() {
-        let r = WorkspaceServiceClient::new(chans[i % CONNECTIONS].clone())
-            .get_workspace(authed(
-                pb::GetWorkspaceRequest {
-                    name: name.clone(),
-                    id: String::new(),
-                },
-                &root,
-            ))
-            .await;
-        lost += u64::from(r.is_err());
+        let c = get_ws(chans[i % CONNECTIONS].clone(), &root, name).await;
+        lost += u64::from(c != Code::Ok);
     }
     for (i, subject) in members.iter().enumerate() {
         let r = MembershipServiceClient::new(chans[i % CONNECTIONS].clone())
@@ -547,42 +529,15 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = dir.path().join("key");
         std::fs::write(&key, KEY).expect("key");
-        let mut made = None;
-        let url = match std::env::var("WORKSPACED_BENCH_DATABASE_URL") {
-            Ok(base) if !base.is_empty() => {
-                let name = format!("wsstress_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(&base).await.expect("connect");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .expect("create database");
-                let (prefix, _) = base.rsplit_once('/').expect("database URL");
-                let url = format!("{prefix}/{name}");
-                made = Some((base, name));
-                url
-            }
-            _ => format!("sqlite://{}/stress.db?mode=rwc", dir.path().display()),
-        };
-        println!(
-            "backend: {}",
-            if made.is_some() {
-                "PostgreSQL"
-            } else {
-                "SQLite"
-            }
-        );
+        let db = BenchDb::new(dir.path(), "wsstress").await;
+        let url = db.url.clone();
+        println!("backend: {}", db.backend());
         if a.mode == "overload" {
             overload(&a, &url, &key).await;
         } else {
             soak(&a, &url, &key).await;
         }
-        if let Some((base, name)) = made {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let admin = Database::connect(&base).await.expect("connect");
-            admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .await
-                .ok();
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        db.drop_it().await;
     });
 }

@@ -109,9 +109,9 @@ pub struct ServeArgs {
     /// soon as they are accepted.
     #[arg(long, env = "WORKSPACED_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Calls running at once; more wait in line for at most 20 ms, and are then answered
+    /// Calls running at once; more wait in line for at most 50 ms, and are then answered
     /// UNAVAILABLE (reason OVERLOADED).
-    #[arg(long, env = "WORKSPACED_MAX_IN_FLIGHT", default_value_t = 32,
+    #[arg(long, env = "WORKSPACED_MAX_IN_FLIGHT", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
     /// PEM file with the server's certificate chain, leaf first; with `--tls-key-file` the

@@ -73,8 +73,8 @@ pub struct CallLimits {
 impl Default for CallLimits {
     fn default() -> Self {
         CallLimits {
-            max_in_flight: 32,
-            queue_wait: Duration::from_millis(20),
+            max_in_flight: 64,
+            queue_wait: Duration::from_millis(50),
             body_timeout: Duration::from_secs(10),
             abandon_after: Duration::from_secs(60),
         }

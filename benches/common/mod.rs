@@ -3,7 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::{net::SocketAddr, process::Child, time::Duration};
+use std::{net::SocketAddr, path::Path, process::Child, time::Duration};
+
+use sea_orm::{ConnectionTrait, Database};
 
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
@@ -83,4 +85,60 @@ pub fn authed<T>(msg: T, token: &str) -> Request<T> {
         MetadataValue::try_from(format!("Bearer {token}")).expect("metadata"),
     );
     r
+}
+
+/// The database of one benchmark run: a fresh PostgreSQL database in the server that
+/// `WORKSPACED_BENCH_DATABASE_URL` names, dropped by [`BenchDb::drop_it`], or else an
+/// SQLite file in `dir`.
+pub struct BenchDb {
+    /// Where the run's data lives.
+    pub url: String,
+    /// The PostgreSQL server's URL and the database made in it.
+    made: Option<(String, String)>,
+}
+
+impl BenchDb {
+    /// Makes the run's database; `prefix` starts a PostgreSQL database's name.
+    pub async fn new(dir: &Path, prefix: &str) -> BenchDb {
+        match std::env::var("WORKSPACED_BENCH_DATABASE_URL") {
+            Ok(base) if !base.is_empty() => {
+                let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&base).await.expect("connect");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create database");
+                let (server, _) = base.rsplit_once('/').expect("database URL");
+                let url = format!("{server}/{name}");
+                BenchDb {
+                    url,
+                    made: Some((base, name)),
+                }
+            }
+            _ => BenchDb {
+                url: format!("sqlite://{}/{prefix}.db?mode=rwc", dir.display()),
+                made: None,
+            },
+        }
+    }
+
+    /// The backend's name, for the printed results.
+    pub fn backend(&self) -> &'static str {
+        if self.made.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    }
+
+    /// Drops a PostgreSQL database made for the run.
+    pub async fn drop_it(self) {
+        if let Some((base, name)) = self.made
+            && let Ok(admin) = Database::connect(&base).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
 }

@@ -17,10 +17,7 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus}
 use tonic_types::StatusExt;
 use workspaced::{conn::ConnLimits, pb::v1 as pb, telemetry::CallLimits};
 
-use crate::{
-    common::*,
-    operations::{sample, scrape},
-};
+use crate::common::*;
 
 /// Reads from `s` until the server closes it; how long that took, or `None` if it stayed
 /// open for `within`.

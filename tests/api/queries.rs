@@ -11,20 +11,7 @@ use workspaced::{
 use crate::{common::*, members::add};
 
 async fn statements(s: &TestServer) -> f64 {
-    let addr = s.metrics_addr.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body.lines()
-        .find(|l| l.starts_with("workspaced_db_statements_total "))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .expect("statements counter")
+    metric(s, "workspaced_db_statements_total ").await
 }
 
 /// Statements one call runs (the least of three tries, so a background health ping between

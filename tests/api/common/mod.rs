@@ -428,3 +428,34 @@ pub async fn count_rows(s: &TestServer, sql: &str) -> i64 {
     c.close().await.ok();
     n
 }
+
+/// The Prometheus text of the metrics endpoint at `addr`.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
+/// The value of the first sample line that starts with `prefix`.
+pub fn sample(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {prefix} in\n{body}"))
+}
+
+/// The value of the metric sample that starts with `prefix`, on `s`'s metrics endpoint.
+pub async fn metric(s: &TestServer, prefix: &str) -> f64 {
+    sample(
+        &scrape(s.metrics_addr.expect("metrics are on")).await,
+        prefix,
+    )
+}
