@@ -39,6 +39,8 @@ use workspaced::{
 };
 
 const KEY: &[u8] = b"bench-secret-bench-secret-bench-secret";
+/// Users of the soak, each creating and listing its own workspaces.
+const USERS: usize = 200;
 
 struct Args {
     mode: String,
@@ -201,10 +203,6 @@ where
     out
 }
 
-fn code<T>(r: Result<T, tonic::Status>) -> Code {
-    r.map_or_else(|e| e.code(), |_| Code::Ok)
-}
-
 /// The reason of an error, for telling OVERLOADED from other UNAVAILABLE answers.
 fn coded<T>(r: Result<T, tonic::Status>) -> (String, Code) {
     use tonic_types::StatusExt;
@@ -237,8 +235,8 @@ async fn create(ch: Channel, token: String, name: String) -> (String, Code) {
     )
 }
 
-async fn get_ws(ch: Channel, token: &str, name: &str) -> Code {
-    code(
+async fn get_ws(ch: Channel, token: &str, name: &str) -> (String, Code) {
+    coded(
         WorkspaceServiceClient::new(ch)
             .get_workspace(authed(
                 pb::GetWorkspaceRequest {
@@ -343,6 +341,13 @@ async fn soak(a: &Args, url: &str, key: &Path) {
     let ttl = Duration::from_secs(86_400);
     let alice = sign_hs256(KEY, "alice", None, &[], ttl).expect("token");
     let root = sign_hs256(KEY, "root", None, &["platform-admin".into()], ttl).expect("token");
+    // Workspaces are created and listed by many users, as on a platform: one user whose
+    // memberships grow without end would measure that user's listing cost, not the server.
+    let users: Arc<Vec<String>> = Arc::new(
+        (0..USERS)
+            .map(|u| sign_hs256(KEY, &format!("user-{u}"), None, &[], ttl).expect("token"))
+            .collect(),
+    );
     let (_, c) = create(chans[0].clone(), alice.clone(), "soak-home".into()).await;
     assert_eq!(c, Code::Ok);
     let acked_ws = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -371,13 +376,14 @@ async fn soak(a: &Args, url: &str, key: &Path) {
     let out = open_loop(a.rate, secs, move |i| {
         let ch = chans2[i as usize % CONNECTIONS].clone();
         let (alice, root, ws, members) = (a2.clone(), r2.clone(), ws.clone(), members.clone());
+        let user = users[(i / 10) as usize % USERS].clone();
         async move {
             let op = i % 10;
             let (label, c) = match op {
                 0..=2 => ("get", get_ws(ch, &alice, "soak-home").await),
                 3 | 4 => (
                     "check",
-                    code(
+                    coded(
                         MembershipServiceClient::new(ch)
                             .check_access(authed(
                                 pb::CheckAccessRequest {
@@ -393,29 +399,29 @@ async fn soak(a: &Args, url: &str, key: &Path) {
                 ),
                 5 => (
                     "list",
-                    code(
+                    coded(
                         WorkspaceServiceClient::new(ch)
                             .list_workspaces(authed(
                                 pb::ListWorkspacesRequest {
                                     page_size: 50,
                                     ..Default::default()
                                 },
-                                &alice,
+                                &user,
                             ))
                             .await,
                     ),
                 ),
                 6 => {
                     let name = format!("soak-{i}");
-                    let (_, c) = create(ch, alice, name.clone()).await;
+                    let (reason, c) = create(ch, user, name.clone()).await;
                     if c == Code::Ok {
                         ws.lock().expect("lock").push(name);
                     }
-                    ("create", c)
+                    ("create", (reason, c))
                 }
                 7 => {
                     let subject = format!("m-{i}");
-                    let c = code(
+                    let (reason, c) = coded(
                         MembershipServiceClient::new(ch)
                             .add_member(authed(
                                 pb::AddMemberRequest {
@@ -431,7 +437,7 @@ async fn soak(a: &Args, url: &str, key: &Path) {
                     if c == Code::Ok {
                         members.lock().expect("lock").push(subject);
                     }
-                    ("add-member", c)
+                    ("add-member", (reason, c))
                 }
                 8 => (
                     "bad-token",
@@ -442,7 +448,7 @@ async fn soak(a: &Args, url: &str, key: &Path) {
                     let path =
                         PathAndQuery::try_from(format!("/x{i:x}.Svc/M{i:x}")).expect("a path");
                     let c = match grpc.ready().await {
-                        Ok(()) => code(
+                        Ok(()) => coded(
                             grpc.unary::<(), (), _>(
                                 Request::new(()),
                                 path,
@@ -450,12 +456,13 @@ async fn soak(a: &Args, url: &str, key: &Path) {
                             )
                             .await,
                         ),
-                        Err(_) => Code::Unavailable,
+                        Err(_) => ("not-ready/".into(), Code::Unavailable),
                     };
                     ("unknown-path", c)
                 }
             };
-            (format!("{label} "), c)
+            let (reason, c) = c;
+            (format!("{label} {reason}"), c)
         }
     })
     .await;
@@ -492,7 +499,7 @@ async fn soak(a: &Args, url: &str, key: &Path) {
     let members = acked_members.lock().expect("lock").clone();
     let mut lost = 0;
     for (i, name) in ws.iter().enumerate() {
-        let c = get_ws(chans[i % CONNECTIONS].clone(), &root, name).await;
+        let (_, c) = get_ws(chans[i % CONNECTIONS].clone(), &root, name).await;
         lost += u64::from(c != Code::Ok);
     }
     for (i, subject) in members.iter().enumerate() {
