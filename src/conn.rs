@@ -139,8 +139,15 @@ pub struct Conn {
     state: Arc<ConnState>,
     limits: ConnLimits,
     timer: Pin<Box<Sleep>>,
+    /// When bytes last arrived: a call may be among them, not yet seen by the service.
+    last_read: Instant,
     _slot: OwnedSemaphorePermit,
 }
+
+/// How recent a read keeps an idle connection open a little longer: HTTP/2 reads every
+/// frame that has arrived before the service sees a new call, so bytes read just now may be
+/// a call that closing would fail.
+const READ_GRACE: Duration = Duration::from_secs(1);
 
 impl Connected for Conn {
     type ConnectInfo = ConnInfo;
@@ -157,7 +164,11 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let before = buf.filled().len();
         if let Poll::Ready(res) = Pin::new(&mut this.io).poll_read(cx, buf) {
+            if buf.filled().len() > before {
+                this.last_read = Instant::now();
+            }
             return Poll::Ready(res);
         }
         // Nothing to read: the connection waits for its client, and the timer decides how
@@ -165,7 +176,11 @@ impl AsyncRead for Conn {
         loop {
             ready!(this.timer.as_mut().poll(cx));
             let now = Instant::now();
+            let served = this.state.served.load(Ordering::Acquire);
             match this.state.deadline(&this.limits) {
+                Some(at) if at <= now && served && now < this.last_read + READ_GRACE => {
+                    this.timer.as_mut().reset(this.last_read + READ_GRACE);
+                }
                 Some(at) if at <= now => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -259,6 +274,7 @@ impl Stream for Incoming {
                 timer: Box::pin(tokio::time::sleep_until(
                     now + self.limits.handshake_timeout,
                 )),
+                last_read: now,
                 _slot: slot,
             })));
         }

@@ -24,11 +24,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use tokio::sync::Semaphore;
+use http_body_util::{BodyExt, Full};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
@@ -47,9 +47,15 @@ use crate::{
 /// it. (Its caller, as after any UNAVAILABLE, cannot tell whether a change was made.)
 pub const DEADLINE: Duration = Duration::from_millis(4500);
 
-/// The largest request accepted: the gRPC frame's 5 bytes and a message of at most 1 MiB,
-/// far above any valid workspaced request.
-pub const MAX_REQUEST_BYTES: usize = 5 + (1 << 20);
+/// The largest request accepted: the gRPC frame's 5 bytes and a message of at most 64 KiB,
+/// far above any valid request (64 labels and a description come to about 10 KB).
+pub const MAX_REQUEST_BYTES: usize = 5 + (64 << 10);
+
+/// Bytes of requests held while they are read, for all calls together: requests are read
+/// before their caller is authenticated, and each connection may send 128 at once, so
+/// without a shared bound many connections could make the server hold gigabytes. Past it a
+/// request is answered OVERLOADED.
+const REQUEST_BYTES_IN_FLIGHT: usize = 64 << 20;
 
 /// The metadata key of the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -86,6 +92,7 @@ impl Default for CallLimits {
 pub struct RequestLogLayer {
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
+    request_bytes: Arc<Semaphore>,
     queue_wait: Duration,
     body_timeout: Duration,
     abandon_after: Duration,
@@ -97,6 +104,7 @@ impl RequestLogLayer {
         RequestLogLayer {
             metrics,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            request_bytes: Arc::new(Semaphore::new(REQUEST_BYTES_IN_FLIGHT)),
             queue_wait: limits.queue_wait,
             body_timeout: limits.body_timeout,
             abandon_after: limits.abandon_after,
@@ -112,6 +120,7 @@ impl<S> Layer<S> for RequestLogLayer {
             inner,
             metrics: self.metrics.clone(),
             in_flight: self.in_flight.clone(),
+            request_bytes: self.request_bytes.clone(),
             queue_wait: self.queue_wait,
             body_timeout: self.body_timeout,
             abandon_after: self.abandon_after,
@@ -125,6 +134,7 @@ pub struct RequestLog<S> {
     inner: S,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
+    request_bytes: Arc<Semaphore>,
     queue_wait: Duration,
     body_timeout: Duration,
     abandon_after: Duration,
@@ -172,43 +182,86 @@ fn check_frame(body: &[u8], encoded: bool) -> Result<(), Error> {
     }
 }
 
-/// Reads a workspaced call's request whole and checks its framing.
+/// Whether the request of the call to `path` is read whole before the call runs: every
+/// unary or server-streaming call (one request message), not reflection's bidi stream.
+fn read_whole(path: &str) -> bool {
+    path.starts_with("/workspaced.") || path.starts_with("/grpc.health.")
+}
+
+/// Whether the response to `path` is a stream that stays open (a watch, reflection), during
+/// which the connection counts as busy; other calls count as done once their answer is out.
+fn streams(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|m| m.starts_with("Watch"))
+        || path.starts_with("/grpc.reflection.")
+}
+
+/// Reads a call's request whole, under the size and time limits and the shared budget of
+/// bytes (returned held, to be given back when the call is answered), and checks its framing.
 async fn read_request(
     req: http::Request<Body>,
     timeout: Duration,
-) -> Result<http::Request<Body>, Error> {
-    let (parts, body) = req.into_parts();
+    budget: &Arc<Semaphore>,
+) -> Result<(http::Request<Body>, Option<OwnedSemaphorePermit>), Error> {
+    let (parts, mut body) = req.into_parts();
     let encoded = parts
         .headers
         .get("grpc-encoding")
         .is_some_and(|e| e.as_bytes() != b"identity");
-    let read = Limited::new(body, MAX_REQUEST_BYTES).collect();
-    let bytes = match tokio::time::timeout(timeout, read).await {
+    let mut buf = BytesMut::new();
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|_| Error::invalid("request", "the request's body was cut off"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if buf.len() + data.len() > MAX_REQUEST_BYTES {
+                return Err(Error::RequestTooLarge(format!(
+                    "the request is larger than {MAX_REQUEST_BYTES} bytes"
+                )));
+            }
+            let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            let more = budget.clone().try_acquire_many_owned(n).map_err(|_| {
+                Error::Overloaded(
+                    "the server is reading too many requests; retry with backoff".into(),
+                )
+            })?;
+            match &mut held {
+                Some(h) => h.merge(more),
+                None => held = Some(more),
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, read).await {
         Err(_) => {
             return Err(Error::RequestTimeout(format!(
                 "the request did not arrive within {} ms",
                 timeout.as_millis()
             )));
         }
-        Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            return Err(Error::RequestTooLarge(format!(
-                "the request is larger than {MAX_REQUEST_BYTES} bytes"
-            )));
-        }
-        Ok(Err(_)) => return Err(Error::invalid("request", "the request's body was cut off")),
-        Ok(Ok(collected)) => collected.to_bytes(),
-    };
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(())) => {}
+    }
+    let bytes = buf.freeze();
     check_frame(&bytes, encoded)?;
-    Ok(http::Request::from_parts(
-        parts,
-        Body::new(Full::new(bytes)),
+    Ok((
+        http::Request::from_parts(parts, Body::new(Full::new(bytes))),
+        held,
     ))
 }
 
-/// A response body that keeps its connection busy until it is sent or dropped.
+/// A response body that keeps its connection busy: a stream until it ends or is dropped,
+/// any other answer until hyper takes its first frame. (A unary answer its client does not
+/// read is then left to the idle timeout, which closes the connection and frees it.)
 struct Guarded {
     inner: Body,
-    _call: Option<CallGuard>,
+    call: Option<CallGuard>,
+    stream: bool,
 }
 
 impl HttpBody for Guarded {
@@ -219,7 +272,11 @@ impl HttpBody for Guarded {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if frame.is_ready() && !self.stream {
+            self.call.take();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -254,6 +311,7 @@ where
         let call = req.extensions().get::<ConnInfo>().map(ConnInfo::call);
         let metrics = self.metrics.clone();
         let in_flight = self.in_flight.clone();
+        let request_bytes = self.request_bytes.clone();
         let (body_timeout, queue_wait) = (self.body_timeout, self.queue_wait);
         let abandon_after = self.abandon_after;
         // The ready service for this call, leaving a fresh clone for the next (tower's
@@ -263,10 +321,10 @@ where
         let start = Instant::now();
         Box::pin(async move {
             let answer = async {
-                let req = if method.starts_with("/workspaced.") {
-                    read_request(req, body_timeout).await?
+                let (req, _bytes) = if read_whole(&method) {
+                    read_request(req, body_timeout, &request_bytes).await?
                 } else {
-                    req
+                    (req, None)
                 };
                 let permit = if exempt(&method) {
                     None
@@ -282,11 +340,13 @@ where
                         }
                     }
                 };
+                // The place in flight is given back when the caller is answered: a call past
+                // its deadline runs on in its task, bounded by the database pool and by
+                // `abandon_after`, while the next calls reach the database (and learn that it
+                // is unavailable) instead of being refused as OVERLOADED.
+                let _permit = permit;
                 let fut = inner.call(req);
-                let task = tokio::spawn(async move {
-                    let _permit = permit;
-                    tokio::time::timeout(abandon_after, fut).await
-                });
+                let task = tokio::spawn(tokio::time::timeout(abandon_after, fut));
                 match tokio::time::timeout(DEADLINE, task).await {
                     Ok(Ok(Ok(res))) => Ok(res),
                     Ok(Ok(Err(_))) | Err(_) => Err(Error::DatabaseUnavailable(format!(
@@ -337,7 +397,16 @@ where
                 let method: String = method.chars().take(128).collect();
                 tracing::info!(%method, %code, latency_ms, %subject, request_id, "request");
             }
-            res.map(|r| r.map(|inner| Body::new(Guarded { inner, _call: call })))
+            let stream = streams(&method);
+            res.map(|r| {
+                r.map(|inner| {
+                    Body::new(Guarded {
+                        inner,
+                        call,
+                        stream,
+                    })
+                })
+            })
         })
     }
 }

@@ -11,8 +11,10 @@ use std::{
 
 use sea_orm::{DbErr, sqlx::sqlite::SqliteConnectOptions};
 
-/// An exclusive advisory lock (`flock`) on the database file, held while any clone of it
-/// lives or until [`FileClaim::release`]. It does not touch SQLite's own (POSIX) locks.
+/// An exclusive advisory lock (`flock`) on `<database file>.lock`, held while any clone of it
+/// lives or until [`FileClaim::release`]. A file beside the database, never the database
+/// itself: closing any handle of a file drops every POSIX lock the process holds on it,
+/// SQLite's own included.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FileClaim(Arc<Mutex<Option<File>>>);
 
@@ -25,8 +27,15 @@ impl FileClaim {
         if !path.is_file() {
             return Ok(FileClaim::default());
         }
-        let file = File::open(path)
-            .map_err(|e| DbErr::Custom(format!("cannot open {}: {e}", path.display())))?;
+        let mut name = path.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = std::path::PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| DbErr::Custom(format!("cannot open {}: {e}", lock_path.display())))?;
         match file.try_lock() {
             Ok(()) => Ok(FileClaim(Arc::new(Mutex::new(Some(file))))),
             Err(TryLockError::WouldBlock) => Err(DbErr::Custom(in_use(path))),

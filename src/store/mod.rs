@@ -107,7 +107,8 @@ impl Store {
         db.set_metric_callback(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         });
-        let writer = if sqlite {
+        // An in-memory database is one per connection: its writes must use the same pool.
+        let writer = if sqlite && !url.contains(":memory:") && !url.contains("mode=memory") {
             opt.max_connections(1).min_connections(1);
             let mut writer = Database::connect(opt).await?;
             let counter = statements.clone();
