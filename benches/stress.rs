@@ -5,11 +5,13 @@
 //! - `overload`: finds what CreateWorkspace sustains (closed loop, 16 concurrent), then
 //!   offers half of it and four times it; prints how every call was answered and the p50/p99
 //!   of the admitted ones. `--max-in-flight N` passes the server's flag.
-//! - `soak`: mixed load for `--seconds` (default 600): reads, writes, listings, bad tokens and
-//!   unknown paths at `--rate` calls/s; prints RSS every 30 s, every status code, then kills
+//! - `soak`: mixed load for `--seconds` (default 600), after `--warm-up` seconds of the same:
+//!   reads, writes, listings, bad tokens and unknown paths at `--rate` calls/s; prints RSS
+//!   every 30 s, every status code, then kills
 //!   the server with SIGKILL, restarts it and checks that every acknowledged write is there.
 //!
-//! `cargo bench --bench stress -- overload|soak [--seconds S] [--rate R] [--max-in-flight N]`;
+//! `cargo bench --bench stress -- overload|soak [--seconds S] [--rate R] [--max-in-flight N]
+//! [--warm-up S]`;
 //! on PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
 
 mod common;
@@ -47,6 +49,9 @@ struct Args {
     seconds: Option<f64>,
     rate: f64,
     max_in_flight: Option<u32>,
+    /// Seconds of the same load before the measured window, so that caches are warm and
+    /// memory growth in the window is growth, not warming.
+    warm_up: f64,
 }
 
 fn args() -> Args {
@@ -56,6 +61,7 @@ fn args() -> Args {
         seconds: None,
         rate: 300.0,
         max_in_flight: None,
+        warm_up: 0.0,
     };
     let mut i = 0;
     while i < argv.len() {
@@ -64,6 +70,7 @@ fn args() -> Args {
             ("--seconds", Some(v)) => a.seconds = Some(v),
             ("--rate", Some(v)) => a.rate = v,
             ("--max-in-flight", Some(v)) => a.max_in_flight = Some(v as u32),
+            ("--warm-up", Some(v)) => a.warm_up = v,
             ("overload" | "soak", _) => {
                 a.mode = argv[i].clone();
                 i += 1;
@@ -352,28 +359,10 @@ async fn soak(a: &Args, url: &str, key: &Path) {
     assert_eq!(c, Code::Ok);
     let acked_ws = Arc::new(Mutex::new(Vec::<String>::new()));
     let acked_members = Arc::new(Mutex::new(Vec::<String>::new()));
-    let pid = server.pid();
-    let sampler = tokio::spawn(async move {
-        let mut samples = Vec::new();
-        let start = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            let r = rss(pid);
-            println!(
-                "t = {:>4.0} s  RSS {:.1} MB",
-                start.elapsed().as_secs_f64(),
-                r as f64 / 1e6
-            );
-            samples.push((start.elapsed(), r));
-            if r == 0 {
-                return samples;
-            }
-        }
-    });
     let (ws, members) = (acked_ws.clone(), acked_members.clone());
     let (a2, r2) = (alice.clone(), root.clone());
     let chans2 = chans.clone();
-    let out = open_loop(a.rate, secs, move |i| {
+    let op = Arc::new(move |i: u64| {
         let ch = chans2[i as usize % CONNECTIONS].clone();
         let (alice, root, ws, members) = (a2.clone(), r2.clone(), ws.clone(), members.clone());
         let user = users[(i / 10) as usize % USERS].clone();
@@ -464,8 +453,43 @@ async fn soak(a: &Args, url: &str, key: &Path) {
             let (reason, c) = c;
             (format!("{label} {reason}"), c)
         }
-    })
-    .await;
+    });
+    if a.warm_up > 0.0 {
+        let op = op.clone();
+        let warm = open_loop(a.rate, a.warm_up, move |i| op(i)).await;
+        let internal: u64 = warm
+            .codes
+            .iter()
+            .filter(|(k, _)| k.ends_with("Internal"))
+            .map(|(_, v)| v)
+            .sum();
+        println!(
+            "warm-up: {} calls over {:.0} s, {internal} INTERNAL, RSS {:.1} MB",
+            warm.offered,
+            warm.elapsed.as_secs_f64(),
+            rss(server.pid()) as f64 / 1e6
+        );
+    }
+    let pid = server.pid();
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let r = rss(pid);
+            println!(
+                "t = {:>4.0} s  RSS {:.1} MB",
+                start.elapsed().as_secs_f64(),
+                r as f64 / 1e6
+            );
+            samples.push((start.elapsed(), r));
+            if r == 0 {
+                return samples;
+            }
+        }
+    });
+    // Names and subjects of the window follow the warm-up's.
+    let out = open_loop(a.rate, secs, move |i| op(i + 100_000_000)).await;
     let rss_end = rss(server.pid());
     sampler.abort();
     println!();
