@@ -51,12 +51,6 @@ pub const DEADLINE: Duration = Duration::from_millis(4500);
 /// far above any valid request (64 labels and a description come to about 10 KB).
 pub const MAX_REQUEST_BYTES: usize = 5 + (64 << 10);
 
-/// Bytes of requests held while they are read, for all calls together: requests are read
-/// before their caller is authenticated, and each connection may send 128 at once, so
-/// without a shared bound many connections could make the server hold gigabytes. Past it a
-/// request is answered OVERLOADED.
-const REQUEST_BYTES_IN_FLIGHT: usize = 64 << 20;
-
 /// The metadata key of the request id.
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -69,6 +63,11 @@ pub struct CallLimits {
     pub queue_wait: Duration,
     /// How long a call's request may take to arrive.
     pub body_timeout: Duration,
+    /// Bytes of requests held while they are read, for all calls together: requests are
+    /// read before their caller is authenticated, and each connection may send 128 at once,
+    /// so without a shared bound many connections could make the server hold gigabytes.
+    /// Past it a request is answered OVERLOADED.
+    pub request_bytes: usize,
     /// How long a call that missed its deadline may run on before it is dropped, with its
     /// database connection and its place among the calls in flight: a query on a
     /// connection whose network silently drops packets would otherwise hold both until TCP
@@ -82,6 +81,7 @@ impl Default for CallLimits {
             max_in_flight: 64,
             queue_wait: Duration::from_millis(50),
             body_timeout: Duration::from_secs(10),
+            request_bytes: 64 << 20,
             abandon_after: Duration::from_secs(60),
         }
     }
@@ -104,7 +104,7 @@ impl RequestLogLayer {
         RequestLogLayer {
             metrics,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
-            request_bytes: Arc::new(Semaphore::new(REQUEST_BYTES_IN_FLIGHT)),
+            request_bytes: Arc::new(Semaphore::new(limits.request_bytes)),
             queue_wait: limits.queue_wait,
             body_timeout: limits.body_timeout,
             abandon_after: limits.abandon_after,

@@ -212,6 +212,46 @@ async fn a_health_check_whose_body_never_arrives_is_not_a_database_alarm() {
 }
 
 #[tokio::test]
+async fn requests_being_read_share_a_budget_of_bytes() {
+    let s = TestServer::spawn_with(Options {
+        call_limits: Some(CallLimits {
+            request_bytes: 100_000,
+            body_timeout: Duration::from_secs(3),
+            ..CallLimits::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (send, _conn) = h2_connect(s.addr).await;
+    // Two requests of 60 KB whose ends never come: the first is held while it waits...
+    let chunk = Bytes::from(vec![0u8; 60_000]);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut send = send.clone().ready().await.unwrap();
+        let (resp, mut stream) = send
+            .send_request(grpc_head(s.addr, GET_WORKSPACE, &[]), false)
+            .unwrap();
+        stream.send_data(chunk.clone(), false).unwrap();
+        held.push((resp, stream));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ...and the second, past the budget, is refused at once.
+    let (second, _stream) = held.pop().unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(2), second)
+        .await
+        .expect("the request over the budget was not answered at once")
+        .unwrap();
+    let status = tonic::Status::from_header_map(resp.headers()).unwrap();
+    assert_status(&status, Code::Unavailable, "OVERLOADED");
+    // The first ends as a request that never arrived, and gives its bytes back.
+    let (first, _stream) = held.pop().unwrap();
+    let resp = first.await.unwrap();
+    let status = tonic::Status::from_header_map(resp.headers()).unwrap();
+    assert_status(&status, Code::DeadlineExceeded, "REQUEST_TIMEOUT");
+    get(&s, &token("alice"), "default").await.unwrap();
+}
+
+#[tokio::test]
 async fn connections_over_the_limit_are_closed_at_once() {
     let s = TestServer::spawn_with(Options {
         conn_limits: Some(ConnLimits {
