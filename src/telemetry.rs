@@ -4,17 +4,20 @@
 //! token), and records it in the metrics. It also keeps hostile or unlucky traffic from
 //! holding the server:
 //!
-//! - a workspaced call's request is read whole, within `body_timeout` and `MAX_REQUEST_BYTES`,
-//!   and must be exactly one well-framed gRPC message, before any work starts; so a body
-//!   that never arrives is DEADLINE_EXCEEDED (never a false database alarm), and bad framing
-//!   is INVALID_ARGUMENT (tonic itself answers INTERNAL);
+//! - a workspaced or Health call's request is read whole, within `body_timeout`,
+//!   `MAX_REQUEST_BYTES` and a budget of bytes shared by all calls, and must be exactly one
+//!   well-framed gRPC message, before any work starts; so a body that never arrives is
+//!   DEADLINE_EXCEEDED (never a false database alarm), and bad framing is INVALID_ARGUMENT
+//!   (tonic itself answers INTERNAL);
 //! - at most `max_in_flight` calls run at once; the next ones wait in line for at most
 //!   `queue_wait`, and are then answered UNAVAILABLE (reason OVERLOADED) instead of queueing
 //!   without limit (Health and reflection are exempt, so probes still see the server). The
-//!   short line absorbs bursts; the small number running keeps the database's own queues
-//!   (pool, locks) short, so that admitted calls stay fast when the server is overloaded;
-//! - every call is answered within `DEADLINE`, and abandoned after `abandon_after`;
-//! - the connection counts as busy until the response is sent (see [`crate::conn`]).
+//!   short line absorbs bursts; the bound on calls running keeps the database's own queues
+//!   (pool, locks) short;
+//! - every call is answered within `DEADLINE` (its place in flight given back then), and
+//!   abandoned after `abandon_after`;
+//! - the connection counts as busy until the answer is taken by HTTP/2, or a stream ends
+//!   (see [`crate::conn`]).
 
 use std::{
     future::Future,
