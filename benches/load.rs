@@ -20,7 +20,7 @@ use std::{
 
 mod common;
 
-use common::{BenchDb, CONNECTIONS, Proc, authed, channels, cpu_time, free_addr};
+use common::{Argv, BenchDb, CONNECTIONS, Proc, authed, channels, cpu_time, free_addr};
 use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -50,37 +50,17 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        workspaces: 100_000,
-        memberships: 1_000_000,
-        seconds: 2.0,
-        rounds: 3,
-        pin: false,
-        only: None,
-    };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let value = argv.get(i + 1).and_then(|v| v.parse::<f64>().ok());
-        match (argv[i].as_str(), value) {
-            ("--workspaces", Some(v)) => a.workspaces = v as usize,
-            ("--memberships", Some(v)) => a.memberships = v as usize,
-            ("--seconds", Some(v)) => a.seconds = v,
-            ("--rounds", Some(v)) => a.rounds = v as usize,
-            ("--only", _) if i + 1 < argv.len() => a.only = Some(argv[i + 1].clone()),
-            ("--pin", _) => {
-                a.pin = true;
-                i += 1;
-                continue;
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let argv = Argv::from_env();
+    Args {
+        workspaces: argv.number("--workspaces").map_or(100_000, |v| v as usize),
+        memberships: argv
+            .number("--memberships")
+            .map_or(1_000_000, |v| v as usize),
+        seconds: argv.number("--seconds").unwrap_or(2.0),
+        rounds: argv.number("--rounds").map_or(3, |v| v as usize),
+        pin: argv.switch("--pin"),
+        only: argv.text("--only"),
     }
-    a
 }
 
 /// Fills the database with `n` private workspaces, each with its policy and an admin, and

@@ -29,7 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{BenchDb, CONNECTIONS, Proc, authed, channels, cpu_time, free_addr, rss};
+use common::{Argv, BenchDb, CONNECTIONS, Proc, authed, channels, cpu_time, free_addr, rss};
 use hdrhistogram::Histogram;
 use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
 use workspaced::{
@@ -55,35 +55,14 @@ struct Args {
 }
 
 fn args() -> Args {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut a = Args {
-        mode: String::new(),
-        seconds: None,
-        rate: 300.0,
-        max_in_flight: None,
-        warm_up: 0.0,
-    };
-    let mut i = 0;
-    while i < argv.len() {
-        let value = argv.get(i + 1).and_then(|v| v.parse::<f64>().ok());
-        match (argv[i].as_str(), value) {
-            ("--seconds", Some(v)) => a.seconds = Some(v),
-            ("--rate", Some(v)) => a.rate = v,
-            ("--max-in-flight", Some(v)) => a.max_in_flight = Some(v as u32),
-            ("--warm-up", Some(v)) => a.warm_up = v,
-            ("overload" | "soak", _) => {
-                a.mode = argv[i].clone();
-                i += 1;
-                continue;
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let argv = Argv::from_env();
+    Args {
+        mode: argv.word(&["overload", "soak"]).unwrap_or_default(),
+        seconds: argv.number("--seconds"),
+        rate: argv.number("--rate").unwrap_or(300.0),
+        max_in_flight: argv.number("--max-in-flight").map(|v| v as u32),
+        warm_up: argv.number("--warm-up").unwrap_or(0.0),
     }
-    a
 }
 
 /// The server under test, with what it needs to be restarted on the same database.

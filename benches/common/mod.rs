@@ -44,6 +44,38 @@ pub fn rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The benchmark's command line after the program name, read by flag name: `--name VALUE`
+/// flags, bare `--name` switches and bare words, in any order.
+pub struct Argv(Vec<String>);
+
+impl Argv {
+    /// This process's arguments.
+    pub fn from_env() -> Argv {
+        Argv(std::env::args().skip(1).collect())
+    }
+
+    /// The value after `name`, if any.
+    pub fn text(&self, name: &str) -> Option<String> {
+        let i = self.0.iter().position(|a| a == name)?;
+        self.0.get(i + 1).cloned()
+    }
+
+    /// The number after `name`, if it is one.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        self.text(name).and_then(|v| v.parse().ok())
+    }
+
+    /// Whether the switch `name` is given.
+    pub fn switch(&self, name: &str) -> bool {
+        self.0.iter().any(|a| a == name)
+    }
+
+    /// The first of `words` that is given.
+    pub fn word(&self, words: &[&str]) -> Option<String> {
+        self.0.iter().find(|a| words.contains(&a.as_str())).cloned()
+    }
+}
+
 /// A child process, killed when dropped.
 pub struct Proc(pub Child);
 
