@@ -235,12 +235,12 @@ async fn get_ws(ch: Channel, token: &str, name: &str) -> (String, Code) {
     )
 }
 
-/// What CreateWorkspace sustains: calls per second, closed loop, 16 concurrent, `secs`.
-async fn sustained(chans: &[Channel], token: &str, secs: f64) -> f64 {
+/// What CreateWorkspace sustains: calls per second, closed loop, `workers` concurrent, `secs`.
+async fn sustained(chans: &[Channel], token: &str, secs: f64, workers: usize) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
-    for w in 0..16 {
+    for w in 0..workers {
         let (ch, token, done) = (
             chans[w % CONNECTIONS].clone(),
             token.to_owned(),
@@ -271,8 +271,10 @@ async fn overload(a: &Args, url: &str, key: &Path) {
     let server = Server::start(url, key, extra);
     let chans = channels(server.addr).await;
     let token = sign_hs256(KEY, "alice", None, &[], Duration::from_secs(86_400)).expect("token");
-    let x = sustained(&chans, &token, secs).await;
-    println!("CreateWorkspace sustains {x:.0}/s (closed loop, 16 concurrent, {secs} s)");
+    // No more callers than places in flight: a closed loop must not be refused.
+    let workers = a.max_in_flight.map_or(16, |n| (n as usize).min(16));
+    let x = sustained(&chans, &token, secs, workers).await;
+    println!("CreateWorkspace sustains {x:.0}/s (closed loop, {workers} concurrent, {secs} s)");
     println!();
     println!(
         "| offered | calls/s | answered | OK | OVERLOADED | other | p50 OK | p99 OK | server CPU/call |"

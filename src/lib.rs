@@ -37,6 +37,7 @@ pub mod conn;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod overload;
 pub mod pb;
 pub mod store;
 pub mod telemetry;

@@ -9,9 +9,9 @@
 //!   well-framed gRPC message, before any work starts; so a body that never arrives is
 //!   DEADLINE_EXCEEDED (never a false database alarm), and bad framing is INVALID_ARGUMENT
 //!   (tonic itself answers INTERNAL);
-//! - at most `max_in_flight` calls run at once; the next ones wait in line for at most
-//!   `queue_wait`, and are then answered UNAVAILABLE (reason OVERLOADED) instead of queueing
-//!   without limit (Health and reflection are exempt, so probes still see the server). The
+//! - at most `max_in_flight` calls run at once; the next ones wait in line (see
+//!   [`crate::overload`]: at most `queue_wait` for a burst, 5 ms once the line stands), and
+//!   are then answered UNAVAILABLE (reason OVERLOADED) instead of queueing without limit (Health and reflection are exempt, so probes still see the server). The
 //!   short line absorbs bursts; the bound on calls running keeps the database's own queues
 //!   (pool, locks) short;
 //! - every call is answered within `DEADLINE` (its place in flight given back then), and
@@ -40,6 +40,7 @@ use crate::{
     conn::{CallGuard, ConnInfo},
     error::Error,
     metrics::Metrics,
+    overload::Line,
 };
 
 /// How long a call may take before it is answered UNAVAILABLE (reason
@@ -62,7 +63,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct CallLimits {
     /// Calls run at once, past which the next ones wait in line.
     pub max_in_flight: usize,
-    /// How long a call waits in line before it is answered OVERLOADED.
+    /// How long a call waits in line in a burst before it is answered OVERLOADED (a line
+    /// that stands waits less; see [`crate::overload`]).
     pub queue_wait: Duration,
     /// How long a call's request may take to arrive.
     pub body_timeout: Duration,
@@ -94,9 +96,8 @@ impl Default for CallLimits {
 #[derive(Clone, Debug)]
 pub struct RequestLogLayer {
     metrics: Arc<Metrics>,
-    in_flight: Arc<Semaphore>,
+    line: Arc<Line>,
     request_bytes: Arc<Semaphore>,
-    queue_wait: Duration,
     body_timeout: Duration,
     abandon_after: Duration,
 }
@@ -106,9 +107,8 @@ impl RequestLogLayer {
     pub fn new(metrics: Arc<Metrics>, limits: CallLimits) -> Self {
         RequestLogLayer {
             metrics,
-            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            line: Arc::new(Line::new(limits.max_in_flight, limits.queue_wait)),
             request_bytes: Arc::new(Semaphore::new(limits.request_bytes)),
-            queue_wait: limits.queue_wait,
             body_timeout: limits.body_timeout,
             abandon_after: limits.abandon_after,
         }
@@ -122,9 +122,8 @@ impl<S> Layer<S> for RequestLogLayer {
         RequestLog {
             inner,
             metrics: self.metrics.clone(),
-            in_flight: self.in_flight.clone(),
+            line: self.line.clone(),
             request_bytes: self.request_bytes.clone(),
-            queue_wait: self.queue_wait,
             body_timeout: self.body_timeout,
             abandon_after: self.abandon_after,
         }
@@ -136,9 +135,8 @@ impl<S> Layer<S> for RequestLogLayer {
 pub struct RequestLog<S> {
     inner: S,
     metrics: Arc<Metrics>,
-    in_flight: Arc<Semaphore>,
+    line: Arc<Line>,
     request_bytes: Arc<Semaphore>,
-    queue_wait: Duration,
     body_timeout: Duration,
     abandon_after: Duration,
 }
@@ -313,9 +311,9 @@ where
         req.extensions_mut().insert(slot.clone());
         let call = req.extensions().get::<ConnInfo>().map(ConnInfo::call);
         let metrics = self.metrics.clone();
-        let in_flight = self.in_flight.clone();
+        let line = self.line.clone();
         let request_bytes = self.request_bytes.clone();
-        let (body_timeout, queue_wait) = (self.body_timeout, self.queue_wait);
+        let body_timeout = self.body_timeout;
         let abandon_after = self.abandon_after;
         // The ready service for this call, leaving a fresh clone for the next (tower's
         // rule for services called from a spawned future).
@@ -332,16 +330,13 @@ where
                 let permit = if exempt(&method) {
                     None
                 } else {
-                    let line = tokio::time::timeout(queue_wait, in_flight.acquire_owned());
-                    match line.await {
-                        Ok(Ok(permit)) => Some(permit),
-                        _ => {
-                            return Err(Error::Overloaded(
-                                "the server is at its limit of calls in flight; retry with backoff"
-                                    .into(),
-                            ));
-                        }
-                    }
+                    let Some(permit) = line.enter().await else {
+                        return Err(Error::Overloaded(
+                            "the server is at its limit of calls in flight; retry with backoff"
+                                .into(),
+                        ));
+                    };
+                    Some(permit)
                 };
                 // The place in flight is given back when the caller is answered: a call past
                 // its deadline runs on in its task, bounded by the database pool and by

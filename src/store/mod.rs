@@ -89,6 +89,10 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
+                    // A page cache of 512 KiB per connection instead of SQLite's 2 MB: the
+                    // operating system caches the file anyway, and nine full 2 MB caches made
+                    // the server's memory grow with the database for its first hour.
+                    .pragma("cache_size", "-512")
             });
         let mut db = Database::connect(opt.clone()).await?;
         let claim = if sqlite {
