@@ -19,8 +19,6 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("workspaced_descriptor.bin"))
-        // RPCs not built yet answer UNIMPLEMENTED instead of failing to compile.
-        .generate_default_stubs(true)
         // Undecodable requests are bad input (INVALID_ARGUMENT), not INTERNAL.
         .codec_path("crate::codec::WorkspacedCodec")
         .compile_with_config(

@@ -14,7 +14,7 @@ use crate::{
     auth::{AuthMode, JwtSettings, Verifier},
     domain::{
         model::PolicyRules,
-        policy::{self, PolicyInput},
+        rules::{self, PolicyInput},
     },
     tls::TlsFiles,
 };
@@ -245,7 +245,7 @@ pub fn read_policy_file(path: &Path) -> Result<PolicyRules, String> {
         max_gpu_per_gpr: gpu.max_gpu_per_gpr,
         max_memory_per_gpr_bytes: gpu.max_memory_per_gpr_bytes,
     };
-    policy::validate(&input)
+    rules::validate(&input)
         .map_err(|e| format!("default policy file {} is invalid: {e}", path.display()))
 }
 

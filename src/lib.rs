@@ -2,7 +2,7 @@
 //!
 //! Workspaces are the organizational and authorization boundary: every model, dataset or job
 //! belongs to one, and who may do what inside it follows from the workspace. The contract is
-//! `../shared/API.md` and the `.proto` files under `proto/`.
+//! `docs/api.md` and the `.proto` files under `proto/`.
 //!
 //! # Layout
 //!
@@ -18,6 +18,7 @@
 //! - [`conn`]: the connection limits and timeouts.
 //! - [`telemetry`]: the layer every call passes: request ids, the log line and metrics,
 //!   request framing and limits, overload and deadlines.
+//! - [`overload`]: the adaptive line before the calls in flight.
 //! - [`tls`]: TLS and mutual TLS on the listener.
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -44,8 +45,8 @@ pub mod telemetry;
 pub mod tls;
 
 use crate::{
-    api::{Ctx, membership::MembershipApi, policy::PolicyApi, workspace::WorkspaceApi},
-    auth::{AuthMode, Authenticator, PrincipalMemory},
+    api::{Ctx, memberships::MembershipApi, policies::PolicyApi, workspaces::WorkspaceApi},
+    auth::{AuthMode, Authenticator},
     domain::{model::PolicyRules, workspaces::Workspaces},
     pb::v1::{
         membership_service_server::MembershipServiceServer,
@@ -151,10 +152,10 @@ pub async fn serve(
     }
 
     let ctx = Arc::new(Ctx {
-        members: domain::members::Members::new(store.clone()),
-        policies: domain::policy::Policies::new(store.clone()),
+        memberships: domain::memberships::Memberships::new(store.clone()),
+        policies: domain::policies::Policies::new(store.clone()),
         workspaces,
-        principals: PrincipalMemory::default(),
+        principals: domain::principals::Principals::new(store.clone()),
     });
     let authn = Authenticator::new(cfg.auth.clone());
 

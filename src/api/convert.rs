@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use crate::{
     domain::{
         access::{Role, Visibility},
+        model::Policy,
         model::{Member, Resource, Workspace, WorkspaceState},
-        policy::{Policy, PolicyInput},
+        rules::PolicyInput,
         validate::{self, Violations, WorkspaceName},
     },
     error::Result,

@@ -6,16 +6,17 @@ use std::sync::Arc;
 use tonic::{Request, Status};
 
 use crate::{
-    auth::PrincipalMemory,
-    domain::validate::Violations,
-    domain::{access::Principal, members::Members, policy::Policies, workspaces::Workspaces},
+    domain::{
+        access::Principal, memberships::Memberships, policies::Policies, principals::Principals,
+        validate::Violations, workspaces::Workspaces,
+    },
     error::{Error, echo},
 };
 
 pub mod convert;
-pub mod membership;
-pub mod policy;
-pub mod workspace;
+pub mod memberships;
+pub mod policies;
+pub mod workspaces;
 
 /// What every service implementation shares.
 #[derive(Clone, Debug)]
@@ -23,11 +24,11 @@ pub struct Ctx {
     /// The workspace use cases.
     pub workspaces: Workspaces,
     /// The membership use cases.
-    pub members: Members,
+    pub memberships: Memberships,
     /// The policy use cases.
     pub policies: Policies,
     /// Principals seen, so that members can be added by email.
-    pub principals: PrincipalMemory,
+    pub principals: Principals,
 }
 
 impl Ctx {
@@ -39,9 +40,7 @@ impl Ctx {
             .cloned()
             // The interceptor runs before every method; a missing principal is a wiring bug.
             .ok_or_else(|| Error::Internal("request reached a handler unauthenticated".into()))?;
-        self.principals
-            .remember(self.workspaces.store(), &p)
-            .await?;
+        self.principals.remember(&p).await?;
         Ok(p)
     }
 }

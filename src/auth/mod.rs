@@ -1,10 +1,8 @@
 //! Authentication: the interceptor that turns `authorization: Bearer <JWT>` into a
-//! [`Principal`] on the request, and the memory of principals seen, so that members can be
-//! added by email.
+//! [`Principal`] on the request.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
-use tokio::sync::Mutex;
 use tonic::{Request, Status, service::Interceptor};
 
 pub mod jwt;
@@ -12,7 +10,6 @@ pub mod jwt;
 use crate::{
     domain::access::{PlatformRoles, Principal},
     error::{Error, Reason},
-    store::{Store, principals},
 };
 pub use jwt::{JwtSettings, Verifier};
 
@@ -103,77 +100,5 @@ impl Interceptor for Authenticator {
         }
         req.extensions_mut().insert(principal);
         Ok(req)
-    }
-}
-
-/// Principals remembered in memory, past which the memory starts afresh: each distinct
-/// subject with a valid token adds one, and memory must stay bounded whatever callers do.
-/// Forgetting costs one idempotent upsert per principal at its next call.
-const MAX_REMEMBERED: usize = 100_000;
-
-/// Remembers principals (subject and email) with one database write per new principal or
-/// changed email, not one per call.
-#[derive(Clone, Debug)]
-pub struct PrincipalMemory {
-    seen: Arc<Mutex<HashMap<String, Option<String>>>>,
-    limit: usize,
-}
-
-impl Default for PrincipalMemory {
-    fn default() -> Self {
-        PrincipalMemory {
-            seen: Arc::default(),
-            limit: MAX_REMEMBERED,
-        }
-    }
-}
-
-impl PrincipalMemory {
-    /// Records `p` unless it was recorded with the same email already.
-    pub async fn remember(&self, store: &Store, p: &Principal) -> Result<(), Error> {
-        {
-            let seen = self.seen.lock().await;
-            if seen.get(&p.subject) == Some(&p.email) {
-                return Ok(());
-            }
-        }
-        principals::upsert(store.write_conn(), &p.subject, p.email.as_deref()).await?;
-        let mut seen = self.seen.lock().await;
-        if seen.len() >= self.limit {
-            seen.clear();
-        }
-        seen.insert(p.subject.clone(), p.email.clone());
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_memory_of_principals_stays_bounded() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/p.db?mode=rwc", dir.path().display());
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let memory = PrincipalMemory {
-            limit: 10,
-            ..PrincipalMemory::default()
-        };
-        for i in 0..95 {
-            let p = Principal {
-                subject: format!("user-{i}"),
-                email: None,
-                platform: PlatformRoles::default(),
-            };
-            memory.remember(&store, &p).await.expect("remember");
-            assert!(memory.seen.lock().await.len() <= 10);
-        }
-        // Forgotten principals are still recorded in the database.
-        use sea_orm::EntityTrait;
-        let all = crate::store::entity::principal::Entity::find();
-        let n = crate::store::count(store.conn(), all).await.expect("count");
-        assert_eq!(n, 95);
     }
 }

@@ -16,7 +16,7 @@ pub enum Role {
 
 impl Role {
     /// The role's name as stored in the database.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
             Role::Editor => "editor",
@@ -25,7 +25,7 @@ impl Role {
     }
 
     /// Parses the stored name.
-    pub fn from_db(s: &str) -> Option<Role> {
+    pub(crate) fn from_db(s: &str) -> Option<Role> {
         match s {
             "viewer" => Some(Role::Viewer),
             "editor" => Some(Role::Editor),
@@ -38,7 +38,7 @@ impl Role {
 /// Who besides members may use a workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Visibility {
-    /// Members only.
+    /// Memberships only.
     #[default]
     Private,
     /// Every authenticated principal is at least a viewer.
@@ -49,7 +49,7 @@ pub enum Visibility {
 
 impl Visibility {
     /// The role that this visibility grants every authenticated principal.
-    pub fn granted_role(self) -> Option<Role> {
+    pub(crate) fn granted_role(self) -> Option<Role> {
         match self {
             Visibility::Private => None,
             Visibility::Internal => Some(Role::Viewer),
@@ -58,7 +58,7 @@ impl Visibility {
     }
 
     /// The visibility's name as stored in the database.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Visibility::Private => "private",
             Visibility::Internal => "internal",
@@ -67,7 +67,7 @@ impl Visibility {
     }
 
     /// Parses the stored name.
-    pub fn from_db(s: &str) -> Option<Visibility> {
+    pub(crate) fn from_db(s: &str) -> Option<Visibility> {
         match s {
             "private" => Some(Visibility::Private),
             "internal" => Some(Visibility::Internal),
@@ -109,7 +109,7 @@ impl Permission {
     ];
 
     /// The permission's name in the contract, such as `workspaces.get`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Permission::WorkspacesGet => "workspaces.get",
             Permission::WorkspacesUpdate => "workspaces.update",
@@ -125,12 +125,12 @@ impl Permission {
     }
 
     /// Parses a permission name; `None` for an unknown one.
-    pub fn parse(s: &str) -> Option<Permission> {
+    pub(crate) fn parse(s: &str) -> Option<Permission> {
         Permission::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
     /// Whether the permission only reads.
-    pub fn is_read(self) -> bool {
+    pub(crate) fn is_read(self) -> bool {
         matches!(
             self,
             Permission::WorkspacesGet
@@ -142,7 +142,7 @@ impl Permission {
 
     /// The lowest workspace role that holds this permission; `None` when no workspace role
     /// does (policy updates are for platform admins only).
-    pub fn min_role(self) -> Option<Role> {
+    pub(crate) fn min_role(self) -> Option<Role> {
         match self {
             Permission::WorkspacesGet
             | Permission::MembersList
@@ -175,7 +175,7 @@ impl PlatformRoles {
     pub const SERVICE: &'static str = "platform-service";
 
     /// Reads the platform roles out of a token's roles claim; unknown roles are ignored.
-    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
+    pub(crate) fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
         let has = |r: &str| names.iter().any(|n| n.as_ref() == r);
         PlatformRoles {
             admin: has(Self::ADMIN),
@@ -184,7 +184,7 @@ impl PlatformRoles {
     }
 
     /// Whether the principal holds any platform role.
-    pub fn any(self) -> bool {
+    pub(crate) fn any(self) -> bool {
         self.admin || self.service
     }
 }
@@ -212,12 +212,12 @@ pub struct WorkspaceAccess {
 }
 
 /// The effective workspace role: the higher of the membership role and what visibility grants.
-pub fn effective_role(ws: &WorkspaceAccess) -> Option<Role> {
+pub(crate) fn effective_role(ws: &WorkspaceAccess) -> Option<Role> {
     ws.member_role.max(ws.visibility.granted_role())
 }
 
 /// Whether `principal` holds `permission` in the workspace described by `ws`.
-pub fn allows(principal: &Principal, ws: &WorkspaceAccess, permission: Permission) -> bool {
+pub(crate) fn allows(principal: &Principal, ws: &WorkspaceAccess, permission: Permission) -> bool {
     if principal.platform.admin {
         return true;
     }
@@ -236,34 +236,112 @@ pub fn allows(principal: &Principal, ws: &WorkspaceAccess, permission: Permissio
     }
 }
 
+/// What a request needs in a workspace: a permission, or, for RemoveMember, the permission
+/// that the member it names decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// This permission.
+    Permission(Permission),
+    /// Removing a member; `names_self` when the request names the caller (see `names_self`).
+    Removal {
+        /// Whether the request names the caller itself.
+        names_self: bool,
+    },
+}
+
+impl From<Permission> for Need {
+    fn from(p: Permission) -> Self {
+        Need::Permission(p)
+    }
+}
+
+impl Need {
+    /// The permission this need comes to in the workspace `ws`. A member may always leave,
+    /// with nothing but the right to read, except `system`, which only platform principals
+    /// change; removing anyone else is `members.manage`.
+    pub fn permission(self, ws: &WorkspaceAccess) -> Permission {
+        match self {
+            Need::Permission(p) => p,
+            Need::Removal { names_self: true } if ws.member_role.is_some() && !ws.is_system => {
+                Permission::WorkspacesGet
+            }
+            Need::Removal { .. } => Permission::MembersManage,
+        }
+    }
+}
+
+/// Whether a request that names a member by `subject` or by `email` names the caller: its
+/// own subject, or its token's email. Decided from the request alone, before any email is
+/// looked up, so that only member managers learn whether an email has signed in.
+pub fn names_self(principal: &Principal, subject: Option<&str>, email: Option<&str>) -> bool {
+    match (subject, email) {
+        (Some(s), _) => s == principal.subject,
+        (None, Some(e)) => principal.email.as_deref() == Some(e),
+        (None, None) => false,
+    }
+}
+
+/// Whether `principal` may ask for another subject's access (CheckAccess with a `subject`):
+/// services that authorize on others' behalf hold a platform role; anyone else asks only
+/// for itself.
+pub fn may_check_for_others(principal: &Principal) -> bool {
+    principal.platform.any()
+}
+
+/// The subject whose readable workspaces a listing is limited to, or `None` when the caller
+/// reads every workspace (a platform role). A listing shows exactly what `allows` lets the
+/// subject read with `workspaces.get`: every workspace whose visibility grants a role (see
+/// `Visibility::granted_role`) and those where it is a member; `store::workspaces` writes
+/// the same rule as SQL.
+pub fn listing_scope(principal: &Principal) -> Option<&str> {
+    (!principal.platform.any()).then_some(principal.subject.as_str())
+}
+
 /// The AIP-211 decision for one request on a named workspace. `ws` is `None` when the
 /// workspace does not exist. A caller that could not read the workspace learns nothing of
-/// whether it exists: it gets PERMISSION_DENIED either way.
+/// whether it exists: it gets PERMISSION_DENIED either way. One that can read it is told
+/// plainly what it lacks.
 pub fn authorize(
     principal: &Principal,
     name: &str,
     ws: Option<&WorkspaceAccess>,
-    permission: Permission,
+    need: impl Into<Need>,
 ) -> Result<()> {
     let Some(ws) = ws else {
         return Err(if principal.platform.any() {
             Error::workspace_not_found(name)
         } else {
-            denied(name, Permission::WorkspacesGet)
+            hidden(name, Permission::WorkspacesGet)
         });
     };
     if !allows(principal, ws, Permission::WorkspacesGet) {
-        return Err(denied(name, Permission::WorkspacesGet));
+        return Err(hidden(name, Permission::WorkspacesGet));
     }
+    let permission = need.into().permission(ws);
     if !allows(principal, ws, permission) {
-        return Err(denied(name, permission));
+        return Err(denied(name, ws, permission));
     }
     Ok(())
 }
 
-fn denied(name: &str, permission: Permission) -> Error {
+/// Denied on a workspace the caller may not know exists.
+fn hidden(name: &str, permission: Permission) -> Error {
     Error::PermissionDenied(format!(
         "permission \"{}\" denied on workspace \"{}\" (or it does not exist)",
+        permission.as_str(),
+        echo(name)
+    ))
+}
+
+/// Denied on a workspace the caller can read, with the rule that denies it.
+fn denied(name: &str, ws: &WorkspaceAccess, permission: Permission) -> Error {
+    let why = match permission.min_role() {
+        None => "only platform admins have it".to_owned(),
+        Some(_) if ws.is_system => "only platform principals change this workspace".to_owned(),
+        Some(role) => format!("it needs the {} role", role.as_str()),
+    };
+    Error::PermissionDenied(format!(
+        "permission \"{}\" denied on workspace \"{}\": {why}",
         permission.as_str(),
         echo(name)
     ))
@@ -388,5 +466,137 @@ mod tests {
         });
         let err = authorize(&platform, "w", None, Permission::WorkspacesGet).unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
+    }
+
+    #[test]
+    fn a_member_may_remove_itself_but_not_from_system_and_not_others() {
+        let member = |is_system| WorkspaceAccess {
+            visibility: Visibility::Private,
+            is_system,
+            member_role: Some(Role::Viewer),
+        };
+        let outsider = ws(Visibility::Public, None);
+        let cases = [
+            (true, member(false), Permission::WorkspacesGet),
+            (true, member(true), Permission::MembersManage),
+            (true, outsider, Permission::MembersManage),
+            (false, member(false), Permission::MembersManage),
+        ];
+        for (names_self, ws, expected) in cases {
+            assert_eq!(
+                Need::Removal { names_self }.permission(&ws),
+                expected,
+                "names_self {names_self}, {ws:?}"
+            );
+        }
+        let p = principal(PlatformRoles::default());
+        assert!(
+            authorize(
+                &p,
+                "w",
+                Some(&member(false)),
+                Need::Removal { names_self: true }
+            )
+            .is_ok()
+        );
+        assert!(
+            authorize(
+                &p,
+                "w",
+                Some(&member(false)),
+                Need::Removal { names_self: false }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_request_names_the_caller_by_its_subject_or_its_tokens_email() {
+        let mut p = principal(PlatformRoles::default());
+        p.email = Some("alice@example.com".into());
+        let cases = [
+            (Some("alice"), None, true),
+            (Some("bob"), None, false),
+            (None, Some("alice@example.com"), true),
+            (None, Some("bob@example.com"), false),
+            (None, None, false),
+        ];
+        for (subject, email, expected) in cases {
+            assert_eq!(
+                names_self(&p, subject, email),
+                expected,
+                "{subject:?} {email:?}"
+            );
+        }
+        p.email = None;
+        assert!(!names_self(&p, None, Some("alice@example.com")));
+    }
+
+    #[test]
+    fn only_platform_principals_check_others_and_list_everything() {
+        let user = principal(PlatformRoles::default());
+        assert!(!may_check_for_others(&user));
+        assert_eq!(listing_scope(&user), Some("alice"));
+        for platform in [
+            PlatformRoles {
+                admin: true,
+                service: false,
+            },
+            PlatformRoles {
+                admin: false,
+                service: true,
+            },
+        ] {
+            let p = principal(platform);
+            assert!(may_check_for_others(&p));
+            assert_eq!(listing_scope(&p), None);
+        }
+    }
+
+    #[test]
+    fn a_reader_is_told_what_it_lacks_and_an_outsider_is_not() {
+        let p = principal(PlatformRoles::default());
+        let reader = ws(Visibility::Private, Some(Role::Viewer));
+        let policy = authorize(&p, "w", Some(&reader), Permission::PoliciesUpdate).unwrap_err();
+        assert!(
+            policy.to_string().contains("only platform admins"),
+            "{policy}"
+        );
+        assert!(!policy.to_string().contains("does not exist"), "{policy}");
+        let update = authorize(&p, "w", Some(&reader), Permission::WorkspacesUpdate).unwrap_err();
+        assert!(update.to_string().contains("admin role"), "{update}");
+        let system = WorkspaceAccess {
+            is_system: true,
+            ..ws(Visibility::Internal, Some(Role::Admin))
+        };
+        let err = authorize(&p, "system", Some(&system), Permission::MembersManage).unwrap_err();
+        assert!(
+            err.to_string().contains("only platform principals"),
+            "{err}"
+        );
+        let outsider = ws(Visibility::Private, None);
+        let hidden = authorize(&p, "w", Some(&outsider), Permission::PoliciesUpdate).unwrap_err();
+        assert!(
+            hidden.to_string().contains("(or it does not exist)"),
+            "{hidden}"
+        );
+    }
+
+    /// `store::workspaces` lists what a subject may read as "visibility other than private,
+    /// or a membership": that holds only while exactly the non-private visibilities grant a
+    /// role.
+    #[test]
+    fn exactly_the_non_private_visibilities_grant_a_role() {
+        for v in [
+            Visibility::Private,
+            Visibility::Internal,
+            Visibility::Public,
+        ] {
+            assert_eq!(
+                v.granted_role().is_some(),
+                v != Visibility::Private,
+                "{v:?}"
+            );
+        }
     }
 }

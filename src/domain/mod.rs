@@ -1,10 +1,16 @@
 //! The core: validated input types, the access model, records and their rules, and the use
-//! cases that decide and then write through `store`. Nothing here knows of tonic.
+//! cases that decide and then write through `store`. Nothing here knows of tonic. A service
+//! has one name in every layer: `workspaces`, `memberships` and `policies` in `api`,
+//! `domain` and `store`.
 
 pub mod access;
-pub mod members;
+pub mod guard;
+pub mod memberships;
 pub mod model;
 pub mod page;
-pub mod policy;
+pub mod policies;
+pub mod principals;
+pub mod quota;
+pub mod rules;
 pub mod validate;
 pub mod workspaces;

@@ -15,7 +15,7 @@ pub const SYSTEM_WORKSPACE: &str = "system";
 
 /// The current time at the precision both databases keep (microseconds), so that what a
 /// write returns equals what a later read returns.
-pub fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
@@ -30,7 +30,7 @@ pub enum WorkspaceState {
 
 impl WorkspaceState {
     /// The state's name as stored in the database.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             WorkspaceState::Active => "active",
             WorkspaceState::Archived => "archived",
@@ -38,7 +38,7 @@ impl WorkspaceState {
     }
 
     /// Parses the stored name.
-    pub fn from_db(s: &str) -> Option<Self> {
+    pub(crate) fn from_db(s: &str) -> Option<Self> {
         match s {
             "active" => Some(WorkspaceState::Active),
             "archived" => Some(WorkspaceState::Archived),
@@ -81,12 +81,12 @@ pub struct Workspace {
 impl Workspace {
     /// The AIP-154 etag. It includes part of the id so that a workspace deleted and created
     /// again under the same name never matches an old etag.
-    pub fn etag(&self) -> String {
+    pub(crate) fn etag(&self) -> String {
         etag(&self.id, self.version)
     }
 
     /// What authorization needs, given the caller's membership role.
-    pub fn access(&self, member_role: Option<Role>) -> WorkspaceAccess {
+    pub(crate) fn access(&self, member_role: Option<Role>) -> WorkspaceAccess {
         WorkspaceAccess {
             visibility: self.visibility,
             is_system: self.built_in && self.name == SYSTEM_WORKSPACE,
@@ -95,7 +95,7 @@ impl Workspace {
     }
 
     /// Refuses a request whose non-empty etag is not the current one.
-    pub fn check_etag(&self, etag: &str) -> Result<()> {
+    pub(crate) fn check_etag(&self, etag: &str) -> Result<()> {
         if etag.is_empty() || etag == self.etag() {
             Ok(())
         } else {
@@ -104,7 +104,7 @@ impl Workspace {
     }
 
     /// Refuses a change while the workspace is archived.
-    pub fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         match self.state {
             WorkspaceState::Active => Ok(()),
             WorkspaceState::Archived => Err(Error::precondition(
@@ -119,7 +119,7 @@ impl Workspace {
     }
 
     /// Refuses to delete, archive or make private a built-in workspace.
-    pub fn check_not_built_in(&self, action: &str) -> Result<()> {
+    pub(crate) fn check_not_built_in(&self, action: &str) -> Result<()> {
         if self.built_in {
             Err(Error::precondition(
                 Reason::BuiltInWorkspace,
@@ -136,7 +136,7 @@ impl Workspace {
 }
 
 /// The etag of a record with this id and version.
-pub fn etag(id: &str, version: i64) -> String {
+pub(crate) fn etag(id: &str, version: i64) -> String {
     let prefix: String = id.chars().filter(|c| *c != '-').take(12).collect();
     format!("{prefix}.{version}")
 }
@@ -223,7 +223,31 @@ pub struct Member {
 
 impl Member {
     /// The AIP-154 etag. The creation time tells apart a member removed and added again.
-    pub fn etag(&self) -> String {
+    pub(crate) fn etag(&self) -> String {
         format!("{:x}.{}", self.create_time.timestamp_micros(), self.version)
+    }
+}
+
+/// A workspace's policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The workspace's id.
+    pub workspace_id: String,
+    /// The workspace's name.
+    pub workspace: String,
+    /// The rules.
+    pub rules: PolicyRules,
+    /// Subject of the last principal that changed it.
+    pub updated_by: String,
+    /// When it last changed.
+    pub update_time: DateTime<Utc>,
+    /// Bumped on every change.
+    pub version: i64,
+}
+
+impl Policy {
+    /// The AIP-154 etag; `p`-prefixed so it never equals its workspace's.
+    pub(crate) fn etag(&self) -> String {
+        format!("p{}", etag(&self.workspace_id, self.version))
     }
 }

@@ -22,7 +22,7 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// The first part of `after`, for lists sorted by a single key.
-    pub fn after_key(&self) -> Option<&str> {
+    pub(crate) fn after_key(&self) -> Option<&str> {
         self.after
             .as_ref()
             .and_then(|k| k.first())
@@ -42,7 +42,7 @@ struct Token {
 
 /// Parses `page_size` and `page_token` for the list described by `filter` (the RPC's name
 /// and its filter fields in a fixed form), recording bad fields in `v`.
-pub fn parse(
+pub(crate) fn parse(
     page_size: i32,
     page_token: &str,
     filter: &str,
@@ -112,7 +112,7 @@ pub struct Page<T> {
 
 /// Makes the page out of a fetched batch of up to `size + 1` items (the extra one only tells
 /// that another page follows) and the listing's `total_size`.
-pub fn finish<T>(
+pub(crate) fn finish<T>(
     mut items: Vec<T>,
     size: u64,
     filter: &str,

@@ -11,7 +11,7 @@ pub struct Violations(Vec<BadField>);
 
 impl Violations {
     /// Records `field`'s error, if any, and returns the parsed value otherwise.
-    pub fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+    pub(crate) fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
         match parsed {
             Ok(v) => Some(v),
             Err(description) => {
@@ -22,7 +22,7 @@ impl Violations {
     }
 
     /// Records a bad field.
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
         self.0.push(BadField {
             field: field.into(),
             description: description.into(),
@@ -30,7 +30,7 @@ impl Violations {
     }
 
     /// `Ok` when no field was bad, else one `INVALID_ARGUMENT` listing all of them.
-    pub fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())
         } else {
@@ -45,7 +45,7 @@ pub struct WorkspaceName(String);
 
 impl WorkspaceName {
     /// Parses an RFC 1035 label: 1-63 of `a-z0-9-`, a letter first, no `-` last.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() {
             return Err("is required".into());
         }
@@ -68,14 +68,14 @@ impl WorkspaceName {
     }
 
     /// The name.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// Checks a free-text field's length in characters (not bytes) and that it holds no NUL,
 /// which no database text column takes.
-pub fn text(s: &str, max_chars: usize) -> Result<String, String> {
+pub(crate) fn text(s: &str, max_chars: usize) -> Result<String, String> {
     if s.chars().count() > max_chars {
         return Err(format!("must be at most {max_chars} characters"));
     }
@@ -90,7 +90,7 @@ pub const MAX_LABELS: usize = 64;
 
 /// Checks labels: at most 64 pairs, keys 1-63 and values 0-63 characters of `a-z0-9-_.`,
 /// starting and ending with a letter or digit. Reports each bad key on its own path.
-pub fn labels(
+pub(crate) fn labels(
     field: &str,
     labels: &std::collections::HashMap<String, String>,
     v: &mut Violations,
@@ -138,7 +138,7 @@ fn label_part(s: &str, may_be_empty: bool) -> Result<(), String> {
 }
 
 /// Parses a resource kind: `^[a-z][a-z0-9-]{0,62}$`.
-pub fn resource_kind(s: &str) -> Result<String, String> {
+pub(crate) fn resource_kind(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("is required".into());
     }
@@ -155,7 +155,7 @@ pub fn resource_kind(s: &str) -> Result<String, String> {
 }
 
 /// Parses a resource id: 1-255 printable characters (no control characters).
-pub fn resource_id(s: &str) -> Result<String, String> {
+pub(crate) fn resource_id(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("is required".into());
     }
@@ -170,12 +170,12 @@ pub fn resource_id(s: &str) -> Result<String, String> {
 
 /// A subject (a token's `sub`, a member's subject): 1-255 printable characters. The same
 /// rule for tokens and member RPCs, so that whoever can sign in can also be named.
-pub fn subject(s: &str) -> Result<String, String> {
+pub(crate) fn subject(s: &str) -> Result<String, String> {
     resource_id(s)
 }
 
 /// An email (a token's `email`, a member looked up by email): like a subject.
-pub fn email(s: &str) -> Result<String, String> {
+pub(crate) fn email(s: &str) -> Result<String, String> {
     subject(s)
 }
 

@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use std::sync::Arc;
-
-use sea_orm::{ConnectionTrait, DatabaseTransaction, SqlErr};
+use sea_orm::SqlErr;
 use uuid::Uuid;
 
 use super::{
     access::{self, Permission, Principal, Role, Visibility},
+    guard,
     model::{
         DEFAULT_WORKSPACE, PolicyRules, Resource, SYSTEM_WORKSPACE, Workspace, WorkspaceState, now,
     },
@@ -17,7 +16,7 @@ use super::{
 };
 use crate::{
     error::{Error, Precondition, Reason, Result, echo},
-    store::{Store, memberships, workspaces as q},
+    store::{Store, create_requests, memberships, policies, resources, workspaces as q},
 };
 
 /// What the workspace use cases need: the store and the server's defaults.
@@ -88,93 +87,14 @@ impl ListWorkspaces {
     }
 }
 
-/// Looks up a workspace with the caller's membership role in it, and applies the
-/// authorization decision: the one path every workspace-scoped request goes through.
-pub async fn authorize<C: ConnectionTrait>(
-    c: &C,
-    principal: &Principal,
-    name: &str,
-    permission: Permission,
-    lock: bool,
-) -> Result<Workspace> {
-    let found = q::find_with_role(c, name, &principal.subject, lock).await?;
-    let access = found.as_ref().map(|(ws, role)| ws.access(*role));
-    access::authorize(principal, name, access.as_ref(), permission)?;
-    // authorize() fails when the workspace is missing.
-    found
-        .map(|(ws, _)| ws)
-        .ok_or_else(|| Error::workspace_not_found(name))
-}
-
-/// `authorize` for reads: from this replica's view of workspaces and roles (exact for
-/// changes made here, and within milliseconds for changes made on other replicas), or from
-/// the database when `consistent`.
-pub async fn authorize_read(
-    store: &Store,
-    principal: &Principal,
-    name: &str,
-    permission: Permission,
-    consistent: bool,
-) -> Result<Arc<Workspace>> {
-    let found = store
-        .find_access(name, &principal.subject, consistent)
-        .await?;
-    let access = found.as_ref().map(|(ws, role)| ws.access(*role));
-    access::authorize(principal, name, access.as_ref(), permission)?;
-    found
-        .map(|(ws, _)| ws)
-        .ok_or_else(|| Error::workspace_not_found(name))
-}
-
-/// Commits a transaction that changed the workspace `name` or its members, and tells every
-/// replica's view of it.
-pub(crate) async fn commit_change(
-    store: &Store,
-    tx: DatabaseTransaction,
-    name: &str,
-) -> Result<()> {
-    Store::announce(&tx, name).await?;
-    tx.commit().await?;
-    store.changed(name);
-    Ok(())
-}
-
-/// The authorization decision on a looked-up workspace (`None` if missing), which answers
-/// name it `label`.
-async fn decide<C: ConnectionTrait>(
-    c: &C,
-    principal: &Principal,
-    label: &str,
-    ws: Option<Workspace>,
-    permission: Permission,
-) -> Result<Workspace> {
-    let role = match &ws {
-        Some(ws) => q::member_role(c, &ws.id, &principal.subject).await?,
-        None => None,
-    };
-    access::authorize(
-        principal,
-        label,
-        ws.as_ref().map(|w| w.access(role)).as_ref(),
-        permission,
-    )?;
-    // authorize() fails when the workspace is missing.
-    ws.ok_or_else(|| Error::workspace_not_found(label))
-}
-
 impl Workspaces {
     /// Use cases over `store`, creating policies from `defaults`.
-    pub fn new(store: Store, defaults: PolicyRules) -> Self {
+    pub(crate) fn new(store: Store, defaults: PolicyRules) -> Self {
         Workspaces { store, defaults }
     }
 
-    /// The store, for other use cases.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Creates `default` and `system` if absent. Safe when several replicas start at once.
-    pub async fn ensure_built_ins(&self) -> Result<()> {
+    pub(crate) async fn ensure_built_ins(&self) -> Result<()> {
         for (name, visibility, description) in [
             (
                 DEFAULT_WORKSPACE,
@@ -205,15 +125,15 @@ impl Workspaces {
             };
             let tx = self.store.begin_write().await?;
             if q::insert_if_absent(&tx, &ws).await? {
-                q::insert_default_policy(&tx, &ws.id, &self.defaults, "system", t).await?;
+                policies::insert_default(&tx, &ws.id, &self.defaults, "system", t).await?;
             }
-            commit_change(&self.store, tx, name).await?;
+            self.store.commit_change(tx, name).await?;
         }
         Ok(())
     }
 
     /// CreateWorkspace: the caller becomes its admin; the default policy comes with it.
-    pub async fn create(
+    pub(crate) async fn create(
         &self,
         principal: &Principal,
         new: NewWorkspace,
@@ -252,20 +172,17 @@ impl Workspaces {
                 t,
             )
             .await?;
-            q::insert_default_policy(&tx, &ws.id, &self.defaults, &principal.subject, t).await?;
+            policies::insert_default(&tx, &ws.id, &self.defaults, &principal.subject, t).await?;
             if !request_id.is_empty() {
-                q::insert_create_request(&tx, &principal.subject, request_id, &ws.id, t).await?;
+                create_requests::insert(&tx, &principal.subject, request_id, &ws.id, t).await?;
             }
-            Store::announce(&tx, &ws.name).await?;
-            tx.commit().await
+            // Also tells this replica's view, which may remember that no workspace had
+            // this name.
+            self.store.commit_change(tx, &ws.name).await
         }
         .await;
         match result {
-            Ok(()) => {
-                // A view may remember that no workspace had this name.
-                self.store.changed(&ws.name);
-                Ok(ws)
-            }
+            Ok(()) => Ok(ws),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 // A concurrent retry of the same request may have won the race.
                 if !request_id.is_empty()
@@ -285,7 +202,7 @@ impl Workspaces {
     /// The workspace an earlier create with this request id made, if it still exists.
     async fn replay(&self, principal: &Principal, request_id: &str) -> Result<Option<Workspace>> {
         let c = self.store.conn();
-        let Some(id) = q::find_create_request(c, &principal.subject, request_id).await? else {
+        let Some(id) = create_requests::find(c, &principal.subject, request_id).await? else {
             return Ok(None);
         };
         let Some(ws) = q::find_by_id(c, &id).await? else {
@@ -293,32 +210,26 @@ impl Workspaces {
         };
         // A retry returns the workspace only to a caller that may still read it.
         let name = ws.name.clone();
-        match decide(c, principal, &name, Some(ws), Permission::WorkspacesGet).await {
+        match guard::found(c, principal, &name, Some(ws), Permission::WorkspacesGet).await {
             Ok(ws) => Ok(q::with_counts(c, vec![ws]).await?.pop()),
             Err(_) => Ok(None),
         }
     }
 
     /// GetWorkspace by name or id.
-    pub async fn get(&self, principal: &Principal, by: WorkspaceRef) -> Result<Workspace> {
+    pub(crate) async fn get(&self, principal: &Principal, by: WorkspaceRef) -> Result<Workspace> {
         let c = self.store.conn();
         let mut ws = match by {
             WorkspaceRef::Name(name) => {
-                let ws = authorize_read(
-                    &self.store,
-                    principal,
-                    &name,
-                    Permission::WorkspacesGet,
-                    false,
-                )
-                .await?;
+                let ws =
+                    guard::read(&self.store, principal, &name, Permission::WorkspacesGet).await?;
                 Workspace::clone(&ws)
             }
             WorkspaceRef::Id(id) => {
                 // Named by the id in every answer, so that an id never reveals a name.
                 let label = id.to_string();
                 let ws = q::find_by_id(c, &label).await?;
-                decide(c, principal, &label, ws, Permission::WorkspacesGet).await?
+                guard::found(c, principal, &label, ws, Permission::WorkspacesGet).await?
             }
         };
         ws.resource_counts = BTreeMap::clone(&*self.store.resource_counts(&ws).await?);
@@ -326,7 +237,7 @@ impl Workspaces {
     }
 
     /// ListWorkspaces: the workspaces the caller may read, ordered by name.
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         principal: &Principal,
         filter: ListWorkspaces,
@@ -345,7 +256,7 @@ impl Workspaces {
             state: filter.state,
             member: filter.member,
             labels: filter.labels,
-            readable_by: (!principal.platform.any()).then(|| principal.subject.clone()),
+            readable_by: access::listing_scope(principal).map(str::to_owned),
         };
         let after = page.after_key();
         let total = self.store.count_workspaces(&f).await?;
@@ -356,7 +267,7 @@ impl Workspaces {
     }
 
     /// UpdateWorkspace: applies `changes` under the etag.
-    pub async fn update(
+    pub(crate) async fn update(
         &self,
         principal: &Principal,
         name: &str,
@@ -364,7 +275,7 @@ impl Workspaces {
         etag: &str,
     ) -> Result<Workspace> {
         let tx = self.store.begin_write().await?;
-        let mut ws = authorize(&tx, principal, name, Permission::WorkspacesUpdate, true).await?;
+        let mut ws = guard::write(&tx, principal, name, Permission::WorkspacesUpdate).await?;
         // Built-in wins over every other precondition, the etag's included.
         if changes.visibility == Some(Visibility::Private) {
             ws.check_not_built_in("made private")?;
@@ -388,18 +299,18 @@ impl Workspaces {
         ws.update_time = now();
         q::update(&tx, &before, &ws).await?;
         let ws = q::with_counts(&tx, vec![ws]).await?.pop();
-        commit_change(&self.store, tx, name).await?;
+        self.store.commit_change(tx, name).await?;
         ws.ok_or_else(|| unreachable_ws(name))
     }
 
     /// DeleteWorkspace: only when no resources are registered.
-    pub async fn delete(&self, principal: &Principal, name: &str, etag: &str) -> Result<()> {
+    pub(crate) async fn delete(&self, principal: &Principal, name: &str, etag: &str) -> Result<()> {
         let tx = self.store.begin_write().await?;
-        let ws = authorize(&tx, principal, name, Permission::WorkspacesDelete, true).await?;
+        let ws = guard::write(&tx, principal, name, Permission::WorkspacesDelete).await?;
         // Built-in wins over every other precondition, the etag's included.
         ws.check_not_built_in("deleted")?;
         ws.check_etag(etag)?;
-        let counts = q::resource_counts(&tx, &[ws.id.as_str()])
+        let counts = resources::counts(&tx, &[ws.id.as_str()])
             .await?
             .remove(&ws.id)
             .unwrap_or_default();
@@ -424,12 +335,12 @@ impl Workspaces {
             });
         }
         q::delete(&tx, &ws.id).await?;
-        commit_change(&self.store, tx, name).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(())
     }
 
     /// ArchiveWorkspace (`archive`) or UnarchiveWorkspace.
-    pub async fn set_archived(
+    pub(crate) async fn set_archived(
         &self,
         principal: &Principal,
         name: &str,
@@ -437,7 +348,7 @@ impl Workspaces {
         archive: bool,
     ) -> Result<Workspace> {
         let tx = self.store.begin_write().await?;
-        let mut ws = authorize(&tx, principal, name, Permission::WorkspacesArchive, true).await?;
+        let mut ws = guard::write(&tx, principal, name, Permission::WorkspacesArchive).await?;
         if archive {
             ws.check_not_built_in("archived")?;
         }
@@ -460,12 +371,12 @@ impl Workspaces {
         ws.update_time = now();
         q::update(&tx, &before, &ws).await?;
         let ws = q::with_counts(&tx, vec![ws]).await?.pop();
-        commit_change(&self.store, tx, name).await?;
+        self.store.commit_change(tx, name).await?;
         ws.ok_or_else(|| unreachable_ws(name))
     }
 
     /// RegisterResource: idempotent.
-    pub async fn register(
+    pub(crate) async fn register(
         &self,
         principal: &Principal,
         name: &str,
@@ -473,9 +384,9 @@ impl Workspaces {
         resource_id: String,
     ) -> Result<Resource> {
         let tx = self.store.begin_write().await?;
-        let mut ws = authorize(&tx, principal, name, Permission::ResourcesWrite, true).await?;
+        let mut ws = guard::write(&tx, principal, name, Permission::ResourcesWrite).await?;
         ws.check_writable()?;
-        if let Some(existing) = q::find_resource(&tx, &ws, &kind, &resource_id).await? {
+        if let Some(existing) = resources::find(&tx, &ws, &kind, &resource_id).await? {
             tx.commit().await?;
             return Ok(existing);
         }
@@ -486,16 +397,16 @@ impl Workspaces {
             registered_by: principal.subject.clone(),
             create_time: now(),
         };
-        q::insert_resource(&tx, &ws.id, &r).await?;
+        resources::insert(&tx, &ws.id, &r).await?;
         // The workspace's resource_counts changed, so its etag does too.
         ws.version += 1;
         q::touch(&tx, &ws.id, ws.version, r.create_time).await?;
-        commit_change(&self.store, tx, name).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(r)
     }
 
     /// UnregisterResource.
-    pub async fn unregister(
+    pub(crate) async fn unregister(
         &self,
         principal: &Principal,
         name: &str,
@@ -503,9 +414,9 @@ impl Workspaces {
         resource_id: &str,
     ) -> Result<()> {
         let tx = self.store.begin_write().await?;
-        let ws = authorize(&tx, principal, name, Permission::ResourcesWrite, true).await?;
+        let ws = guard::write(&tx, principal, name, Permission::ResourcesWrite).await?;
         ws.check_writable()?;
-        if q::delete_resource(&tx, &ws.id, kind, resource_id).await? == 0 {
+        if resources::delete(&tx, &ws.id, kind, resource_id).await? == 0 {
             return Err(Error::NotFound {
                 reason: Reason::ResourceNotFound,
                 message: format!(
@@ -517,12 +428,12 @@ impl Workspaces {
             });
         }
         q::touch(&tx, &ws.id, ws.version + 1, now()).await?;
-        commit_change(&self.store, tx, name).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(())
     }
 
     /// ListResources, ordered by (kind, resource_id).
-    pub async fn list_resources(
+    pub(crate) async fn list_resources(
         &self,
         principal: &Principal,
         name: &str,
@@ -531,21 +442,13 @@ impl Workspaces {
         fingerprint: &str,
     ) -> Result<Page<Resource>> {
         let c = self.store.conn();
-        let ws = authorize_read(
-            &self.store,
-            principal,
-            name,
-            Permission::ResourcesList,
-            false,
-        )
-        .await?;
+        let ws = guard::read(&self.store, principal, name, Permission::ResourcesList).await?;
         let after = match page.after.as_deref() {
             Some([k, r]) => Some((k.as_str(), r.as_str())),
             Some(_) => return Err(Error::invalid("page_token", "is malformed")),
             None => None,
         };
-        let (rows, total) =
-            q::list_resources(c, &ws, kind.as_deref(), after, page.size + 1).await?;
+        let (rows, total) = resources::list(c, &ws, kind.as_deref(), after, page.size + 1).await?;
         Ok(page::finish(rows, page.size, fingerprint, total, |r| {
             vec![r.kind.clone(), r.resource_id.clone()]
         }))

@@ -70,7 +70,7 @@ pub struct AccessCache {
 impl AccessCache {
     /// A view that serves lookups once `set_enabled(true)`, with nothing else to wait for:
     /// for a database no other process changes.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         AccessCache {
             entries: Mutex::default(),
             generation: AtomicU64::new(0),
@@ -85,7 +85,7 @@ impl AccessCache {
 
     /// A view that, once enabled, serves lookups only while the newest beat heard
     /// (`beat_heard`) was sent less than `CONFIRMED_FOR` ago.
-    pub fn confirmed_by_beats() -> Self {
+    pub(crate) fn confirmed_by_beats() -> Self {
         AccessCache {
             beats: true,
             ..Self::new()
@@ -95,7 +95,7 @@ impl AccessCache {
     /// Turns the view on or off, forgetting everything either way: a read that started
     /// while changes could be missed must not fill the view once it is back on. The beats
     /// heard so far are forgotten too: they were heard by a listener that is gone.
-    pub fn set_enabled(&self, on: bool) {
+    pub(crate) fn set_enabled(&self, on: bool) {
         self.clear();
         self.heard.store(0, Ordering::SeqCst);
         self.enabled.store(on, Ordering::SeqCst);
@@ -104,7 +104,7 @@ impl AccessCache {
 
     /// This instant as a beat carries it: nanoseconds since the view was made, from 1 so
     /// that 0 can mean "never".
-    pub fn now_nanos(&self) -> u64 {
+    pub(crate) fn now_nanos(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos())
             .unwrap_or(u64::MAX)
             .saturating_add(1)
@@ -112,7 +112,7 @@ impl AccessCache {
 
     /// Records that the listener heard a beat sent at `sent` (from `now_nanos`): every
     /// change committed before then has been heard and applied.
-    pub fn beat_heard(&self, sent: u64) {
+    pub(crate) fn beat_heard(&self, sent: u64) {
         // Only this process sends on its beat channel; a payload from the future is not one
         // of its beats and proves nothing.
         if sent <= self.now_nanos() {
@@ -133,7 +133,7 @@ impl AccessCache {
     }
 
     /// The cached answer for (`name`, `subject`); `None` on a miss.
-    pub fn get(&self, name: &str, subject: &str) -> Option<Found> {
+    pub(crate) fn get(&self, name: &str, subject: &str) -> Option<Found> {
         if !self.serving() {
             return None;
         }
@@ -149,7 +149,7 @@ impl AccessCache {
     }
 
     /// The generation to pass to `put` for a read that starts now.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
@@ -157,7 +157,7 @@ impl AccessCache {
     /// in meanwhile. It is stored even while no fresh beat lets the view serve: the read is
     /// current as of its start, and a later change reaches the listener ahead of every beat
     /// sent after it committed, so none of those lets the view serve it stale.
-    pub fn put(&self, since: u64, name: &str, subject: &str, found: &Found) {
+    pub(crate) fn put(&self, since: u64, name: &str, subject: &str, found: &Found) {
         if !self.enabled.load(Ordering::SeqCst) {
             return;
         }
@@ -189,7 +189,7 @@ impl AccessCache {
     }
 
     /// The cached resource counts of the workspace `name` with id `id`.
-    pub fn counts(&self, name: &str, id: &str) -> Option<Arc<BTreeMap<String, i64>>> {
+    pub(crate) fn counts(&self, name: &str, id: &str) -> Option<Arc<BTreeMap<String, i64>>> {
         if !self.serving() {
             return None;
         }
@@ -203,7 +203,13 @@ impl AccessCache {
 
     /// Stores the resource counts of the workspace `name` with id `id` that a read started at
     /// generation `since` found, if the view still holds that workspace.
-    pub fn put_counts(&self, since: u64, name: &str, id: &str, counts: Arc<BTreeMap<String, i64>>) {
+    pub(crate) fn put_counts(
+        &self,
+        since: u64,
+        name: &str,
+        id: &str,
+        counts: Arc<BTreeMap<String, i64>>,
+    ) {
         if !self.enabled.load(Ordering::SeqCst) {
             return;
         }
@@ -221,7 +227,7 @@ impl AccessCache {
     }
 
     /// The cached number of workspaces matching the filter `key`, if nothing changed since.
-    pub fn total(&self, key: &str) -> Option<u64> {
+    pub(crate) fn total(&self, key: &str) -> Option<u64> {
         if !self.serving() {
             return None;
         }
@@ -231,7 +237,7 @@ impl AccessCache {
     }
 
     /// Stores the number of workspaces matching `key` that a count started at `since` found.
-    pub fn put_total(&self, since: u64, key: &str, n: u64) {
+    pub(crate) fn put_total(&self, since: u64, key: &str, n: u64) {
         if !self.enabled.load(Ordering::SeqCst) {
             return;
         }
@@ -252,7 +258,7 @@ impl AccessCache {
     }
 
     /// Forgets everything about the workspace `name`.
-    pub fn invalidate(&self, name: &str) {
+    pub(crate) fn invalidate(&self, name: &str) {
         if let Ok(mut entries) = self.entries.lock() {
             self.generation.fetch_add(1, Ordering::SeqCst);
             entries.remove(name);
@@ -260,7 +266,7 @@ impl AccessCache {
     }
 
     /// Forgets everything.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
             self.generation.fetch_add(1, Ordering::SeqCst);
             entries.clear();

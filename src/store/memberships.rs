@@ -50,7 +50,7 @@ async fn emails<C: ConnectionTrait>(
 }
 
 /// One membership of the workspace `workspace_id` (named `workspace`).
-pub async fn find<C: ConnectionTrait>(
+pub(crate) async fn find<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
     workspace: &str,
@@ -67,7 +67,7 @@ pub async fn find<C: ConnectionTrait>(
 }
 
 /// Adds a membership.
-pub async fn insert<C: ConnectionTrait>(
+pub(crate) async fn insert<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
     subject: &str,
@@ -90,7 +90,7 @@ pub async fn insert<C: ConnectionTrait>(
 }
 
 /// Changes a member's role, bumping its version.
-pub async fn update_role<C: ConnectionTrait>(
+pub(crate) async fn update_role<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
     m: &Member,
@@ -107,7 +107,7 @@ pub async fn update_role<C: ConnectionTrait>(
 }
 
 /// Removes a membership; returns how many rows went (0 or 1).
-pub async fn delete<C: ConnectionTrait>(
+pub(crate) async fn delete<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
     subject: &str,
@@ -121,7 +121,10 @@ pub async fn delete<C: ConnectionTrait>(
 }
 
 /// How many admins the workspace has.
-pub async fn count_admins<C: ConnectionTrait>(c: &C, workspace_id: &str) -> Result<u64, DbErr> {
+pub(crate) async fn count_admins<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+) -> Result<u64, DbErr> {
     super::count(
         c,
         membership::Entity::find()
@@ -133,7 +136,7 @@ pub async fn count_admins<C: ConnectionTrait>(c: &C, workspace_id: &str) -> Resu
 
 /// One page of a workspace's members ordered by subject, after `after`, and the number of
 /// all matches.
-pub async fn list<C: ConnectionTrait>(
+pub(crate) async fn list<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
     workspace: &str,
@@ -165,4 +168,22 @@ pub async fn list<C: ConnectionTrait>(
         })
         .collect::<Result<_, _>>()?;
     Ok((members, total))
+}
+
+/// `subject`'s membership role in the workspace, if any.
+pub(crate) async fn role<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    subject: &str,
+) -> Result<Option<Role>, DbErr> {
+    let role: Option<String> = membership::Entity::find()
+        .select_only()
+        .column(membership::Column::Role)
+        .filter(membership::Column::WorkspaceId.eq(workspace_id))
+        .filter(membership::Column::Subject.eq(subject))
+        .into_tuple()
+        .one(c)
+        .await?;
+    role.map(|r| Role::from_db(&r).ok_or_else(|| super::corrupt("role", &r)))
+        .transpose()
 }

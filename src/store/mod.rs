@@ -21,6 +21,7 @@ use sea_orm_migration::MigratorTrait;
 use std::collections::BTreeMap;
 
 pub mod cache;
+pub mod create_requests;
 pub mod entity;
 mod follow;
 mod lock;
@@ -28,9 +29,15 @@ pub mod memberships;
 mod migration;
 pub mod policies;
 pub mod principals;
+pub mod resources;
 pub mod workspaces;
 
 pub use migration::Migrator;
+
+/// A stored value that no version of this server writes: the database was changed by hand.
+pub(crate) fn corrupt(what: &str, value: &str) -> DbErr {
+    DbErr::Type(format!("unexpected {what} in the database: {value:?}"))
+}
 
 /// The number of rows `q` matches, as a bare `SELECT COUNT(*) … WHERE …` that the database
 /// can answer from an index (SeaORM's paginator counts over a subquery of every column).
@@ -154,24 +161,24 @@ impl Store {
     }
 
     /// The database backend in use.
-    pub fn backend(&self) -> DbBackend {
+    pub(crate) fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
     }
 
     /// The connection, for reads outside a transaction.
-    pub fn conn(&self) -> &DatabaseConnection {
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
     }
 
     /// The connection for a single write outside a transaction.
-    pub fn write_conn(&self) -> &DatabaseConnection {
+    pub(crate) fn write_conn(&self) -> &DatabaseConnection {
         &self.writer
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so that it never fails to upgrade a read lock with "database is
     /// locked"; PostgreSQL serializes writers with row locks (`SELECT … FOR UPDATE`).
-    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
         self.writer
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -182,7 +189,7 @@ impl Store {
 
     /// The workspace `name` and `subject`'s role in it, from this replica's view unless
     /// `consistent` (or the view does not know it yet), else from the database.
-    pub async fn find_access(
+    pub(crate) async fn find_access(
         &self,
         name: &str,
         subject: &str,
@@ -201,7 +208,7 @@ impl Store {
 
     /// How many workspaces match `f`, from this replica's view when nothing at all changed
     /// since it last counted them.
-    pub async fn count_workspaces(&self, f: &workspaces::ListFilter) -> Result<u64, DbErr> {
+    pub(crate) async fn count_workspaces(&self, f: &workspaces::ListFilter) -> Result<u64, DbErr> {
         let key = format!("{f:?}");
         if let Some(n) = self.cache.total(&key) {
             return Ok(n);
@@ -213,7 +220,7 @@ impl Store {
     }
 
     /// The resource counts of `ws`, from this replica's view when it has them.
-    pub async fn resource_counts(
+    pub(crate) async fn resource_counts(
         &self,
         ws: &Workspace,
     ) -> Result<Arc<BTreeMap<String, i64>>, DbErr> {
@@ -222,7 +229,7 @@ impl Store {
         }
         let since = self.cache.generation();
         let counts = Arc::new(
-            workspaces::resource_counts(&self.db, &[ws.id.as_str()])
+            resources::counts(&self.db, &[ws.id.as_str()])
                 .await?
                 .remove(&ws.id)
                 .unwrap_or_default(),
@@ -232,41 +239,43 @@ impl Store {
         Ok(counts)
     }
 
-    /// Tells every replica, when `c`'s transaction commits, that the workspace `name` or its
-    /// members changed. Call `changed` after the commit for this replica.
-    pub async fn announce<C: ConnectionTrait>(c: &C, name: &str) -> Result<(), DbErr> {
-        if c.get_database_backend() == DbBackend::Postgres {
-            c.execute_raw(Statement::from_sql_and_values(
+    /// Commits a transaction that changed the workspace `name` or its members, telling every
+    /// replica's view of it: the others through the database, in the same commit, and this
+    /// one's after it (which may also remember that no workspace had this name).
+    pub(crate) async fn commit_change(
+        &self,
+        tx: DatabaseTransaction,
+        name: &str,
+    ) -> Result<(), DbErr> {
+        if tx.get_database_backend() == DbBackend::Postgres {
+            tx.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT pg_notify($1, $2)",
                 [follow::CHANGES_CHANNEL.into(), name.into()],
             ))
             .await?;
         }
-        Ok(())
-    }
-
-    /// Forgets this replica's view of the workspace `name`, after a change committed.
-    pub fn changed(&self, name: &str) {
+        tx.commit().await?;
         self.cache.invalidate(name);
+        Ok(())
     }
 
     /// On PostgreSQL, follows the changes other replicas announce and keeps the view in step;
     /// the view serves reads only while a heartbeat proves, within `cache::CONFIRMED_FOR`,
     /// that the listener has heard them all (see `follow.rs`). Runs until aborted.
-    pub async fn follow_changes(self) {
+    pub(crate) async fn follow_changes(self) {
         if self.backend() == DbBackend::Postgres {
             follow::follow(self.db.get_postgres_connection_pool(), &self.cache).await;
         }
     }
 
     /// How many SQL statements this store has run.
-    pub fn statements(&self) -> u64 {
+    pub(crate) fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }
 
     /// The pool's open connections and how many of them are idle.
-    pub fn pool_stats(&self) -> (u32, u32) {
+    pub(crate) fn pool_stats(&self) -> (u32, u32) {
         let (size, idle) = match self.backend() {
             DbBackend::Postgres => {
                 let p = self.db.get_postgres_connection_pool();
@@ -282,7 +291,7 @@ impl Store {
     }
 
     /// Checks that the database answers.
-    pub async fn ping(&self) -> Result<(), DbErr> {
+    pub(crate) async fn ping(&self) -> Result<(), DbErr> {
         self.db.ping().await
     }
 

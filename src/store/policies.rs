@@ -1,9 +1,11 @@
 //! Queries on policies: one row per workspace, read with its workspace in one join.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
+    ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, ExprTrait, FromQueryResult, QueryFilter,
     QuerySelect,
-    sea_query::{Alias, Asterisk, Expr, Order, Query},
+    sea_query::{Alias, Asterisk, Expr, OnConflict, Order, Query},
 };
 
 use super::{
@@ -11,9 +13,16 @@ use super::{
     workspaces::{ListFilter, list_query},
 };
 use crate::domain::{
+    model::Policy,
     model::{PolicyRules, Workspace},
-    policy::Policy,
 };
+
+/// The stored form of a list of GPU shapes, a JSON array. An empty list means any shape,
+/// so a list that cannot be written is an error, never an empty list.
+fn shapes_json(shapes: &[String]) -> Result<String, DbErr> {
+    serde_json::to_string(shapes)
+        .map_err(|e| DbErr::Custom(format!("gpu_shapes cannot be stored: {e}")))
+}
 
 fn to_domain(workspace: &str, m: policy::Model) -> Result<Policy, DbErr> {
     Ok(Policy {
@@ -39,7 +48,7 @@ fn to_domain(workspace: &str, m: policy::Model) -> Result<Policy, DbErr> {
 }
 
 /// The policy of `ws`; with `lock`, its row stays locked until the transaction ends.
-pub async fn find<C: ConnectionTrait>(
+pub(crate) async fn find<C: ConnectionTrait>(
     c: &C,
     ws: &Workspace,
     lock: bool,
@@ -52,7 +61,7 @@ pub async fn find<C: ConnectionTrait>(
 }
 
 /// Writes a policy's rules, author, time and version.
-pub async fn update<C: ConnectionTrait>(c: &C, p: &Policy) -> Result<(), DbErr> {
+pub(crate) async fn update<C: ConnectionTrait>(c: &C, p: &Policy) -> Result<(), DbErr> {
     let r = &p.rules;
     policy::Entity::update_many()
         .col_expr(policy::Column::PriorityMin, Expr::value(r.priority_min))
@@ -76,7 +85,7 @@ pub async fn update<C: ConnectionTrait>(c: &C, p: &Policy) -> Result<(), DbErr> 
         )
         .col_expr(
             policy::Column::GpuShapes,
-            Expr::value(serde_json::to_string(&r.gpu_shapes).unwrap_or_else(|_| "[]".into())),
+            Expr::value(shapes_json(&r.gpu_shapes)?),
         )
         .col_expr(policy::Column::MaxGpuPerGpr, Expr::value(r.max_gpu_per_gpr))
         .col_expr(
@@ -95,7 +104,7 @@ pub async fn update<C: ConnectionTrait>(c: &C, p: &Policy) -> Result<(), DbErr> 
 /// One page of policies ordered by workspace name, after the name `after`, of the
 /// workspaces matching `f`: the workspaces' page (`workspaces::list_query`) joined with their
 /// policies, in one query.
-pub async fn list<C: ConnectionTrait>(
+pub(crate) async fn list<C: ConnectionTrait>(
     c: &C,
     f: &ListFilter,
     after: Option<&str>,
@@ -123,4 +132,39 @@ pub async fn list<C: ConnectionTrait>(
             to_domain(&name, policy::Model::from_query_result(row, "")?)
         })
         .collect()
+}
+
+/// Creates a workspace's policy from the defaults, unless it has one.
+pub(crate) async fn insert_default<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    d: &PolicyRules,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let row = policy::ActiveModel {
+        workspace_id: Set(workspace_id.to_owned()),
+        priority_min: Set(d.priority_min),
+        priority_max: Set(d.priority_max),
+        max_gprs: Set(d.max_gprs),
+        max_exit_duration_us: Set(d.max_exit_duration_us),
+        enforce_idle_timeout: Set(d.enforce_idle_timeout),
+        requeue_on_failure: Set(d.requeue_on_failure),
+        enable_auto_eviction: Set(d.enable_auto_eviction),
+        gpu_shapes: Set(shapes_json(&d.gpu_shapes)?),
+        max_gpu_per_gpr: Set(d.max_gpu_per_gpr),
+        max_memory_per_gpr_bytes: Set(d.max_memory_per_gpr_bytes),
+        updated_by: Set(by.to_owned()),
+        update_time: Set(at),
+        version: Set(1),
+    };
+    policy::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(policy::Column::WorkspaceId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(c)
+        .await?;
+    Ok(())
 }

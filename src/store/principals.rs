@@ -9,7 +9,7 @@ use super::entity::principal;
 use crate::domain::model::now;
 
 /// Records a principal's subject and email, keeping the first-seen time.
-pub async fn upsert<C: ConnectionTrait>(
+pub(crate) async fn upsert<C: ConnectionTrait>(
     c: &C,
     subject: &str,
     email: Option<&str>,
@@ -33,7 +33,7 @@ pub async fn upsert<C: ConnectionTrait>(
 }
 
 /// The subject that most recently signed in with `email`.
-pub async fn subject_by_email<C: ConnectionTrait>(
+pub(crate) async fn subject_by_email<C: ConnectionTrait>(
     c: &C,
     email: &str,
 ) -> Result<Option<String>, DbErr> {
@@ -43,12 +43,4 @@ pub async fn subject_by_email<C: ConnectionTrait>(
         .one(c)
         .await?
         .map(|p| p.subject))
-}
-
-/// The email last seen for `subject`.
-pub async fn email_of<C: ConnectionTrait>(c: &C, subject: &str) -> Result<Option<String>, DbErr> {
-    Ok(principal::Entity::find_by_id(subject.to_owned())
-        .one(c)
-        .await?
-        .and_then(|p| p.email))
 }

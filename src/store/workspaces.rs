@@ -1,7 +1,7 @@
-//! Queries on workspaces, their labels, memberships, default policies, resources and
-//! create-request ids. Every function takes the connection or transaction to run on.
+//! Queries on workspaces, their labels and their counts, and the listings over them. Every
+//! function takes the connection or transaction to run on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -14,24 +14,19 @@ use sea_orm::{
     },
 };
 
-use super::entity::{
-    create_request, membership, policy, resource, workspace, workspace_count, workspace_label,
-};
+use super::entity::{membership, workspace, workspace_count, workspace_label};
 use crate::domain::{
     access::{Role, Visibility},
-    model::{PolicyRules, Resource, Workspace, WorkspaceState},
+    model::{Workspace, WorkspaceState},
 };
-
-fn corrupt(what: &str, value: &str) -> DbErr {
-    DbErr::Type(format!("unexpected {what} in the database: {value:?}"))
-}
 
 fn to_domain(m: workspace::Model) -> Result<Workspace, DbErr> {
     Ok(Workspace {
         visibility: Visibility::from_db(&m.visibility)
-            .ok_or_else(|| corrupt("visibility", &m.visibility))?,
-        state: WorkspaceState::from_db(&m.state).ok_or_else(|| corrupt("state", &m.state))?,
-        labels: serde_json::from_str(&m.labels).map_err(|_| corrupt("labels", &m.labels))?,
+            .ok_or_else(|| super::corrupt("visibility", &m.visibility))?,
+        state: WorkspaceState::from_db(&m.state)
+            .ok_or_else(|| super::corrupt("state", &m.state))?,
+        labels: serde_json::from_str(&m.labels).map_err(|_| super::corrupt("labels", &m.labels))?,
         id: m.id,
         name: m.name,
         display_name: m.display_name,
@@ -63,24 +58,10 @@ fn to_row(w: &Workspace) -> workspace::ActiveModel {
     }
 }
 
-/// The workspace named `name`. With `lock`, the row stays locked until the transaction ends
-/// (`FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
-pub async fn find_by_name<C: ConnectionTrait>(
-    c: &C,
-    name: &str,
-    lock: bool,
-) -> Result<Option<Workspace>, DbErr> {
-    let mut q = workspace::Entity::find().filter(workspace::Column::Name.eq(name));
-    if lock {
-        q = q.lock_exclusive();
-    }
-    q.one(c).await?.map(to_domain).transpose()
-}
-
 /// The workspace named `name` and `subject`'s membership role in it, in one query. With
 /// `lock`, the workspace row stays locked until the transaction ends (`FOR UPDATE` on
 /// PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
-pub async fn find_with_role<C: ConnectionTrait>(
+pub(crate) async fn find_with_role<C: ConnectionTrait>(
     c: &C,
     name: &str,
     subject: &str,
@@ -110,13 +91,16 @@ pub async fn find_with_role<C: ConnectionTrait>(
     let ws = to_domain(workspace::Model::from_query_result(&row, "")?)?;
     let role: Option<String> = row.try_get("", "member_role")?;
     let role = role
-        .map(|r| Role::from_db(&r).ok_or_else(|| corrupt("role", &r)))
+        .map(|r| Role::from_db(&r).ok_or_else(|| super::corrupt("role", &r)))
         .transpose()?;
     Ok(Some((ws, role)))
 }
 
 /// The workspace with this id.
-pub async fn find_by_id<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<Workspace>, DbErr> {
+pub(crate) async fn find_by_id<C: ConnectionTrait>(
+    c: &C,
+    id: &str,
+) -> Result<Option<Workspace>, DbErr> {
     workspace::Entity::find_by_id(id.to_owned())
         .one(c)
         .await?
@@ -124,26 +108,8 @@ pub async fn find_by_id<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<Wo
         .transpose()
 }
 
-/// `subject`'s membership role in the workspace, if any.
-pub async fn member_role<C: ConnectionTrait>(
-    c: &C,
-    workspace_id: &str,
-    subject: &str,
-) -> Result<Option<Role>, DbErr> {
-    let role: Option<String> = membership::Entity::find()
-        .select_only()
-        .column(membership::Column::Role)
-        .filter(membership::Column::WorkspaceId.eq(workspace_id))
-        .filter(membership::Column::Subject.eq(subject))
-        .into_tuple()
-        .one(c)
-        .await?;
-    role.map(|r| Role::from_db(&r).ok_or_else(|| corrupt("role", &r)))
-        .transpose()
-}
-
 /// Inserts a workspace with its labels. A taken name fails with a unique violation.
-pub async fn insert<C: ConnectionTrait>(c: &C, w: &Workspace) -> Result<(), DbErr> {
+pub(crate) async fn insert<C: ConnectionTrait>(c: &C, w: &Workspace) -> Result<(), DbErr> {
     workspace::Entity::insert(to_row(w))
         .exec_without_returning(c)
         .await?;
@@ -171,7 +137,7 @@ async fn insert_labels<C: ConnectionTrait>(
 
 /// Writes every mutable column of `w`, which was `before`; replaces its label rows when they
 /// changed.
-pub async fn update<C: ConnectionTrait>(
+pub(crate) async fn update<C: ConnectionTrait>(
     c: &C,
     before: &Workspace,
     w: &Workspace,
@@ -189,7 +155,7 @@ pub async fn update<C: ConnectionTrait>(
 }
 
 /// Deletes a workspace; its labels, members, policy and request ids go with it.
-pub async fn delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<(), DbErr> {
+pub(crate) async fn delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<(), DbErr> {
     workspace::Entity::delete_by_id(id.to_owned())
         .exec(c)
         .await?;
@@ -198,7 +164,7 @@ pub async fn delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<(), DbErr> {
 
 /// Marks a workspace changed (a new version and update time) without other changes, as when
 /// its resource counts change.
-pub async fn touch<C: ConnectionTrait>(
+pub(crate) async fn touch<C: ConnectionTrait>(
     c: &C,
     id: &str,
     version: i64,
@@ -213,44 +179,12 @@ pub async fn touch<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Creates a workspace's policy from the defaults, unless it has one.
-pub async fn insert_default_policy<C: ConnectionTrait>(
-    c: &C,
-    workspace_id: &str,
-    d: &PolicyRules,
-    by: &str,
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let row = policy::ActiveModel {
-        workspace_id: Set(workspace_id.to_owned()),
-        priority_min: Set(d.priority_min),
-        priority_max: Set(d.priority_max),
-        max_gprs: Set(d.max_gprs),
-        max_exit_duration_us: Set(d.max_exit_duration_us),
-        enforce_idle_timeout: Set(d.enforce_idle_timeout),
-        requeue_on_failure: Set(d.requeue_on_failure),
-        enable_auto_eviction: Set(d.enable_auto_eviction),
-        gpu_shapes: Set(serde_json::to_string(&d.gpu_shapes).unwrap_or_else(|_| "[]".into())),
-        max_gpu_per_gpr: Set(d.max_gpu_per_gpr),
-        max_memory_per_gpr_bytes: Set(d.max_memory_per_gpr_bytes),
-        updated_by: Set(by.to_owned()),
-        update_time: Set(at),
-        version: Set(1),
-    };
-    policy::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(policy::Column::WorkspaceId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(c)
-        .await?;
-    Ok(())
-}
-
 /// Inserts a built-in workspace unless one of that name exists; safe when several replicas
 /// start at once. Returns whether this call inserted it.
-pub async fn insert_if_absent<C: ConnectionTrait>(c: &C, w: &Workspace) -> Result<bool, DbErr> {
+pub(crate) async fn insert_if_absent<C: ConnectionTrait>(
+    c: &C,
+    w: &Workspace,
+) -> Result<bool, DbErr> {
     let inserted = workspace::Entity::insert(to_row(w))
         .on_conflict(
             OnConflict::column(workspace::Column::Name)
@@ -262,72 +196,13 @@ pub async fn insert_if_absent<C: ConnectionTrait>(c: &C, w: &Workspace) -> Resul
     Ok(inserted > 0)
 }
 
-/// The workspace a caller's earlier create with this request id made.
-pub async fn find_create_request<C: ConnectionTrait>(
-    c: &C,
-    subject: &str,
-    request_id: &str,
-) -> Result<Option<String>, DbErr> {
-    Ok(
-        create_request::Entity::find_by_id((subject.to_owned(), request_id.to_owned()))
-            .one(c)
-            .await?
-            .map(|r| r.workspace_id),
-    )
-}
-
-/// Remembers which workspace a caller's request id created.
-pub async fn insert_create_request<C: ConnectionTrait>(
-    c: &C,
-    subject: &str,
-    request_id: &str,
-    workspace_id: &str,
-    at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    create_request::Entity::insert(create_request::ActiveModel {
-        subject: Set(subject.to_owned()),
-        request_id: Set(request_id.to_owned()),
-        workspace_id: Set(workspace_id.to_owned()),
-        create_time: Set(at),
-    })
-    .exec_without_returning(c)
-    .await?;
-    Ok(())
-}
-
-/// Registered resources by kind, for each of the given workspaces, in one query.
-pub async fn resource_counts<C: ConnectionTrait>(
-    c: &C,
-    workspace_ids: &[&str],
-) -> Result<HashMap<String, BTreeMap<String, i64>>, DbErr> {
-    let mut out: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
-    if workspace_ids.is_empty() {
-        return Ok(out);
-    }
-    let rows: Vec<(String, String, i64)> = resource::Entity::find()
-        .select_only()
-        .column(resource::Column::WorkspaceId)
-        .column(resource::Column::Kind)
-        .column_as(resource::Column::ResourceId.count(), "n")
-        .filter(resource::Column::WorkspaceId.is_in(workspace_ids.iter().copied()))
-        .group_by(resource::Column::WorkspaceId)
-        .group_by(resource::Column::Kind)
-        .into_tuple()
-        .all(c)
-        .await?;
-    for (id, kind, n) in rows {
-        out.entry(id).or_default().insert(kind, n);
-    }
-    Ok(out)
-}
-
 /// Fills `resource_counts` of each workspace.
-pub async fn with_counts<C: ConnectionTrait>(
+pub(crate) async fn with_counts<C: ConnectionTrait>(
     c: &C,
     mut list: Vec<Workspace>,
 ) -> Result<Vec<Workspace>, DbErr> {
     let ids: Vec<&str> = list.iter().map(|w| w.id.as_str()).collect();
-    let mut counts = resource_counts(c, &ids).await?;
+    let mut counts = super::resources::counts(c, &ids).await?;
     for w in &mut list {
         w.resource_counts = counts.remove(&w.id).unwrap_or_default();
     }
@@ -348,8 +223,9 @@ pub struct ListFilter {
     pub readable_by: Option<String>,
 }
 
-/// Visibility other than private, written as the partial index `workspaces_shared_name`
-/// writes it: SQLite uses a partial index only when the query repeats its condition, and
+/// The workspaces every subject may read (`access::listing_scope`: the visibilities that
+/// grant a role, which a test in `access` keeps equal to "not private"), written as the
+/// partial index `workspaces_shared_name` writes it: SQLite uses a partial index only when the query repeats its condition, and
 /// PostgreSQL's generic plans (a prepared statement's, after five runs) only then too.
 const SHARED: &str = "\"workspaces\".\"visibility\" <> 'private'";
 
@@ -461,7 +337,7 @@ pub(crate) async fn list_rows<C: ConnectionTrait>(
 }
 
 /// One page of workspaces ordered by name, after the name `after`, with up to `limit` rows.
-pub async fn list<C: ConnectionTrait>(
+pub(crate) async fn list<C: ConnectionTrait>(
     c: &C,
     f: &ListFilter,
     after: Option<&str>,
@@ -516,7 +392,10 @@ pub fn count_query(f: &ListFilter) -> SelectStatement {
 }
 
 /// How many workspaces match `f` (see `count_query`).
-pub async fn count_matching<C: ConnectionTrait>(c: &C, f: &ListFilter) -> Result<u64, DbErr> {
+pub(crate) async fn count_matching<C: ConnectionTrait>(
+    c: &C,
+    f: &ListFilter,
+) -> Result<u64, DbErr> {
     let stmt = c.get_database_backend().build(&count_query(f));
     let n: i64 = match c.query_one_raw(stmt).await? {
         Some(row) => row.try_get_by_index(0)?,
@@ -527,104 +406,4 @@ pub async fn count_matching<C: ConnectionTrait>(c: &C, f: &ListFilter) -> Result
             "workspace_counts adds up to {n}: the table has been changed by hand"
         ))
     })
-}
-
-fn resource_to_domain(workspace: &str, m: resource::Model) -> Resource {
-    Resource {
-        workspace: workspace.to_owned(),
-        kind: m.kind,
-        resource_id: m.resource_id,
-        registered_by: m.registered_by,
-        create_time: m.create_time,
-    }
-}
-
-/// A registered resource.
-pub async fn find_resource<C: ConnectionTrait>(
-    c: &C,
-    workspace: &Workspace,
-    kind: &str,
-    resource_id: &str,
-) -> Result<Option<Resource>, DbErr> {
-    Ok(resource::Entity::find_by_id((
-        workspace.id.clone(),
-        kind.to_owned(),
-        resource_id.to_owned(),
-    ))
-    .one(c)
-    .await?
-    .map(|m| resource_to_domain(&workspace.name, m)))
-}
-
-/// Registers a resource.
-pub async fn insert_resource<C: ConnectionTrait>(
-    c: &C,
-    workspace_id: &str,
-    r: &Resource,
-) -> Result<(), DbErr> {
-    resource::Entity::insert(resource::ActiveModel {
-        workspace_id: Set(workspace_id.to_owned()),
-        kind: Set(r.kind.clone()),
-        resource_id: Set(r.resource_id.clone()),
-        registered_by: Set(r.registered_by.clone()),
-        create_time: Set(r.create_time),
-    })
-    .exec_without_returning(c)
-    .await?;
-    Ok(())
-}
-
-/// Unregisters a resource; returns how many rows went (0 or 1).
-pub async fn delete_resource<C: ConnectionTrait>(
-    c: &C,
-    workspace_id: &str,
-    kind: &str,
-    resource_id: &str,
-) -> Result<u64, DbErr> {
-    Ok(resource::Entity::delete_by_id((
-        workspace_id.to_owned(),
-        kind.to_owned(),
-        resource_id.to_owned(),
-    ))
-    .exec(c)
-    .await?
-    .rows_affected)
-}
-
-/// One page of a workspace's resources ordered by (kind, resource_id), after the key
-/// `after`, and the number of all matches.
-pub async fn list_resources<C: ConnectionTrait>(
-    c: &C,
-    workspace: &Workspace,
-    kind: Option<&str>,
-    after: Option<(&str, &str)>,
-    limit: u64,
-) -> Result<(Vec<Resource>, u64), DbErr> {
-    let mut cond = Condition::all().add(resource::Column::WorkspaceId.eq(&workspace.id));
-    if let Some(kind) = kind {
-        cond = cond.add(resource::Column::Kind.eq(kind));
-    }
-    let total = super::count(c, resource::Entity::find().filter(cond.clone())).await?;
-    let mut q = resource::Entity::find().filter(cond);
-    if let Some((k, r)) = after {
-        q = q.filter(
-            Condition::any().add(resource::Column::Kind.gt(k)).add(
-                Condition::all()
-                    .add(resource::Column::Kind.eq(k))
-                    .add(resource::Column::ResourceId.gt(r)),
-            ),
-        );
-    }
-    let rows = q
-        .order_by_asc(resource::Column::Kind)
-        .order_by_asc(resource::Column::ResourceId)
-        .limit(limit)
-        .all(c)
-        .await?;
-    Ok((
-        rows.into_iter()
-            .map(|m| resource_to_domain(&workspace.name, m))
-            .collect(),
-        total,
-    ))
 }

@@ -37,22 +37,8 @@ pub struct Model {
     pub version: i64,
 }
 
-/// Relations joined through the ORM.
+/// No relations are joined through the ORM: the store writes its joins as queries.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    /// The policy's workspace.
-    #[sea_orm(
-        belongs_to = "super::workspace::Entity",
-        from = "Column::WorkspaceId",
-        to = "super::workspace::Column::Id"
-    )]
-    Workspace,
-}
-
-impl Related<super::workspace::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Workspace.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -34,18 +34,8 @@ pub struct Model {
     pub version: i64,
 }
 
-/// Relations joined through the ORM.
+/// No relations are joined through the ORM: the store writes its joins as queries.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    /// Every workspace has exactly one policy.
-    #[sea_orm(has_one = "super::policy::Entity")]
-    Policy,
-}
-
-impl Related<super::policy::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Policy.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -4,12 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::{SharedCtx, convert, mask_paths, unvalidated};
 use crate::{
-    domain::{
-        model::PolicyRules,
-        page,
-        policy::{self, GpuRequest},
-        validate::Violations,
-    },
+    domain::{model::PolicyRules, page, quota::GpuRequest, rules, validate::Violations},
     pb::v1::{self as pb, policy_service_server::PolicyService},
 };
 
@@ -75,10 +70,10 @@ impl PolicyService for PolicyApi {
         let mut v = Violations::default();
         let given = r.policy.unwrap_or_default();
         let name = convert::workspace_name(&mut v, "policy.workspace", &given.workspace);
-        let paths = mask_paths(&mut v, r.update_mask.as_ref(), &policy::UPDATABLE);
+        let paths = mask_paths(&mut v, r.update_mask.as_ref(), &rules::UPDATABLE);
         let input = convert::policy_input(&given);
         // Validated here, at the edge, so that bad input is answered before anything else.
-        policy::apply(
+        rules::apply(
             &mut PolicyRules::default(),
             &input,
             &paths,
@@ -91,7 +86,7 @@ impl PolicyService for PolicyApi {
             .ctx
             .policies
             .update(&p, &name, &r.etag, |rules, v| {
-                policy::apply(rules, &input, &paths, "policy.", v)
+                rules::apply(rules, &input, &paths, "policy.", v)
             })
             .await?;
         Ok(Response::new(pb::UpdatePolicyResponse {

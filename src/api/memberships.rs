@@ -6,7 +6,7 @@ use super::{SharedCtx, convert, unvalidated};
 use crate::{
     domain::{
         access::{Permission, Role},
-        members::Who,
+        memberships::Who,
         page,
         validate::{self, Violations},
     },
@@ -58,7 +58,7 @@ impl MembershipService for MembershipApi {
         let (Some(name), Some(who), Some(role)) = (name, who, role) else {
             return Err(unvalidated());
         };
-        let member = self.ctx.members.add(&p, &name, who, role).await?;
+        let member = self.ctx.memberships.add(&p, &name, who, role).await?;
         Ok(Response::new(pb::AddMemberResponse {
             member: Some(member.into()),
         }))
@@ -78,7 +78,7 @@ impl MembershipService for MembershipApi {
         let (Some(name), Some(subject)) = (name, subject) else {
             return Err(unvalidated());
         };
-        let member = self.ctx.members.get(&p, &name, &subject).await?;
+        let member = self.ctx.memberships.get(&p, &name, &subject).await?;
         Ok(Response::new(pb::GetMemberResponse {
             member: Some(member.into()),
         }))
@@ -101,7 +101,7 @@ impl MembershipService for MembershipApi {
         };
         let member = self
             .ctx
-            .members
+            .memberships
             .update(&p, &name, &subject, role, &r.etag)
             .await?;
         Ok(Response::new(pb::UpdateMemberResponse {
@@ -123,7 +123,7 @@ impl MembershipService for MembershipApi {
         let (Some(name), Some(who)) = (name, who) else {
             return Err(unvalidated());
         };
-        let removed = self.ctx.members.remove(&p, &name, who).await?;
+        let removed = self.ctx.memberships.remove(&p, &name, who).await?;
         Ok(Response::new(pb::RemoveMemberResponse {
             removed_count: i32::try_from(removed).unwrap_or(i32::MAX),
         }))
@@ -156,7 +156,7 @@ impl MembershipService for MembershipApi {
         };
         let out = self
             .ctx
-            .members
+            .memberships
             .list(&p, &name, role, page, &fingerprint)
             .await?;
         Ok(Response::new(pb::ListMembersResponse {
@@ -196,7 +196,7 @@ impl MembershipService for MembershipApi {
         };
         let (allowed, role) = self
             .ctx
-            .members
+            .memberships
             .check(
                 &p,
                 &name,

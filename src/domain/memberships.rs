@@ -4,14 +4,14 @@
 use sea_orm::ConnectionTrait;
 
 use super::{
-    access::{self, Permission, Principal, Role},
+    access::{self, Need, Permission, Principal, Role},
+    guard,
     model::{Member, Workspace, now},
     page::{self, Page, PageRequest},
-    workspaces::{authorize, authorize_read, commit_change},
 };
 use crate::{
     error::{Error, Reason, Result, echo},
-    store::{Store, memberships as m, principals, workspaces as q},
+    store::{Store, memberships as m, principals},
 };
 
 /// Who a request names: a subject, or the email of a principal seen before.
@@ -25,7 +25,7 @@ pub enum Who {
 
 /// The MembershipService use cases.
 #[derive(Clone, Debug)]
-pub struct Members {
+pub struct Memberships {
     store: Store,
 }
 
@@ -74,16 +74,22 @@ async fn leaves_no_admin<C: ConnectionTrait>(
     Ok(member.role == Role::Admin && m::count_admins(c, &ws.id).await? <= 1)
 }
 
-impl Members {
+impl Memberships {
     /// Use cases over `store`.
-    pub fn new(store: Store) -> Self {
-        Members { store }
+    pub(crate) fn new(store: Store) -> Self {
+        Memberships { store }
     }
 
     /// AddMember.
-    pub async fn add(&self, p: &Principal, name: &str, who: Who, role: Role) -> Result<Member> {
+    pub(crate) async fn add(
+        &self,
+        p: &Principal,
+        name: &str,
+        who: Who,
+        role: Role,
+    ) -> Result<Member> {
         let tx = self.store.begin_write().await?;
-        let ws = authorize(&tx, p, name, Permission::MembersManage, true).await?;
+        let ws = guard::write(&tx, p, name, Permission::MembersManage).await?;
         ws.check_writable()?;
         let subject = resolve(&tx, who).await?;
         if m::find(&tx, &ws.id, name, &subject).await?.is_some() {
@@ -98,20 +104,20 @@ impl Members {
         }
         m::insert(&tx, &ws.id, &subject, role, &p.subject, now()).await?;
         let member = m::find(&tx, &ws.id, name, &subject).await?;
-        commit_change(&self.store, tx, name).await?;
+        self.store.commit_change(tx, name).await?;
         member.ok_or_else(|| member_not_found(name, &subject))
     }
 
     /// GetMember.
-    pub async fn get(&self, p: &Principal, name: &str, subject: &str) -> Result<Member> {
-        let ws = authorize_read(&self.store, p, name, Permission::MembersList, false).await?;
+    pub(crate) async fn get(&self, p: &Principal, name: &str, subject: &str) -> Result<Member> {
+        let ws = guard::read(&self.store, p, name, Permission::MembersList).await?;
         m::find(self.store.conn(), &ws.id, name, subject)
             .await?
             .ok_or_else(|| member_not_found(name, subject))
     }
 
     /// UpdateMember: a new role under the etag; the last admin cannot be demoted.
-    pub async fn update(
+    pub(crate) async fn update(
         &self,
         p: &Principal,
         name: &str,
@@ -120,7 +126,7 @@ impl Members {
         etag: &str,
     ) -> Result<Member> {
         let tx = self.store.begin_write().await?;
-        let ws = authorize(&tx, p, name, Permission::MembersManage, true).await?;
+        let ws = guard::write(&tx, p, name, Permission::MembersManage).await?;
         ws.check_writable()?;
         let mut member = m::find(&tx, &ws.id, name, subject)
             .await?
@@ -135,29 +141,21 @@ impl Members {
         member.version += 1;
         member.update_time = now();
         m::update_role(&tx, &ws.id, &member).await?;
-        commit_change(&self.store, tx, name).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(member)
     }
 
-    /// RemoveMember: needs members.manage, except that a member may remove itself (but not
-    /// from `system`, which only platform admins change).
-    pub async fn remove(&self, p: &Principal, name: &str, who: Who) -> Result<u64> {
-        let tx = self.store.begin_write().await?;
-        let found = q::find_with_role(&tx, name, &p.subject, true).await?;
-        let access = found.as_ref().map(|(ws, role)| ws.access(*role));
-        access::authorize(p, name, access.as_ref(), Permission::WorkspacesGet)?;
-        let (ws, role) = found.ok_or_else(|| Error::workspace_not_found(name))?;
-        // Decided before an email is looked up, so that only member managers learn whether
-        // an email has signed in.
+    /// RemoveMember: needs members.manage, except that a member may remove itself (see
+    /// `access::Need::Removal`).
+    pub(crate) async fn remove(&self, p: &Principal, name: &str, who: Who) -> Result<u64> {
         let names_self = match &who {
-            Who::Subject(s) => *s == p.subject,
-            Who::Email(e) => p.email.as_deref() == Some(e.as_str()),
+            Who::Subject(s) => access::names_self(p, Some(s), None),
+            Who::Email(e) => access::names_self(p, None, Some(e)),
         };
-        let is_self = names_self && role.is_some() && !ws.access(role).is_system;
-        if !is_self {
-            access::authorize(p, name, access.as_ref(), Permission::MembersManage)?;
-        }
-        let subject = if is_self {
+        let tx = self.store.begin_write().await?;
+        let ws = guard::write(&tx, p, name, Need::Removal { names_self }).await?;
+        // Admitted by its own membership, or as a member manager, who may name anyone.
+        let subject = if names_self {
             p.subject.clone()
         } else {
             resolve(&tx, who).await?
@@ -170,12 +168,12 @@ impl Members {
             return Err(last_admin(name));
         }
         let removed = m::delete(&tx, &ws.id, &subject).await?;
-        commit_change(&self.store, tx, name).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(removed)
     }
 
     /// ListMembers, ordered by subject.
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         p: &Principal,
         name: &str,
@@ -184,7 +182,7 @@ impl Members {
         fingerprint: &str,
     ) -> Result<Page<Member>> {
         let c = self.store.conn();
-        let ws = authorize_read(&self.store, p, name, Permission::MembersList, false).await?;
+        let ws = guard::read(&self.store, p, name, Permission::MembersList).await?;
         let after = page.after_key();
         let (rows, total) = m::list(c, &ws.id, name, role, after, page.size + 1).await?;
         Ok(page::finish(rows, page.size, fingerprint, total, |m| {
@@ -194,7 +192,7 @@ impl Members {
 
     /// CheckAccess: whether `subject` (the caller when `None`) holds `permission` in the
     /// workspace, and its effective role; read from the database when `consistent`.
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         p: &Principal,
         name: &str,
@@ -203,7 +201,7 @@ impl Members {
         consistent: bool,
     ) -> Result<(bool, Option<Role>)> {
         let other = subject.filter(|s| *s != p.subject);
-        if other.is_some() && !p.platform.any() {
+        if other.is_some() && !access::may_check_for_others(p) {
             return Err(Error::PermissionDenied(
                 "checking another subject's access needs a platform role".into(),
             ));

@@ -1,0 +1,69 @@
+//! The two doors to a workspace: every workspace-scoped use case first looks the workspace
+//! up with the caller's role in it and applies `access::authorize`, through `read` (this
+//! replica's view) or `write` (the row, locked for the transaction).
+
+use std::sync::Arc;
+
+use sea_orm::ConnectionTrait;
+
+use super::{
+    access::{self, Need, Principal},
+    model::Workspace,
+};
+use crate::{
+    error::{Error, Result},
+    store::{Store, memberships, workspaces},
+};
+
+/// The workspace `name`, if `principal` may act on it as `need` says, from this replica's
+/// view of workspaces and roles: exact for changes made here, and within milliseconds for
+/// changes made on other replicas (see `store::cache`).
+pub(crate) async fn read(
+    store: &Store,
+    principal: &Principal,
+    name: &str,
+    need: impl Into<Need>,
+) -> Result<Arc<Workspace>> {
+    let found = store.find_access(name, &principal.subject, false).await?;
+    let ws = found.as_ref().map(|(ws, role)| ws.access(*role));
+    access::authorize(principal, name, ws.as_ref(), need)?;
+    // authorize() fails when the workspace is missing.
+    found
+        .map(|(ws, _)| ws)
+        .ok_or_else(|| Error::workspace_not_found(name))
+}
+
+/// The workspace `name`, if `principal` may act on it as `need` says, read in the write
+/// transaction `tx` with its row locked until the transaction ends, so that the decision
+/// and the writes after it see the same workspace and members on every replica.
+pub(crate) async fn write<C: ConnectionTrait>(
+    tx: &C,
+    principal: &Principal,
+    name: &str,
+    need: impl Into<Need>,
+) -> Result<Workspace> {
+    let found = workspaces::find_with_role(tx, name, &principal.subject, true).await?;
+    let ws = found.as_ref().map(|(ws, role)| ws.access(*role));
+    access::authorize(principal, name, ws.as_ref(), need)?;
+    found
+        .map(|(ws, _)| ws)
+        .ok_or_else(|| Error::workspace_not_found(name))
+}
+
+/// The decision for a workspace already looked up some other way (by id, or by a create
+/// request's id), `None` when missing; answers name it `label`.
+pub(crate) async fn found<C: ConnectionTrait>(
+    c: &C,
+    principal: &Principal,
+    label: &str,
+    ws: Option<Workspace>,
+    need: impl Into<Need>,
+) -> Result<Workspace> {
+    let role = match &ws {
+        Some(ws) => memberships::role(c, &ws.id, &principal.subject).await?,
+        None => None,
+    };
+    let access = ws.as_ref().map(|w| w.access(role));
+    access::authorize(principal, label, access.as_ref(), need)?;
+    ws.ok_or_else(|| Error::workspace_not_found(label))
+}

@@ -1,0 +1,100 @@
+//! The PolicyService use cases: reading, listing and updating workspaces' policies, and
+//! checking a GPU pod request against one.
+
+use super::{
+    access::{self, Permission, Principal},
+    guard,
+    model::{Policy, PolicyRules, now},
+    page::{self, Page, PageRequest},
+    quota::{GpuRequest, QuotaViolation, check_quota},
+    validate::Violations,
+};
+use crate::{
+    error::{Error, Result},
+    store::{Store, policies as q, workspaces::ListFilter},
+};
+
+/// The PolicyService use cases.
+#[derive(Clone, Debug)]
+pub struct Policies {
+    store: Store,
+}
+
+impl Policies {
+    /// Use cases over `store`.
+    pub(crate) fn new(store: Store) -> Self {
+        Policies { store }
+    }
+
+    async fn read(&self, p: &Principal, name: &str) -> Result<Policy> {
+        let ws = guard::read(&self.store, p, name, Permission::PoliciesGet).await?;
+        // Missing only when the workspace was deleted since this replica's view read it.
+        q::find(self.store.conn(), &ws, false)
+            .await?
+            .ok_or_else(|| Error::workspace_not_found(name))
+    }
+
+    /// GetPolicy.
+    pub(crate) async fn get(&self, p: &Principal, name: &str) -> Result<Policy> {
+        self.read(p, name).await
+    }
+
+    /// ListPolicies: the policies of the workspaces the caller may read, by workspace name.
+    pub(crate) async fn list(
+        &self,
+        p: &Principal,
+        page: PageRequest,
+        fingerprint: &str,
+    ) -> Result<Page<Policy>> {
+        let f = ListFilter {
+            readable_by: access::listing_scope(p).map(str::to_owned),
+            ..Default::default()
+        };
+        let after = page.after_key();
+        let total = self.store.count_workspaces(&f).await?;
+        let rows = q::list(self.store.conn(), &f, after, page.size + 1).await?;
+        Ok(page::finish(rows, page.size, fingerprint, total, |p| {
+            vec![p.workspace.clone()]
+        }))
+    }
+
+    /// UpdatePolicy: platform admins only; `apply_changes` sets the masked fields and reports
+    /// violations, which are answered before anything is written.
+    pub(crate) async fn update(
+        &self,
+        p: &Principal,
+        name: &str,
+        etag: &str,
+        apply_changes: impl FnOnce(&mut PolicyRules, &mut Violations),
+    ) -> Result<Policy> {
+        let tx = self.store.begin_write().await?;
+        let ws = guard::write(&tx, p, name, Permission::PoliciesUpdate).await?;
+        let mut policy = q::find(&tx, &ws, true)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("workspace \"{name}\" has no policy")))?;
+        if !etag.is_empty() && etag != policy.etag() {
+            return Err(Error::EtagMismatch);
+        }
+        ws.check_writable()?;
+        let mut v = Violations::default();
+        apply_changes(&mut policy.rules, &mut v);
+        v.finish()?;
+        policy.version += 1;
+        policy.update_time = now();
+        policy.updated_by = p.subject.clone();
+        q::update(&tx, &policy).await?;
+        tx.commit().await?;
+        Ok(policy)
+    }
+
+    /// CheckGpuQuota.
+    pub(crate) async fn check_quota(
+        &self,
+        p: &Principal,
+        name: &str,
+        request: &GpuRequest,
+    ) -> Result<Vec<QuotaViolation>> {
+        let policy = self.read(p, name).await?;
+        Ok(check_quota(&policy.rules, request))
+    }
+}
