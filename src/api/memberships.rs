@@ -1,16 +1,14 @@
-//! MembershipService: decode and validate each request, call the domain, convert the answer.
+//! MembershipService: each method turns its request into the domain's input (see
+//! `convert`), calls the use case and converts the answer.
 
 use tonic::{Request, Response, Status};
 
-use super::{SharedCtx, convert, unvalidated};
+use super::{SharedCtx, convert};
 use crate::{
     domain::{
-        access::{Permission, Role},
-        memberships::Who,
-        page,
-        validate::{self, Violations},
+        access::Role,
+        memberships::{AddMember, CheckAccess, ListMembers, MemberRef, RemoveMember, UpdateMember},
     },
-    error::echo,
     pb::v1::{self as pb, membership_service_server::MembershipService},
 };
 
@@ -27,20 +25,6 @@ impl MembershipApi {
     }
 }
 
-/// Parses exactly one of `subject` and `email`.
-fn who(v: &mut Violations, subject: &str, email: &str) -> Option<Who> {
-    match (subject.is_empty(), email.is_empty()) {
-        (false, true) => v
-            .check("subject", validate::subject(subject))
-            .map(Who::Subject),
-        (true, false) => v.check("email", validate::email(email)).map(Who::Email),
-        _ => {
-            v.add("subject", "exactly one of subject and email must be set");
-            None
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl MembershipService for MembershipApi {
     #[tracing::instrument(skip_all)]
@@ -49,16 +33,8 @@ impl MembershipService for MembershipApi {
         req: Request<pb::AddMemberRequest>,
     ) -> Result<Response<pb::AddMemberResponse>, Status> {
         let p = self.ctx.principal(&req).await?;
-        let r = req.into_inner();
-        let mut v = Violations::default();
-        let name = convert::workspace_name(&mut v, "workspace", &r.workspace);
-        let who = who(&mut v, &r.subject, &r.email);
-        let role = v.check("role", convert::role(r.role));
-        v.finish()?;
-        let (Some(name), Some(who), Some(role)) = (name, who, role) else {
-            return Err(unvalidated());
-        };
-        let member = self.ctx.memberships.add(&p, &name, who, role).await?;
+        let input = AddMember::try_from(req.into_inner())?;
+        let member = self.ctx.memberships.add(&p, input).await?;
         Ok(Response::new(pb::AddMemberResponse {
             member: Some(member.into()),
         }))
@@ -70,15 +46,8 @@ impl MembershipService for MembershipApi {
         req: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
         let p = self.ctx.principal(&req).await?;
-        let r = req.into_inner();
-        let mut v = Violations::default();
-        let name = convert::workspace_name(&mut v, "workspace", &r.workspace);
-        let subject = v.check("subject", validate::subject(&r.subject));
-        v.finish()?;
-        let (Some(name), Some(subject)) = (name, subject) else {
-            return Err(unvalidated());
-        };
-        let member = self.ctx.memberships.get(&p, &name, &subject).await?;
+        let input = MemberRef::try_from(req.into_inner())?;
+        let member = self.ctx.memberships.get(&p, input).await?;
         Ok(Response::new(pb::GetMemberResponse {
             member: Some(member.into()),
         }))
@@ -90,20 +59,8 @@ impl MembershipService for MembershipApi {
         req: Request<pb::UpdateMemberRequest>,
     ) -> Result<Response<pb::UpdateMemberResponse>, Status> {
         let p = self.ctx.principal(&req).await?;
-        let r = req.into_inner();
-        let mut v = Violations::default();
-        let name = convert::workspace_name(&mut v, "workspace", &r.workspace);
-        let subject = v.check("subject", validate::subject(&r.subject));
-        let role = v.check("role", convert::role(r.role));
-        v.finish()?;
-        let (Some(name), Some(subject), Some(role)) = (name, subject, role) else {
-            return Err(unvalidated());
-        };
-        let member = self
-            .ctx
-            .memberships
-            .update(&p, &name, &subject, role, &r.etag)
-            .await?;
+        let input = UpdateMember::try_from(req.into_inner())?;
+        let member = self.ctx.memberships.update(&p, input).await?;
         Ok(Response::new(pb::UpdateMemberResponse {
             member: Some(member.into()),
         }))
@@ -115,15 +72,8 @@ impl MembershipService for MembershipApi {
         req: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
         let p = self.ctx.principal(&req).await?;
-        let r = req.into_inner();
-        let mut v = Violations::default();
-        let name = convert::workspace_name(&mut v, "workspace", &r.workspace);
-        let who = who(&mut v, &r.subject, &r.email);
-        v.finish()?;
-        let (Some(name), Some(who)) = (name, who) else {
-            return Err(unvalidated());
-        };
-        let removed = self.ctx.memberships.remove(&p, &name, who).await?;
+        let input = RemoveMember::try_from(req.into_inner())?;
+        let removed = self.ctx.memberships.remove(&p, input).await?;
         Ok(Response::new(pb::RemoveMemberResponse {
             removed_count: i32::try_from(removed).unwrap_or(i32::MAX),
         }))
@@ -135,34 +85,12 @@ impl MembershipService for MembershipApi {
         req: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         let p = self.ctx.principal(&req).await?;
-        let r = req.into_inner();
-        let mut v = Violations::default();
-        let name = convert::workspace_name(&mut v, "workspace", &r.workspace);
-        let role = if r.role == pb::Role::Unspecified as i32 {
-            Some(None)
-        } else {
-            v.check("role", convert::role(r.role)).map(Some)
-        };
-        let fingerprint = serde_json::json!({
-            "rpc": "ListMembers",
-            "workspace": r.workspace,
-            "role": r.role,
-        })
-        .to_string();
-        let page = page::parse(r.page_size, &r.page_token, &fingerprint, &mut v);
-        v.finish()?;
-        let (Some(name), Some(role), Some(page)) = (name, role, page) else {
-            return Err(unvalidated());
-        };
-        let out = self
-            .ctx
-            .memberships
-            .list(&p, &name, role, page, &fingerprint)
-            .await?;
+        let input = ListMembers::try_from(req.into_inner())?;
+        let out = self.ctx.memberships.list(&p, input).await?;
         Ok(Response::new(pb::ListMembersResponse {
             members: out.items.into_iter().map(Into::into).collect(),
             next_page_token: out.next_page_token,
-            total_size: i32::try_from(out.total_size).unwrap_or(i32::MAX),
+            total_size: convert::total(out.total_size),
         }))
     }
 
@@ -172,39 +100,8 @@ impl MembershipService for MembershipApi {
         req: Request<pb::CheckAccessRequest>,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
         let p = self.ctx.principal(&req).await?;
-        let r = req.into_inner();
-        let mut v = Violations::default();
-        let name = convert::workspace_name(&mut v, "workspace", &r.workspace);
-        let permission = v.check(
-            "permission",
-            Permission::parse(&r.permission).ok_or_else(|| {
-                format!(
-                    "unknown permission \"{}\"; known: {}",
-                    echo(&r.permission),
-                    Permission::ALL.map(|p| p.as_str()).join(", ")
-                )
-            }),
-        );
-        let subject = if r.subject.is_empty() {
-            Some(None)
-        } else {
-            v.check("subject", validate::subject(&r.subject)).map(Some)
-        };
-        v.finish()?;
-        let (Some(name), Some(permission), Some(subject)) = (name, permission, subject) else {
-            return Err(unvalidated());
-        };
-        let (allowed, role) = self
-            .ctx
-            .memberships
-            .check(
-                &p,
-                &name,
-                permission,
-                subject.as_deref(),
-                r.fully_consistent,
-            )
-            .await?;
+        let input = CheckAccess::try_from(req.into_inner())?;
+        let (allowed, role) = self.ctx.memberships.check(&p, input).await?;
         Ok(Response::new(pb::CheckAccessResponse {
             allowed,
             role: pb::Role::from(role) as i32,

@@ -8,9 +8,9 @@ use tonic::{Request, Status};
 use crate::{
     domain::{
         access::Principal, memberships::Memberships, policies::Policies, principals::Principals,
-        validate::Violations, workspaces::Workspaces,
+        workspaces::Workspaces,
     },
-    error::{Error, echo},
+    error::Error,
 };
 
 pub mod convert;
@@ -47,38 +47,3 @@ impl Ctx {
 
 /// Shared handle to the context.
 pub type SharedCtx = Arc<Ctx>;
-
-/// The error for a field that validation passed but did not produce, which cannot happen:
-/// answered as INTERNAL rather than a panic on a request path.
-pub(crate) fn unvalidated() -> Status {
-    Error::Internal("a validated field is missing".into()).into()
-}
-
-/// Validates an update mask against `updatable`; `*` means all of them.
-pub(crate) fn mask_paths(
-    v: &mut Violations,
-    mask: Option<&prost_types::FieldMask>,
-    updatable: &[&str],
-) -> Vec<String> {
-    let paths = mask.map(|m| m.paths.as_slice()).unwrap_or_default();
-    if paths.is_empty() {
-        v.add("update_mask", "at least one field must be provided");
-        return Vec::new();
-    }
-    if paths.iter().any(|p| p == "*") {
-        return updatable.iter().map(|s| s.to_string()).collect();
-    }
-    for p in paths {
-        if !updatable.contains(&p.as_str()) {
-            v.add(
-                "update_mask",
-                format!(
-                    "\"{}\" is not an updatable field; updatable: {}",
-                    echo(p),
-                    updatable.join(", ")
-                ),
-            );
-        }
-    }
-    paths.to_vec()
-}

@@ -281,10 +281,10 @@ pub fn names_self(principal: &Principal, subject: Option<&str>, email: Option<&s
     }
 }
 
-/// Whether `principal` may ask for another subject's access (CheckAccess with a `subject`):
-/// services that authorize on others' behalf hold a platform role; anyone else asks only
-/// for itself.
-pub fn may_check_for_others(principal: &Principal) -> bool {
+/// Whether `principal` may ask about another subject: its access (CheckAccess with a
+/// `subject`) or its workspaces (ListWorkspaces with a `member`). Services that act on
+/// others' behalf hold a platform role; anyone else asks only about itself.
+pub fn may_act_for_others(principal: &Principal) -> bool {
     principal.platform.any()
 }
 
@@ -535,7 +535,7 @@ mod tests {
     #[test]
     fn only_platform_principals_check_others_and_list_everything() {
         let user = principal(PlatformRoles::default());
-        assert!(!may_check_for_others(&user));
+        assert!(!may_act_for_others(&user));
         assert_eq!(listing_scope(&user), Some("alice"));
         for platform in [
             PlatformRoles {
@@ -548,7 +548,7 @@ mod tests {
             },
         ] {
             let p = principal(platform);
-            assert!(may_check_for_others(&p));
+            assert!(may_act_for_others(&p));
             assert_eq!(listing_scope(&p), None);
         }
     }

@@ -9,6 +9,7 @@ use sea_orm::ConnectionTrait;
 use super::{
     access::{self, Need, Principal},
     model::Workspace,
+    validate::WorkspaceName,
 };
 use crate::{
     error::{Error, Result},
@@ -21,7 +22,7 @@ use crate::{
 pub(crate) async fn read(
     store: &Store,
     principal: &Principal,
-    name: &str,
+    name: &WorkspaceName,
     need: impl Into<Need>,
 ) -> Result<Arc<Workspace>> {
     let found = store.find_access(name, &principal.subject, false).await?;
@@ -39,7 +40,7 @@ pub(crate) async fn read(
 pub(crate) async fn write<C: ConnectionTrait>(
     tx: &C,
     principal: &Principal,
-    name: &str,
+    name: &WorkspaceName,
     need: impl Into<Need>,
 ) -> Result<Workspace> {
     let found = workspaces::find_with_role(tx, name, &principal.subject, true).await?;
@@ -60,7 +61,7 @@ pub(crate) async fn found<C: ConnectionTrait>(
     need: impl Into<Need>,
 ) -> Result<Workspace> {
     let role = match &ws {
-        Some(ws) => memberships::role(c, &ws.id, &principal.subject).await?,
+        Some(ws) => memberships::role(c, ws, &principal.subject).await?,
         None => None,
     };
     let access = ws.as_ref().map(|w| w.access(role));

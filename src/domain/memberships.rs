@@ -8,6 +8,7 @@ use super::{
     guard,
     model::{Member, Workspace, now},
     page::{self, Page, PageRequest},
+    validate::WorkspaceName,
 };
 use crate::{
     error::{Error, Reason, Result, echo},
@@ -21,6 +22,72 @@ pub enum Who {
     Subject(String),
     /// By email.
     Email(String),
+}
+
+/// AddMember's input.
+#[derive(Debug, Clone)]
+pub struct AddMember {
+    /// The workspace.
+    pub workspace: WorkspaceName,
+    /// The principal to add.
+    pub who: Who,
+    /// Its role.
+    pub role: Role,
+}
+
+/// GetMember's input: one member of one workspace.
+#[derive(Debug, Clone)]
+pub struct MemberRef {
+    /// The workspace.
+    pub workspace: WorkspaceName,
+    /// The member's subject.
+    pub subject: String,
+}
+
+/// UpdateMember's input.
+#[derive(Debug, Clone)]
+pub struct UpdateMember {
+    /// The member.
+    pub member: MemberRef,
+    /// Its new role.
+    pub role: Role,
+    /// The etag the change is made under; empty for none.
+    pub etag: String,
+}
+
+/// RemoveMember's input.
+#[derive(Debug, Clone)]
+pub struct RemoveMember {
+    /// The workspace.
+    pub workspace: WorkspaceName,
+    /// The member to remove.
+    pub who: Who,
+}
+
+/// ListMembers' input.
+#[derive(Debug, Clone)]
+pub struct ListMembers {
+    /// The workspace.
+    pub workspace: WorkspaceName,
+    /// Only members with this role.
+    pub role: Option<Role>,
+    /// The page asked for.
+    pub page: PageRequest,
+    /// The filters the page token is bound to.
+    pub fingerprint: String,
+}
+
+/// CheckAccess's input.
+#[derive(Debug, Clone)]
+pub struct CheckAccess {
+    /// The workspace.
+    pub workspace: WorkspaceName,
+    /// The permission asked about.
+    pub permission: Permission,
+    /// Whose access; the caller's when `None`.
+    pub subject: Option<String>,
+    /// Read from the database rather than this replica's view.
+    pub consistent: bool,
 }
 
 /// The MembershipService use cases.
@@ -71,7 +138,7 @@ async fn leaves_no_admin<C: ConnectionTrait>(
     ws: &Workspace,
     member: &Member,
 ) -> Result<bool> {
-    Ok(member.role == Role::Admin && m::count_admins(c, &ws.id).await? <= 1)
+    Ok(member.role == Role::Admin && m::count_admins(c, ws).await? <= 1)
 }
 
 impl Memberships {
@@ -81,79 +148,88 @@ impl Memberships {
     }
 
     /// AddMember.
-    pub(crate) async fn add(
-        &self,
-        p: &Principal,
-        name: &str,
-        who: Who,
-        role: Role,
-    ) -> Result<Member> {
+    pub(crate) async fn add(&self, p: &Principal, input: AddMember) -> Result<Member> {
+        let AddMember {
+            workspace: name,
+            who,
+            role,
+        } = input;
         let tx = self.store.begin_write().await?;
-        let ws = guard::write(&tx, p, name, Permission::MembersManage).await?;
+        let ws = guard::write(&tx, p, &name, Permission::MembersManage).await?;
         ws.check_writable()?;
         let subject = resolve(&tx, who).await?;
-        if m::find(&tx, &ws.id, name, &subject).await?.is_some() {
+        if m::find(&tx, &ws, &subject).await?.is_some() {
             return Err(Error::AlreadyExists {
                 reason: Reason::MemberExists,
                 message: format!(
                     "{} is already a member of workspace \"{}\"",
                     echo(&subject),
-                    echo(name)
+                    echo(&name)
                 ),
             });
         }
-        m::insert(&tx, &ws.id, &subject, role, &p.subject, now()).await?;
-        let member = m::find(&tx, &ws.id, name, &subject).await?;
-        self.store.commit_change(tx, name).await?;
-        member.ok_or_else(|| member_not_found(name, &subject))
+        m::insert(&tx, &ws, &subject, role, &p.subject, now()).await?;
+        let member = m::find(&tx, &ws, &subject).await?;
+        self.store.commit_change(tx, &name).await?;
+        member.ok_or_else(|| member_not_found(&name, &subject))
     }
 
     /// GetMember.
-    pub(crate) async fn get(&self, p: &Principal, name: &str, subject: &str) -> Result<Member> {
-        let ws = guard::read(&self.store, p, name, Permission::MembersList).await?;
-        m::find(self.store.conn(), &ws.id, name, subject)
+    pub(crate) async fn get(&self, p: &Principal, member: MemberRef) -> Result<Member> {
+        let MemberRef {
+            workspace: name,
+            subject,
+        } = member;
+        let ws = guard::read(&self.store, p, &name, Permission::MembersList).await?;
+        m::find(self.store.conn(), &ws, &subject)
             .await?
-            .ok_or_else(|| member_not_found(name, subject))
+            .ok_or_else(|| member_not_found(&name, &subject))
     }
 
     /// UpdateMember: a new role under the etag; the last admin cannot be demoted.
-    pub(crate) async fn update(
-        &self,
-        p: &Principal,
-        name: &str,
-        subject: &str,
-        role: Role,
-        etag: &str,
-    ) -> Result<Member> {
+    pub(crate) async fn update(&self, p: &Principal, input: UpdateMember) -> Result<Member> {
+        let UpdateMember {
+            member:
+                MemberRef {
+                    workspace: name,
+                    subject,
+                },
+            role,
+            etag,
+        } = input;
         let tx = self.store.begin_write().await?;
-        let ws = guard::write(&tx, p, name, Permission::MembersManage).await?;
+        let ws = guard::write(&tx, p, &name, Permission::MembersManage).await?;
         ws.check_writable()?;
-        let mut member = m::find(&tx, &ws.id, name, subject)
+        let mut member = m::find(&tx, &ws, &subject)
             .await?
-            .ok_or_else(|| member_not_found(name, subject))?;
+            .ok_or_else(|| member_not_found(&name, &subject))?;
         if !etag.is_empty() && etag != member.etag() {
             return Err(Error::EtagMismatch);
         }
         if role != Role::Admin && leaves_no_admin(&tx, &ws, &member).await? {
-            return Err(last_admin(name));
+            return Err(last_admin(&name));
         }
         member.role = role;
         member.version += 1;
         member.update_time = now();
-        m::update_role(&tx, &ws.id, &member).await?;
-        self.store.commit_change(tx, name).await?;
+        m::update_role(&tx, &ws, &member).await?;
+        self.store.commit_change(tx, &name).await?;
         Ok(member)
     }
 
     /// RemoveMember: needs members.manage, except that a member may remove itself (see
     /// `access::Need::Removal`).
-    pub(crate) async fn remove(&self, p: &Principal, name: &str, who: Who) -> Result<u64> {
+    pub(crate) async fn remove(&self, p: &Principal, input: RemoveMember) -> Result<u64> {
+        let RemoveMember {
+            workspace: name,
+            who,
+        } = input;
         let names_self = match &who {
             Who::Subject(s) => access::names_self(p, Some(s), None),
             Who::Email(e) => access::names_self(p, None, Some(e)),
         };
         let tx = self.store.begin_write().await?;
-        let ws = guard::write(&tx, p, name, Need::Removal { names_self }).await?;
+        let ws = guard::write(&tx, p, &name, Need::Removal { names_self }).await?;
         // Admitted by its own membership, or as a member manager, who may name anyone.
         let subject = if names_self {
             p.subject.clone()
@@ -161,31 +237,30 @@ impl Memberships {
             resolve(&tx, who).await?
         };
         ws.check_writable()?;
-        let member = m::find(&tx, &ws.id, name, &subject)
+        let member = m::find(&tx, &ws, &subject)
             .await?
-            .ok_or_else(|| member_not_found(name, &subject))?;
+            .ok_or_else(|| member_not_found(&name, &subject))?;
         if leaves_no_admin(&tx, &ws, &member).await? {
-            return Err(last_admin(name));
+            return Err(last_admin(&name));
         }
-        let removed = m::delete(&tx, &ws.id, &subject).await?;
-        self.store.commit_change(tx, name).await?;
+        let removed = m::delete(&tx, &ws, &subject).await?;
+        self.store.commit_change(tx, &name).await?;
         Ok(removed)
     }
 
     /// ListMembers, ordered by subject.
-    pub(crate) async fn list(
-        &self,
-        p: &Principal,
-        name: &str,
-        role: Option<Role>,
-        page: PageRequest,
-        fingerprint: &str,
-    ) -> Result<Page<Member>> {
+    pub(crate) async fn list(&self, p: &Principal, input: ListMembers) -> Result<Page<Member>> {
+        let ListMembers {
+            workspace: name,
+            role,
+            page,
+            fingerprint,
+        } = input;
         let c = self.store.conn();
-        let ws = guard::read(&self.store, p, name, Permission::MembersList).await?;
+        let ws = guard::read(&self.store, p, &name, Permission::MembersList).await?;
         let after = page.after_key();
-        let (rows, total) = m::list(c, &ws.id, name, role, after, page.size + 1).await?;
-        Ok(page::finish(rows, page.size, fingerprint, total, |m| {
+        let (rows, total) = m::list(c, &ws, role, after, page.size + 1).await?;
+        Ok(page::finish(rows, page.size, &fingerprint, total, |m| {
             vec![m.subject.clone()]
         }))
     }
@@ -195,13 +270,16 @@ impl Memberships {
     pub(crate) async fn check(
         &self,
         p: &Principal,
-        name: &str,
-        permission: Permission,
-        subject: Option<&str>,
-        consistent: bool,
+        input: CheckAccess,
     ) -> Result<(bool, Option<Role>)> {
-        let other = subject.filter(|s| *s != p.subject);
-        if other.is_some() && !access::may_check_for_others(p) {
+        let CheckAccess {
+            workspace: name,
+            permission,
+            subject,
+            consistent,
+        } = input;
+        let other = subject.as_deref().filter(|s| *s != p.subject);
+        if other.is_some() && !access::may_act_for_others(p) {
             return Err(Error::PermissionDenied(
                 "checking another subject's access needs a platform role".into(),
             ));
@@ -217,11 +295,11 @@ impl Memberships {
         };
         let Some((ws, role)) = self
             .store
-            .find_access(name, &target.subject, consistent)
+            .find_access(&name, &target.subject, consistent)
             .await?
         else {
             return if p.platform.any() {
-                Err(Error::workspace_not_found(name))
+                Err(Error::workspace_not_found(&name))
             } else {
                 Ok((false, None))
             };

@@ -4,15 +4,48 @@
 use super::{
     access::{self, Permission, Principal},
     guard,
-    model::{Policy, PolicyRules, now},
+    model::{Policy, now},
     page::{self, Page, PageRequest},
     quota::{GpuRequest, QuotaViolation, check_quota},
-    validate::Violations,
+    rules::{self, PolicyInput},
+    validate::{Violations, WorkspaceName},
 };
 use crate::{
     error::{Error, Result},
     store::{Store, policies as q, workspaces::ListFilter},
 };
+
+/// ListPolicies' input.
+#[derive(Debug, Clone)]
+pub struct ListPolicies {
+    /// The page asked for.
+    pub page: PageRequest,
+    /// What the page token is bound to.
+    pub fingerprint: String,
+}
+
+/// UpdatePolicy's input: the masked fields, checked at the edge against the rules alone
+/// (see `rules::apply`), and again against the stored policy they change.
+#[derive(Debug, Clone)]
+pub struct UpdatePolicy {
+    /// The workspace.
+    pub workspace: WorkspaceName,
+    /// The etag the change is made under; empty for none.
+    pub etag: String,
+    /// The fields as the request carries them.
+    pub input: PolicyInput,
+    /// The mask's paths, `*` expanded.
+    pub paths: Vec<String>,
+}
+
+/// CheckGpuQuota's input.
+#[derive(Debug, Clone)]
+pub struct CheckGpuQuota {
+    /// The workspace.
+    pub workspace: WorkspaceName,
+    /// The GPU pod request to check.
+    pub request: GpuRequest,
+}
 
 /// The PolicyService use cases.
 #[derive(Clone, Debug)]
@@ -26,7 +59,7 @@ impl Policies {
         Policies { store }
     }
 
-    async fn read(&self, p: &Principal, name: &str) -> Result<Policy> {
+    async fn read(&self, p: &Principal, name: &WorkspaceName) -> Result<Policy> {
         let ws = guard::read(&self.store, p, name, Permission::PoliciesGet).await?;
         // Missing only when the workspace was deleted since this replica's view read it.
         q::find(self.store.conn(), &ws, false)
@@ -35,17 +68,13 @@ impl Policies {
     }
 
     /// GetPolicy.
-    pub(crate) async fn get(&self, p: &Principal, name: &str) -> Result<Policy> {
-        self.read(p, name).await
+    pub(crate) async fn get(&self, p: &Principal, name: WorkspaceName) -> Result<Policy> {
+        self.read(p, &name).await
     }
 
     /// ListPolicies: the policies of the workspaces the caller may read, by workspace name.
-    pub(crate) async fn list(
-        &self,
-        p: &Principal,
-        page: PageRequest,
-        fingerprint: &str,
-    ) -> Result<Page<Policy>> {
+    pub(crate) async fn list(&self, p: &Principal, input: ListPolicies) -> Result<Page<Policy>> {
+        let ListPolicies { page, fingerprint } = input;
         let f = ListFilter {
             readable_by: access::listing_scope(p).map(str::to_owned),
             ..Default::default()
@@ -53,20 +82,21 @@ impl Policies {
         let after = page.after_key();
         let total = self.store.count_workspaces(&f).await?;
         let rows = q::list(self.store.conn(), &f, after, page.size + 1).await?;
-        Ok(page::finish(rows, page.size, fingerprint, total, |p| {
+        Ok(page::finish(rows, page.size, &fingerprint, total, |p| {
             vec![p.workspace.clone()]
         }))
     }
 
-    /// UpdatePolicy: platform admins only; `apply_changes` sets the masked fields and reports
-    /// violations, which are answered before anything is written.
-    pub(crate) async fn update(
-        &self,
-        p: &Principal,
-        name: &str,
-        etag: &str,
-        apply_changes: impl FnOnce(&mut PolicyRules, &mut Violations),
-    ) -> Result<Policy> {
+    /// UpdatePolicy: platform admins only; the masked fields are set, and violations are
+    /// answered before anything is written.
+    pub(crate) async fn update(&self, p: &Principal, input: UpdatePolicy) -> Result<Policy> {
+        let UpdatePolicy {
+            workspace: name,
+            etag,
+            input,
+            paths,
+        } = input;
+        let name = &name;
         let tx = self.store.begin_write().await?;
         let ws = guard::write(&tx, p, name, Permission::PoliciesUpdate).await?;
         let mut policy = q::find(&tx, &ws, true)
@@ -77,7 +107,7 @@ impl Policies {
         }
         ws.check_writable()?;
         let mut v = Violations::default();
-        apply_changes(&mut policy.rules, &mut v);
+        rules::apply(&mut policy.rules, &input, &paths, "policy.", &mut v);
         v.finish()?;
         policy.version += 1;
         policy.update_time = now();
@@ -91,10 +121,9 @@ impl Policies {
     pub(crate) async fn check_quota(
         &self,
         p: &Principal,
-        name: &str,
-        request: &GpuRequest,
+        input: CheckGpuQuota,
     ) -> Result<Vec<QuotaViolation>> {
-        let policy = self.read(p, name).await?;
-        Ok(check_quota(&policy.rules, request))
+        let policy = self.read(p, &input.workspace).await?;
+        Ok(check_quota(&policy.rules, &input.request))
     }
 }

@@ -37,6 +37,14 @@ impl Violations {
             Err(Error::InvalidArgument(self.0))
         }
     }
+
+    /// What `build` makes of the parsed fields, or one `INVALID_ARGUMENT` listing every bad
+    /// field. `build` can only miss a field that was bad, so its `None` never reaches a
+    /// caller; it is answered as INTERNAL rather than a panic on a request path.
+    pub(crate) fn done<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T> {
+        self.finish()?;
+        build().ok_or_else(|| Error::Internal("a validated field is missing".into()))
+    }
 }
 
 /// A workspace name: an RFC 1035 label.
@@ -70,6 +78,21 @@ impl WorkspaceName {
     /// The name.
     pub(crate) fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A parsed name reads as the `&str` it holds; only `parse` makes one.
+impl std::ops::Deref for WorkspaceName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for WorkspaceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

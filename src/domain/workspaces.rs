@@ -13,6 +13,7 @@ use super::{
         DEFAULT_WORKSPACE, PolicyRules, Resource, SYSTEM_WORKSPACE, Workspace, WorkspaceState, now,
     },
     page::{self, Page, PageRequest},
+    validate::WorkspaceName,
 };
 use crate::{
     error::{Error, Precondition, Reason, Result, echo},
@@ -27,10 +28,10 @@ pub struct Workspaces {
 }
 
 /// Fields of a workspace to create, validated.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewWorkspace {
     /// RFC 1035 name.
-    pub name: String,
+    pub name: WorkspaceName,
     /// Human-readable name.
     pub display_name: String,
     /// Free text.
@@ -54,11 +55,75 @@ pub struct WorkspaceChanges {
     pub visibility: Option<Visibility>,
 }
 
+/// CreateWorkspace's input.
+#[derive(Debug, Clone)]
+pub struct CreateWorkspace {
+    /// The workspace to create.
+    pub workspace: NewWorkspace,
+    /// The caller's id of this request, so that a retry answers the same workspace; empty
+    /// for none.
+    pub request_id: String,
+}
+
+/// UpdateWorkspace's input.
+#[derive(Debug, Clone)]
+pub struct UpdateWorkspace {
+    /// The workspace.
+    pub name: WorkspaceName,
+    /// The fields to change.
+    pub changes: WorkspaceChanges,
+    /// The etag the change is made under; empty for none.
+    pub etag: String,
+}
+
+/// The input of DeleteWorkspace, ArchiveWorkspace and UnarchiveWorkspace: a workspace and
+/// the etag the change is made under (empty for none).
+#[derive(Debug, Clone)]
+pub struct WorkspaceEtag {
+    /// The workspace.
+    pub name: WorkspaceName,
+    /// The etag; empty for none.
+    pub etag: String,
+}
+
+/// The input of RegisterResource and UnregisterResource.
+#[derive(Debug, Clone)]
+pub struct ResourceRef {
+    /// The workspace.
+    pub workspace: WorkspaceName,
+    /// The resource's kind.
+    pub kind: String,
+    /// The resource's id within its kind.
+    pub resource_id: String,
+}
+
+/// ListResources' input.
+#[derive(Debug, Clone)]
+pub struct ListResources {
+    /// The workspace.
+    pub workspace: WorkspaceName,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// The page asked for.
+    pub page: PageRequest,
+    /// The filters the page token is bound to.
+    pub fingerprint: String,
+}
+
+/// ListWorkspaces' input: the filters and the page asked for.
+#[derive(Debug, Clone)]
+pub struct WorkspaceListing {
+    /// The filters.
+    pub filter: ListWorkspaces,
+    /// The page.
+    pub page: PageRequest,
+}
+
 /// How a workspace is named in a GetWorkspace request.
 #[derive(Debug, Clone)]
 pub enum WorkspaceRef {
     /// By its name.
-    Name(String),
+    Name(WorkspaceName),
     /// By its id.
     Id(Uuid),
 }
@@ -136,9 +201,13 @@ impl Workspaces {
     pub(crate) async fn create(
         &self,
         principal: &Principal,
-        new: NewWorkspace,
-        request_id: &str,
+        input: CreateWorkspace,
     ) -> Result<Workspace> {
+        let CreateWorkspace {
+            workspace: new,
+            request_id,
+        } = input;
+        let request_id = request_id.as_str();
         if !request_id.is_empty()
             && let Some(ws) = self.replay(principal, request_id).await?
         {
@@ -147,7 +216,7 @@ impl Workspaces {
         let t = now();
         let ws = Workspace {
             id: Uuid::new_v4().to_string(),
-            name: new.name,
+            name: new.name.as_str().to_owned(),
             display_name: new.display_name,
             description: new.description,
             labels: new.labels,
@@ -165,7 +234,7 @@ impl Workspaces {
             q::insert(&tx, &ws).await?;
             memberships::insert(
                 &tx,
-                &ws.id,
+                &ws,
                 &principal.subject,
                 Role::Admin,
                 &principal.subject,
@@ -240,12 +309,12 @@ impl Workspaces {
     pub(crate) async fn list(
         &self,
         principal: &Principal,
-        filter: ListWorkspaces,
-        page: PageRequest,
+        input: WorkspaceListing,
     ) -> Result<Page<Workspace>> {
+        let WorkspaceListing { filter, page } = input;
         if let Some(member) = &filter.member
             && *member != principal.subject
-            && !principal.platform.any()
+            && !access::may_act_for_others(principal)
         {
             return Err(Error::PermissionDenied(
                 "listing another subject's workspaces needs a platform role".into(),
@@ -270,10 +339,14 @@ impl Workspaces {
     pub(crate) async fn update(
         &self,
         principal: &Principal,
-        name: &str,
-        changes: WorkspaceChanges,
-        etag: &str,
+        input: UpdateWorkspace,
     ) -> Result<Workspace> {
+        let UpdateWorkspace {
+            name,
+            changes,
+            etag,
+        } = input;
+        let (name, etag) = (&name, etag.as_str());
         let tx = self.store.begin_write().await?;
         let mut ws = guard::write(&tx, principal, name, Permission::WorkspacesUpdate).await?;
         // Built-in wins over every other precondition, the etag's included.
@@ -304,7 +377,8 @@ impl Workspaces {
     }
 
     /// DeleteWorkspace: only when no resources are registered.
-    pub(crate) async fn delete(&self, principal: &Principal, name: &str, etag: &str) -> Result<()> {
+    pub(crate) async fn delete(&self, principal: &Principal, input: WorkspaceEtag) -> Result<()> {
+        let (name, etag) = (&input.name, input.etag.as_str());
         let tx = self.store.begin_write().await?;
         let ws = guard::write(&tx, principal, name, Permission::WorkspacesDelete).await?;
         // Built-in wins over every other precondition, the etag's included.
@@ -343,10 +417,10 @@ impl Workspaces {
     pub(crate) async fn set_archived(
         &self,
         principal: &Principal,
-        name: &str,
-        etag: &str,
+        input: WorkspaceEtag,
         archive: bool,
     ) -> Result<Workspace> {
+        let (name, etag) = (&input.name, input.etag.as_str());
         let tx = self.store.begin_write().await?;
         let mut ws = guard::write(&tx, principal, name, Permission::WorkspacesArchive).await?;
         if archive {
@@ -379,10 +453,14 @@ impl Workspaces {
     pub(crate) async fn register(
         &self,
         principal: &Principal,
-        name: &str,
-        kind: String,
-        resource_id: String,
+        input: ResourceRef,
     ) -> Result<Resource> {
+        let ResourceRef {
+            workspace: name,
+            kind,
+            resource_id,
+        } = input;
+        let name = &name;
         let tx = self.store.begin_write().await?;
         let mut ws = guard::write(&tx, principal, name, Permission::ResourcesWrite).await?;
         ws.check_writable()?;
@@ -406,13 +484,12 @@ impl Workspaces {
     }
 
     /// UnregisterResource.
-    pub(crate) async fn unregister(
-        &self,
-        principal: &Principal,
-        name: &str,
-        kind: &str,
-        resource_id: &str,
-    ) -> Result<()> {
+    pub(crate) async fn unregister(&self, principal: &Principal, input: ResourceRef) -> Result<()> {
+        let (name, kind, resource_id) = (
+            &input.workspace,
+            input.kind.as_str(),
+            input.resource_id.as_str(),
+        );
         let tx = self.store.begin_write().await?;
         let ws = guard::write(&tx, principal, name, Permission::ResourcesWrite).await?;
         ws.check_writable()?;
@@ -436,11 +513,15 @@ impl Workspaces {
     pub(crate) async fn list_resources(
         &self,
         principal: &Principal,
-        name: &str,
-        kind: Option<String>,
-        page: PageRequest,
-        fingerprint: &str,
+        input: ListResources,
     ) -> Result<Page<Resource>> {
+        let ListResources {
+            workspace: name,
+            kind,
+            page,
+            fingerprint,
+        } = input;
+        let (name, fingerprint) = (&name, fingerprint.as_str());
         let c = self.store.conn();
         let ws = guard::read(&self.store, principal, name, Permission::ResourcesList).await?;
         let after = match page.after.as_deref() {

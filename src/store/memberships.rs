@@ -7,7 +7,10 @@ use sea_orm::{
 };
 
 use super::entity::{membership, principal};
-use crate::domain::{access::Role, model::Member};
+use crate::domain::{
+    access::Role,
+    model::{Member, Workspace},
+};
 
 fn to_domain(
     workspace: &str,
@@ -49,34 +52,33 @@ async fn emails<C: ConnectionTrait>(
         .collect())
 }
 
-/// One membership of the workspace `workspace_id` (named `workspace`).
+/// `subject`'s membership of `ws`.
 pub(crate) async fn find<C: ConnectionTrait>(
     c: &C,
-    workspace_id: &str,
-    workspace: &str,
+    ws: &Workspace,
     subject: &str,
 ) -> Result<Option<Member>, DbErr> {
-    let Some(m) = membership::Entity::find_by_id((workspace_id.to_owned(), subject.to_owned()))
+    let Some(m) = membership::Entity::find_by_id((ws.id.clone(), subject.to_owned()))
         .one(c)
         .await?
     else {
         return Ok(None);
     };
     let mut emails = emails(c, &[subject]).await?;
-    to_domain(workspace, m, emails.remove(subject)).map(Some)
+    to_domain(&ws.name, m, emails.remove(subject)).map(Some)
 }
 
 /// Adds a membership.
 pub(crate) async fn insert<C: ConnectionTrait>(
     c: &C,
-    workspace_id: &str,
+    ws: &Workspace,
     subject: &str,
     role: Role,
     added_by: &str,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     membership::Entity::insert(membership::ActiveModel {
-        workspace_id: Set(workspace_id.to_owned()),
+        workspace_id: Set(ws.id.clone()),
         subject: Set(subject.to_owned()),
         role: Set(role.as_str().to_owned()),
         added_by: Set(added_by.to_owned()),
@@ -92,14 +94,14 @@ pub(crate) async fn insert<C: ConnectionTrait>(
 /// Changes a member's role, bumping its version.
 pub(crate) async fn update_role<C: ConnectionTrait>(
     c: &C,
-    workspace_id: &str,
+    ws: &Workspace,
     m: &Member,
 ) -> Result<(), DbErr> {
     membership::Entity::update_many()
         .col_expr(membership::Column::Role, Expr::value(m.role.as_str()))
         .col_expr(membership::Column::Version, Expr::value(m.version))
         .col_expr(membership::Column::UpdateTime, Expr::value(m.update_time))
-        .filter(membership::Column::WorkspaceId.eq(workspace_id))
+        .filter(membership::Column::WorkspaceId.eq(&ws.id))
         .filter(membership::Column::Subject.eq(&m.subject))
         .exec(c)
         .await?;
@@ -109,11 +111,11 @@ pub(crate) async fn update_role<C: ConnectionTrait>(
 /// Removes a membership; returns how many rows went (0 or 1).
 pub(crate) async fn delete<C: ConnectionTrait>(
     c: &C,
-    workspace_id: &str,
+    ws: &Workspace,
     subject: &str,
 ) -> Result<u64, DbErr> {
     Ok(
-        membership::Entity::delete_by_id((workspace_id.to_owned(), subject.to_owned()))
+        membership::Entity::delete_by_id((ws.id.clone(), subject.to_owned()))
             .exec(c)
             .await?
             .rows_affected,
@@ -121,14 +123,11 @@ pub(crate) async fn delete<C: ConnectionTrait>(
 }
 
 /// How many admins the workspace has.
-pub(crate) async fn count_admins<C: ConnectionTrait>(
-    c: &C,
-    workspace_id: &str,
-) -> Result<u64, DbErr> {
+pub(crate) async fn count_admins<C: ConnectionTrait>(c: &C, ws: &Workspace) -> Result<u64, DbErr> {
     super::count(
         c,
         membership::Entity::find()
-            .filter(membership::Column::WorkspaceId.eq(workspace_id))
+            .filter(membership::Column::WorkspaceId.eq(&ws.id))
             .filter(membership::Column::Role.eq(Role::Admin.as_str())),
     )
     .await
@@ -138,13 +137,12 @@ pub(crate) async fn count_admins<C: ConnectionTrait>(
 /// all matches.
 pub(crate) async fn list<C: ConnectionTrait>(
     c: &C,
-    workspace_id: &str,
-    workspace: &str,
+    ws: &Workspace,
     role: Option<Role>,
     after: Option<&str>,
     limit: u64,
 ) -> Result<(Vec<Member>, u64), DbErr> {
-    let mut cond = Condition::all().add(membership::Column::WorkspaceId.eq(workspace_id));
+    let mut cond = Condition::all().add(membership::Column::WorkspaceId.eq(&ws.id));
     if let Some(role) = role {
         cond = cond.add(membership::Column::Role.eq(role.as_str()));
     }
@@ -164,7 +162,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
         .into_iter()
         .map(|m| {
             let email = emails.remove(&m.subject);
-            to_domain(workspace, m, email)
+            to_domain(&ws.name, m, email)
         })
         .collect::<Result<_, _>>()?;
     Ok((members, total))
@@ -173,13 +171,13 @@ pub(crate) async fn list<C: ConnectionTrait>(
 /// `subject`'s membership role in the workspace, if any.
 pub(crate) async fn role<C: ConnectionTrait>(
     c: &C,
-    workspace_id: &str,
+    ws: &Workspace,
     subject: &str,
 ) -> Result<Option<Role>, DbErr> {
     let role: Option<String> = membership::Entity::find()
         .select_only()
         .column(membership::Column::Role)
-        .filter(membership::Column::WorkspaceId.eq(workspace_id))
+        .filter(membership::Column::WorkspaceId.eq(&ws.id))
         .filter(membership::Column::Subject.eq(subject))
         .into_tuple()
         .one(c)
