@@ -1,5 +1,6 @@
-//! The gRPC surface: one file per service, each method only decoding its request, calling the
-//! domain and converting the answer. Shared request plumbing lives here.
+//! The gRPC surface: one file per service, each method only decoding its request into the
+//! use case's input (`requests`), calling the domain and converting the answer (`convert`).
+//! What every service shares, the context and the caller, lives here.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::{
 pub mod convert;
 pub mod memberships;
 pub mod policies;
+pub mod requests;
 pub mod workspaces;
 
 /// What every service implementation shares.

@@ -1,9 +1,9 @@
-//! PolicyService: each method turns its request into the domain's input (see `convert`),
-//! calls the use case and converts the answer.
+//! PolicyService: each method turns its request into the domain's input (see `requests`),
+//! calls the use case and converts the answer (`convert`).
 
 use tonic::{Request, Response, Status};
 
-use super::{SharedCtx, convert};
+use super::{SharedCtx, convert, requests};
 use crate::{
     domain::policies::{CheckGpuQuota, ListPolicies, UpdatePolicy},
     pb::v1::{self as pb, policy_service_server::PolicyService},
@@ -30,7 +30,7 @@ impl PolicyService for PolicyApi {
         req: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::GetPolicyResponse>, Status> {
         let p = self.ctx.principal(&req).await?;
-        let name = convert::get_policy(req.into_inner())?;
+        let name = requests::get_policy(req.into_inner())?;
         let policy = self.ctx.policies.get(&p, name).await?;
         Ok(Response::new(pb::GetPolicyResponse {
             policy: Some(policy.into()),

@@ -1,5 +1,5 @@
 //! WorkspaceService: each method turns its request into the domain's input (see
-//! `convert`), calls the use case and converts the answer.
+//! `requests`), calls the use case and converts the answer (`convert`).
 
 use tonic::{Request, Response, Status};
 

@@ -1,0 +1,694 @@
+//! Requests into the domain's inputs: each request is parsed here, once, into the typed
+//! input of its use case (`WorkspaceName`, `Role`, a checked page token...), and every bad
+//! field becomes one field violation of a single INVALID_ARGUMENT.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        access::{Permission, Role, Visibility},
+        memberships::{
+            AddMember, CheckAccess, ListMembers, MemberRef, RemoveMember, UpdateMember, Who,
+        },
+        model::{PolicyRules, WorkspaceState},
+        page,
+        policies::{CheckGpuQuota, ListPolicies, UpdatePolicy},
+        quota::GpuRequest,
+        rules::{self, PolicyInput},
+        validate::{self, Violations, WorkspaceName},
+        workspaces::{
+            CreateWorkspace, ListResources, ListWorkspaces, NewWorkspace, ResourceRef,
+            UpdateWorkspace, WorkspaceChanges, WorkspaceEtag, WorkspaceListing, WorkspaceRef,
+        },
+    },
+    error::{Error, Result, echo},
+    pb::v1 as pb,
+};
+
+/// Largest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 100;
+/// Largest description, in characters.
+pub const MAX_DESCRIPTION: usize = 1000;
+
+/// Parses a visibility; unset means private.
+pub fn visibility(v: i32) -> Result<Visibility, String> {
+    match pb::Visibility::try_from(v) {
+        Ok(pb::Visibility::Unspecified | pb::Visibility::Private) => Ok(Visibility::Private),
+        Ok(pb::Visibility::Internal) => Ok(Visibility::Internal),
+        Ok(pb::Visibility::Public) => Ok(Visibility::Public),
+        Err(_) => Err(format!("{v} is not a Visibility")),
+    }
+}
+
+/// Parses a state filter; unset means every state.
+pub fn state_filter(v: i32) -> Result<Option<WorkspaceState>, String> {
+    match pb::WorkspaceState::try_from(v) {
+        Ok(pb::WorkspaceState::Unspecified) => Ok(None),
+        Ok(pb::WorkspaceState::Active) => Ok(Some(WorkspaceState::Active)),
+        Ok(pb::WorkspaceState::Archived) => Ok(Some(WorkspaceState::Archived)),
+        Err(_) => Err(format!("{v} is not a WorkspaceState")),
+    }
+}
+
+/// Parses a workspace name field, recording a violation on `field`.
+pub fn workspace_name(v: &mut Violations, field: &str, s: &str) -> Option<WorkspaceName> {
+    v.check(field, WorkspaceName::parse(s))
+}
+
+/// The fields UpdateWorkspace may change.
+const WORKSPACE_UPDATABLE: [&str; 4] = ["display_name", "description", "labels", "visibility"];
+
+impl TryFrom<pb::CreateWorkspaceRequest> for CreateWorkspace {
+    type Error = Error;
+
+    fn try_from(r: pb::CreateWorkspaceRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let w = r.workspace.unwrap_or_default();
+        let name = workspace_name(&mut v, "workspace.name", &w.name);
+        let display_name = v.check(
+            "workspace.display_name",
+            validate::text(&w.display_name, MAX_DISPLAY_NAME),
+        );
+        let description = v.check(
+            "workspace.description",
+            validate::text(&w.description, MAX_DESCRIPTION),
+        );
+        let labels = labels(&mut v, "workspace.labels", &w.labels);
+        let visibility = v.check("workspace.visibility", visibility(w.visibility));
+        if !r.request_id.is_empty() {
+            v.check("request_id", validate::resource_id(&r.request_id));
+        }
+        v.done(|| {
+            Some(CreateWorkspace {
+                workspace: NewWorkspace {
+                    name: name?,
+                    display_name: display_name?,
+                    description: description?,
+                    labels: labels?,
+                    visibility: visibility?,
+                },
+                request_id: r.request_id,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::GetWorkspaceRequest> for WorkspaceRef {
+    type Error = Error;
+
+    fn try_from(r: pb::GetWorkspaceRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let by = match (r.name.is_empty(), r.id.is_empty()) {
+            (false, true) => workspace_name(&mut v, "name", &r.name).map(WorkspaceRef::Name),
+            (true, false) => v.check(
+                "id",
+                Uuid::parse_str(&r.id)
+                    .map(WorkspaceRef::Id)
+                    .map_err(|_| "must be a UUID".to_string()),
+            ),
+            _ => {
+                v.add("name", "exactly one of name and id must be set");
+                None
+            }
+        };
+        v.done(|| by)
+    }
+}
+
+impl TryFrom<pb::ListWorkspacesRequest> for WorkspaceListing {
+    type Error = Error;
+
+    fn try_from(r: pb::ListWorkspacesRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let state = v.check("state", state_filter(r.state));
+        let labels = labels(&mut v, "labels", &r.labels);
+        let member = optional(&mut v, "member", &r.member, validate::subject);
+        let filter = ListWorkspaces {
+            state: state.flatten(),
+            member: member.flatten(),
+            labels: labels.unwrap_or_default(),
+        };
+        let page = page::parse(r.page_size, &r.page_token, &filter.fingerprint(), &mut v);
+        v.done(|| {
+            Some(WorkspaceListing {
+                filter,
+                page: page?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::UpdateWorkspaceRequest> for UpdateWorkspace {
+    type Error = Error;
+
+    fn try_from(r: pb::UpdateWorkspaceRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let w = r.workspace.unwrap_or_default();
+        let name = workspace_name(&mut v, "workspace.name", &w.name);
+        let paths = mask_paths(&mut v, r.update_mask.as_ref(), &WORKSPACE_UPDATABLE);
+        let mut changes = WorkspaceChanges::default();
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => {
+                    changes.display_name = v.check(
+                        "workspace.display_name",
+                        validate::text(&w.display_name, MAX_DISPLAY_NAME),
+                    )
+                }
+                "description" => {
+                    changes.description = v.check(
+                        "workspace.description",
+                        validate::text(&w.description, MAX_DESCRIPTION),
+                    )
+                }
+                "labels" => changes.labels = labels(&mut v, "workspace.labels", &w.labels),
+                "visibility" => {
+                    changes.visibility = v.check("workspace.visibility", visibility(w.visibility))
+                }
+                _ => {}
+            }
+        }
+        v.done(|| {
+            Some(UpdateWorkspace {
+                name: name?,
+                changes,
+                etag: r.etag,
+            })
+        })
+    }
+}
+
+/// A workspace named in `field`, with the etag a change is made under.
+fn workspace_etag(field: &str, name: &str, etag: String) -> Result<WorkspaceEtag> {
+    let mut v = Violations::default();
+    let name = workspace_name(&mut v, field, name);
+    v.done(|| Some(WorkspaceEtag { name: name?, etag }))
+}
+
+impl TryFrom<pb::DeleteWorkspaceRequest> for WorkspaceEtag {
+    type Error = Error;
+
+    fn try_from(r: pb::DeleteWorkspaceRequest) -> Result<Self> {
+        workspace_etag("name", &r.name, r.etag)
+    }
+}
+
+impl TryFrom<pb::ArchiveWorkspaceRequest> for WorkspaceEtag {
+    type Error = Error;
+
+    fn try_from(r: pb::ArchiveWorkspaceRequest) -> Result<Self> {
+        workspace_etag("name", &r.name, r.etag)
+    }
+}
+
+impl TryFrom<pb::UnarchiveWorkspaceRequest> for WorkspaceEtag {
+    type Error = Error;
+
+    fn try_from(r: pb::UnarchiveWorkspaceRequest) -> Result<Self> {
+        workspace_etag("name", &r.name, r.etag)
+    }
+}
+
+/// A resource named by its workspace, kind and id.
+fn resource_ref(workspace: &str, kind: &str, id: &str) -> Result<ResourceRef> {
+    let mut v = Violations::default();
+    let workspace = workspace_name(&mut v, "workspace", workspace);
+    let kind = v.check("kind", validate::resource_kind(kind));
+    let resource_id = v.check("resource_id", validate::resource_id(id));
+    v.done(|| {
+        Some(ResourceRef {
+            workspace: workspace?,
+            kind: kind?,
+            resource_id: resource_id?,
+        })
+    })
+}
+
+impl TryFrom<pb::RegisterResourceRequest> for ResourceRef {
+    type Error = Error;
+
+    fn try_from(r: pb::RegisterResourceRequest) -> Result<Self> {
+        resource_ref(&r.workspace, &r.kind, &r.resource_id)
+    }
+}
+
+impl TryFrom<pb::UnregisterResourceRequest> for ResourceRef {
+    type Error = Error;
+
+    fn try_from(r: pb::UnregisterResourceRequest) -> Result<Self> {
+        resource_ref(&r.workspace, &r.kind, &r.resource_id)
+    }
+}
+
+impl TryFrom<pb::ListResourcesRequest> for ListResources {
+    type Error = Error;
+
+    fn try_from(r: pb::ListResourcesRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
+        let kind = optional(&mut v, "kind", &r.kind, validate::resource_kind);
+        let fingerprint = serde_json::json!({
+            "rpc": "ListResources",
+            "workspace": r.workspace,
+            "kind": r.kind,
+        })
+        .to_string();
+        let page = page::parse(r.page_size, &r.page_token, &fingerprint, &mut v);
+        v.done(|| {
+            Some(ListResources {
+                workspace: workspace?,
+                kind: kind?,
+                page: page?,
+                fingerprint,
+            })
+        })
+    }
+}
+
+/// GetPolicy's input: the workspace.
+pub fn get_policy(r: pb::GetPolicyRequest) -> Result<WorkspaceName> {
+    let mut v = Violations::default();
+    let name = workspace_name(&mut v, "workspace", &r.workspace);
+    v.done(|| name)
+}
+
+impl TryFrom<pb::ListPoliciesRequest> for ListPolicies {
+    type Error = Error;
+
+    fn try_from(r: pb::ListPoliciesRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let fingerprint = serde_json::json!({ "rpc": "ListPolicies" }).to_string();
+        let page = page::parse(r.page_size, &r.page_token, &fingerprint, &mut v);
+        v.done(|| {
+            Some(ListPolicies {
+                page: page?,
+                fingerprint,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::UpdatePolicyRequest> for UpdatePolicy {
+    type Error = Error;
+
+    fn try_from(r: pb::UpdatePolicyRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let given = r.policy.unwrap_or_default();
+        let name = workspace_name(&mut v, "policy.workspace", &given.workspace);
+        let paths = mask_paths(&mut v, r.update_mask.as_ref(), &rules::UPDATABLE);
+        let input = policy_input(&given);
+        // Checked here against the rules alone, so that bad input is answered before
+        // anything else; the use case checks again against the policy it changes.
+        rules::apply(
+            &mut PolicyRules::default(),
+            &input,
+            &paths,
+            "policy.",
+            &mut v,
+        );
+        v.done(|| {
+            Some(UpdatePolicy {
+                workspace: name?,
+                etag: r.etag,
+                input,
+                paths,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::CheckGpuQuotaRequest> for CheckGpuQuota {
+    type Error = Error;
+
+    fn try_from(r: pb::CheckGpuQuotaRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
+        for (field, n) in [
+            ("gpu_count", i64::from(r.gpu_count)),
+            ("memory_bytes", r.memory_bytes),
+            ("priority", i64::from(r.priority)),
+        ] {
+            if n < 0 {
+                v.add(field, "must not be negative");
+            }
+        }
+        let exit_duration_us = match r.exit_duration.as_ref().map(duration_us) {
+            None => Some(0),
+            Some(Some(us)) if us >= 0 => Some(us),
+            Some(Some(_)) => {
+                v.add("exit_duration", "must not be negative");
+                None
+            }
+            Some(None) => {
+                v.add("exit_duration", "is not a valid duration");
+                None
+            }
+        };
+        v.done(|| {
+            Some(CheckGpuQuota {
+                workspace: workspace?,
+                request: GpuRequest {
+                    gpu_shape: r.gpu_shape,
+                    gpu_count: i64::from(r.gpu_count),
+                    memory_bytes: r.memory_bytes,
+                    priority: i64::from(r.priority),
+                    exit_duration_us: exit_duration_us?,
+                },
+            })
+        })
+    }
+}
+
+/// Validates an update mask against `updatable`; `*` means all of them.
+fn mask_paths(
+    v: &mut Violations,
+    mask: Option<&prost_types::FieldMask>,
+    updatable: &[&str],
+) -> Vec<String> {
+    let paths = mask.map(|m| m.paths.as_slice()).unwrap_or_default();
+    if paths.is_empty() {
+        v.add("update_mask", "at least one field must be provided");
+        return Vec::new();
+    }
+    if paths.iter().any(|p| p == "*") {
+        return updatable.iter().map(|s| s.to_string()).collect();
+    }
+    for p in paths {
+        if !updatable.contains(&p.as_str()) {
+            v.add(
+                "update_mask",
+                format!(
+                    "\"{}\" is not an updatable field; updatable: {}",
+                    echo(p),
+                    updatable.join(", ")
+                ),
+            );
+        }
+    }
+    paths.to_vec()
+}
+
+/// Parses exactly one of `subject` and `email`.
+fn who(v: &mut Violations, subject: &str, email: &str) -> Option<Who> {
+    match (subject.is_empty(), email.is_empty()) {
+        (false, true) => v
+            .check("subject", validate::subject(subject))
+            .map(Who::Subject),
+        (true, false) => v.check("email", validate::email(email)).map(Who::Email),
+        _ => {
+            v.add("subject", "exactly one of subject and email must be set");
+            None
+        }
+    }
+}
+
+/// Parses an optional field: empty is `None`, anything else must parse.
+fn optional<T>(
+    v: &mut Violations,
+    field: &str,
+    s: &str,
+    parse: impl FnOnce(&str) -> std::result::Result<T, String>,
+) -> Option<Option<T>> {
+    if s.is_empty() {
+        Some(None)
+    } else {
+        v.check(field, parse(s)).map(Some)
+    }
+}
+
+impl TryFrom<pb::AddMemberRequest> for AddMember {
+    type Error = Error;
+
+    fn try_from(r: pb::AddMemberRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
+        let who = who(&mut v, &r.subject, &r.email);
+        let role = v.check("role", role(r.role));
+        v.done(|| {
+            Some(AddMember {
+                workspace: workspace?,
+                who: who?,
+                role: role?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::GetMemberRequest> for MemberRef {
+    type Error = Error;
+
+    fn try_from(r: pb::GetMemberRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
+        let subject = v.check("subject", validate::subject(&r.subject));
+        v.done(|| {
+            Some(MemberRef {
+                workspace: workspace?,
+                subject: subject?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::UpdateMemberRequest> for UpdateMember {
+    type Error = Error;
+
+    fn try_from(r: pb::UpdateMemberRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
+        let subject = v.check("subject", validate::subject(&r.subject));
+        let role = v.check("role", role(r.role));
+        v.done(|| {
+            Some(UpdateMember {
+                member: MemberRef {
+                    workspace: workspace?,
+                    subject: subject?,
+                },
+                role: role?,
+                etag: r.etag,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::RemoveMemberRequest> for RemoveMember {
+    type Error = Error;
+
+    fn try_from(r: pb::RemoveMemberRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
+        let who = who(&mut v, &r.subject, &r.email);
+        v.done(|| {
+            Some(RemoveMember {
+                workspace: workspace?,
+                who: who?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::ListMembersRequest> for ListMembers {
+    type Error = Error;
+
+    fn try_from(r: pb::ListMembersRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
+        let role = if r.role == pb::Role::Unspecified as i32 {
+            Some(None)
+        } else {
+            v.check("role", role(r.role)).map(Some)
+        };
+        let fingerprint = serde_json::json!({
+            "rpc": "ListMembers",
+            "workspace": r.workspace,
+            "role": r.role,
+        })
+        .to_string();
+        let page = page::parse(r.page_size, &r.page_token, &fingerprint, &mut v);
+        v.done(|| {
+            Some(ListMembers {
+                workspace: workspace?,
+                role: role?,
+                page: page?,
+                fingerprint,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::CheckAccessRequest> for CheckAccess {
+    type Error = Error;
+
+    fn try_from(r: pb::CheckAccessRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
+        let permission = v.check(
+            "permission",
+            Permission::parse(&r.permission).ok_or_else(|| {
+                format!(
+                    "unknown permission \"{}\"; known: {}",
+                    echo(&r.permission),
+                    Permission::ALL.map(|p| p.as_str()).join(", ")
+                )
+            }),
+        );
+        let subject = optional(&mut v, "subject", &r.subject, validate::subject);
+        v.done(|| {
+            Some(CheckAccess {
+                workspace: workspace?,
+                permission: permission?,
+                subject: subject?,
+                consistent: r.fully_consistent,
+            })
+        })
+    }
+}
+
+/// Checks the label map at `field`.
+pub fn labels(
+    v: &mut Violations,
+    field: &str,
+    l: &HashMap<String, String>,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    validate::labels(field, l, v)
+}
+
+/// Parses a role that must be set.
+pub fn role(v: i32) -> Result<Role, String> {
+    match pb::Role::try_from(v) {
+        Ok(pb::Role::Viewer) => Ok(Role::Viewer),
+        Ok(pb::Role::Editor) => Ok(Role::Editor),
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        Ok(pb::Role::Unspecified) => Err("must be ROLE_VIEWER, ROLE_EDITOR or ROLE_ADMIN".into()),
+        Err(_) => Err(format!("{v} is not a Role")),
+    }
+}
+
+/// A protobuf Duration in microseconds; `None` when it is not a valid Duration (nanos out
+/// of range, or of another sign than seconds) or does not fit.
+pub fn duration_us(d: &prost_types::Duration) -> Option<i64> {
+    let sign_ok = (d.seconds >= 0 && d.nanos >= 0) || (d.seconds <= 0 && d.nanos <= 0);
+    if !(-999_999_999..=999_999_999).contains(&d.nanos) || !sign_ok {
+        return None;
+    }
+    d.seconds
+        .checked_mul(1_000_000)?
+        .checked_add(i64::from(d.nanos / 1000))
+}
+
+/// The policy fields of a request, before validation.
+pub fn policy_input(p: &pb::Policy) -> PolicyInput {
+    let range = p.priority_range.unwrap_or_default();
+    let gpu = p.global_gpu_constraints.clone().unwrap_or_default();
+    PolicyInput {
+        priority_min: range.min.into(),
+        priority_max: range.max.into(),
+        max_gprs: p.max_gprs.into(),
+        max_exit_duration_us: match &p.max_exit_duration_per_gpr {
+            None => Some(0),
+            Some(d) => duration_us(d),
+        },
+        enforce_idle_timeout: p.enforce_idle_timeout,
+        requeue_on_failure: p.requeue_on_failure,
+        enable_auto_eviction: p.enable_auto_eviction,
+        gpu_shapes: gpu.gpu_shapes,
+        max_gpu_per_gpr: gpu.max_gpu_per_gpr.into(),
+        max_memory_per_gpr_bytes: gpu.max_memory_per_gpr_bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_convert_to_microseconds_or_are_refused() {
+        let d = |seconds, nanos| prost_types::Duration { seconds, nanos };
+        let cases = [
+            (d(0, 0), Some(0)),
+            (d(1, 500_000), Some(1_000_500)),
+            (d(-1, -500_000), Some(-1_000_500)),
+            (d(0, 999), Some(0)),
+            (d(1, -1), None),
+            (d(-1, 1), None),
+            (d(0, 1_000_000_000), None),
+            (d(i64::MAX, 0), None),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(duration_us(&given), expected, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn roles_must_be_set_and_known() {
+        let cases = [
+            (pb::Role::Viewer as i32, Some(Role::Viewer)),
+            (pb::Role::Editor as i32, Some(Role::Editor)),
+            (pb::Role::Admin as i32, Some(Role::Admin)),
+            (pb::Role::Unspecified as i32, None),
+            (42, None),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(role(given).ok(), expected, "{given}");
+        }
+    }
+
+    #[test]
+    fn update_masks_name_updatable_fields() {
+        let mask = |paths: &[&str]| prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        };
+        let updatable = ["a", "b"];
+        let cases: [(Option<prost_types::FieldMask>, Vec<&str>, usize); 5] = [
+            (None, vec![], 1),
+            (Some(mask(&[])), vec![], 1),
+            (Some(mask(&["*"])), vec!["a", "b"], 0),
+            (Some(mask(&["b"])), vec!["b"], 0),
+            (Some(mask(&["a", "c", "d"])), vec!["a", "c", "d"], 2),
+        ];
+        for (given, paths, bad) in cases {
+            let mut v = Violations::default();
+            assert_eq!(mask_paths(&mut v, given.as_ref(), &updatable), paths);
+            let errors = match v.finish() {
+                Ok(()) => 0,
+                Err(Error::InvalidArgument(fields)) => fields.len(),
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(errors, bad, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn a_member_is_named_by_exactly_one_of_subject_and_email() {
+        let cases = [
+            ("alice", "", true),
+            ("", "alice@example.com", true),
+            ("", "", false),
+            ("alice", "alice@example.com", false),
+            ("bad\u{7}", "", false),
+        ];
+        for (subject, email, ok) in cases {
+            let mut v = Violations::default();
+            let parsed = who(&mut v, subject, email);
+            assert_eq!(parsed.is_some(), ok, "{subject:?} {email:?}");
+            assert_eq!(v.finish().is_ok(), ok, "{subject:?} {email:?}");
+        }
+    }
+
+    #[test]
+    fn every_bad_field_of_a_request_is_reported_at_once() {
+        let bad = pb::AddMemberRequest {
+            workspace: "Bad_Name".into(),
+            subject: String::new(),
+            email: String::new(),
+            role: 0,
+        };
+        let Err(Error::InvalidArgument(fields)) = AddMember::try_from(bad) else {
+            panic!("accepted")
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["workspace", "subject", "role"]);
+    }
+}
