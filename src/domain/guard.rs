@@ -2,12 +2,12 @@
 //! up with the caller's role in it and applies `access::authorize`, through `read` (this
 //! replica's view) or `write` (the row, locked for the transaction).
 
-use std::sync::Arc;
+use std::{borrow::Borrow, sync::Arc};
 
 use sea_orm::ConnectionTrait;
 
 use super::{
-    access::{self, Need, Principal},
+    access::{self, Need, Principal, Role},
     model::Workspace,
     validate::WorkspaceName,
 };
@@ -26,12 +26,7 @@ pub(crate) async fn read(
     need: impl Into<Need>,
 ) -> Result<Arc<Workspace>> {
     let found = store.find_access(name, &principal.subject, false).await?;
-    let ws = found.as_ref().map(|(ws, role)| ws.access(*role));
-    access::authorize(principal, name, ws.as_ref(), need)?;
-    // authorize() fails when the workspace is missing.
-    found
-        .map(|(ws, _)| ws)
-        .ok_or_else(|| Error::workspace_not_found(name))
+    decide(principal, name, found, need)
 }
 
 /// The workspace `name`, if `principal` may act on it as `need` says, read in the write
@@ -44,11 +39,7 @@ pub(crate) async fn write<C: ConnectionTrait>(
     need: impl Into<Need>,
 ) -> Result<Workspace> {
     let found = workspaces::find_with_role(tx, name, &principal.subject, true).await?;
-    let ws = found.as_ref().map(|(ws, role)| ws.access(*role));
-    access::authorize(principal, name, ws.as_ref(), need)?;
-    found
-        .map(|(ws, _)| ws)
-        .ok_or_else(|| Error::workspace_not_found(name))
+    decide(principal, name, found, need)
 }
 
 /// The decision for a workspace already looked up some other way (by id, or by a create
@@ -64,7 +55,20 @@ pub(crate) async fn found<C: ConnectionTrait>(
         Some(ws) => memberships::role(c, ws, &principal.subject).await?,
         None => None,
     };
-    let access = ws.as_ref().map(|w| w.access(role));
+    decide(principal, label, ws.map(|ws| (ws, role)), need)
+}
+
+/// `access::authorize` on a workspace found (or not) with the caller's role in it.
+fn decide<W: Borrow<Workspace>>(
+    principal: &Principal,
+    label: &str,
+    found: Option<(W, Option<Role>)>,
+    need: impl Into<Need>,
+) -> Result<W> {
+    let access = found.as_ref().map(|(ws, role)| ws.borrow().access(*role));
     access::authorize(principal, label, access.as_ref(), need)?;
-    ws.ok_or_else(|| Error::workspace_not_found(label))
+    // authorize() fails when the workspace is missing.
+    found
+        .map(|(ws, _)| ws)
+        .ok_or_else(|| Error::workspace_not_found(label))
 }

@@ -93,24 +93,18 @@ pub(crate) fn check_quota(rules: &PolicyRules, r: &GpuRequest) -> Vec<QuotaViola
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::rules::{PolicyInput, validate};
-
-    fn input() -> PolicyInput {
-        PolicyInput {
-            priority_min: 10,
-            priority_max: 100,
-            max_gprs: 4,
-            max_exit_duration_us: Some(3_600_000_000),
-            gpu_shapes: vec!["a100".into(), "h100-80g".into()],
-            max_gpu_per_gpr: 8,
-            max_memory_per_gpr_bytes: 1 << 30,
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn quota_reports_each_broken_rule_and_zero_means_no_limit() {
-        let rules = validate(&input()).unwrap();
+        let rules = PolicyRules {
+            priority_min: 10,
+            priority_max: 100,
+            max_exit_duration_us: 3_600_000_000,
+            gpu_shapes: vec!["a100".into(), "h100-80g".into()],
+            max_gpu_per_gpr: 8,
+            max_memory_per_gpr_bytes: 1 << 30,
+            ..PolicyRules::default()
+        };
         let ok = GpuRequest {
             gpu_shape: "a100".into(),
             gpu_count: 8,
