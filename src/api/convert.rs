@@ -11,12 +11,12 @@ use crate::{
 };
 
 /// A List response's `total_size`, saturated at the field's range.
-pub fn total(n: u64) -> i32 {
+pub(crate) fn total(n: u64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// A protobuf timestamp.
-pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+pub(crate) fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
@@ -101,7 +101,7 @@ impl From<Member> for pb::Member {
 }
 
 /// A protobuf Duration of `us` microseconds.
-pub fn duration(us: i64) -> prost_types::Duration {
+pub(crate) fn duration(us: i64) -> prost_types::Duration {
     prost_types::Duration {
         seconds: us / 1_000_000,
         nanos: ((us % 1_000_000) * 1000) as i32,

@@ -28,12 +28,12 @@ use crate::{
 };
 
 /// Largest display name, in characters.
-pub const MAX_DISPLAY_NAME: usize = 100;
+pub(crate) const MAX_DISPLAY_NAME: usize = 100;
 /// Largest description, in characters.
-pub const MAX_DESCRIPTION: usize = 1000;
+pub(crate) const MAX_DESCRIPTION: usize = 1000;
 
 /// Parses a visibility; unset means private.
-pub fn visibility(v: i32) -> Result<Visibility, String> {
+pub(crate) fn visibility(v: i32) -> Result<Visibility, String> {
     match pb::Visibility::try_from(v) {
         Ok(pb::Visibility::Unspecified | pb::Visibility::Private) => Ok(Visibility::Private),
         Ok(pb::Visibility::Internal) => Ok(Visibility::Internal),
@@ -43,7 +43,7 @@ pub fn visibility(v: i32) -> Result<Visibility, String> {
 }
 
 /// Parses a state filter; unset means every state.
-pub fn state_filter(v: i32) -> Result<Option<WorkspaceState>, String> {
+pub(crate) fn state_filter(v: i32) -> Result<Option<WorkspaceState>, String> {
     match pb::WorkspaceState::try_from(v) {
         Ok(pb::WorkspaceState::Unspecified) => Ok(None),
         Ok(pb::WorkspaceState::Active) => Ok(Some(WorkspaceState::Active)),
@@ -53,7 +53,7 @@ pub fn state_filter(v: i32) -> Result<Option<WorkspaceState>, String> {
 }
 
 /// Parses a workspace name field, recording a violation on `field`.
-pub fn workspace_name(v: &mut Violations, field: &str, s: &str) -> Option<WorkspaceName> {
+pub(crate) fn workspace_name(v: &mut Violations, field: &str, s: &str) -> Option<WorkspaceName> {
     v.check(field, WorkspaceName::parse(s))
 }
 
@@ -268,7 +268,7 @@ impl TryFrom<pb::ListResourcesRequest> for ListResources {
 }
 
 /// GetPolicy's input: the workspace.
-pub fn get_policy(r: pb::GetPolicyRequest) -> Result<WorkspaceName> {
+pub(crate) fn get_policy(r: pb::GetPolicyRequest) -> Result<WorkspaceName> {
     let mut v = Violations::default();
     let name = workspace_name(&mut v, "workspace", &r.workspace);
     v.done(|| name)
@@ -547,7 +547,7 @@ impl TryFrom<pb::CheckAccessRequest> for CheckAccess {
 }
 
 /// Checks the label map at `field`.
-pub fn labels(
+pub(crate) fn labels(
     v: &mut Violations,
     field: &str,
     l: &HashMap<String, String>,
@@ -556,7 +556,7 @@ pub fn labels(
 }
 
 /// Parses a role that must be set.
-pub fn role(v: i32) -> Result<Role, String> {
+pub(crate) fn role(v: i32) -> Result<Role, String> {
     match pb::Role::try_from(v) {
         Ok(pb::Role::Viewer) => Ok(Role::Viewer),
         Ok(pb::Role::Editor) => Ok(Role::Editor),
@@ -568,7 +568,7 @@ pub fn role(v: i32) -> Result<Role, String> {
 
 /// A protobuf Duration in microseconds; `None` when it is not a valid Duration (nanos out
 /// of range, or of another sign than seconds) or does not fit.
-pub fn duration_us(d: &prost_types::Duration) -> Option<i64> {
+pub(crate) fn duration_us(d: &prost_types::Duration) -> Option<i64> {
     let sign_ok = (d.seconds >= 0 && d.nanos >= 0) || (d.seconds <= 0 && d.nanos <= 0);
     if !(-999_999_999..=999_999_999).contains(&d.nanos) || !sign_ok {
         return None;
@@ -579,7 +579,7 @@ pub fn duration_us(d: &prost_types::Duration) -> Option<i64> {
 }
 
 /// The policy fields of a request, before validation.
-pub fn policy_input(p: &pb::Policy) -> PolicyInput {
+pub(crate) fn policy_input(p: &pb::Policy) -> PolicyInput {
     let range = p.priority_range.unwrap_or_default();
     let gpu = p.global_gpu_constraints.clone().unwrap_or_default();
     PolicyInput {
