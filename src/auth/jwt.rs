@@ -210,10 +210,13 @@ pub fn sign_hs256(
     ttl: std::time::Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let now = chrono::Utc::now().timestamp();
+    // Saturating: a TTL of a trillion years is absurd, but must not wrap into an expired
+    // token (or overflow).
+    let exp = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
     let mut claims = serde_json::json!({
         "sub": subject,
         "iat": now,
-        "exp": now + ttl.as_secs() as i64,
+        "exp": exp,
         "roles": roles,
     });
     if let Some(email) = email {
