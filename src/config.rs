@@ -141,14 +141,48 @@ pub struct TokenArgs {
     #[arg(long, env = "WORKSPACED_EMAIL")]
     pub email: Option<String>,
     /// A platform role to include (`platform-admin`, `platform-service`); repeatable.
-    #[arg(long = "role", env = "WORKSPACED_ROLE", value_delimiter = ',')]
+    /// Other names are refused: the server ignores roles it does not know, so a misspelt
+    /// role would make a token that silently lacks it.
+    #[arg(
+        long = "role",
+        value_name = "ROLE",
+        env = "WORKSPACED_ROLE",
+        value_delimiter = ',',
+        value_parser = [
+            crate::domain::access::PlatformRoles::ADMIN,
+            crate::domain::access::PlatformRoles::SERVICE,
+        ]
+    )]
     pub roles: Vec<String>,
-    /// How long the token is valid, such as `1h` or `30m`.
-    #[arg(long, env = "WORKSPACED_TTL", default_value = "1h")]
+    /// How long the token is valid, such as `1h` or `30m`; at least one second.
+    // Hyphen values reach the parser, so that `--ttl -1h` is told it is negative instead of
+    // being taken for an unknown flag.
+    #[arg(
+        long,
+        env = "WORKSPACED_TTL",
+        default_value = "1h",
+        allow_hyphen_values = true,
+        value_parser = parse_ttl
+    )]
     pub ttl: humantime::Duration,
     /// File holding the HS256 secret.
     #[arg(long, env = "WORKSPACED_JWT_HS256_SECRET_FILE", default_value = DEFAULT_KEY_FILE)]
     pub jwt_hs256_secret_file: PathBuf,
+}
+
+/// Parses `--ttl`: a duration of at least one second. A token's `exp` counts whole seconds,
+/// so anything shorter makes a token that has expired when it is printed.
+fn parse_ttl(s: &str) -> Result<humantime::Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err("must be positive, such as 1h or 30m".into());
+    }
+    let ttl: humantime::Duration = s
+        .parse()
+        .map_err(|e| format!("{e}; use a duration such as 1h or 30m"))?;
+    if ttl.as_secs() == 0 {
+        return Err("must be at least 1s, such as 1h or 30m".into());
+    }
+    Ok(ttl)
 }
 
 /// Reads a key file: its bytes with surrounding whitespace trimmed.
@@ -299,5 +333,66 @@ impl ServeArgs {
             roles_claim: self.roles_claim.clone(),
         })?;
         Ok(AuthMode::Jwt(Arc::new(verifier)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Parser, error::ErrorKind};
+
+    use super::{Cli, Command};
+
+    fn token(args: &[&str]) -> Result<super::TokenArgs, clap::Error> {
+        let argv = ["workspaced", "token", "--subject", "alice"];
+        match Cli::try_parse_from(argv.iter().chain(args))?.command {
+            Command::Token(t) => Ok(t),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn token_takes_the_platform_roles_the_server_knows() {
+        let t = token(&["--role", "platform-admin", "--role", "platform-service"]).unwrap();
+        assert_eq!(t.roles, ["platform-admin", "platform-service"]);
+        let t = token(&["--role", "platform-service,platform-admin"]).unwrap();
+        assert_eq!(t.roles, ["platform-service", "platform-admin"]);
+    }
+
+    #[test]
+    fn token_refuses_roles_the_server_would_ignore() {
+        for role in ["admin", "Platform-Admin", "platform-admin,root", ""] {
+            let e = token(&["--role", role]).expect_err(role);
+            assert_eq!(e.kind(), ErrorKind::InvalidValue, "{role}: {e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("platform-admin") && text.contains("platform-service"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_takes_a_positive_ttl() {
+        for (ttl, secs) in [("1h", 3600), ("30m", 1800), ("1s", 1), ("2days", 172_800)] {
+            let t = token(&["--ttl", ttl]).unwrap();
+            assert_eq!(t.ttl.as_secs(), secs, "{ttl}");
+        }
+        assert_eq!(token(&[]).unwrap().ttl.as_secs(), 3600);
+    }
+
+    #[test]
+    fn token_refuses_a_zero_or_negative_ttl() {
+        for (args, says) in [
+            (&["--ttl", "0s"][..], "at least 1s"),
+            (&["--ttl", "0"], "at least 1s"),
+            (&["--ttl", "500ms"], "at least 1s"),
+            (&["--ttl", "-1h"], "positive"),
+            (&["--ttl=-30m"], "positive"),
+            (&["--ttl", "soon"], "such as 1h"),
+        ] {
+            let e = token(args).expect_err(&format!("{args:?}"));
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}: {e}");
+            assert!(e.to_string().contains(says), "{args:?}: {e}");
+        }
     }
 }

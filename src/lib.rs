@@ -132,13 +132,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
-    let store = Store::connect(&cfg.database_url)
-        .await
-        .map_err(|e| format!("cannot open the database: {e}"))?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| format!("cannot migrate the database: {e}"))?;
+    let store = Store::connect(&cfg.database_url).await.map_err(|e| {
+        let why = crate::store::describe_open_error(&cfg.database_url, &e);
+        format!("cannot open the database: {why}")
+    })?;
+    store.migrate().await.map_err(|e| {
+        let why = crate::store::describe(&e);
+        format!("cannot migrate the database: {why}")
+    })?;
     let workspaces = Workspaces::new(store.clone(), cfg.policy_defaults.clone());
     workspaces
         .ensure_built_ins()

@@ -91,10 +91,14 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
             Ok(())
         }
         Command::Migrate(args) => {
-            let store = Store::connect(&args.database_url)
-                .await
-                .map_err(|e| format!("cannot open the database: {e}"))?;
-            store.migrate().await?;
+            let store = Store::connect(&args.database_url).await.map_err(|e| {
+                let why = workspaced::store::describe_open_error(&args.database_url, &e);
+                format!("cannot open the database: {why}")
+            })?;
+            store.migrate().await.map_err(|e| {
+                let why = workspaced::store::describe(&e);
+                format!("cannot migrate the database: {why}")
+            })?;
             tracing::info!("migrations applied");
             Ok(())
         }

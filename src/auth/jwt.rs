@@ -60,6 +60,13 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
+/// The answer to a bad signature. The usual cause is not a forged token but two key files:
+/// `workspaced token` run in another directory than `serve`, or after `serve` created a new
+/// `workspaced.key`.
+const BAD_SIGNATURE: &str = "the token's signature is invalid: it was probably signed with \
+                             another key than the server's (`workspaced token` signs with the \
+                             key file of the directory it runs in, or --jwt-hs256-secret-file)";
+
 fn invalid(message: impl Into<String>) -> Error {
     Error::Unauthenticated {
         reason: Reason::TokenInvalid,
@@ -156,7 +163,7 @@ impl Verifier {
                     message: "the token has expired".into(),
                 },
                 ErrorKind::ImmatureSignature => invalid("the token is not valid yet (nbf)"),
-                ErrorKind::InvalidSignature => invalid("the token's signature is invalid"),
+                ErrorKind::InvalidSignature => invalid(BAD_SIGNATURE),
                 ErrorKind::MissingRequiredClaim(c) => invalid(format!("the token has no {c}")),
                 ErrorKind::InvalidIssuer => invalid("the token's issuer is not accepted"),
                 ErrorKind::InvalidAudience => invalid("the token's audience is not accepted"),
@@ -210,10 +217,13 @@ pub fn sign_hs256(
     ttl: std::time::Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let now = chrono::Utc::now().timestamp();
+    // Saturating: a TTL of a trillion years is absurd, but must not wrap into an expired
+    // token (or overflow).
+    let exp = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
     let mut claims = serde_json::json!({
         "sub": subject,
         "iat": now,
-        "exp": now + ttl.as_secs() as i64,
+        "exp": exp,
         "roles": roles,
     });
     if let Some(email) = email {
@@ -224,4 +234,47 @@ pub fn sign_hs256(
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier(secret: &[u8]) -> Verifier {
+        Verifier::new(JwtSettings {
+            hs256_secret: Some(secret.to_vec()),
+            roles_claim: "roles".into(),
+            ..JwtSettings::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_bad_signature_suggests_that_the_keys_differ() {
+        let token = sign_hs256(
+            b"the key of another directory",
+            "alice",
+            None,
+            &[],
+            ONE_HOUR,
+        );
+        let err = verifier(b"the server's key").verify(&token.unwrap());
+        match err {
+            Err(Error::Unauthenticated { reason, message }) => {
+                assert_eq!(reason, Reason::TokenInvalid);
+                assert!(message.contains("another key"), "{message}");
+                assert!(message.contains("workspaced token"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_signed_with_the_servers_key_is_accepted() {
+        let token = sign_hs256(b"the server's key", "alice", None, &[], ONE_HOUR).unwrap();
+        let p = verifier(b"the server's key").verify(&token).unwrap();
+        assert_eq!(p.subject, "alice");
+    }
+
+    const ONE_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 }

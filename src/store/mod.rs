@@ -305,3 +305,179 @@ impl Store {
         closed
     }
 }
+
+/// A database error as the operator starting the server reads it: the database's own
+/// message. sqlx's rendering of a PostgreSQL error ends with the line of PostgreSQL's C
+/// source that raised it ("database \"x\" does not exist at line 948"), and SeaORM's adds
+/// its variant ("Connection Error: "); neither helps anyone running workspaced.
+pub fn describe(e: &DbErr) -> String {
+    use sea_orm::{RuntimeErr, sqlx};
+    match e {
+        DbErr::Conn(RuntimeErr::SqlxError(s))
+        | DbErr::Exec(RuntimeErr::SqlxError(s))
+        | DbErr::Query(RuntimeErr::SqlxError(s)) => match s.as_ref() {
+            sqlx::Error::Database(db) => db.message().to_owned(),
+            other => other.to_string(),
+        },
+        DbErr::Conn(RuntimeErr::Internal(m))
+        | DbErr::Exec(RuntimeErr::Internal(m))
+        | DbErr::Query(RuntimeErr::Internal(m))
+        | DbErr::Custom(m)
+        | DbErr::Migration(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Why the database at `url` could not be opened, with what to change when it is an SQLite
+/// file that is missing: SQLite's own "unable to open database file" does not say that a
+/// URL without `?mode=rwc` never creates the file, nor that no URL creates a directory.
+pub fn describe_open_error(url: &str, e: &DbErr) -> String {
+    let message = describe(e);
+    match sqlite_missing_file(url) {
+        Some(hint) => format!("{message}: {hint}"),
+        None => message,
+    }
+}
+
+/// What is missing for the SQLite `url` to open: its directory, or its file when the URL does
+/// not ask SQLite to create it. None for other URLs, in-memory databases and existing files.
+fn sqlite_missing_file(url: &str) -> Option<String> {
+    use std::{path::Path, str::FromStr};
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let opts = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = opts.get_filename();
+    if path.exists() {
+        return None;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Some(format!(
+            "the directory {} does not exist (SQLite creates the database file, not its \
+             directory)",
+            dir.display()
+        ));
+    }
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let mode = query.split('&').find_map(|p| p.strip_prefix("mode="));
+    match mode {
+        // Asked to create it: the file's absence is not what failed.
+        Some("rwc") => return None,
+        Some(_) => return Some(format!("{} does not exist", path.display())),
+        None => {}
+    }
+    let add = if url.contains('?') {
+        "&mode=rwc"
+    } else {
+        "?mode=rwc"
+    };
+    Some(format!(
+        "{} does not exist; add {add} to the URL to create it: {url}{add}",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{borrow::Cow, sync::Arc};
+
+    use sea_orm::{
+        RuntimeErr,
+        sqlx::{self, error::DatabaseError},
+    };
+
+    use super::*;
+
+    /// A database error as sqlx renders PostgreSQL's: its `Display` appends the server's
+    /// source line, its `message` is the database's own words.
+    #[derive(Debug)]
+    struct PgLike;
+
+    impl std::fmt::Display for PgLike {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("database \"wst_gone\" does not exist at line 948")
+        }
+    }
+
+    impl std::error::Error for PgLike {}
+
+    impl DatabaseError for PgLike {
+        fn message(&self) -> &str {
+            "database \"wst_gone\" does not exist"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some("3D000".into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[test]
+    fn a_database_error_is_told_without_the_drivers_decorations() {
+        let sqlx_err = Arc::new(sqlx::Error::Database(Box::new(PgLike)));
+        let e = DbErr::Conn(RuntimeErr::SqlxError(sqlx_err.clone()));
+        // What a start-up failure printed before.
+        assert!(e.to_string().contains("at line 948"), "{e}");
+        assert_eq!(describe(&e), "database \"wst_gone\" does not exist");
+        let e = DbErr::Exec(RuntimeErr::SqlxError(sqlx_err));
+        assert_eq!(describe(&e), "database \"wst_gone\" does not exist");
+        let e = DbErr::Custom("the SQLite database x.db is in use".into());
+        assert_eq!(describe(&e), "the SQLite database x.db is in use");
+    }
+
+    #[test]
+    fn a_missing_sqlite_file_or_directory_is_named_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let existing = dir.path().join("there.db");
+        std::fs::write(&existing, b"").unwrap();
+        let cases = [
+            (
+                format!("sqlite://{d}/new.db"),
+                Some(format!(
+                    "{d}/new.db does not exist; add ?mode=rwc to the URL to create it: \
+                     sqlite://{d}/new.db?mode=rwc"
+                )),
+            ),
+            (
+                format!("sqlite://{d}/new.db?cache=shared"),
+                Some(format!(
+                    "{d}/new.db does not exist; add &mode=rwc to the URL to create it: \
+                     sqlite://{d}/new.db?cache=shared&mode=rwc"
+                )),
+            ),
+            (
+                format!("sqlite://{d}/new.db?mode=ro"),
+                Some(format!("{d}/new.db does not exist")),
+            ),
+            (
+                format!("sqlite://{d}/no-such-dir/new.db?mode=rwc"),
+                Some(format!(
+                    "the directory {d}/no-such-dir does not exist (SQLite creates the \
+                     database file, not its directory)"
+                )),
+            ),
+            (format!("sqlite://{d}/new.db?mode=rwc"), None),
+            (format!("sqlite://{}", existing.display()), None),
+            ("sqlite::memory:".to_owned(), None),
+            ("postgres://postgres@127.0.0.1:1/none".to_owned(), None),
+        ];
+        for (url, hint) in cases {
+            assert_eq!(sqlite_missing_file(&url), hint, "{url}");
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod limits;
 mod lists;
 mod matrix;
 mod members;
+mod newcomer;
 mod operations;
 mod outage;
 mod policies;
