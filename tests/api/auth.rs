@@ -221,9 +221,10 @@ async fn the_roles_claim_name_is_configurable() {
         c["sub"] = json!("root");
         sign(&c)
     };
-    get(&s, &tok, "private").await.unwrap();
+    s.get_workspace(&tok, "private").await.unwrap();
     // Under the default name the roles are ignored.
-    let err = get(&s, &token_with_roles("eve", &["platform-admin"]), "private")
+    let err = s
+        .get_workspace(&token_with_roles("eve", &["platform-admin"]), "private")
         .await
         .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");

@@ -122,7 +122,7 @@ async fn unknown_paths_share_one_metric_label() {
     let unknown = "workspaced_grpc_requests_total{code=\"Unimplemented\",method=\"unknown\",service=\"unknown\"}";
     assert_eq!(sample(&body, unknown), 200.0);
     // Served methods keep their own labels.
-    get(&s, &token("alice"), "default").await.unwrap();
+    s.get_workspace(&token("alice"), "default").await.unwrap();
     let body = scrape(s.metrics_addr.unwrap()).await;
     let ok = "workspaced_grpc_requests_total{code=\"Ok\",method=\"GetWorkspace\",service=\"workspaced.v1.WorkspaceService\"}";
     assert_eq!(sample(&body, ok), 1.0);
@@ -178,7 +178,7 @@ async fn silent_and_trickling_connections_are_closed() {
     assert!(closed, "a trickling connection stayed open");
     assert!(start.elapsed() < Duration::from_secs(4));
     // Normal calls go on.
-    get(&s, &token("alice"), "default").await.unwrap();
+    s.get_workspace(&token("alice"), "default").await.unwrap();
 }
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn requests_being_read_share_a_budget_of_bytes() {
     let resp = first.await.unwrap();
     let status = tonic::Status::from_header_map(resp.headers()).unwrap();
     assert_status(&status, Code::DeadlineExceeded, "REQUEST_TIMEOUT");
-    get(&s, &token("alice"), "default").await.unwrap();
+    s.get_workspace(&token("alice"), "default").await.unwrap();
 }
 
 #[tokio::test]
@@ -294,7 +294,7 @@ async fn connections_over_the_limit_are_closed_at_once() {
         }
     }
     assert!(taken, "a freed slot was not given to a new connection");
-    get(&s, &token("alice"), "default").await.unwrap();
+    s.get_workspace(&token("alice"), "default").await.unwrap();
 }
 
 #[tokio::test]
@@ -379,7 +379,7 @@ async fn calls_over_the_in_flight_limit_are_overloaded_at_once() {
     .await;
     let alice = token("alice");
     // Alice is remembered before the database is held, so her probes only read.
-    get(&s, &alice, "default").await.unwrap();
+    s.get_workspace(&alice, "default").await.unwrap();
     let held = hold_database(&s.db).await;
     let waiting: Vec<_> = ["slow-1", "slow-2"]
         .into_iter()
@@ -404,7 +404,7 @@ async fn calls_over_the_in_flight_limit_are_overloaded_at_once() {
     let mut refused = None;
     for _ in 0..150 {
         let start = Instant::now();
-        match get(&s, &alice, "Not-A-Name!").await {
+        match s.get_workspace(&alice, "Not-A-Name!").await {
             Err(e) if e.code() == Code::InvalidArgument => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -432,7 +432,7 @@ async fn calls_over_the_in_flight_limit_are_overloaded_at_once() {
     for w in waiting {
         w.await.unwrap().unwrap();
     }
-    get(&s, &alice, "slow-1").await.unwrap();
+    s.get_workspace(&alice, "slow-1").await.unwrap();
 }
 
 fn get_with(authorizations: &[String]) -> Request<pb::GetWorkspaceRequest> {
@@ -486,12 +486,15 @@ async fn control_characters_and_wrong_types_in_claims_are_token_invalid() {
         json!({"sub": "a".repeat(256), "exp": exp}),
     ];
     for claims in bad {
-        let err = get(&s, &sign(&claims), "default").await.unwrap_err();
+        let err = s
+            .get_workspace(&sign(&claims), "default")
+            .await
+            .unwrap_err();
         assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
     }
     // Printable Unicode is fine, and so is a string issuer.
     let ok = json!({"sub": "zoë", "iss": "anyone", "email": "zoë@example.com", "exp": exp});
-    get(&s, &sign(&ok), "default").await.unwrap();
+    s.get_workspace(&sign(&ok), "default").await.unwrap();
 }
 
 #[tokio::test]
@@ -509,11 +512,11 @@ async fn tokens_up_to_16_kb_are_judged_and_longer_ones_are_token_invalid() {
         "{}",
         fits.len()
     );
-    get(&s, &fits, "default").await.unwrap();
+    s.get_workspace(&fits, "default").await.unwrap();
     for bytes in [17 * 1024, 64 * 1024] {
-        let err = get(&s, &sized(bytes), "default").await.unwrap_err();
+        let err = s.get_workspace(&sized(bytes), "default").await.unwrap_err();
         assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
     }
     // The connection survived: the next call on the same channel works.
-    get(&s, &token("alice"), "default").await.unwrap();
+    s.get_workspace(&token("alice"), "default").await.unwrap();
 }

@@ -80,23 +80,13 @@ fn assert_readable(status: &Status, total: usize) -> Vec<(String, String)> {
 #[tokio::test]
 async fn fifty_upper_case_label_keys_get_a_readable_invalid_argument() {
     let s = TestServer::spawn().await;
-    let labels = (0..50)
-        .map(|i| (format!("KEY-{i:02}-{}", "X".repeat(200)), "v".to_string()))
-        .collect();
-    let err = s
-        .workspaces()
-        .create_workspace(req(
-            pb::CreateWorkspaceRequest {
-                workspace: Some(pb::Workspace {
-                    labels,
-                    ..new_ws("limits")
-                }),
-                request_id: String::new(),
-            },
-            &token("alice"),
-        ))
-        .await
-        .unwrap_err();
+    let ws = pb::Workspace {
+        labels: (0..50)
+            .map(|i| (format!("KEY-{i:02}-{}", "X".repeat(200)), "v".to_string()))
+            .collect(),
+        ..new_ws("limits")
+    };
+    let err = s.create_workspace(&token("alice"), ws).await.unwrap_err();
     let violations = assert_readable(&err, 50);
     // Each bad key keeps its own path, the key cut where it is echoed.
     assert_eq!(
@@ -120,17 +110,12 @@ async fn sixty_four_bad_gpu_shapes_get_a_readable_invalid_argument() {
         ..Default::default()
     };
     let err = s
-        .policies()
-        .update_policy(req(
-            pb::UpdatePolicyRequest {
-                policy: Some(policy),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["global_gpu_constraints.gpu_shapes".into()],
-                }),
-                etag: String::new(),
-            },
+        .update_policy(
             &platform_admin(),
-        ))
+            policy,
+            &["global_gpu_constraints.gpu_shapes"],
+            "",
+        )
         .await
         .unwrap_err();
     let violations = assert_readable(&err, 64);
@@ -146,17 +131,9 @@ async fn sixty_four_bad_gpu_shapes_get_a_readable_invalid_argument() {
 #[tokio::test]
 async fn a_twenty_kilobyte_unknown_permission_is_echoed_cut() {
     let s = TestServer::spawn().await;
+    let permission = "p".repeat(20 * 1024);
     let err = s
-        .members()
-        .check_access(req(
-            pb::CheckAccessRequest {
-                workspace: "limits".into(),
-                permission: "p".repeat(20 * 1024),
-                subject: String::new(),
-                fully_consistent: false,
-            },
-            &token("alice"),
-        ))
+        .check_access(&token("alice"), "limits", &permission, "")
         .await
         .unwrap_err();
     let violations = assert_readable(&err, 1);
@@ -175,23 +152,16 @@ async fn a_twenty_kilobyte_unknown_permission_is_echoed_cut() {
 async fn thirty_long_unknown_mask_paths_get_a_readable_invalid_argument() {
     let s = TestServer::spawn().await;
     create(&s, &token("alice"), new_ws("gpu")).await;
+    let paths: Vec<String> = (0..30)
+        .map(|i| format!("{i}.{}", "x".repeat(500)))
+        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let policy = pb::Policy {
+        workspace: "gpu".into(),
+        ..Default::default()
+    };
     let err = s
-        .policies()
-        .update_policy(req(
-            pb::UpdatePolicyRequest {
-                policy: Some(pb::Policy {
-                    workspace: "gpu".into(),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: (0..30)
-                        .map(|i| format!("{i}.{}", "x".repeat(500)))
-                        .collect(),
-                }),
-                etag: String::new(),
-            },
-            &platform_admin(),
-        ))
+        .update_policy(&platform_admin(), policy, &paths, "")
         .await
         .unwrap_err();
     let violations = assert_readable(&err, 30);

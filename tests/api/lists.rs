@@ -15,17 +15,6 @@ fn list_req(page_size: i32, page_token: &str) -> pb::ListWorkspacesRequest {
     }
 }
 
-async fn list(
-    s: &TestServer,
-    tok: &str,
-    r: pb::ListWorkspacesRequest,
-) -> Result<pb::ListWorkspacesResponse, tonic::Status> {
-    s.workspaces()
-        .list_workspaces(req(r, tok))
-        .await
-        .map(|r| r.into_inner())
-}
-
 fn names(r: &pb::ListWorkspacesResponse) -> Vec<&str> {
     r.workspaces.iter().map(|w| w.name.as_str()).collect()
 }
@@ -47,13 +36,14 @@ async fn lists_only_what_the_caller_may_read() {
     )
     .await;
     create(&s, &bob, new_ws("bob-private")).await;
-    let r = list(&s, &bob, list_req(0, "")).await.unwrap();
+    let r = s.list_workspaces(&bob, list_req(0, "")).await.unwrap();
     assert_eq!(
         names(&r),
         vec!["alice-internal", "bob-private", "default", "system"]
     );
     assert_eq!(r.total_size, 4);
-    let r = list(&s, &platform_service(), list_req(0, ""))
+    let r = s
+        .list_workspaces(&platform_service(), list_req(0, ""))
         .await
         .unwrap();
     assert_eq!(r.total_size, 5);
@@ -79,16 +69,7 @@ async fn filters_by_state_member_and_labels() {
         )
         .await;
     }
-    s.workspaces()
-        .archive_workspace(req(
-            pb::ArchiveWorkspaceRequest {
-                name: "a2".into(),
-                etag: String::new(),
-            },
-            &alice,
-        ))
-        .await
-        .unwrap();
+    s.archive_workspace(&alice, "a2", "").await.unwrap();
     let by_labels = |labels: &[(&str, &str)]| pb::ListWorkspacesRequest {
         labels: labels
             .iter()
@@ -96,64 +77,53 @@ async fn filters_by_state_member_and_labels() {
             .collect(),
         ..Default::default()
     };
-    let r = list(&s, &alice, by_labels(&[("team", "ml")]))
+    let by_state = |state: i32| pb::ListWorkspacesRequest {
+        state,
+        ..Default::default()
+    };
+    let r = s
+        .list_workspaces(&alice, by_labels(&[("team", "ml")]))
         .await
         .unwrap();
     assert_eq!(names(&r), vec!["a1", "a2"]);
-    let r = list(&s, &alice, by_labels(&[("team", "ml"), ("env", "prod")]))
+    let r = s
+        .list_workspaces(&alice, by_labels(&[("team", "ml"), ("env", "prod")]))
         .await
         .unwrap();
     assert_eq!(names(&r), vec!["a1"]);
     assert_eq!(r.total_size, 1);
-    let r = list(
-        &s,
-        &alice,
-        pb::ListWorkspacesRequest {
-            state: pb::WorkspaceState::Archived as i32,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let r = s
+        .list_workspaces(&alice, by_state(pb::WorkspaceState::Archived as i32))
+        .await
+        .unwrap();
     assert_eq!(names(&r), vec!["a2"]);
-    let r = list(
-        &s,
-        &alice,
-        pb::ListWorkspacesRequest {
-            state: pb::WorkspaceState::Active as i32,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let r = s
+        .list_workspaces(&alice, by_state(pb::WorkspaceState::Active as i32))
+        .await
+        .unwrap();
     assert_eq!(names(&r), vec!["a1", "a3", "default", "system"]);
     // `member`: only memberships, not what visibility shows.
     let mine = pb::ListWorkspacesRequest {
         member: "alice".into(),
         ..Default::default()
     };
-    let r = list(&s, &alice, mine.clone()).await.unwrap();
+    let r = s.list_workspaces(&alice, mine.clone()).await.unwrap();
     assert_eq!(names(&r), vec!["a1", "a2", "a3"]);
     // Another subject's memberships need a platform role.
-    let err = list(&s, &token("bob"), mine.clone()).await.unwrap_err();
+    let err = s
+        .list_workspaces(&token("bob"), mine.clone())
+        .await
+        .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let r = list(&s, &platform_service(), mine).await.unwrap();
+    let r = s.list_workspaces(&platform_service(), mine).await.unwrap();
     assert_eq!(r.total_size, 3);
     // Bad filters are bad input.
-    let err = list(&s, &alice, by_labels(&[("Bad", "x")]))
+    let err = s
+        .list_workspaces(&alice, by_labels(&[("Bad", "x")]))
         .await
         .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["labels[\"Bad\"]"]);
-    let err = list(
-        &s,
-        &alice,
-        pb::ListWorkspacesRequest {
-            state: 9,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = s.list_workspaces(&alice, by_state(9)).await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["state"]);
 }
 
@@ -164,35 +134,33 @@ async fn page_sizes_and_tokens_follow_aip_158() {
     for i in 0..120 {
         create(&s, &admin, new_ws(&format!("w{i:03}"))).await;
     }
-    let r = list(&s, &admin, list_req(0, "")).await.unwrap();
+    let r = s.list_workspaces(&admin, list_req(0, "")).await.unwrap();
     assert_eq!(r.workspaces.len(), 50);
     assert_eq!(r.total_size, 122);
-    let r = list(&s, &admin, list_req(1000, "")).await.unwrap();
+    let r = s.list_workspaces(&admin, list_req(1000, "")).await.unwrap();
     assert_eq!(r.workspaces.len(), 100);
-    let err = list(&s, &admin, list_req(-1, "")).await.unwrap_err();
+    let err = s
+        .list_workspaces(&admin, list_req(-1, ""))
+        .await
+        .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["page_size"]);
-    let err = list(&s, &admin, list_req(10, "%%%")).await.unwrap_err();
+    let err = s
+        .list_workspaces(&admin, list_req(10, "%%%"))
+        .await
+        .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["page_token"]);
     // A token reused with other filters is refused.
-    let first = list(&s, &admin, list_req(10, "")).await.unwrap();
+    let first = s.list_workspaces(&admin, list_req(10, "")).await.unwrap();
     let mut other = list_req(10, &first.next_page_token);
     other.state = pb::WorkspaceState::Active as i32;
-    let err = list(&s, &admin, other).await.unwrap_err();
+    let err = s.list_workspaces(&admin, other).await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["page_token"]);
     // The last page has no token.
-    let last = list(
-        &s,
-        &admin,
-        list_req(
-            100,
-            &list(&s, &admin, list_req(100, ""))
-                .await
-                .unwrap()
-                .next_page_token,
-        ),
-    )
-    .await
-    .unwrap();
+    let first = s.list_workspaces(&admin, list_req(100, "")).await.unwrap();
+    let last = s
+        .list_workspaces(&admin, list_req(100, &first.next_page_token))
+        .await
+        .unwrap();
     assert_eq!(last.workspaces.len(), 22);
     assert!(last.next_page_token.is_empty());
 }
@@ -209,41 +177,33 @@ async fn walking_pages_returns_each_workspace_once_while_others_are_inserted() {
     }
     existing.sort();
     // Insert new workspaces, before and after the walk's position, while walking.
-    let inserter = {
-        let s_channel = s.workspaces();
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let mut c = s_channel;
-            for i in 0..60 {
-                let name = if i % 2 == 0 {
-                    format!("a-new{i:02}")
-                } else {
-                    format!("z-new{i:02}")
-                };
-                c.create_workspace(req(
-                    pb::CreateWorkspaceRequest {
-                        workspace: Some(new_ws(&name)),
-                        request_id: String::new(),
-                    },
-                    &admin,
-                ))
+    let insert = async {
+        for i in 0..60 {
+            let name = if i % 2 == 0 {
+                format!("a-new{i:02}")
+            } else {
+                format!("z-new{i:02}")
+            };
+            create(&s, &admin, new_ws(&name)).await;
+        }
+    };
+    let pages = async {
+        let mut seen: Vec<String> = Vec::new();
+        let mut token_ = String::new();
+        loop {
+            let page = s
+                .list_workspaces(&admin, list_req(7, &token_))
                 .await
                 .unwrap();
+            assert!(page.workspaces.len() <= 7);
+            seen.extend(page.workspaces.into_iter().map(|w| w.name));
+            if page.next_page_token.is_empty() {
+                return seen;
             }
-        })
-    };
-    let mut seen: Vec<String> = Vec::new();
-    let mut token_ = String::new();
-    loop {
-        let page = list(&s, &admin, list_req(7, &token_)).await.unwrap();
-        assert!(page.workspaces.len() <= 7);
-        seen.extend(page.workspaces.into_iter().map(|w| w.name));
-        if page.next_page_token.is_empty() {
-            break;
+            token_ = page.next_page_token;
         }
-        token_ = page.next_page_token;
-    }
-    inserter.await.unwrap();
+    };
+    let ((), seen) = tokio::join!(insert, pages);
     // In order, no duplicates, and every workspace that existed throughout is there.
     let mut sorted = seen.clone();
     sorted.sort();
@@ -261,7 +221,12 @@ async fn total_size_follows_every_change_at_once() {
     let bob = token("bob");
     let total = |tok: String| {
         let s = &s;
-        async move { list(s, &tok, list_req(0, "")).await.unwrap().total_size }
+        async move {
+            s.list_workspaces(&tok, list_req(0, ""))
+                .await
+                .unwrap()
+                .total_size
+        }
     };
     assert_eq!(total(bob.clone()).await, 2);
     create(&s, &alice, new_ws("hidden")).await;
@@ -279,20 +244,11 @@ async fn total_size_follows_every_change_at_once() {
     )
     .await;
     assert_eq!(total(bob.clone()).await, 3);
-    crate::members::add(&s, &alice, "hidden", "bob", pb::Role::Viewer)
+    s.add_member(&alice, "hidden", "bob", pb::Role::Viewer)
         .await
         .unwrap();
     assert_eq!(total(bob.clone()).await, 4);
-    s.workspaces()
-        .delete_workspace(req(
-            pb::DeleteWorkspaceRequest {
-                name: "open".into(),
-                etag: String::new(),
-            },
-            &alice,
-        ))
-        .await
-        .unwrap();
+    s.delete_workspace(&alice, "open", "").await.unwrap();
     assert_eq!(total(bob).await, 3);
 }
 
@@ -306,7 +262,7 @@ async fn walk(
 ) -> Vec<String> {
     let mut out = Vec::new();
     loop {
-        let page = list(s, tok, r.clone()).await.unwrap();
+        let page = s.list_workspaces(tok, r.clone()).await.unwrap();
         assert_eq!(page.total_size as usize, total, "total_size on a page");
         out.extend(page.workspaces.iter().map(|w| w.name.clone()));
         if page.next_page_token.is_empty() {
@@ -321,7 +277,6 @@ async fn pages_merge_shared_and_own_workspaces_and_counts_follow_every_change() 
     let s = TestServer::spawn().await;
     let root = platform_admin();
     let alice = token("alice");
-    let mut ws = s.workspaces();
     // 40 workspaces: public, internal and private; alice is a member of every third, shared
     // ones included, so the two halves of her listing overlap.
     for i in 0..40 {
@@ -342,7 +297,7 @@ async fn pages_merge_shared_and_own_workspaces_and_counts_follow_every_change() 
         )
         .await;
         if i % 3 == 0 {
-            crate::members::add(&s, &root, &name, "alice", pb::Role::Viewer)
+            s.add_member(&root, &name, "alice", pb::Role::Viewer)
                 .await
                 .unwrap();
         }
@@ -360,7 +315,7 @@ async fn pages_merge_shared_and_own_workspaces_and_counts_follow_every_change() 
             .await;
             let mut out = Vec::new();
             for name in all {
-                if let Ok(w) = get(s, &alice, &name).await
+                if let Ok(w) = s.get_workspace(&alice, &name).await
                     && state.is_none_or(|st| w.state == st as i32)
                 {
                     out.push(name);
@@ -396,7 +351,7 @@ async fn pages_merge_shared_and_own_workspaces_and_counts_follow_every_change() 
                 let n = count_rows(s, &sql).await as usize;
                 r.page_size = 100;
                 assert_eq!(
-                    list(s, &root, r).await.unwrap().total_size as usize,
+                    s.list_workspaces(&root, r).await.unwrap().total_size as usize,
                     n,
                     "{label}: root, state {state:?}"
                 );
@@ -407,57 +362,25 @@ async fn pages_merge_shared_and_own_workspaces_and_counts_follow_every_change() 
     // Archive some (shared and own), open some private ones up, close a shared one, delete
     // some: the counts move with every change.
     for name in ["m00", "m03", "m06", "m07"] {
-        ws.archive_workspace(req(
-            pb::ArchiveWorkspaceRequest {
-                name: name.into(),
-                etag: String::new(),
-            },
-            &root,
-        ))
-        .await
-        .unwrap();
+        s.archive_workspace(&root, name, "").await.unwrap();
     }
     for (name, v) in [
         ("m02", pb::Visibility::Public),
         ("m10", pb::Visibility::Internal),
         ("m04", pb::Visibility::Private),
     ] {
-        ws.update_workspace(req(
-            pb::UpdateWorkspaceRequest {
-                workspace: Some(pb::Workspace {
-                    name: name.into(),
-                    visibility: v as i32,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["visibility".into()],
-                }),
-                etag: String::new(),
-            },
-            &root,
-        ))
-        .await
-        .unwrap();
+        let ws = pb::Workspace {
+            name: name.into(),
+            visibility: v as i32,
+            ..Default::default()
+        };
+        s.update_workspace(&root, ws, &["visibility"], "")
+            .await
+            .unwrap();
     }
-    ws.unarchive_workspace(req(
-        pb::UnarchiveWorkspaceRequest {
-            name: "m03".into(),
-            etag: String::new(),
-        },
-        &root,
-    ))
-    .await
-    .unwrap();
+    s.unarchive_workspace(&root, "m03", "").await.unwrap();
     for name in ["m01", "m06", "m09", "m12"] {
-        ws.delete_workspace(req(
-            pb::DeleteWorkspaceRequest {
-                name: name.into(),
-                etag: String::new(),
-            },
-            &root,
-        ))
-        .await
-        .unwrap();
+        s.delete_workspace(&root, name, "").await.unwrap();
     }
     check("changed").await;
     // The counts kept in the database agree with the rows.

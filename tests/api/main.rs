@@ -1,6 +1,9 @@
 //! Integration tests: the real server in-process on an ephemeral port, called through the
 //! generated tonic clients. SQLite by default; PostgreSQL when
 //! `WORKSPACED_TEST_DATABASE_URL` is set.
+//!
+//! `TEST_LOG=1 cargo test --test api NAME -- --nocapture` shows the servers' logs
+//! (`RUST_LOG` filters them); `common/rpc.rs` has one helper per RPC.
 
 // Helpers are `pub` for the test modules; this binary exports nothing. Helpers panic on
 // failure like the tests that call them.

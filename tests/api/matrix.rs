@@ -10,7 +10,7 @@
 use tonic::{Code, Request, Status, metadata::MetadataValue};
 use workspaced::pb::v1 as pb;
 
-use crate::{common::*, members::add};
+use crate::common::*;
 
 /// The callers, in the order of each row's columns.
 const CALLERS: [&str; 8] = [
@@ -341,16 +341,18 @@ async fn set_up(s: &TestServer) {
             },
         )
         .await;
-        add(s, &admin, ws, "viewer", pb::Role::Viewer)
+        s.add_member(&admin, ws, "viewer", pb::Role::Viewer)
             .await
             .unwrap();
-        add(s, &admin, ws, "editor", pb::Role::Editor)
+        s.add_member(&admin, ws, "editor", pb::Role::Editor)
             .await
             .unwrap();
-        add(s, &admin, ws, "target", pb::Role::Viewer)
+        s.add_member(&admin, ws, "target", pb::Role::Viewer)
             .await
             .unwrap();
-        register(s, &admin, ws, "model", "keep").await.unwrap();
+        s.register_resource(&admin, ws, "model", "keep")
+            .await
+            .unwrap();
     }
     create(s, &token("other-admin"), new_ws("m-elsewhere")).await;
 }

@@ -70,21 +70,19 @@ async fn replicas_starting_at_once_share_one_database() {
     );
     // Each built-in exists once, and a write through one replica is read through the other.
     let r = b
-        .workspaces()
-        .list_workspaces(req(pb::ListWorkspacesRequest::default(), &platform_admin()))
+        .list_workspaces(&platform_admin(), pb::ListWorkspacesRequest::default())
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let names: Vec<&str> = r.workspaces.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, vec!["default", "system"]);
     let alice = token("alice");
     let created = create(&a, &alice, new_ws("shared")).await;
-    assert_eq!(get(&b, &alice, "shared").await.unwrap(), created);
+    assert_eq!(b.get_workspace(&alice, "shared").await.unwrap(), created);
     // A restart keeps everything.
     a.stop().await.unwrap();
     b.stop().await.unwrap();
     let c = TestServer::spawn_on(db, Options::default()).await;
-    assert_eq!(get(&c, &alice, "shared").await.unwrap(), created);
+    assert_eq!(c.get_workspace(&alice, "shared").await.unwrap(), created);
 }
 
 #[tokio::test]
@@ -113,10 +111,10 @@ async fn a_second_server_on_one_sqlite_file_refuses_to_start() {
         "unclear message: {err}"
     );
     // The first one is unharmed, and once it stops the file can be served again.
-    assert_eq!(get(&a, &alice, "kept").await.unwrap(), created);
+    assert_eq!(a.get_workspace(&alice, "kept").await.unwrap(), created);
     a.stop().await.unwrap();
     let b = TestServer::spawn_on(db, Options::default()).await;
-    assert_eq!(get(&b, &alice, "kept").await.unwrap(), created);
+    assert_eq!(b.get_workspace(&alice, "kept").await.unwrap(), created);
 }
 
 #[tokio::test]
@@ -158,7 +156,7 @@ async fn metrics_count_requests_by_method_and_code() {
     let alice = token("alice");
     create(&s, &alice, new_ws("metered")).await;
     create(&s, &alice, new_ws("metered-2")).await;
-    get(&s, &alice, "nope").await.unwrap_err();
+    s.get_workspace(&alice, "nope").await.unwrap_err();
     let body = scrape(addr).await;
     let created = "workspaced_grpc_requests_total{code=\"Ok\",method=\"CreateWorkspace\",service=\"workspaced.v1.WorkspaceService\"}";
     assert_eq!(sample(&body, created), 2.0);

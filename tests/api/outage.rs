@@ -129,7 +129,7 @@ async fn a_database_outage_is_unavailable_and_health_follows_it() {
 
     drop(proxy);
     let start = Instant::now();
-    let err = get(&s, &alice, "survivor").await.unwrap_err();
+    let err = s.get_workspace(&alice, "survivor").await.unwrap_err();
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -140,7 +140,10 @@ async fn a_database_outage_is_unavailable_and_health_follows_it() {
 
     let _proxy = Proxy::start(listen, target).await;
     wait_health(&s, ServingStatus::Serving, Duration::from_secs(10)).await;
-    assert_eq!(get(&s, &alice, "survivor").await.unwrap().name, "survivor");
+    assert_eq!(
+        s.get_workspace(&alice, "survivor").await.unwrap().name,
+        "survivor"
+    );
 }
 
 #[tokio::test]
@@ -154,30 +157,19 @@ async fn a_database_that_stops_answering_is_unavailable_within_5_s() {
     // Now in the replica's view (once the replica has heard its own announcement of the
     // create, which would otherwise empty the view again).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    get(&s, &alice, "before").await.unwrap();
+    s.get_workspace(&alice, "before").await.unwrap();
 
     // Open connections whose packets go nowhere: no error ever comes back from them.
     proxy.freeze();
     for (what, call) in [
         (
             "a read",
-            Box::pin(async { get(&s, &alice, "never-read").await.map(drop) })
+            Box::pin(async { s.get_workspace(&alice, "never-read").await.map(drop) })
                 as std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::Status>>>>,
         ),
         (
             "a write",
-            Box::pin(async {
-                s.workspaces()
-                    .create_workspace(req(
-                        pb::CreateWorkspaceRequest {
-                            workspace: Some(new_ws("after")),
-                            request_id: String::new(),
-                        },
-                        &alice,
-                    ))
-                    .await
-                    .map(drop)
-            }),
+            Box::pin(async { s.create_workspace(&alice, new_ws("after")).await.map(drop) }),
         ),
     ] {
         let start = Instant::now();
@@ -191,7 +183,7 @@ async fn a_database_that_stops_answering_is_unavailable_within_5_s() {
     }
     // The change listener's connection is cut off too, unknown to it: its heartbeat turns
     // the view off within 4 s, so what it held is not served stale.
-    let err = get(&s, &alice, "before").await.unwrap_err();
+    let err = s.get_workspace(&alice, "before").await.unwrap_err();
     assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     wait_health(&s, ServingStatus::NotServing, Duration::from_secs(10)).await;
 }
@@ -212,23 +204,29 @@ async fn calls_stuck_in_the_database_free_their_place_in_flight_when_answered() 
         return;
     }
     let alice = token("alice");
-    get(&s, &alice, "default").await.unwrap();
+    s.get_workspace(&alice, "default").await.unwrap();
     // Queries that wait in the database longer than anyone waits for them.
     let held = crate::hostile::hold_database(&s.db).await;
-    let (a, b) = tokio::join!(get(&s, &alice, "one"), get(&s, &alice, "two"));
+    let (a, b) = tokio::join!(
+        s.get_workspace(&alice, "one"),
+        s.get_workspace(&alice, "two")
+    );
     for err in [a.unwrap_err(), b.unwrap_err()] {
         assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     }
     // Answered, they run on, but the next calls learn that the database is unavailable
     // (within 5 s) rather than being refused as OVERLOADED for as long as it hangs.
     let start = Instant::now();
-    let (c, d) = tokio::join!(get(&s, &alice, "three"), get(&s, &alice, "four"));
+    let (c, d) = tokio::join!(
+        s.get_workspace(&alice, "three"),
+        s.get_workspace(&alice, "four")
+    );
     for err in [c.unwrap_err(), d.unwrap_err()] {
         assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     }
     assert!(start.elapsed() < Duration::from_secs(5));
     held.rollback().await.unwrap();
-    get(&s, &alice, "default").await.unwrap();
+    s.get_workspace(&alice, "default").await.unwrap();
 }
 
 #[tokio::test]
@@ -250,23 +248,14 @@ async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_still_completes
         .execute_unprepared("SELECT id FROM workspaces WHERE name = 'held' FOR UPDATE")
         .await
         .unwrap();
+    let changed = pb::Workspace {
+        name: "held".into(),
+        description: "changed".into(),
+        ..Default::default()
+    };
     let start = Instant::now();
     let err = s
-        .workspaces()
-        .update_workspace(req(
-            pb::UpdateWorkspaceRequest {
-                workspace: Some(pb::Workspace {
-                    name: "held".into(),
-                    description: "changed".into(),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["description".into()],
-                }),
-                etag: String::new(),
-            },
-            &alice,
-        ))
+        .update_workspace(&alice, changed, &["description"], "")
         .await
         .unwrap_err();
     let took = start.elapsed();
@@ -279,7 +268,7 @@ async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_still_completes
     // The call ran on: once the lock is gone it commits, and this replica serves the change.
     holder.rollback().await.unwrap();
     let start = Instant::now();
-    while get(&s, &alice, "held").await.unwrap().description != "changed" {
+    while s.get_workspace(&alice, "held").await.unwrap().description != "changed" {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "the update never landed"

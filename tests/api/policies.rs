@@ -26,51 +26,6 @@ fn defaults() -> PolicyRules {
     }
 }
 
-async fn get_policy(s: &TestServer, tok: &str, ws: &str) -> Result<pb::Policy, tonic::Status> {
-    s.policies()
-        .get_policy(req(
-            pb::GetPolicyRequest {
-                workspace: ws.into(),
-            },
-            tok,
-        ))
-        .await
-        .map(|r| r.into_inner().policy.unwrap())
-}
-
-async fn update(
-    s: &TestServer,
-    tok: &str,
-    policy: pb::Policy,
-    paths: &[&str],
-    etag: &str,
-) -> Result<pb::Policy, tonic::Status> {
-    s.policies()
-        .update_policy(req(
-            pb::UpdatePolicyRequest {
-                policy: Some(policy),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: paths.iter().map(|p| p.to_string()).collect(),
-                }),
-                etag: etag.into(),
-            },
-            tok,
-        ))
-        .await
-        .map(|r| r.into_inner().policy.unwrap())
-}
-
-async fn quota(
-    s: &TestServer,
-    tok: &str,
-    r: pb::CheckGpuQuotaRequest,
-) -> Result<pb::CheckGpuQuotaResponse, tonic::Status> {
-    s.policies()
-        .check_gpu_quota(req(r, tok))
-        .await
-        .map(|r| r.into_inner())
-}
-
 fn secs(s: i64) -> prost_types::Duration {
     prost_types::Duration {
         seconds: s,
@@ -106,7 +61,7 @@ async fn new_workspaces_get_the_server_defaults() {
     .await;
     let alice = token("alice");
     create(&s, &alice, new_ws("gpu")).await;
-    let p = get_policy(&s, &alice, "gpu").await.unwrap();
+    let p = s.get_policy(&alice, "gpu").await.unwrap();
     assert_eq!(p.workspace, "gpu");
     assert_eq!(
         p.priority_range,
@@ -122,8 +77,8 @@ async fn new_workspaces_get_the_server_defaults() {
     assert_eq!(p.updated_by, "alice");
     assert!(!p.etag.is_empty() && p.update_time.is_some());
     // The built-ins have theirs.
-    get_policy(&s, &alice, "default").await.unwrap();
-    get_policy(&s, &alice, "system").await.unwrap();
+    s.get_policy(&alice, "default").await.unwrap();
+    s.get_policy(&alice, "system").await.unwrap();
 }
 
 #[tokio::test]
@@ -172,11 +127,12 @@ async fn update_policy_is_for_platform_admins_and_follows_the_mask() {
     let root = platform_admin();
     create(&s, &alice, new_ws("gpu")).await;
     // The workspace's own admin may not.
-    let err = update(&s, &alice, changed("gpu"), &["max_gprs"], "")
+    let err = s
+        .update_policy(&alice, changed("gpu"), &["max_gprs"], "")
         .await
         .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let before = get_policy(&s, &alice, "gpu").await.unwrap();
+    let before = s.get_policy(&alice, "gpu").await.unwrap();
     // Each path changes its field and nothing else.
     let cases: &[(&str, Field)] = &[
         ("priority_range", |p| format!("{:?}", p.priority_range)),
@@ -215,7 +171,8 @@ async fn update_policy_is_for_platform_admins_and_follows_the_mask() {
     let target = changed("gpu");
     let mut current = before.clone();
     for (i, (path, field)) in cases.iter().enumerate() {
-        let next = update(&s, &root, target.clone(), &[path], &current.etag)
+        let next = s
+            .update_policy(&root, target.clone(), &[path], &current.etag)
             .await
             .unwrap();
         assert_eq!(field(&next), field(&target), "{path} did not change");
@@ -232,25 +189,19 @@ async fn update_policy_is_for_platform_admins_and_follows_the_mask() {
         current = next;
     }
     // `global_gpu_constraints` as a whole, and `*`.
-    let p = update(&s, &root, changed("gpu"), &["global_gpu_constraints"], "")
+    let p = s
+        .update_policy(&root, changed("gpu"), &["global_gpu_constraints"], "")
         .await
         .unwrap();
     assert_eq!(
         p.global_gpu_constraints,
         changed("gpu").global_gpu_constraints
     );
-    let p = update(
-        &s,
-        &root,
-        pb::Policy {
-            workspace: "gpu".into(),
-            ..Default::default()
-        },
-        &["*"],
-        "",
-    )
-    .await
-    .unwrap();
+    let cleared = pb::Policy {
+        workspace: "gpu".into(),
+        ..Default::default()
+    };
+    let p = s.update_policy(&root, cleared, &["*"], "").await.unwrap();
     assert_eq!(p.priority_range, Some(pb::PriorityRange { min: 0, max: 0 }));
     assert_eq!(p.max_gprs, 0);
     assert_eq!(
@@ -258,7 +209,8 @@ async fn update_policy_is_for_platform_admins_and_follows_the_mask() {
         Vec::<String>::new()
     );
     // A stale etag is ABORTED.
-    let err = update(&s, &root, changed("gpu"), &["max_gprs"], &before.etag)
+    let err = s
+        .update_policy(&root, changed("gpu"), &["max_gprs"], &before.etag)
         .await
         .unwrap_err();
     assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
@@ -269,7 +221,8 @@ async fn update_policy_rejects_bad_masks_and_reports_every_broken_rule() {
     let s = TestServer::spawn().await;
     let root = platform_admin();
     create(&s, &token("alice"), new_ws("gpu")).await;
-    let err = update(&s, &root, changed("gpu"), &[], "")
+    let err = s
+        .update_policy(&root, changed("gpu"), &[], "")
         .await
         .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["update_mask"]);
@@ -281,7 +234,8 @@ async fn update_policy_rejects_bad_masks_and_reports_every_broken_rule() {
         "priority_range.min",
         "nonsense",
     ] {
-        let err = update(&s, &root, changed("gpu"), &[path], "")
+        let err = s
+            .update_policy(&root, changed("gpu"), &[path], "")
             .await
             .unwrap_err();
         assert_eq!(bad_fields(&err), vec!["update_mask"], "{path}");
@@ -306,7 +260,7 @@ async fn update_policy_rejects_bad_masks_and_reports_every_broken_rule() {
         }),
         ..Default::default()
     };
-    let err = update(&s, &root, bad, &["*"], "").await.unwrap_err();
+    let err = s.update_policy(&root, bad, &["*"], "").await.unwrap_err();
     assert_eq!(
         bad_fields(&err),
         vec![
@@ -332,7 +286,7 @@ async fn update_policy_rejects_bad_masks_and_reports_every_broken_rule() {
         }),
         ..Default::default()
     };
-    let err = update(&s, &root, bad, &["*"], "").await.unwrap_err();
+    let err = s.update_policy(&root, bad, &["*"], "").await.unwrap_err();
     assert_eq!(
         bad_fields(&err),
         vec![
@@ -355,7 +309,7 @@ async fn update_policy_rejects_bad_masks_and_reports_every_broken_rule() {
         }),
         ..Default::default()
     };
-    update(&s, &root, edge, &["*"], "").await.unwrap();
+    s.update_policy(&root, edge, &["*"], "").await.unwrap();
 }
 
 #[tokio::test]
@@ -363,22 +317,14 @@ async fn archived_workspaces_refuse_policy_updates() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
     create(&s, &alice, new_ws("gpu")).await;
-    s.workspaces()
-        .archive_workspace(req(
-            pb::ArchiveWorkspaceRequest {
-                name: "gpu".into(),
-                etag: String::new(),
-            },
-            &alice,
-        ))
-        .await
-        .unwrap();
-    let err = update(&s, &platform_admin(), changed("gpu"), &["max_gprs"], "")
+    s.archive_workspace(&alice, "gpu", "").await.unwrap();
+    let err = s
+        .update_policy(&platform_admin(), changed("gpu"), &["max_gprs"], "")
         .await
         .unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
     // Reads still work.
-    get_policy(&s, &alice, "gpu").await.unwrap();
+    s.get_policy(&alice, "gpu").await.unwrap();
 }
 
 #[tokio::test]
@@ -389,24 +335,10 @@ async fn list_policies_shows_only_readable_workspaces_in_pages() {
         create(&s, &alice, new_ws(&format!("a{i}"))).await;
     }
     create(&s, &token("bob"), new_ws("bobs")).await;
-    let list = |tok: String, page_size: i32, page_token: String| {
-        let mut c = s.policies();
-        async move {
-            c.list_policies(req(
-                pb::ListPoliciesRequest {
-                    page_size,
-                    page_token,
-                },
-                &tok,
-            ))
-            .await
-            .map(|r| r.into_inner())
-        }
-    };
     let mut names = Vec::new();
     let mut next = String::new();
     loop {
-        let page = list(alice.clone(), 2, next).await.unwrap();
+        let page = s.list_policies(&alice, 2, &next).await.unwrap();
         assert_eq!(page.total_size, 7);
         names.extend(page.policies.into_iter().map(|p| p.workspace));
         if page.next_page_token.is_empty() {
@@ -418,11 +350,11 @@ async fn list_policies_shows_only_readable_workspaces_in_pages() {
         names,
         vec!["a0", "a1", "a2", "a3", "a4", "default", "system"]
     );
-    let all = list(platform_service(), 0, String::new()).await.unwrap();
+    let all = s.list_policies(&platform_service(), 0, "").await.unwrap();
     assert_eq!(all.total_size, 8);
-    let err = list(alice.clone(), -1, String::new()).await.unwrap_err();
+    let err = s.list_policies(&alice, -1, "").await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["page_size"]);
-    let err = list(alice, 1, "nope".into()).await.unwrap_err();
+    let err = s.list_policies(&alice, 1, "nope").await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["page_token"]);
 }
 
@@ -443,12 +375,12 @@ async fn check_gpu_quota_reports_each_broken_rule() {
         priority: 500,
         exit_duration: Some(secs(3600)),
     };
-    let r = quota(&s, &alice, fits.clone()).await.unwrap();
+    let r = s.check_gpu_quota(&alice, fits.clone()).await.unwrap();
     assert!(r.allowed);
     assert!(r.violations.is_empty());
     // Platform services may check any workspace.
     assert!(
-        quota(&s, &platform_service(), fits.clone())
+        s.check_gpu_quota(&platform_service(), fits.clone())
             .await
             .unwrap()
             .allowed
@@ -461,7 +393,7 @@ async fn check_gpu_quota_reports_each_broken_rule() {
         exit_duration: Some(secs(3601)),
         ..fits.clone()
     };
-    let r = quota(&s, &alice, too_much).await.unwrap();
+    let r = s.check_gpu_quota(&alice, too_much).await.unwrap();
     assert!(!r.allowed);
     let fields: Vec<&str> = r.violations.iter().map(|v| v.field.as_str()).collect();
     assert_eq!(
@@ -476,71 +408,66 @@ async fn check_gpu_quota_reports_each_broken_rule() {
     );
     assert!(r.violations.iter().all(|v| !v.description.is_empty()));
     // One broken rule, one violation.
-    let r = quota(
-        &s,
-        &alice,
-        pb::CheckGpuQuotaRequest {
-            gpu_count: 9,
-            ..fits.clone()
-        },
-    )
-    .await
-    .unwrap();
+    let r = s
+        .check_gpu_quota(
+            &alice,
+            pb::CheckGpuQuotaRequest {
+                gpu_count: 9,
+                ..fits.clone()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(r.violations.len(), 1);
     assert!(r.violations[0].description.contains('8'));
     // Zero means no limit.
-    update(
-        &s,
-        &platform_admin(),
-        pb::Policy {
-            workspace: "gpu".into(),
-            priority_range: Some(pb::PriorityRange {
-                min: 0,
-                max: 1_000_000,
-            }),
-            ..Default::default()
-        },
-        &["*"],
-        "",
-    )
-    .await
-    .unwrap();
-    let r = quota(
-        &s,
-        &alice,
-        pb::CheckGpuQuotaRequest {
-            gpu_shape: "anything".into(),
-            gpu_count: 1000,
-            memory_bytes: 1 << 50,
-            exit_duration: Some(secs(365 * 24 * 3600)),
-            ..fits.clone()
-        },
-    )
-    .await
-    .unwrap();
+    let unlimited = pb::Policy {
+        workspace: "gpu".into(),
+        priority_range: Some(pb::PriorityRange {
+            min: 0,
+            max: 1_000_000,
+        }),
+        ..Default::default()
+    };
+    s.update_policy(&platform_admin(), unlimited, &["*"], "")
+        .await
+        .unwrap();
+    let r = s
+        .check_gpu_quota(
+            &alice,
+            pb::CheckGpuQuotaRequest {
+                gpu_shape: "anything".into(),
+                gpu_count: 1000,
+                memory_bytes: 1 << 50,
+                exit_duration: Some(secs(365 * 24 * 3600)),
+                ..fits.clone()
+            },
+        )
+        .await
+        .unwrap();
     assert!(r.allowed, "{:?}", r.violations);
     // Bad input.
-    let err = quota(
-        &s,
-        &alice,
-        pb::CheckGpuQuotaRequest {
-            gpu_count: -1,
-            memory_bytes: -1,
-            priority: -1,
-            exit_duration: Some(prost_types::Duration {
-                seconds: 1,
-                nanos: -5,
-            }),
-            ..fits.clone()
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = s
+        .check_gpu_quota(
+            &alice,
+            pb::CheckGpuQuotaRequest {
+                gpu_count: -1,
+                memory_bytes: -1,
+                priority: -1,
+                exit_duration: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: -5,
+                }),
+                ..fits.clone()
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(
         bad_fields(&err),
         vec!["exit_duration", "gpu_count", "memory_bytes", "priority"]
     );
     // Outsiders are denied on a private workspace.
-    let err = quota(&s, &token("eve"), fits).await.unwrap_err();
+    let err = s.check_gpu_quota(&token("eve"), fits).await.unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
 }

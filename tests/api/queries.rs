@@ -8,7 +8,7 @@ use workspaced::{
     store::workspaces::{ListFilter, count_query, list_query},
 };
 
-use crate::{common::*, members::add};
+use crate::common::*;
 
 async fn statements(s: &TestServer) -> f64 {
     metric(s, "workspaced_db_statements_total ").await
@@ -41,83 +41,54 @@ async fn list_rpcs_cost_the_same_whatever_the_page_size() {
     for i in 0..60 {
         let name = format!("q{i:02}");
         create(&s, &alice, new_ws(&name)).await;
-        register(&s, &alice, &name, "model", "m").await.unwrap();
-        register(&s, &alice, "q00", "dataset", &format!("d{i}"))
+        s.register_resource(&alice, &name, "model", "m")
             .await
             .unwrap();
-        add(
-            &s,
-            &alice,
-            "q00",
-            &format!("member{i:02}"),
-            pb::Role::Viewer,
-        )
-        .await
-        .unwrap();
+        s.register_resource(&alice, "q00", "dataset", &format!("d{i}"))
+            .await
+            .unwrap();
+        s.add_member(&alice, "q00", &format!("member{i:02}"), pb::Role::Viewer)
+            .await
+            .unwrap();
     }
     for page_size in [1, 100] {
         let list_ws = || {
-            let mut c = s.workspaces();
-            let tok = alice.clone();
+            let (s, alice) = (&s, &alice);
+            let msg = pb::ListWorkspacesRequest {
+                page_size,
+                ..Default::default()
+            };
             async move {
-                let r = c
-                    .list_workspaces(req(
-                        pb::ListWorkspacesRequest {
-                            page_size,
-                            ..Default::default()
-                        },
-                        &tok,
-                    ))
-                    .await
-                    .unwrap();
-                assert!(!r.into_inner().workspaces.is_empty());
+                let r = s.list_workspaces(alice, msg).await.unwrap();
+                assert!(!r.workspaces.is_empty());
             }
         };
         let list_members = || {
-            let mut c = s.members();
-            let tok = alice.clone();
+            let (s, alice) = (&s, &alice);
+            let msg = pb::ListMembersRequest {
+                workspace: "q00".into(),
+                page_size,
+                ..Default::default()
+            };
             async move {
-                c.list_members(req(
-                    pb::ListMembersRequest {
-                        workspace: "q00".into(),
-                        page_size,
-                        ..Default::default()
-                    },
-                    &tok,
-                ))
-                .await
-                .unwrap();
+                s.list_members(alice, msg).await.unwrap();
             }
         };
         let list_resources = || {
-            let mut c = s.workspaces();
-            let tok = alice.clone();
+            let (s, alice) = (&s, &alice);
+            let msg = pb::ListResourcesRequest {
+                workspace: "q00".into(),
+                page_size,
+                ..Default::default()
+            };
             async move {
-                c.list_resources(req(
-                    pb::ListResourcesRequest {
-                        workspace: "q00".into(),
-                        page_size,
-                        ..Default::default()
-                    },
-                    &tok,
-                ))
-                .await
-                .unwrap();
+                s.list_resources(alice, msg).await.unwrap();
             }
         };
         let list_policies = || {
-            let mut c = s.policies();
-            let tok = alice.clone();
+            let (s, alice) = (&s, &alice);
             async move {
-                c.list_policies(req(
-                    pb::ListPoliciesRequest {
-                        page_size,
-                        page_token: String::new(),
-                    },
-                    &tok,
-                ))
-                .await
-                .unwrap();
+                s.list_policies(alice, page_size, "").await.unwrap();
             }
         };
         // The budgets: a page, one query for what the page's rows carry (resource counts,
@@ -176,7 +147,7 @@ async fn sqlite_plans_never_read_the_whole_workspaces_table() {
         create(&s, &root, new_ws(&format!("plan{i:03}"))).await;
     }
     for name in ["plan007", "plan123"] {
-        add(&s, &root, name, "alice", pb::Role::Viewer)
+        s.add_member(&root, name, "alice", pb::Role::Viewer)
             .await
             .unwrap();
     }

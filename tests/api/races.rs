@@ -8,10 +8,7 @@ use std::{future::Future, sync::Arc};
 use tonic::{Code, Status};
 use workspaced::pb::v1 as pb;
 
-use crate::{
-    common::*,
-    members::{add, remove, set_role},
-};
+use crate::common::*;
 
 const ROUNDS: usize = 100;
 const AT_ONCE: usize = 8;
@@ -61,7 +58,9 @@ fn one_wins<T: std::fmt::Debug>(
 async fn two_admins(s: &TestServer, ws: &str) {
     let alice = token("alice");
     create(s, &alice, new_ws(ws)).await;
-    add(s, &alice, ws, "bob", pb::Role::Admin).await.unwrap();
+    s.add_member(&alice, ws, "bob", pb::Role::Admin)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -74,7 +73,10 @@ async fn concurrent_removals_of_the_last_two_admins_leave_one() {
         async move {
             let ws = format!("rm{i}");
             two_admins(a, &ws).await;
-            let (x, y) = tokio::join!(remove(a, &root, &ws, "alice"), remove(b, &root, &ws, "bob"));
+            let (x, y) = tokio::join!(
+                a.remove_member(&root, &ws, "alice"),
+                b.remove_member(&root, &ws, "bob")
+            );
             one_wins(&x, &y, Code::FailedPrecondition, "LAST_ADMIN");
         }
     })
@@ -101,8 +103,8 @@ async fn concurrent_demotions_of_the_last_two_admins_leave_one() {
             let ws = format!("dm{i}");
             two_admins(a, &ws).await;
             let (x, y) = tokio::join!(
-                set_role(a, &root, &ws, "alice", pb::Role::Editor),
-                set_role(b, &root, &ws, "bob", pb::Role::Viewer)
+                a.update_member(&root, &ws, "alice", pb::Role::Editor, ""),
+                b.update_member(&root, &ws, "bob", pb::Role::Viewer, "")
             );
             one_wins(&x, &y, Code::FailedPrecondition, "LAST_ADMIN");
         }
@@ -130,8 +132,8 @@ async fn concurrent_adds_of_one_subject_make_one_membership() {
             let ws = format!("ad{i}");
             create(a, &alice, new_ws(&ws)).await;
             let (x, y) = tokio::join!(
-                add(a, &alice, &ws, "carol", pb::Role::Viewer),
-                add(b, &alice, &ws, "carol", pb::Role::Editor)
+                a.add_member(&alice, &ws, "carol", pb::Role::Viewer),
+                b.add_member(&alice, &ws, "carol", pb::Role::Editor)
             );
             one_wins(&x, &y, Code::AlreadyExists, "MEMBER_EXISTS");
         }
@@ -157,16 +159,9 @@ async fn add_member_racing_delete_workspace_leaves_no_orphans() {
         async move {
             let ws = format!("ax{i}");
             create(a, &token("alice"), new_ws(&ws)).await;
-            let mut c = b.workspaces();
             let (added, deleted) = tokio::join!(
-                add(a, &root, &ws, "carol", pb::Role::Viewer),
-                c.delete_workspace(req(
-                    pb::DeleteWorkspaceRequest {
-                        name: ws.clone(),
-                        etag: String::new(),
-                    },
-                    &root,
-                ))
+                a.add_member(&root, &ws, "carol", pb::Role::Viewer),
+                b.delete_workspace(&root, &ws, "")
             );
             assert!(deleted.is_ok(), "{deleted:?}");
             if let Err(e) = added {
@@ -205,20 +200,16 @@ where
 }
 
 async fn check_on(s: &TestServer, subject: &str, permission: &str, consistent: bool) -> bool {
-    s.members()
-        .check_access(req(
-            pb::CheckAccessRequest {
-                workspace: "revoke".into(),
-                permission: permission.into(),
-                subject: subject.into(),
-                fully_consistent: consistent,
-            },
-            &platform_service(),
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .allowed
+    s.check_access_with(
+        &platform_service(),
+        "revoke",
+        permission,
+        subject,
+        consistent,
+    )
+    .await
+    .unwrap()
+    .allowed
 }
 
 #[tokio::test]
@@ -228,12 +219,12 @@ async fn revocation_on_one_replica_reaches_the_other_within_100ms() {
     let alice = token("alice");
     let bob = token("bob");
     create(&a, &alice, new_ws("revoke")).await;
-    add(&a, &alice, "revoke", "bob", pb::Role::Admin)
+    a.add_member(&alice, "revoke", "bob", pb::Role::Admin)
         .await
         .unwrap();
     // bob acts through replica b, which now has his role in its view.
     within_100ms("the grant", || async {
-        add(b, &bob, "revoke", "carol", pb::Role::Viewer)
+        b.add_member(&bob, "revoke", "carol", pb::Role::Viewer)
             .await
             .is_ok()
     })
@@ -241,57 +232,45 @@ async fn revocation_on_one_replica_reaches_the_other_within_100ms() {
     assert!(check_on(b, "bob", "members.manage", false).await);
 
     // Demoted on a: at once on a, and on b with fully_consistent; within 100 ms on b.
-    set_role(&a, &alice, "revoke", "bob", pb::Role::Viewer)
+    a.update_member(&alice, "revoke", "bob", pb::Role::Viewer, "")
         .await
         .unwrap();
     assert!(!check_on(&a, "bob", "members.manage", false).await);
     assert!(!check_on(b, "bob", "members.manage", true).await);
     within_100ms("the demotion", || async {
-        add(b, &bob, "revoke", "dave", pb::Role::Viewer)
+        b.add_member(&bob, "revoke", "dave", pb::Role::Viewer)
             .await
             .is_err()
     })
     .await;
-    let err = add(b, &bob, "revoke", "erin", pb::Role::Viewer)
+    let err = b
+        .add_member(&bob, "revoke", "erin", pb::Role::Viewer)
         .await
         .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
 
     // Removed on a: b refuses bob's reads within 100 ms.
-    remove(&a, &alice, "revoke", "bob").await.unwrap();
+    a.remove_member(&alice, "revoke", "bob").await.unwrap();
     assert!(!check_on(b, "bob", "workspaces.get", true).await);
     within_100ms("the removal", || async {
-        get(b, &bob, "revoke").await.is_err()
+        b.get_workspace(&bob, "revoke").await.is_err()
     })
     .await;
     assert!(!check_on(b, "bob", "workspaces.get", false).await);
 
     // Visibility changes travel the same way.
-    s_update_visibility(&a, &alice, "revoke", pb::Visibility::Internal).await;
-    within_100ms("the visibility change", || async {
-        get(b, &bob, "revoke").await.is_ok()
-    })
-    .await;
-}
-
-async fn s_update_visibility(s: &TestServer, tok: &str, ws: &str, v: pb::Visibility) {
-    s.workspaces()
-        .update_workspace(req(
-            pb::UpdateWorkspaceRequest {
-                workspace: Some(pb::Workspace {
-                    name: ws.into(),
-                    visibility: v as i32,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["visibility".into()],
-                }),
-                etag: String::new(),
-            },
-            tok,
-        ))
+    let internal = pb::Workspace {
+        name: "revoke".into(),
+        visibility: pb::Visibility::Internal as i32,
+        ..Default::default()
+    };
+    a.update_workspace(&alice, internal, &["visibility"], "")
         .await
         .unwrap();
+    within_100ms("the visibility change", || async {
+        b.get_workspace(&bob, "revoke").await.is_ok()
+    })
+    .await;
 }
 
 /// SQL statements `s` has run, from its metrics (it must have them on): a call that adds
@@ -423,7 +402,7 @@ async fn revocation_reaches_a_replica_whose_listener_stalls_within_100ms() {
     };
     let alice = token("alice");
     create(&a, &alice, new_ws("revoke")).await;
-    add(&a, &alice, "revoke", "bob", pb::Role::Viewer)
+    a.add_member(&alice, "revoke", "bob", pb::Role::Viewer)
         .await
         .unwrap();
     let seconds = std::time::Duration::from_secs;
@@ -434,7 +413,7 @@ async fn revocation_reaches_a_replica_whose_listener_stalls_within_100ms() {
 
     // b's listener stalls without an error, as behind a network that drops packets.
     let stopped = Stopped::new(listener);
-    remove(&a, &alice, "revoke", "bob").await.unwrap();
+    a.remove_member(&alice, "revoke", "bob").await.unwrap();
     within_100ms("the removal", || async {
         !check_on(&b, "bob", "workspaces.get", false).await
     })
@@ -446,7 +425,7 @@ async fn revocation_reaches_a_replica_whose_listener_stalls_within_100ms() {
         check_from_view(&b, "bob").await == (false, true)
     })
     .await;
-    add(&a, &alice, "revoke", "bob", pb::Role::Viewer)
+    a.add_member(&alice, "revoke", "bob", pb::Role::Viewer)
         .await
         .unwrap();
     within_100ms("the grant", || async {

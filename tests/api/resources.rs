@@ -5,6 +5,7 @@ use workspaced::pb::v1 as pb;
 
 use crate::common::*;
 
+/// ListResources of the workspace `res`.
 async fn list(
     s: &TestServer,
     tok: &str,
@@ -12,18 +13,13 @@ async fn list(
     page_size: i32,
     page_token: &str,
 ) -> Result<pb::ListResourcesResponse, tonic::Status> {
-    s.workspaces()
-        .list_resources(req(
-            pb::ListResourcesRequest {
-                workspace: "res".into(),
-                kind: kind.into(),
-                page_size,
-                page_token: page_token.into(),
-            },
-            tok,
-        ))
-        .await
-        .map(|r| r.into_inner())
+    let msg = pb::ListResourcesRequest {
+        workspace: "res".into(),
+        kind: kind.into(),
+        page_size,
+        page_token: page_token.into(),
+    };
+    s.list_resources(tok, msg).await
 }
 
 #[tokio::test]
@@ -31,7 +27,8 @@ async fn register_is_idempotent_and_counted() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
     let ws = create(&s, &alice, new_ws("res")).await;
-    let r = register(&s, &alice, "res", "model", "resnet-50")
+    let r = s
+        .register_resource(&alice, "res", "model", "resnet-50")
         .await
         .unwrap();
     assert_eq!(r.workspace, "res");
@@ -40,14 +37,15 @@ async fn register_is_idempotent_and_counted() {
     assert_eq!(r.registered_by, "alice");
     assert!(r.create_time.is_some());
     // Registering it again returns the first registration, even for another caller.
-    let again = register(&s, &platform_service(), "res", "model", "resnet-50")
+    let again = s
+        .register_resource(&platform_service(), "res", "model", "resnet-50")
         .await
         .unwrap();
     assert_eq!(again, r);
-    register(&s, &alice, "res", "dataset", "imagenet")
+    s.register_resource(&alice, "res", "dataset", "imagenet")
         .await
         .unwrap();
-    let now = get(&s, &alice, "res").await.unwrap();
+    let now = s.get_workspace(&alice, "res").await.unwrap();
     assert_eq!(now.resource_counts.get("model"), Some(&1));
     assert_eq!(now.resource_counts.get("dataset"), Some(&1));
     // The counts are part of the workspace, so its etag moved.
@@ -71,16 +69,20 @@ async fn register_validates_kind_and_id() {
         ("model", "tab\there", vec!["resource_id"]),
         ("Bad", "", vec!["kind", "resource_id"]),
     ] {
-        let err = register(&s, &alice, "res", kind, id).await.unwrap_err();
+        let err = s
+            .register_resource(&alice, "res", kind, id)
+            .await
+            .unwrap_err();
         assert_eq!(bad_fields(&err), fields, "kind {kind:?} id {id:?}");
     }
-    let err = register(&s, &alice, "Not A Name", "model", "m")
+    let err = s
+        .register_resource(&alice, "Not A Name", "model", "m")
         .await
         .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["workspace"]);
     // The longest valid values pass.
     let max_kind = format!("a{}", "b".repeat(62));
-    register(&s, &alice, "res", &max_kind, &"y".repeat(255))
+    s.register_resource(&alice, "res", &max_kind, &"y".repeat(255))
         .await
         .unwrap();
 }
@@ -90,29 +92,24 @@ async fn unregister_of_what_is_not_registered_is_not_found() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
     create(&s, &alice, new_ws("res")).await;
-    register(&s, &alice, "res", "model", "m").await.unwrap();
-    let unregister = |id: &'static str| {
-        let mut c = s.workspaces();
-        let tok = alice.clone();
-        async move {
-            c.unregister_resource(req(
-                pb::UnregisterResourceRequest {
-                    workspace: "res".into(),
-                    kind: "model".into(),
-                    resource_id: id.into(),
-                },
-                &tok,
-            ))
-            .await
-        }
-    };
-    unregister("m").await.unwrap();
-    let err = unregister("m").await.unwrap_err();
+    s.register_resource(&alice, "res", "model", "m")
+        .await
+        .unwrap();
+    s.unregister_resource(&alice, "res", "model", "m")
+        .await
+        .unwrap();
+    let err = s
+        .unregister_resource(&alice, "res", "model", "m")
+        .await
+        .unwrap_err();
     assert_status(&err, Code::NotFound, "RESOURCE_NOT_FOUND");
-    let err = unregister("never").await.unwrap_err();
+    let err = s
+        .unregister_resource(&alice, "res", "model", "never")
+        .await
+        .unwrap_err();
     assert_status(&err, Code::NotFound, "RESOURCE_NOT_FOUND");
     assert!(
-        get(&s, &alice, "res")
+        s.get_workspace(&alice, "res")
             .await
             .unwrap()
             .resource_counts
@@ -136,18 +133,25 @@ async fn resource_writes_need_editor_or_platform_service() {
     // bob is a viewer through visibility: may list, may not register.
     let bob = token("bob");
     list(&s, &bob, "", 0, "").await.unwrap();
-    let err = register(&s, &bob, "res", "model", "m").await.unwrap_err();
+    let err = s
+        .register_resource(&bob, "res", "model", "m")
+        .await
+        .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    register(&s, &platform_service(), "res", "model", "m")
+    s.register_resource(&platform_service(), "res", "model", "m")
         .await
         .unwrap();
     // On a private workspace an outsider gets PERMISSION_DENIED, existing or not.
     create(&s, &token("alice"), new_ws("private")).await;
     for ws in ["private", "missing"] {
-        let err = register(&s, &bob, ws, "model", "m").await.unwrap_err();
+        let err = s
+            .register_resource(&bob, ws, "model", "m")
+            .await
+            .unwrap_err();
         assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
     }
-    let err = register(&s, &platform_service(), "missing", "model", "m")
+    let err = s
+        .register_resource(&platform_service(), "missing", "model", "m")
         .await
         .unwrap_err();
     assert_status(&err, Code::NotFound, "WORKSPACE_NOT_FOUND");
@@ -162,7 +166,7 @@ async fn list_resources_orders_filters_and_pages() {
     for kind in ["model", "dataset", "job"] {
         for i in 0..5 {
             let id = format!("{kind}-{i}");
-            register(&s, &alice, "res", kind, &id).await.unwrap();
+            s.register_resource(&alice, "res", kind, &id).await.unwrap();
             expected.push((kind.to_string(), id));
         }
     }

@@ -23,8 +23,8 @@ async fn principals_are_remembered_once_with_their_latest_email() {
     let tok = sign(
         &serde_json::json!({"sub": "carol", "email": "carol@example.com", "exp": now() + 600}),
     );
-    get(&s, &tok, "default").await.unwrap();
-    get(&s, &tok, "default").await.unwrap();
+    s.get_workspace(&tok, "default").await.unwrap();
+    s.get_workspace(&tok, "default").await.unwrap();
     assert_eq!(
         count(&c, "SELECT count(*) FROM principals WHERE subject = 'carol' AND email = 'carol@example.com'").await,
         1
@@ -32,7 +32,7 @@ async fn principals_are_remembered_once_with_their_latest_email() {
     let tok = sign(
         &serde_json::json!({"sub": "carol", "email": "carol@new.example", "exp": now() + 600}),
     );
-    get(&s, &tok, "default").await.unwrap();
+    s.get_workspace(&tok, "default").await.unwrap();
     assert_eq!(
         count(&c, "SELECT count(*) FROM principals WHERE subject = 'carol' AND email = 'carol@new.example'").await,
         1
@@ -60,16 +60,7 @@ async fn creation_makes_the_admin_membership_and_default_policy_and_delete_remov
         count(&c, "SELECT count(*) FROM policies p JOIN workspaces w ON w.id = p.workspace_id WHERE w.built_in").await,
         2
     );
-    s.workspaces()
-        .delete_workspace(req(
-            pb::DeleteWorkspaceRequest {
-                name: "cascade".into(),
-                etag: String::new(),
-            },
-            &alice,
-        ))
-        .await
-        .unwrap();
+    s.delete_workspace(&alice, "cascade", "").await.unwrap();
     assert_eq!(
         count(
             &c,
@@ -124,41 +115,15 @@ async fn register_racing_delete_never_loses_a_registration() {
     for round in 0..30 {
         let name = format!("race{round}");
         create(&s, &alice, new_ws(&name)).await;
-        let reg = {
-            let mut c = s.workspaces();
-            let (tok, name) = (alice.clone(), name.clone());
-            tokio::spawn(async move {
-                c.register_resource(req(
-                    pb::RegisterResourceRequest {
-                        workspace: name,
-                        kind: "model".into(),
-                        resource_id: "m".into(),
-                    },
-                    &tok,
-                ))
-                .await
-            })
-        };
-        let del = {
-            let mut c = s.workspaces();
-            let (tok, name) = (alice.clone(), name.clone());
-            tokio::spawn(async move {
-                c.delete_workspace(req(
-                    pb::DeleteWorkspaceRequest {
-                        name,
-                        etag: String::new(),
-                    },
-                    &tok,
-                ))
-                .await
-            })
-        };
-        let (reg, del) = (reg.await.unwrap(), del.await.unwrap());
+        let (reg, del) = tokio::join!(
+            s.register_resource(&alice, &name, "model", "m"),
+            s.delete_workspace(&alice, &name, ""),
+        );
         match (&reg, &del) {
             // Registered first: the delete must have been refused, and the resource is there.
             (Ok(_), Err(e)) => {
                 assert_status(e, Code::FailedPrecondition, "WORKSPACE_NOT_EMPTY");
-                let ws = get(&s, &alice, &name).await.unwrap();
+                let ws = s.get_workspace(&alice, &name).await.unwrap();
                 assert_eq!(ws.resource_counts.get("model"), Some(&1));
             }
             // Deleted first: the registration must have failed (the workspace is gone).

@@ -9,16 +9,6 @@ use workspaced::pb::v1 as pb;
 
 use crate::common::*;
 
-fn update_req(ws: pb::Workspace, paths: &[&str], etag: &str) -> pb::UpdateWorkspaceRequest {
-    pb::UpdateWorkspaceRequest {
-        workspace: Some(ws),
-        update_mask: Some(prost_types::FieldMask {
-            paths: paths.iter().map(|s| s.to_string()).collect(),
-        }),
-        etag: etag.into(),
-    }
-}
-
 #[tokio::test]
 async fn create_returns_the_workspace_with_server_fields() {
     let s = TestServer::spawn().await;
@@ -48,12 +38,11 @@ async fn create_returns_the_workspace_with_server_fields() {
     assert!(ws.create_time.is_some() && ws.update_time.is_some());
     assert!(ws.resource_counts.is_empty());
     // A later read returns exactly what the create returned.
-    assert_eq!(get(&s, &alice, "ml-team").await.unwrap(), ws);
+    assert_eq!(s.get_workspace(&alice, "ml-team").await.unwrap(), ws);
     // The creator is its admin: it may update it.
     let mut changed = ws.clone();
     changed.description = "new".into();
-    s.workspaces()
-        .update_workspace(req(update_req(changed, &["description"], ""), &alice))
+    s.update_workspace(&alice, changed, &["description"], "")
         .await
         .unwrap();
 }
@@ -63,27 +52,13 @@ async fn create_refuses_a_taken_name() {
     let s = TestServer::spawn().await;
     create(&s, &token("alice"), new_ws("taken")).await;
     let err = s
-        .workspaces()
-        .create_workspace(req(
-            pb::CreateWorkspaceRequest {
-                workspace: Some(new_ws("taken")),
-                request_id: String::new(),
-            },
-            &token("bob"),
-        ))
+        .create_workspace(&token("bob"), new_ws("taken"))
         .await
         .unwrap_err();
     assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
     // Built-ins are taken names too.
     let err = s
-        .workspaces()
-        .create_workspace(req(
-            pb::CreateWorkspaceRequest {
-                workspace: Some(new_ws("default")),
-                request_id: String::new(),
-            },
-            &token("bob"),
-        ))
+        .create_workspace(&token("bob"), new_ws("default"))
         .await
         .unwrap_err();
     assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
@@ -94,28 +69,17 @@ async fn create_retried_with_its_request_id_returns_the_first_workspace() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
     let create_with = |name: &str, rid: &str, tok: String| {
-        let mut c = s.workspaces();
-        let msg = pb::CreateWorkspaceRequest {
-            workspace: Some(new_ws(name)),
-            request_id: rid.into(),
-        };
-        async move { c.create_workspace(req(msg, &tok)).await }
+        let (s, ws, rid) = (&s, new_ws(name), rid.to_owned());
+        async move { s.create_workspace_with_request_id(&tok, ws, &rid).await }
     };
-    let first = create_with("retry", "req-1", alice.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let again = create_with("retry", "req-1", alice.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(first.workspace, again.workspace);
+    let first = create_with("retry", "req-1", alice.clone()).await.unwrap();
+    let again = create_with("retry", "req-1", alice.clone()).await.unwrap();
+    assert_eq!(first, again);
     // A retry returns the first workspace even when the retried body differs.
     let other_body = create_with("retry-other", "req-1", alice.clone())
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(other_body.workspace, first.workspace);
+        .unwrap();
+    assert_eq!(other_body, first);
     // Request ids are scoped to the caller: bob's same id is a new request.
     let err = create_with("retry", "req-1", token("bob"))
         .await
@@ -129,24 +93,15 @@ async fn create_retried_with_its_request_id_returns_the_first_workspace() {
 #[tokio::test]
 async fn create_reports_every_bad_field() {
     let s = TestServer::spawn().await;
-    let err = s
-        .workspaces()
-        .create_workspace(req(
-            pb::CreateWorkspaceRequest {
-                workspace: Some(pb::Workspace {
-                    name: "Bad_Name".into(),
-                    display_name: "x".repeat(101),
-                    description: "é".repeat(1001),
-                    labels: HashMap::from([("Bad Key".into(), "v".into())]),
-                    visibility: 42,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-            &token("alice"),
-        ))
-        .await
-        .unwrap_err();
+    let bad = pb::Workspace {
+        name: "Bad_Name".into(),
+        display_name: "x".repeat(101),
+        description: "é".repeat(1001),
+        labels: HashMap::from([("Bad Key".into(), "v".into())]),
+        visibility: 42,
+        ..Default::default()
+    };
+    let err = s.create_workspace(&token("alice"), bad).await.unwrap_err();
     assert_eq!(
         bad_fields(&err),
         vec![
@@ -175,17 +130,7 @@ async fn names_follow_rfc_1035_and_lengths_count_characters() {
         "ä",
         too_long.as_str(),
     ] {
-        let err = s
-            .workspaces()
-            .create_workspace(req(
-                pb::CreateWorkspaceRequest {
-                    workspace: Some(new_ws(bad)),
-                    request_id: String::new(),
-                },
-                &alice,
-            ))
-            .await
-            .unwrap_err();
+        let err = s.create_workspace(&alice, new_ws(bad)).await.unwrap_err();
         assert_eq!(bad_fields(&err), vec!["workspace.name"], "name {bad:?}");
     }
     let longest = "a".repeat(63);
@@ -208,23 +153,12 @@ async fn names_follow_rfc_1035_and_lengths_count_characters() {
         },
     )
     .await;
-    let too_many: HashMap<String, String> =
-        (0..65).map(|i| (format!("k{i}"), String::new())).collect();
-    let err = s
-        .workspaces()
-        .create_workspace(req(
-            pb::CreateWorkspaceRequest {
-                workspace: Some(pb::Workspace {
-                    name: "too-many".into(),
-                    labels: too_many,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-            &alice,
-        ))
-        .await
-        .unwrap_err();
+    let too_many = pb::Workspace {
+        name: "too-many".into(),
+        labels: (0..65).map(|i| (format!("k{i}"), String::new())).collect(),
+        ..Default::default()
+    };
+    let err = s.create_workspace(&alice, too_many).await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["workspace.labels"]);
 }
 
@@ -233,72 +167,37 @@ async fn get_by_name_or_id_and_no_existence_leaks() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
     let ws = create(&s, &alice, new_ws("secret")).await;
-    let by_id = s
-        .workspaces()
-        .get_workspace(req(
-            pb::GetWorkspaceRequest {
-                name: String::new(),
-                id: ws.id.clone(),
-            },
-            &alice,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .workspace
-        .unwrap();
-    assert_eq!(by_id, ws);
+    assert_eq!(s.get_workspace_by_id(&alice, &ws.id).await.unwrap(), ws);
 
     // A non-member gets the same answer for a private workspace and a missing one.
     let bob = token("bob");
-    let private = get(&s, &bob, "secret").await.unwrap_err();
-    let missing = get(&s, &bob, "nothing-here").await.unwrap_err();
+    let private = s.get_workspace(&bob, "secret").await.unwrap_err();
+    let missing = s.get_workspace(&bob, "nothing-here").await.unwrap_err();
     assert_status(&private, Code::PermissionDenied, "PERMISSION_DENIED");
     assert_status(&missing, Code::PermissionDenied, "PERMISSION_DENIED");
     // By id too, and the answer does not reveal the name.
-    let by_id = s
-        .workspaces()
-        .get_workspace(req(
-            pb::GetWorkspaceRequest {
-                name: String::new(),
-                id: ws.id.clone(),
-            },
-            &bob,
-        ))
-        .await
-        .unwrap_err();
+    let by_id = s.get_workspace_by_id(&bob, &ws.id).await.unwrap_err();
     assert_status(&by_id, Code::PermissionDenied, "PERMISSION_DENIED");
     assert!(!by_id.message().contains("secret"));
     // Platform principals read everything and learn what is missing.
     for platform in [platform_admin(), platform_service()] {
-        assert_eq!(get(&s, &platform, "secret").await.unwrap().id, ws.id);
-        let err = get(&s, &platform, "nothing-here").await.unwrap_err();
+        assert_eq!(
+            s.get_workspace(&platform, "secret").await.unwrap().id,
+            ws.id
+        );
+        let err = s
+            .get_workspace(&platform, "nothing-here")
+            .await
+            .unwrap_err();
         assert_status(&err, Code::NotFound, "WORKSPACE_NOT_FOUND");
     }
     // Exactly one of name and id.
     for (name, id) in [("", ""), ("secret", ws.id.as_str())] {
-        let err = s
-            .workspaces()
-            .get_workspace(req(
-                pb::GetWorkspaceRequest {
-                    name: name.into(),
-                    id: id.into(),
-                },
-                &alice,
-            ))
-            .await
-            .unwrap_err();
+        let err = s.get_workspace_with(&alice, name, id).await.unwrap_err();
         assert_status(&err, Code::InvalidArgument, "INVALID_ARGUMENT");
     }
     let err = s
-        .workspaces()
-        .get_workspace(req(
-            pb::GetWorkspaceRequest {
-                name: String::new(),
-                id: "not-a-uuid".into(),
-            },
-            &alice,
-        ))
+        .get_workspace_by_id(&alice, "not-a-uuid")
         .await
         .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["id"]);
@@ -324,21 +223,25 @@ async fn visibility_grants_roles_to_every_principal() {
         )
         .await;
         // Every principal reads it.
-        get(&s, &bob, name).await.unwrap();
+        s.get_workspace(&bob, name).await.unwrap();
         // But only admins change it.
         let mut w = new_ws(name);
         w.description = "bob was here".into();
         let err = s
-            .workspaces()
-            .update_workspace(req(update_req(w, &["description"], ""), &bob))
+            .update_workspace(&bob, w, &["description"], "")
             .await
             .unwrap_err();
         assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
     }
     // Internal grants viewer: no writes; public grants editor: resources may be written.
-    let err = register(&s, &bob, "int", "model", "m1").await.unwrap_err();
+    let err = s
+        .register_resource(&bob, "int", "model", "m1")
+        .await
+        .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    register(&s, &bob, "pub", "model", "m1").await.unwrap();
+    s.register_resource(&bob, "pub", "model", "m1")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -352,19 +255,13 @@ async fn update_applies_the_mask_and_checks_etags() {
     w.labels = HashMap::from([("env".into(), "prod".into())]);
     w.visibility = pb::Visibility::Internal as i32;
     let updated = s
-        .workspaces()
-        .update_workspace(req(
-            update_req(
-                w.clone(),
-                &["display_name", "labels", "visibility"],
-                &ws.etag,
-            ),
+        .update_workspace(
             &alice,
-        ))
+            w.clone(),
+            &["display_name", "labels", "visibility"],
+            &ws.etag,
+        )
         .await
-        .unwrap()
-        .into_inner()
-        .workspace
         .unwrap();
     assert_eq!(updated.display_name, "Updated");
     assert_eq!(updated.description, "");
@@ -377,34 +274,20 @@ async fn update_applies_the_mask_and_checks_etags() {
 
     // The old etag no longer matches.
     let err = s
-        .workspaces()
-        .update_workspace(req(
-            update_req(w.clone(), &["display_name"], &ws.etag),
-            &alice,
-        ))
+        .update_workspace(&alice, w.clone(), &["display_name"], &ws.etag)
         .await
         .unwrap_err();
     assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
 
     // `*` replaces every updatable field; unset visibility becomes private.
+    let all = pb::Workspace {
+        name: "upd".into(),
+        description: "all".into(),
+        ..Default::default()
+    };
     let star = s
-        .workspaces()
-        .update_workspace(req(
-            update_req(
-                pb::Workspace {
-                    name: "upd".into(),
-                    description: "all".into(),
-                    ..Default::default()
-                },
-                &["*"],
-                &updated.etag,
-            ),
-            &alice,
-        ))
+        .update_workspace(&alice, all, &["*"], &updated.etag)
         .await
-        .unwrap()
-        .into_inner()
-        .workspace
         .unwrap();
     assert_eq!(star.description, "all");
     assert_eq!(star.display_name, "");
@@ -417,10 +300,9 @@ async fn update_rejects_bad_masks_and_values() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
     create(&s, &alice, new_ws("mask")).await;
-    let mut c = s.workspaces();
     // Empty mask.
-    let err = c
-        .update_workspace(req(update_req(new_ws("mask"), &[], ""), &alice))
+    let err = s
+        .update_workspace(&alice, new_ws("mask"), &[], "")
         .await
         .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["update_mask"]);
@@ -431,27 +313,21 @@ async fn update_rejects_bad_masks_and_values() {
     );
     // Immutable and unknown paths.
     for path in ["name", "id", "state", "created_by", "nonsense"] {
-        let err = c
-            .update_workspace(req(update_req(new_ws("mask"), &[path], ""), &alice))
+        let err = s
+            .update_workspace(&alice, new_ws("mask"), &[path], "")
             .await
             .unwrap_err();
         assert_eq!(bad_fields(&err), vec!["update_mask"], "path {path}");
     }
     // Bad values of masked fields, each its own violation.
-    let err = c
-        .update_workspace(req(
-            update_req(
-                pb::Workspace {
-                    name: "mask".into(),
-                    display_name: "d".repeat(101),
-                    labels: HashMap::from([("-x".into(), "y".into())]),
-                    ..Default::default()
-                },
-                &["display_name", "labels"],
-                "",
-            ),
-            &alice,
-        ))
+    let bad = pb::Workspace {
+        name: "mask".into(),
+        display_name: "d".repeat(101),
+        labels: HashMap::from([("-x".into(), "y".into())]),
+        ..Default::default()
+    };
+    let err = s
+        .update_workspace(&alice, bad, &["display_name", "labels"], "")
         .await
         .unwrap_err();
     assert_eq!(
@@ -459,8 +335,8 @@ async fn update_rejects_bad_masks_and_values() {
         vec!["workspace.display_name", "workspace.labels[\"-x\"]"]
     );
     // A missing workspace name.
-    let err = c
-        .update_workspace(req(update_req(new_ws(""), &["description"], ""), &alice))
+    let err = s
+        .update_workspace(&alice, new_ws(""), &["description"], "")
         .await
         .unwrap_err();
     assert_eq!(bad_fields(&err), vec!["workspace.name"]);
@@ -471,26 +347,13 @@ async fn delete_needs_an_empty_workspace_and_takes_everything_with_it() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
     let ws = create(&s, &alice, new_ws("doomed")).await;
-    register(&s, &alice, "doomed", "model", "m1").await.unwrap();
-    register(&s, &alice, "doomed", "model", "m2").await.unwrap();
-    register(&s, &alice, "doomed", "dataset", "d1")
-        .await
-        .unwrap();
-    let delete = |etag: String| {
-        let mut c = s.workspaces();
-        let tok = alice.clone();
-        async move {
-            c.delete_workspace(req(
-                pb::DeleteWorkspaceRequest {
-                    name: "doomed".into(),
-                    etag,
-                },
-                &tok,
-            ))
+    let resources = [("model", "m1"), ("model", "m2"), ("dataset", "d1")];
+    for (kind, id) in resources {
+        s.register_resource(&alice, "doomed", kind, id)
             .await
-        }
-    };
-    let err = delete(String::new()).await.unwrap_err();
+            .unwrap();
+    }
+    let err = s.delete_workspace(&alice, "doomed", "").await.unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "WORKSPACE_NOT_EMPTY");
     let mut violations: Vec<(String, String)> = err
         .get_details_precondition_failure()
@@ -506,33 +369,33 @@ async fn delete_needs_an_empty_workspace_and_takes_everything_with_it() {
     assert_eq!(violations[1].0, "model");
     assert!(violations[1].1.contains('2'));
 
-    for (kind, id) in [("model", "m1"), ("model", "m2"), ("dataset", "d1")] {
-        s.workspaces()
-            .unregister_resource(req(
-                pb::UnregisterResourceRequest {
-                    workspace: "doomed".into(),
-                    kind: kind.into(),
-                    resource_id: id.into(),
-                },
-                &alice,
-            ))
+    for (kind, id) in resources {
+        s.unregister_resource(&alice, "doomed", kind, id)
             .await
             .unwrap();
     }
     // A stale etag is refused.
-    let err = delete(ws.etag.clone()).await.unwrap_err();
+    let err = s
+        .delete_workspace(&alice, "doomed", &ws.etag)
+        .await
+        .unwrap_err();
     assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
-    let current = get(&s, &alice, "doomed").await.unwrap();
-    delete(current.etag).await.unwrap();
+    let current = s.get_workspace(&alice, "doomed").await.unwrap();
+    s.delete_workspace(&alice, "doomed", &current.etag)
+        .await
+        .unwrap();
     // Gone: the former admin is now an outsider, a platform admin sees NOT_FOUND.
-    let err = get(&s, &alice, "doomed").await.unwrap_err();
+    let err = s.get_workspace(&alice, "doomed").await.unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = get(&s, &platform_admin(), "doomed").await.unwrap_err();
+    let err = s
+        .get_workspace(&platform_admin(), "doomed")
+        .await
+        .unwrap_err();
     assert_status(&err, Code::NotFound, "WORKSPACE_NOT_FOUND");
     // The name is free again, and the new workspace has nothing of the old one.
     let again = create(&s, &token("bob"), new_ws("doomed")).await;
     assert_ne!(again.id, ws.id);
-    let err = get(&s, &alice, "doomed").await.unwrap_err();
+    let err = s.get_workspace(&alice, "doomed").await.unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
 }
 
@@ -551,39 +414,12 @@ async fn only_admins_delete_and_archive() {
     .await;
     // bob is an editor through visibility: not enough.
     let bob = token("bob");
-    let err = s
-        .workspaces()
-        .delete_workspace(req(
-            pb::DeleteWorkspaceRequest {
-                name: "shared".into(),
-                etag: String::new(),
-            },
-            &bob,
-        ))
-        .await
-        .unwrap_err();
+    let err = s.delete_workspace(&bob, "shared", "").await.unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = s
-        .workspaces()
-        .archive_workspace(req(
-            pb::ArchiveWorkspaceRequest {
-                name: "shared".into(),
-                etag: String::new(),
-            },
-            &bob,
-        ))
-        .await
-        .unwrap_err();
+    let err = s.archive_workspace(&bob, "shared", "").await.unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
     // A platform admin may.
-    s.workspaces()
-        .delete_workspace(req(
-            pb::DeleteWorkspaceRequest {
-                name: "shared".into(),
-                etag: String::new(),
-            },
-            &platform_admin(),
-        ))
+    s.delete_workspace(&platform_admin(), "shared", "")
         .await
         .unwrap();
 }
@@ -593,90 +429,47 @@ async fn archived_workspaces_are_read_only_until_unarchived() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
     let ws = create(&s, &alice, new_ws("old")).await;
-    register(&s, &alice, "old", "model", "kept").await.unwrap();
-    let archived = s
-        .workspaces()
-        .archive_workspace(req(
-            pb::ArchiveWorkspaceRequest {
-                name: "old".into(),
-                etag: String::new(),
-            },
-            &alice,
-        ))
+    s.register_resource(&alice, "old", "model", "kept")
         .await
-        .unwrap()
-        .into_inner()
-        .workspace
         .unwrap();
+    let archived = s.archive_workspace(&alice, "old", "").await.unwrap();
     assert_eq!(archived.state, pb::WorkspaceState::Archived as i32);
     assert_ne!(archived.etag, ws.etag);
     // Reads still work.
-    assert_eq!(get(&s, &alice, "old").await.unwrap().state, archived.state);
+    let read = s.get_workspace(&alice, "old").await.unwrap();
+    assert_eq!(read.state, archived.state);
     // Every change is refused.
     let err = s
-        .workspaces()
-        .update_workspace(req(update_req(new_ws("old"), &["description"], ""), &alice))
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
-    let err = register(&s, &alice, "old", "model", "new")
+        .update_workspace(&alice, new_ws("old"), &["description"], "")
         .await
         .unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
     let err = s
-        .workspaces()
-        .unregister_resource(req(
-            pb::UnregisterResourceRequest {
-                workspace: "old".into(),
-                kind: "model".into(),
-                resource_id: "kept".into(),
-            },
-            &alice,
-        ))
+        .register_resource(&alice, "old", "model", "new")
         .await
         .unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
     let err = s
-        .workspaces()
-        .archive_workspace(req(
-            pb::ArchiveWorkspaceRequest {
-                name: "old".into(),
-                etag: String::new(),
-            },
-            &alice,
-        ))
+        .unregister_resource(&alice, "old", "model", "kept")
         .await
         .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+    let err = s.archive_workspace(&alice, "old", "").await.unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
     // Unarchive with a stale etag fails, with the current one it works.
     let err = s
-        .workspaces()
-        .unarchive_workspace(req(
-            pb::UnarchiveWorkspaceRequest {
-                name: "old".into(),
-                etag: ws.etag.clone(),
-            },
-            &alice,
-        ))
+        .unarchive_workspace(&alice, "old", &ws.etag)
         .await
         .unwrap_err();
     assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
     let active = s
-        .workspaces()
-        .unarchive_workspace(req(
-            pb::UnarchiveWorkspaceRequest {
-                name: "old".into(),
-                etag: archived.etag.clone(),
-            },
-            &alice,
-        ))
+        .unarchive_workspace(&alice, "old", &archived.etag)
         .await
-        .unwrap()
-        .into_inner()
-        .workspace
         .unwrap();
     assert_eq!(active.state, pb::WorkspaceState::Active as i32);
-    register(&s, &alice, "old", "model", "new").await.unwrap();
+    s.register_resource(&alice, "old", "model", "new")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -684,92 +477,50 @@ async fn archived_workspaces_can_be_deleted() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
     create(&s, &alice, new_ws("gone")).await;
-    s.workspaces()
-        .archive_workspace(req(
-            pb::ArchiveWorkspaceRequest {
-                name: "gone".into(),
-                etag: String::new(),
-            },
-            &alice,
-        ))
-        .await
-        .unwrap();
-    s.workspaces()
-        .delete_workspace(req(
-            pb::DeleteWorkspaceRequest {
-                name: "gone".into(),
-                etag: String::new(),
-            },
-            &alice,
-        ))
-        .await
-        .unwrap();
+    s.archive_workspace(&alice, "gone", "").await.unwrap();
+    s.delete_workspace(&alice, "gone", "").await.unwrap();
 }
 
 #[tokio::test]
 async fn built_in_workspaces_exist_and_are_protected() {
     let s = TestServer::spawn().await;
     let bob = token("bob");
-    let default = get(&s, &bob, "default").await.unwrap();
+    let default = s.get_workspace(&bob, "default").await.unwrap();
     assert!(default.built_in);
     assert_eq!(default.visibility, pb::Visibility::Public as i32);
-    let system = get(&s, &bob, "system").await.unwrap();
+    let system = s.get_workspace(&bob, "system").await.unwrap();
     assert!(system.built_in);
     assert_eq!(system.visibility, pb::Visibility::Internal as i32);
     // Everyone writes in default; only platform principals register in system.
-    register(&s, &bob, "default", "model", "m").await.unwrap();
-    let err = register(&s, &bob, "system", "model", "m")
+    s.register_resource(&bob, "default", "model", "m")
+        .await
+        .unwrap();
+    let err = s
+        .register_resource(&bob, "system", "model", "m")
         .await
         .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    register(&s, &platform_service(), "system", "model", "base")
+    s.register_resource(&platform_service(), "system", "model", "base")
         .await
         .unwrap();
-    register(&s, &platform_admin(), "system", "template", "t")
+    s.register_resource(&platform_admin(), "system", "template", "t")
         .await
         .unwrap();
 
     let admin = platform_admin();
     for name in ["default", "system"] {
         // Not deletable: BUILT_IN_WORKSPACE wins over WORKSPACE_NOT_EMPTY.
-        let err = s
-            .workspaces()
-            .delete_workspace(req(
-                pb::DeleteWorkspaceRequest {
-                    name: name.into(),
-                    etag: String::new(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap_err();
+        let err = s.delete_workspace(&admin, name, "").await.unwrap_err();
         assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
-        let err = s
-            .workspaces()
-            .archive_workspace(req(
-                pb::ArchiveWorkspaceRequest {
-                    name: name.into(),
-                    etag: String::new(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap_err();
+        let err = s.archive_workspace(&admin, name, "").await.unwrap_err();
         assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
+        let private = pb::Workspace {
+            name: name.into(),
+            visibility: pb::Visibility::Private as i32,
+            ..Default::default()
+        };
         let err = s
-            .workspaces()
-            .update_workspace(req(
-                update_req(
-                    pb::Workspace {
-                        name: name.into(),
-                        visibility: pb::Visibility::Private as i32,
-                        ..Default::default()
-                    },
-                    &["visibility"],
-                    "",
-                ),
-                &admin,
-            ))
+            .update_workspace(&admin, private, &["visibility"], "")
             .await
             .unwrap_err();
         assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
@@ -777,16 +528,11 @@ async fn built_in_workspaces_exist_and_are_protected() {
     // A platform admin may change system's description; nobody else may.
     let mut w = new_ws("system");
     w.description = "Platform things".into();
-    s.workspaces()
-        .update_workspace(req(update_req(w.clone(), &["description"], ""), &admin))
+    s.update_workspace(&admin, w.clone(), &["description"], "")
         .await
         .unwrap();
     let err = s
-        .workspaces()
-        .update_workspace(req(
-            update_req(w, &["description"], ""),
-            &platform_service(),
-        ))
+        .update_workspace(&platform_service(), w, &["description"], "")
         .await
         .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
@@ -795,24 +541,14 @@ async fn built_in_workspaces_exist_and_are_protected() {
 #[tokio::test]
 async fn concurrent_creates_of_one_name_let_exactly_one_win() {
     let s = TestServer::spawn().await;
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let mut c = s.workspaces();
-        let tok = token(&format!("user{i}"));
-        tasks.push(tokio::spawn(async move {
-            c.create_workspace(req(
-                pb::CreateWorkspaceRequest {
-                    workspace: Some(new_ws("contested")),
-                    request_id: String::new(),
-                },
-                &tok,
-            ))
-            .await
-        }));
-    }
+    let results = futures::future::join_all((0..16).map(|i| {
+        let (s, tok) = (&s, token(&format!("user{i}")));
+        async move { s.create_workspace(&tok, new_ws("contested")).await }
+    }))
+    .await;
     let mut ok = 0;
-    for t in tasks {
-        match t.await.unwrap() {
+    for result in results {
+        match result {
             Ok(_) => ok += 1,
             Err(e) => assert_status(&e, Code::AlreadyExists, "WORKSPACE_EXISTS"),
         }
@@ -824,55 +560,33 @@ async fn concurrent_creates_of_one_name_let_exactly_one_win() {
 async fn retries_and_stale_etags_and_nul_characters() {
     let s = TestServer::spawn().await;
     let alice = token("alice");
-    let create_req = |name: &str| pb::CreateWorkspaceRequest {
-        workspace: Some(new_ws(name)),
-        request_id: "once".into(),
-    };
-    s.workspaces()
-        .create_workspace(req(create_req("left"), &alice))
+    s.create_workspace_with_request_id(&alice, new_ws("left"), "once")
         .await
         .unwrap();
     // alice hands the workspace over and leaves it: a retry no longer shows it to her.
-    crate::members::add(&s, &alice, "left", "bob", pb::Role::Admin)
+    s.add_member(&alice, "left", "bob", pb::Role::Admin)
         .await
         .unwrap();
-    crate::members::remove(&s, &token("bob"), "left", "alice")
+    s.remove_member(&token("bob"), "left", "alice")
         .await
         .unwrap();
     let err = s
-        .workspaces()
-        .create_workspace(req(create_req("left"), &alice))
+        .create_workspace_with_request_id(&alice, new_ws("left"), "once")
         .await
         .unwrap_err();
     assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
     // On a built-in, BUILT_IN_WORKSPACE wins over a stale etag.
     let err = s
-        .workspaces()
-        .delete_workspace(req(
-            pb::DeleteWorkspaceRequest {
-                name: "default".into(),
-                etag: "stale".into(),
-            },
-            &platform_admin(),
-        ))
+        .delete_workspace(&platform_admin(), "default", "stale")
         .await
         .unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
     // NUL fits no database text column: bad input, never INTERNAL.
-    let err = s
-        .workspaces()
-        .create_workspace(req(
-            pb::CreateWorkspaceRequest {
-                workspace: Some(pb::Workspace {
-                    name: "nul".into(),
-                    description: "a\u{0}b".into(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-            &alice,
-        ))
-        .await
-        .unwrap_err();
+    let nul = pb::Workspace {
+        name: "nul".into(),
+        description: "a\u{0}b".into(),
+        ..Default::default()
+    };
+    let err = s.create_workspace(&alice, nul).await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["workspace.description"]);
 }

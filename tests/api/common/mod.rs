@@ -1,8 +1,14 @@
 //! Shared test helpers: a real server in-process on an ephemeral port with a fresh database
-//! (SQLite, or PostgreSQL when `WORKSPACED_TEST_DATABASE_URL` is set), tokens, and
-//! assertions on status codes and `ErrorInfo` reasons.
+//! (SQLite, or PostgreSQL when `WORKSPACED_TEST_DATABASE_URL` is set), one method per RPC on
+//! it (`rpc.rs`), tokens, and assertions on status codes and `ErrorInfo` reasons.
+//!
+//! `TEST_LOG=1 cargo test --test api NAME` adds the server's logs to the test's output, which
+//! shows for a failing test or with `-- --nocapture` (`RUST_LOG` filters them, as for the
+//! binary).
 
 #![allow(dead_code)]
+
+mod rpc;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -127,6 +133,25 @@ pub fn free_port() -> SocketAddr {
         .expect("a free port")
 }
 
+/// With `TEST_LOG` set (and not `0`), sends the logs of every server in this process to the
+/// test output, set up once per process (zero2prod's `TEST_LOG`): captured per test like
+/// `println!`. The filter is `RUST_LOG`, or the binary's default.
+fn init_test_log() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok_and(|v| !v.is_empty() && v != "0") {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into());
+            // Another subscriber may already be set; then that one keeps the logs.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .try_init();
+        }
+    });
+}
+
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret";
 
 /// A running server.
@@ -150,6 +175,7 @@ impl TestServer {
 
     /// A server on an existing database, as a second replica.
     pub async fn spawn_on(db: Arc<TestDb>, opts: Options) -> TestServer {
+        init_test_log();
         let auth = if opts.insecure {
             AuthMode::Insecure
         } else {
@@ -353,37 +379,20 @@ pub fn new_ws(name: &str) -> pb::Workspace {
     }
 }
 
-/// Creates a workspace as `token` and returns it.
+// Shorthands from before the per-RPC methods: `create` sets a scene in one line (it panics
+// if the create fails); `get` and `register` are the methods of the same RPC.
+
+/// Creates a workspace as `token` and returns it; panics if the create fails.
 pub async fn create(server: &TestServer, token: &str, ws: pb::Workspace) -> pb::Workspace {
     server
-        .workspaces()
-        .create_workspace(req(
-            pb::CreateWorkspaceRequest {
-                workspace: Some(ws),
-                request_id: String::new(),
-            },
-            token,
-        ))
+        .create_workspace(token, ws)
         .await
         .expect("create workspace")
-        .into_inner()
-        .workspace
-        .expect("workspace")
 }
 
 /// Gets a workspace by name as `token`.
 pub async fn get(server: &TestServer, token: &str, name: &str) -> Result<pb::Workspace, Status> {
-    server
-        .workspaces()
-        .get_workspace(req(
-            pb::GetWorkspaceRequest {
-                name: name.into(),
-                id: String::new(),
-            },
-            token,
-        ))
-        .await
-        .map(|r| r.into_inner().workspace.expect("workspace"))
+    server.get_workspace(token, name).await
 }
 
 /// Registers a resource as `token`.
@@ -394,18 +403,7 @@ pub async fn register(
     kind: &str,
     id: &str,
 ) -> Result<pb::Resource, Status> {
-    server
-        .workspaces()
-        .register_resource(req(
-            pb::RegisterResourceRequest {
-                workspace: ws.into(),
-                kind: kind.into(),
-                resource_id: id.into(),
-            },
-            token,
-        ))
-        .await
-        .map(|r| r.into_inner().resource.expect("resource"))
+    server.register_resource(token, ws, kind, id).await
 }
 
 /// The single integer a `SELECT count(*) …` answers, on connection `c`.

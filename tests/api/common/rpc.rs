@@ -1,0 +1,436 @@
+//! One method per RPC on `TestServer`, so a test states its case instead of a request
+//! literal: `s.archive_workspace(&alice, "old", "")`. Each takes the caller's token and the
+//! fields a test varies, and returns the response's payload or the `Status`, for the test to
+//! `unwrap` or assert on. Where a test needs a request the short form cannot express (both
+//! `name` and `id`, both `subject` and `email`, `fully_consistent`), the `_with` form takes
+//! every field. ListWorkspaces, ListMembers, ListResources and CheckGpuQuota take their
+//! request message, built with `..Default::default()`.
+
+use tonic::Status;
+use workspaced::pb::v1 as pb;
+
+use super::{TestServer, req};
+
+/// A field mask of `paths`.
+fn mask(paths: &[&str]) -> prost_types::FieldMask {
+    prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+/// WorkspaceService.
+impl TestServer {
+    /// CreateWorkspace without a request id.
+    pub async fn create_workspace(
+        &self,
+        token: &str,
+        ws: pb::Workspace,
+    ) -> Result<pb::Workspace, Status> {
+        self.create_workspace_with_request_id(token, ws, "").await
+    }
+
+    /// CreateWorkspace with `request_id`, which makes a retry return the first workspace.
+    pub async fn create_workspace_with_request_id(
+        &self,
+        token: &str,
+        ws: pb::Workspace,
+        request_id: &str,
+    ) -> Result<pb::Workspace, Status> {
+        let msg = pb::CreateWorkspaceRequest {
+            workspace: Some(ws),
+            request_id: request_id.into(),
+        };
+        self.workspaces()
+            .create_workspace(req(msg, token))
+            .await
+            .map(|r| r.into_inner().workspace.expect("workspace"))
+    }
+
+    /// GetWorkspace by name.
+    pub async fn get_workspace(&self, token: &str, name: &str) -> Result<pb::Workspace, Status> {
+        self.get_workspace_with(token, name, "").await
+    }
+
+    /// GetWorkspace by id.
+    pub async fn get_workspace_by_id(
+        &self,
+        token: &str,
+        id: &str,
+    ) -> Result<pb::Workspace, Status> {
+        self.get_workspace_with(token, "", id).await
+    }
+
+    /// GetWorkspace with both selectors as given (exactly one is valid).
+    pub async fn get_workspace_with(
+        &self,
+        token: &str,
+        name: &str,
+        id: &str,
+    ) -> Result<pb::Workspace, Status> {
+        let msg = pb::GetWorkspaceRequest {
+            name: name.into(),
+            id: id.into(),
+        };
+        self.workspaces()
+            .get_workspace(req(msg, token))
+            .await
+            .map(|r| r.into_inner().workspace.expect("workspace"))
+    }
+
+    /// ListWorkspaces.
+    pub async fn list_workspaces(
+        &self,
+        token: &str,
+        msg: pb::ListWorkspacesRequest,
+    ) -> Result<pb::ListWorkspacesResponse, Status> {
+        self.workspaces()
+            .list_workspaces(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// UpdateWorkspace of the fields in `paths`; an empty `etag` skips the check.
+    pub async fn update_workspace(
+        &self,
+        token: &str,
+        ws: pb::Workspace,
+        paths: &[&str],
+        etag: &str,
+    ) -> Result<pb::Workspace, Status> {
+        let msg = pb::UpdateWorkspaceRequest {
+            workspace: Some(ws),
+            update_mask: Some(mask(paths)),
+            etag: etag.into(),
+        };
+        self.workspaces()
+            .update_workspace(req(msg, token))
+            .await
+            .map(|r| r.into_inner().workspace.expect("workspace"))
+    }
+
+    /// DeleteWorkspace; an empty `etag` skips the check.
+    pub async fn delete_workspace(
+        &self,
+        token: &str,
+        name: &str,
+        etag: &str,
+    ) -> Result<(), Status> {
+        let msg = pb::DeleteWorkspaceRequest {
+            name: name.into(),
+            etag: etag.into(),
+        };
+        self.workspaces()
+            .delete_workspace(req(msg, token))
+            .await
+            .map(|_| ())
+    }
+
+    /// ArchiveWorkspace; an empty `etag` skips the check.
+    pub async fn archive_workspace(
+        &self,
+        token: &str,
+        name: &str,
+        etag: &str,
+    ) -> Result<pb::Workspace, Status> {
+        let msg = pb::ArchiveWorkspaceRequest {
+            name: name.into(),
+            etag: etag.into(),
+        };
+        self.workspaces()
+            .archive_workspace(req(msg, token))
+            .await
+            .map(|r| r.into_inner().workspace.expect("workspace"))
+    }
+
+    /// UnarchiveWorkspace; an empty `etag` skips the check.
+    pub async fn unarchive_workspace(
+        &self,
+        token: &str,
+        name: &str,
+        etag: &str,
+    ) -> Result<pb::Workspace, Status> {
+        let msg = pb::UnarchiveWorkspaceRequest {
+            name: name.into(),
+            etag: etag.into(),
+        };
+        self.workspaces()
+            .unarchive_workspace(req(msg, token))
+            .await
+            .map(|r| r.into_inner().workspace.expect("workspace"))
+    }
+
+    /// RegisterResource.
+    pub async fn register_resource(
+        &self,
+        token: &str,
+        ws: &str,
+        kind: &str,
+        id: &str,
+    ) -> Result<pb::Resource, Status> {
+        let msg = pb::RegisterResourceRequest {
+            workspace: ws.into(),
+            kind: kind.into(),
+            resource_id: id.into(),
+        };
+        self.workspaces()
+            .register_resource(req(msg, token))
+            .await
+            .map(|r| r.into_inner().resource.expect("resource"))
+    }
+
+    /// UnregisterResource.
+    pub async fn unregister_resource(
+        &self,
+        token: &str,
+        ws: &str,
+        kind: &str,
+        id: &str,
+    ) -> Result<(), Status> {
+        let msg = pb::UnregisterResourceRequest {
+            workspace: ws.into(),
+            kind: kind.into(),
+            resource_id: id.into(),
+        };
+        self.workspaces()
+            .unregister_resource(req(msg, token))
+            .await
+            .map(|_| ())
+    }
+
+    /// ListResources.
+    pub async fn list_resources(
+        &self,
+        token: &str,
+        msg: pb::ListResourcesRequest,
+    ) -> Result<pb::ListResourcesResponse, Status> {
+        self.workspaces()
+            .list_resources(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// MembershipService.
+impl TestServer {
+    /// AddMember by subject.
+    pub async fn add_member(
+        &self,
+        token: &str,
+        ws: &str,
+        subject: &str,
+        role: pb::Role,
+    ) -> Result<pb::Member, Status> {
+        self.add_member_with(token, ws, subject, "", role).await
+    }
+
+    /// AddMember by the email a principal signed in with.
+    pub async fn add_member_by_email(
+        &self,
+        token: &str,
+        ws: &str,
+        email: &str,
+        role: pb::Role,
+    ) -> Result<pb::Member, Status> {
+        self.add_member_with(token, ws, "", email, role).await
+    }
+
+    /// AddMember with both selectors as given (exactly one is valid).
+    pub async fn add_member_with(
+        &self,
+        token: &str,
+        ws: &str,
+        subject: &str,
+        email: &str,
+        role: pb::Role,
+    ) -> Result<pb::Member, Status> {
+        let msg = pb::AddMemberRequest {
+            workspace: ws.into(),
+            subject: subject.into(),
+            email: email.into(),
+            role: role as i32,
+        };
+        self.members()
+            .add_member(req(msg, token))
+            .await
+            .map(|r| r.into_inner().member.expect("member"))
+    }
+
+    /// GetMember.
+    pub async fn get_member(
+        &self,
+        token: &str,
+        ws: &str,
+        subject: &str,
+    ) -> Result<pb::Member, Status> {
+        let msg = pb::GetMemberRequest {
+            workspace: ws.into(),
+            subject: subject.into(),
+        };
+        self.members()
+            .get_member(req(msg, token))
+            .await
+            .map(|r| r.into_inner().member.expect("member"))
+    }
+
+    /// UpdateMember to `role`; an empty `etag` skips the check.
+    pub async fn update_member(
+        &self,
+        token: &str,
+        ws: &str,
+        subject: &str,
+        role: pb::Role,
+        etag: &str,
+    ) -> Result<pb::Member, Status> {
+        let msg = pb::UpdateMemberRequest {
+            workspace: ws.into(),
+            subject: subject.into(),
+            role: role as i32,
+            etag: etag.into(),
+        };
+        self.members()
+            .update_member(req(msg, token))
+            .await
+            .map(|r| r.into_inner().member.expect("member"))
+    }
+
+    /// RemoveMember by subject; returns `removed_count`.
+    pub async fn remove_member(&self, token: &str, ws: &str, subject: &str) -> Result<i32, Status> {
+        self.remove_member_with(token, ws, subject, "").await
+    }
+
+    /// RemoveMember by email; returns `removed_count`.
+    pub async fn remove_member_by_email(
+        &self,
+        token: &str,
+        ws: &str,
+        email: &str,
+    ) -> Result<i32, Status> {
+        self.remove_member_with(token, ws, "", email).await
+    }
+
+    /// RemoveMember with both selectors as given; returns `removed_count`.
+    pub async fn remove_member_with(
+        &self,
+        token: &str,
+        ws: &str,
+        subject: &str,
+        email: &str,
+    ) -> Result<i32, Status> {
+        let msg = pb::RemoveMemberRequest {
+            workspace: ws.into(),
+            subject: subject.into(),
+            email: email.into(),
+        };
+        self.members()
+            .remove_member(req(msg, token))
+            .await
+            .map(|r| r.into_inner().removed_count)
+    }
+
+    /// ListMembers.
+    pub async fn list_members(
+        &self,
+        token: &str,
+        msg: pb::ListMembersRequest,
+    ) -> Result<pb::ListMembersResponse, Status> {
+        self.members()
+            .list_members(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// CheckAccess of `permission` for `subject` (empty: the caller), from the replica's view.
+    pub async fn check_access(
+        &self,
+        token: &str,
+        ws: &str,
+        permission: &str,
+        subject: &str,
+    ) -> Result<pb::CheckAccessResponse, Status> {
+        self.check_access_with(token, ws, permission, subject, false)
+            .await
+    }
+
+    /// CheckAccess, `fully_consistent` as given.
+    pub async fn check_access_with(
+        &self,
+        token: &str,
+        ws: &str,
+        permission: &str,
+        subject: &str,
+        fully_consistent: bool,
+    ) -> Result<pb::CheckAccessResponse, Status> {
+        let msg = pb::CheckAccessRequest {
+            workspace: ws.into(),
+            permission: permission.into(),
+            subject: subject.into(),
+            fully_consistent,
+        };
+        self.members()
+            .check_access(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// PolicyService.
+impl TestServer {
+    /// GetPolicy.
+    pub async fn get_policy(&self, token: &str, ws: &str) -> Result<pb::Policy, Status> {
+        let msg = pb::GetPolicyRequest {
+            workspace: ws.into(),
+        };
+        self.policies()
+            .get_policy(req(msg, token))
+            .await
+            .map(|r| r.into_inner().policy.expect("policy"))
+    }
+
+    /// ListPolicies.
+    pub async fn list_policies(
+        &self,
+        token: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<pb::ListPoliciesResponse, Status> {
+        let msg = pb::ListPoliciesRequest {
+            page_size,
+            page_token: page_token.into(),
+        };
+        self.policies()
+            .list_policies(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// UpdatePolicy of the fields in `paths`; an empty `etag` skips the check.
+    pub async fn update_policy(
+        &self,
+        token: &str,
+        policy: pb::Policy,
+        paths: &[&str],
+        etag: &str,
+    ) -> Result<pb::Policy, Status> {
+        let msg = pb::UpdatePolicyRequest {
+            policy: Some(policy),
+            update_mask: Some(mask(paths)),
+            etag: etag.into(),
+        };
+        self.policies()
+            .update_policy(req(msg, token))
+            .await
+            .map(|r| r.into_inner().policy.expect("policy"))
+    }
+
+    /// CheckGpuQuota.
+    pub async fn check_gpu_quota(
+        &self,
+        token: &str,
+        msg: pb::CheckGpuQuotaRequest,
+    ) -> Result<pb::CheckGpuQuotaResponse, Status> {
+        self.policies()
+            .check_gpu_quota(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+}
