@@ -390,22 +390,6 @@ pub async fn create(server: &TestServer, token: &str, ws: pb::Workspace) -> pb::
         .expect("create workspace")
 }
 
-/// Gets a workspace by name as `token`.
-pub async fn get(server: &TestServer, token: &str, name: &str) -> Result<pb::Workspace, Status> {
-    server.get_workspace(token, name).await
-}
-
-/// Registers a resource as `token`.
-pub async fn register(
-    server: &TestServer,
-    token: &str,
-    ws: &str,
-    kind: &str,
-    id: &str,
-) -> Result<pb::Resource, Status> {
-    server.register_resource(token, ws, kind, id).await
-}
-
 /// The single integer a `SELECT count(*) …` answers, on connection `c`.
 pub async fn count_on(c: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
     let row = c
