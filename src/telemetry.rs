@@ -414,6 +414,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sensible_request_id_is_kept_and_any_other_replaced() {
+        let long = "a".repeat(129);
+        let cases = [
+            (Some("abc-123"), true),
+            (Some(&"a".repeat(128)[..]), true),
+            (Some(&long[..]), false),
+            (Some(""), false),
+            (None, false),
+        ];
+        for (given, kept) in cases {
+            let header = given.map(|g| HeaderValue::from_str(g).unwrap());
+            let id = request_id(header.as_ref());
+            assert_eq!(given == Some(id.to_str().unwrap()), kept, "{given:?}");
+            assert!(!id.is_empty() && id.len() <= 128, "{given:?}");
+        }
+        // Not valid UTF-8: replaced by a fresh UUID.
+        let opaque = HeaderValue::from_bytes(&[0xff, 0xfe]).unwrap();
+        assert_eq!(request_id(Some(&opaque)).len(), 36);
+    }
+
+    #[test]
+    fn only_probes_and_tools_skip_the_line_and_only_unary_calls_are_read_whole() {
+        let cases = [
+            ("/grpc.health.v1.Health/Check", true, true),
+            (
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                true,
+                false,
+            ),
+            ("/workspaced.v1.WorkspaceService/GetWorkspace", false, true),
+            ("/unknown.Service/Method", false, false),
+        ];
+        for (path, skips, whole) in cases {
+            assert_eq!(exempt(path), skips, "{path}");
+            assert_eq!(read_whole(path), whole, "{path}");
+        }
+    }
+
+    #[test]
     fn frames_must_hold_exactly_one_message() {
         let ok = [0, 0, 0, 0, 2, 8, 1];
         let cases: [(&[u8], bool, bool); 9] = [

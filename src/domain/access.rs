@@ -599,4 +599,24 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn stored_names_round_trip() {
+        for role in [Role::Viewer, Role::Editor, Role::Admin] {
+            assert_eq!(Role::from_db(role.as_str()), Some(role));
+        }
+        for v in [
+            Visibility::Private,
+            Visibility::Internal,
+            Visibility::Public,
+        ] {
+            assert_eq!(Visibility::from_db(v.as_str()), Some(v));
+        }
+        for p in Permission::ALL {
+            assert_eq!(Permission::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Role::from_db("owner"), None);
+        assert_eq!(Visibility::from_db("secret"), None);
+        assert_eq!(Permission::parse("workspaces.GET"), None);
+    }
 }
