@@ -2,7 +2,8 @@
 //! server (grpc.health.v1 Check, the baseline B), and drives both with the same closed-loop
 //! load generator over 4 HTTP/2 connections at concurrency 1, 16 and 64, in interleaved
 //! rounds. Prints per RPC: requests/s, p50, p99, the ratio to B at the same concurrency, and
-//! the server's CPU time per request.
+//! the server's CPU time per request. A GPU admission "request" is a pair, AdmitGpuRequest
+//! then ReleaseGpuRequest, into one hot workspace or spread over 1,000.
 //!
 //! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]
 //! [--pin] [--only RPC]` (defaults: 100000 workspaces, 1000000 memberships, 2 s per measurement, 3
@@ -29,6 +30,7 @@ use workspaced::{
     domain::{page, workspaces::ListWorkspaces},
     pb::v1::{
         self as pb, membership_service_client::MembershipServiceClient,
+        policy_service_client::PolicyServiceClient,
         workspace_service_client::WorkspaceServiceClient,
     },
     store::Store,
@@ -284,6 +286,9 @@ async fn run(a: Args) {
     let ttl = Duration::from_secs(3600 * 24);
     let user = sign_hs256(KEY, "user-42", None, &[], ttl).expect("token");
     let admin = sign_hs256(KEY, "root", None, &["platform-admin".into()], ttl).expect("token");
+    let sched = sign_hs256(KEY, "sched", None, &["platform-service".into()], ttl).expect("token");
+    // GPU admission goes to one hot workspace, or is spread over the first 1,000.
+    let spread = a.workspaces.clamp(1, 1000);
     let last_name = format!("ws-{:06}", a.workspaces.saturating_sub(51));
     // user-42's workspace, as `seed` lays memberships out.
     let per = (a.memberships / a.workspaces.max(1)).max(1);
@@ -298,6 +303,9 @@ async fn run(a: Args) {
         "ListWorkspaces first page",
         "ListWorkspaces last page",
         "CreateWorkspace",
+        "GetGpuUsage",
+        "GPU admit+release, hot",
+        "GPU admit+release, spread",
     ]
     .into_iter()
     .filter(|t| t.starts_with('B') || a.only.as_deref().is_none_or(|o| t.starts_with(o)))
@@ -312,12 +320,14 @@ async fn run(a: Args) {
                     (server.0.id(), ws_channels.clone())
                 };
                 let (user, admin, last_token) = (user.clone(), admin.clone(), last_token.clone());
+                let sched = sched.clone();
                 let cpu0 = cpu_time(pid);
                 let (n, elapsed, hist) = measure(c, a.seconds, move |w, i| {
                     let home = home;
                     let ch = chans[w % CONNECTIONS].clone();
                     let (user, admin, last_token) =
                         (user.clone(), admin.clone(), last_token.clone());
+                    let sched = sched.clone();
                     async move {
                         match target {
                             "CheckAccess" => MembershipServiceClient::new(ch)
@@ -381,6 +391,51 @@ async fn run(a: Args) {
                                 .await
                                 .map(drop)
                                 .map_or_else(|e| ok::<()>(Err(e)), |()| true),
+                            "GetGpuUsage" => PolicyServiceClient::new(ch)
+                                .get_gpu_usage(authed(
+                                    pb::GetGpuUsageRequest {
+                                        workspace: home.into(),
+                                    },
+                                    &user,
+                                ))
+                                .await
+                                .map(drop)
+                                .map_or_else(|e| ok::<()>(Err(e)), |()| true),
+                            // One call of the benchmark is a pair: admit, then release.
+                            "GPU admit+release, hot" | "GPU admit+release, spread" => {
+                                let workspace = if target.ends_with("hot") {
+                                    "ws-000000".to_owned()
+                                } else {
+                                    format!("ws-{:06}", (w * 7919 + i as usize) % spread)
+                                };
+                                let id = format!("pod-c{c}-r{round}-w{w}-n{i}");
+                                let mut client = PolicyServiceClient::new(ch);
+                                let admitted = client
+                                    .admit_gpu_request(authed(
+                                        pb::AdmitGpuRequestRequest {
+                                            workspace: workspace.clone(),
+                                            id: id.clone(),
+                                            gpu_shape: "a100".into(),
+                                            gpu_count: 1,
+                                            ..Default::default()
+                                        },
+                                        &sched,
+                                    ))
+                                    .await
+                                    .map(|r| r.into_inner().admitted);
+                                match admitted {
+                                    Ok(true) => ok(client
+                                        .release_gpu_request(authed(
+                                            pb::ReleaseGpuRequestRequest { workspace, id },
+                                            &sched,
+                                        ))
+                                        .await),
+                                    Ok(false) => ok::<()>(Err(tonic::Status::resource_exhausted(
+                                        "not admitted",
+                                    ))),
+                                    Err(e) => ok::<()>(Err(e)),
+                                }
+                            }
                             _ => HealthClient::new(ch)
                                 .check(HealthCheckRequest {
                                     service: String::new(),

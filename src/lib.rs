@@ -64,6 +64,9 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long one health ping may take before the database counts as down.
 const HEALTH_PING_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How often expired GPU pod requests are deleted. Only for the table's size: an expired
+/// request stops counting at its expiry whether or not it was swept.
+const GPU_REQUEST_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Concurrent calls per connection, advertised in SETTINGS_MAX_CONCURRENT_STREAMS: with the
 /// connection limit, it bounds the calls (and unread responses) one client can hold.
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;
@@ -155,6 +158,7 @@ pub async fn serve(
     let ctx = Arc::new(Ctx {
         memberships: domain::memberships::Memberships::new(store.clone()),
         policies: domain::policies::Policies::new(store.clone()),
+        gpu_requests: domain::gpu_requests::GpuRequests::new(store.clone()),
         workspaces,
         principals: domain::principals::Principals::new(store.clone()),
     });
@@ -166,6 +170,7 @@ pub async fn serve(
     report(&reporter, up).await;
     let monitor = tokio::spawn(monitor_database(store.clone(), reporter, up));
     let follower = tokio::spawn(store.clone().follow_changes());
+    let sweeper = tokio::spawn(sweep_gpu_requests(ctx.gpu_requests.clone()));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -252,12 +257,25 @@ pub async fn serve(
     }
     monitor.abort();
     follower.abort();
+    sweeper.abort();
     let _ = stop_metrics.send(true);
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
     store.close().await.ok();
     Ok(())
+}
+
+/// Deletes expired GPU pod requests now and then; a failure waits for the next round.
+async fn sweep_gpu_requests(gpu_requests: domain::gpu_requests::GpuRequests) {
+    loop {
+        tokio::time::sleep(GPU_REQUEST_SWEEP_INTERVAL).await;
+        match gpu_requests.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(swept = n, "deleted expired GPU pod requests"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired GPU pod requests failed"),
+        }
+    }
 }
 
 /// Whether the database answers a ping in time.

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use crate::{
     domain::{
         access::{Role, Visibility},
-        model::{Member, Policy, Resource, Workspace, WorkspaceState},
+        gpu_requests::Admission,
+        model::{GpuRequest, GpuUsage, Member, Policy, Resource, Workspace, WorkspaceState},
+        quota::QuotaViolation,
     },
     pb::v1 as pb,
 };
@@ -130,6 +132,56 @@ impl From<Policy> for pb::Policy {
             workspace: p.workspace,
             updated_by: p.updated_by,
             update_time: Some(timestamp(p.update_time)),
+        }
+    }
+}
+
+impl From<QuotaViolation> for pb::QuotaViolation {
+    fn from(q: QuotaViolation) -> Self {
+        pb::QuotaViolation {
+            field: q.field,
+            description: q.description,
+        }
+    }
+}
+
+impl From<GpuRequest> for pb::GpuRequest {
+    fn from(r: GpuRequest) -> Self {
+        let s = r.spec;
+        pb::GpuRequest {
+            workspace: r.workspace,
+            id: r.id,
+            gpu_shape: s.gpu_shape,
+            gpu_count: s.gpu_count,
+            memory_bytes: s.memory_bytes,
+            priority: s.priority,
+            exit_duration: Some(duration(s.exit_duration_us)),
+            admitted_by: r.admitted_by,
+            admit_time: Some(timestamp(r.admit_time)),
+            expire_time: Some(timestamp(r.expire_time)),
+        }
+    }
+}
+
+impl From<GpuUsage> for pb::GpuUsage {
+    fn from(u: GpuUsage) -> Self {
+        pb::GpuUsage {
+            workspace: u.workspace,
+            active_gprs: total(u64::try_from(u.active_gprs).unwrap_or(0)),
+            max_gprs: u.max_gprs,
+            gpus_by_shape: u.gpus_by_shape.into_iter().collect(),
+            memory_bytes: u.memory_bytes,
+        }
+    }
+}
+
+impl From<Admission> for pb::AdmitGpuRequestResponse {
+    fn from(a: Admission) -> Self {
+        pb::AdmitGpuRequestResponse {
+            admitted: a.admitted.is_some(),
+            violations: a.violations.into_iter().map(Into::into).collect(),
+            gpu_request: a.admitted.map(Into::into),
+            usage: Some(a.usage.into()),
         }
     }
 }

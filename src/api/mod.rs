@@ -8,8 +8,8 @@ use tonic::{Request, Status};
 
 use crate::{
     domain::{
-        access::Principal, memberships::Memberships, policies::Policies, principals::Principals,
-        workspaces::Workspaces,
+        access::Principal, gpu_requests::GpuRequests, memberships::Memberships, policies::Policies,
+        principals::Principals, workspaces::Workspaces,
     },
     error::Error,
 };
@@ -29,6 +29,8 @@ pub struct Ctx {
     pub memberships: Memberships,
     /// The policy use cases.
     pub policies: Policies,
+    /// GPU admission, served by PolicyService.
+    pub gpu_requests: GpuRequests,
     /// Principals seen, so that members can be added by email.
     pub principals: Principals,
 }

@@ -5,7 +5,10 @@ use tonic::{Request, Response, Status};
 
 use super::{SharedCtx, convert, requests};
 use crate::{
-    domain::policies::{CheckGpuQuota, ListPolicies, UpdatePolicy},
+    domain::{
+        gpu_requests::{AdmitGpuRequest, GpuRequestRef, ListGpuRequests, RenewGpuRequest},
+        policies::{CheckGpuQuota, ListPolicies, UpdatePolicy},
+    },
     pb::v1::{self as pb, policy_service_server::PolicyService},
 };
 
@@ -75,13 +78,70 @@ impl PolicyService for PolicyApi {
         let violations = self.ctx.policies.check_quota(&p, input).await?;
         Ok(Response::new(pb::CheckGpuQuotaResponse {
             allowed: violations.is_empty(),
-            violations: violations
-                .into_iter()
-                .map(|q| pb::QuotaViolation {
-                    field: q.field,
-                    description: q.description,
-                })
-                .collect(),
+            violations: violations.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn admit_gpu_request(
+        &self,
+        req: Request<pb::AdmitGpuRequestRequest>,
+    ) -> Result<Response<pb::AdmitGpuRequestResponse>, Status> {
+        let p = self.ctx.principal(&req).await?;
+        let input = AdmitGpuRequest::try_from(req.into_inner())?;
+        let admission = self.ctx.gpu_requests.admit(&p, input).await?;
+        Ok(Response::new(admission.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn renew_gpu_request(
+        &self,
+        req: Request<pb::RenewGpuRequestRequest>,
+    ) -> Result<Response<pb::RenewGpuRequestResponse>, Status> {
+        let p = self.ctx.principal(&req).await?;
+        let input = RenewGpuRequest::try_from(req.into_inner())?;
+        let renewed = self.ctx.gpu_requests.renew(&p, input).await?;
+        Ok(Response::new(pb::RenewGpuRequestResponse {
+            gpu_request: Some(renewed.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn release_gpu_request(
+        &self,
+        req: Request<pb::ReleaseGpuRequestRequest>,
+    ) -> Result<Response<pb::ReleaseGpuRequestResponse>, Status> {
+        let p = self.ctx.principal(&req).await?;
+        let input = GpuRequestRef::try_from(req.into_inner())?;
+        self.ctx.gpu_requests.release(&p, input).await?;
+        Ok(Response::new(pb::ReleaseGpuRequestResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_gpu_requests(
+        &self,
+        req: Request<pb::ListGpuRequestsRequest>,
+    ) -> Result<Response<pb::ListGpuRequestsResponse>, Status> {
+        let p = self.ctx.principal(&req).await?;
+        let input = ListGpuRequests::try_from(req.into_inner())?;
+        let out = self.ctx.gpu_requests.list(&p, input).await?;
+        Ok(Response::new(pb::ListGpuRequestsResponse {
+            gpu_requests: out.items.into_iter().map(Into::into).collect(),
+            next_page_token: out.next_page_token,
+            total_size: convert::total(out.total_size),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_gpu_usage(
+        &self,
+        req: Request<pb::GetGpuUsageRequest>,
+    ) -> Result<Response<pb::GetGpuUsageResponse>, Status> {
+        let p = self.ctx.principal(&req).await?;
+        let name = requests::get_gpu_usage(req.into_inner())?;
+        let usage = self.ctx.gpu_requests.usage(&p, name).await?;
+        Ok(Response::new(pb::GetGpuUsageResponse {
+            usage: Some(usage.into()),
         }))
     }
 }

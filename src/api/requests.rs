@@ -4,18 +4,22 @@
 
 use std::collections::HashMap;
 
+use chrono::TimeDelta;
 use uuid::Uuid;
 
 use crate::{
     domain::{
         access::{Permission, Role, Visibility},
+        gpu_requests::{
+            AdmitGpuRequest, DEFAULT_LEASE, GpuRequestRef, ListGpuRequests, MAX_LEASE, MIN_LEASE,
+            RenewGpuRequest,
+        },
         memberships::{
             AddMember, CheckAccess, ListMembers, MemberRef, RemoveMember, UpdateMember, Who,
         },
-        model::{PolicyRules, WorkspaceState},
+        model::{GprSpec, PolicyRules, WorkspaceState},
         page,
         policies::{CheckGpuQuota, ListPolicies, UpdatePolicy},
-        quota::GpuRequest,
         rules::{self, PolicyInput},
         validate::{self, Violations, WorkspaceName},
         workspaces::{
@@ -319,46 +323,176 @@ impl TryFrom<pb::UpdatePolicyRequest> for UpdatePolicy {
     }
 }
 
+/// The fields of a GPU pod request that a policy judges, as CheckGpuQuota and
+/// AdmitGpuRequest carry them: counts and the exit duration must not be negative.
+fn gpr_spec(
+    v: &mut Violations,
+    gpu_shape: String,
+    gpu_count: i32,
+    memory_bytes: i64,
+    priority: i32,
+    exit_duration: Option<&prost_types::Duration>,
+) -> Option<GprSpec> {
+    for (field, n) in [
+        ("gpu_count", i64::from(gpu_count)),
+        ("memory_bytes", memory_bytes),
+        ("priority", i64::from(priority)),
+    ] {
+        if n < 0 {
+            v.add(field, "must not be negative");
+        }
+    }
+    let exit_duration_us = match exit_duration.map(duration_us) {
+        None => Some(0),
+        Some(Some(us)) if us >= 0 => Some(us),
+        Some(Some(_)) => {
+            v.add("exit_duration", "must not be negative");
+            None
+        }
+        Some(None) => {
+            v.add("exit_duration", "is not a valid duration");
+            None
+        }
+    };
+    Some(GprSpec {
+        gpu_shape,
+        gpu_count,
+        memory_bytes,
+        priority,
+        exit_duration_us: exit_duration_us?,
+    })
+}
+
 impl TryFrom<pb::CheckGpuQuotaRequest> for CheckGpuQuota {
     type Error = Error;
 
     fn try_from(r: pb::CheckGpuQuotaRequest) -> Result<Self> {
         let mut v = Violations::default();
         let workspace = workspace_name(&mut v, "workspace", &r.workspace);
-        for (field, n) in [
-            ("gpu_count", i64::from(r.gpu_count)),
-            ("memory_bytes", r.memory_bytes),
-            ("priority", i64::from(r.priority)),
-        ] {
-            if n < 0 {
-                v.add(field, "must not be negative");
-            }
-        }
-        let exit_duration_us = match r.exit_duration.as_ref().map(duration_us) {
-            None => Some(0),
-            Some(Some(us)) if us >= 0 => Some(us),
-            Some(Some(_)) => {
-                v.add("exit_duration", "must not be negative");
-                None
-            }
-            Some(None) => {
-                v.add("exit_duration", "is not a valid duration");
-                None
-            }
-        };
+        let request = gpr_spec(
+            &mut v,
+            r.gpu_shape,
+            r.gpu_count,
+            r.memory_bytes,
+            r.priority,
+            r.exit_duration.as_ref(),
+        );
         v.done(|| {
             Some(CheckGpuQuota {
                 workspace: workspace?,
-                request: GpuRequest {
-                    gpu_shape: r.gpu_shape,
-                    gpu_count: i64::from(r.gpu_count),
-                    memory_bytes: r.memory_bytes,
-                    priority: i64::from(r.priority),
-                    exit_duration_us: exit_duration_us?,
-                },
+                request: request?,
             })
         })
     }
+}
+
+/// A lease's length: unset means `DEFAULT_LEASE`; else within `MIN_LEASE..=MAX_LEASE`.
+fn lease(d: Option<&prost_types::Duration>) -> Result<TimeDelta, String> {
+    let Some(d) = d else {
+        return Ok(DEFAULT_LEASE);
+    };
+    let lease = duration_us(d)
+        .map(TimeDelta::microseconds)
+        .ok_or("is not a valid duration")?;
+    if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
+        return Err("must be between 1s and 24h".into());
+    }
+    Ok(lease)
+}
+
+/// A GPU pod request named by workspace and id.
+fn gpr_ref(v: &mut Violations, workspace: &str, id: &str) -> Option<GpuRequestRef> {
+    let workspace = workspace_name(v, "workspace", workspace);
+    let id = v.check("id", validate::resource_id(id));
+    Some(GpuRequestRef {
+        workspace: workspace?,
+        id: id?,
+    })
+}
+
+impl TryFrom<pb::AdmitGpuRequestRequest> for AdmitGpuRequest {
+    type Error = Error;
+
+    fn try_from(r: pb::AdmitGpuRequestRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let gpr = gpr_ref(&mut v, &r.workspace, &r.id);
+        if !r.gpu_shape.is_empty() {
+            v.check("gpu_shape", rules::gpu_shape(&r.gpu_shape));
+        }
+        let spec = gpr_spec(
+            &mut v,
+            r.gpu_shape,
+            r.gpu_count,
+            r.memory_bytes,
+            r.priority,
+            r.exit_duration.as_ref(),
+        );
+        let lease = v.check("lease_duration", lease(r.lease_duration.as_ref()));
+        v.done(|| {
+            let gpr = gpr?;
+            Some(AdmitGpuRequest {
+                workspace: gpr.workspace,
+                id: gpr.id,
+                spec: spec?,
+                lease: lease?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::RenewGpuRequestRequest> for RenewGpuRequest {
+    type Error = Error;
+
+    fn try_from(r: pb::RenewGpuRequestRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let gpr = gpr_ref(&mut v, &r.workspace, &r.id);
+        let lease = v.check("lease_duration", lease(r.lease_duration.as_ref()));
+        v.done(|| {
+            Some(RenewGpuRequest {
+                gpr: gpr?,
+                lease: lease?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::ReleaseGpuRequestRequest> for GpuRequestRef {
+    type Error = Error;
+
+    fn try_from(r: pb::ReleaseGpuRequestRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let gpr = gpr_ref(&mut v, &r.workspace, &r.id);
+        v.done(|| gpr)
+    }
+}
+
+impl TryFrom<pb::ListGpuRequestsRequest> for ListGpuRequests {
+    type Error = Error;
+
+    fn try_from(r: pb::ListGpuRequestsRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
+        let fingerprint = serde_json::json!({
+            "rpc": "ListGpuRequests",
+            "workspace": r.workspace,
+        })
+        .to_string();
+        let page = page::parse(r.page_size, &r.page_token, &fingerprint, &mut v);
+        v.done(|| {
+            Some(ListGpuRequests {
+                workspace: workspace?,
+                page: page?,
+                fingerprint,
+            })
+        })
+    }
+}
+
+/// GetGpuUsage's input: the workspace.
+pub(crate) fn get_gpu_usage(r: pb::GetGpuUsageRequest) -> Result<WorkspaceName> {
+    let mut v = Violations::default();
+    let name = workspace_name(&mut v, "workspace", &r.workspace);
+    v.done(|| name)
 }
 
 /// Validates an update mask against `updatable`; `*` means all of them.

@@ -91,6 +91,10 @@ pub enum Permission {
     PoliciesUpdate,
     ResourcesList,
     ResourcesWrite,
+    /// Admitting, renewing and releasing GPU pod requests: schedulers, which hold a
+    /// platform role. Not one of the contract's CheckAccess permissions (no workspace role
+    /// holds it), so not in `ALL`.
+    GpuRequestsAdmit,
 }
 
 impl Permission {
@@ -121,6 +125,7 @@ impl Permission {
             Permission::PoliciesUpdate => "policies.update",
             Permission::ResourcesList => "resources.list",
             Permission::ResourcesWrite => "resources.write",
+            Permission::GpuRequestsAdmit => "gpu_requests.admit",
         }
     }
 
@@ -153,7 +158,7 @@ impl Permission {
             | Permission::WorkspacesDelete
             | Permission::WorkspacesArchive
             | Permission::MembersManage => Some(Role::Admin),
-            Permission::PoliciesUpdate => None,
+            Permission::PoliciesUpdate | Permission::GpuRequestsAdmit => None,
         }
     }
 }
@@ -222,7 +227,9 @@ pub(crate) fn allows(principal: &Principal, ws: &WorkspaceAccess, permission: Pe
         return true;
     }
     if principal.platform.service
-        && (permission.is_read() || permission == Permission::ResourcesWrite)
+        && (permission.is_read()
+            || permission == Permission::ResourcesWrite
+            || permission == Permission::GpuRequestsAdmit)
     {
         return true;
     }
@@ -336,6 +343,9 @@ fn hidden(name: &str, permission: Permission) -> Error {
 /// Denied on a workspace the caller can read, with the rule that denies it.
 fn denied(name: &str, ws: &WorkspaceAccess, permission: Permission) -> Error {
     let why = match permission.min_role() {
+        None if permission == Permission::GpuRequestsAdmit => {
+            "only platform principals (schedulers) have it".to_owned()
+        }
         None => "only platform admins have it".to_owned(),
         Some(_) if ws.is_system => "only platform principals change this workspace".to_owned(),
         Some(role) => format!("it needs the {} role", role.as_str()),
@@ -445,6 +455,48 @@ mod tests {
             service: false,
         });
         assert!(allows(&admin, &system, Permission::PoliciesUpdate));
+    }
+
+    #[test]
+    fn only_platform_principals_admit_gpu_requests_whatever_their_role() {
+        let admin_member = ws(Visibility::Public, Some(Role::Admin));
+        let member = principal(PlatformRoles::default());
+        assert!(!allows(
+            &member,
+            &admin_member,
+            Permission::GpuRequestsAdmit
+        ));
+        let err = authorize(
+            &member,
+            "w",
+            Some(&admin_member),
+            Permission::GpuRequestsAdmit,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("schedulers"), "{err}");
+        for platform in [
+            PlatformRoles {
+                admin: true,
+                service: false,
+            },
+            PlatformRoles {
+                admin: false,
+                service: true,
+            },
+        ] {
+            let system = WorkspaceAccess {
+                is_system: true,
+                ..ws(Visibility::Internal, None)
+            };
+            let p = principal(platform);
+            assert!(allows(&p, &system, Permission::GpuRequestsAdmit));
+            assert!(allows(
+                &p,
+                &ws(Visibility::Private, None),
+                Permission::GpuRequestsAdmit
+            ));
+        }
+        assert_eq!(Permission::parse("gpu_requests.admit"), None);
     }
 
     #[test]

@@ -200,6 +200,54 @@ impl Default for PolicyRules {
     }
 }
 
+/// The fields of a GPU pod request that a policy judges (CheckGpuQuota, AdmitGpuRequest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GprSpec {
+    /// The requested shape.
+    pub gpu_shape: String,
+    /// GPUs requested.
+    pub gpu_count: i32,
+    /// Memory requested, in bytes.
+    pub memory_bytes: i64,
+    /// The requested priority.
+    pub priority: i32,
+    /// The requested exit duration in microseconds.
+    pub exit_duration_us: i64,
+}
+
+/// An admitted GPU pod request (GPR): it counts against its workspace's `max_gprs` until
+/// it is released or `expire_time` passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuRequest {
+    /// Name of the workspace.
+    pub workspace: String,
+    /// The caller's id of it, unique among the workspace's active GPRs.
+    pub id: String,
+    /// What was admitted.
+    pub spec: GprSpec,
+    /// Subject of the caller that admitted it.
+    pub admitted_by: String,
+    /// When it was admitted.
+    pub admit_time: DateTime<Utc>,
+    /// End of the lease.
+    pub expire_time: DateTime<Utc>,
+}
+
+/// What a workspace's active GPRs add up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuUsage {
+    /// Name of the workspace.
+    pub workspace: String,
+    /// Active GPRs.
+    pub active_gprs: i64,
+    /// The policy's limit; 0 is none.
+    pub max_gprs: i32,
+    /// GPUs of the active GPRs by shape, only shapes in use.
+    pub gpus_by_shape: BTreeMap<String, i64>,
+    /// Memory of the active GPRs, saturated at `i64::MAX`.
+    pub memory_bytes: i64,
+}
+
 /// A principal's membership in a workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {

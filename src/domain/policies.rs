@@ -4,9 +4,9 @@
 use super::{
     access::{self, Permission, Principal},
     guard,
-    model::{Policy, now},
+    model::{GprSpec, Policy, now},
     page::{self, Page, PageRequest},
-    quota::{GpuRequest, QuotaViolation, check_quota},
+    quota::{QuotaViolation, check_quota},
     rules::{self, PolicyInput},
     validate::{Violations, WorkspaceName},
 };
@@ -44,7 +44,7 @@ pub struct CheckGpuQuota {
     /// The workspace.
     pub workspace: WorkspaceName,
     /// The GPU pod request to check.
-    pub request: GpuRequest,
+    pub request: GprSpec,
 }
 
 /// The PolicyService use cases.

@@ -1,22 +1,7 @@
 //! The quota check of one GPU pod request against a policy's rules (CheckGpuQuota).
 
-use super::model::PolicyRules;
+use super::model::{GprSpec, PolicyRules};
 use crate::error::echo;
-
-/// One GPU pod request to check against a policy.
-#[derive(Debug, Clone, Default)]
-pub struct GpuRequest {
-    /// The requested shape.
-    pub gpu_shape: String,
-    /// GPUs requested.
-    pub gpu_count: i64,
-    /// Memory requested, in bytes.
-    pub memory_bytes: i64,
-    /// The requested priority.
-    pub priority: i64,
-    /// The requested exit duration in microseconds.
-    pub exit_duration_us: i64,
-}
 
 /// One broken rule: the request field and a sentence about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +17,7 @@ fn human_duration(us: i64) -> String {
 }
 
 /// Evaluates a GPU pod request: one violation per broken rule; zero limits mean no limit.
-pub(crate) fn check_quota(rules: &PolicyRules, r: &GpuRequest) -> Vec<QuotaViolation> {
+pub(crate) fn check_quota(rules: &PolicyRules, r: &GprSpec) -> Vec<QuotaViolation> {
     let mut out = Vec::new();
     let mut broken = |field: &str, description: String| {
         out.push(QuotaViolation {
@@ -50,7 +35,7 @@ pub(crate) fn check_quota(rules: &PolicyRules, r: &GpuRequest) -> Vec<QuotaViola
             ),
         );
     }
-    if rules.max_gpu_per_gpr > 0 && r.gpu_count > rules.max_gpu_per_gpr as i64 {
+    if rules.max_gpu_per_gpr > 0 && r.gpu_count > rules.max_gpu_per_gpr {
         broken(
             "gpu_count",
             format!(
@@ -68,7 +53,7 @@ pub(crate) fn check_quota(rules: &PolicyRules, r: &GpuRequest) -> Vec<QuotaViola
             ),
         );
     }
-    if r.priority < rules.priority_min as i64 || r.priority > rules.priority_max as i64 {
+    if r.priority < rules.priority_min || r.priority > rules.priority_max {
         broken(
             "priority",
             format!(
@@ -105,7 +90,7 @@ mod tests {
             max_memory_per_gpr_bytes: 1 << 30,
             ..PolicyRules::default()
         };
-        let ok = GpuRequest {
+        let ok = GprSpec {
             gpu_shape: "a100".into(),
             gpu_count: 8,
             memory_bytes: 1 << 30,
@@ -113,7 +98,7 @@ mod tests {
             exit_duration_us: 3_600_000_000,
         };
         assert!(check_quota(&rules, &ok).is_empty());
-        let bad = GpuRequest {
+        let bad = GprSpec {
             gpu_shape: "t4".into(),
             gpu_count: 9,
             memory_bytes: (1 << 30) + 1,
@@ -135,7 +120,7 @@ mod tests {
             ]
         );
         let unlimited = PolicyRules::default();
-        let huge = GpuRequest {
+        let huge = GprSpec {
             gpu_shape: "anything".into(),
             gpu_count: 1 << 20,
             memory_bytes: i64::MAX,

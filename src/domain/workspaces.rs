@@ -17,7 +17,9 @@ use super::{
 };
 use crate::{
     error::{Error, Precondition, Reason, Result, echo},
-    store::{Store, create_requests, memberships, policies, resources, workspaces as q},
+    store::{
+        Store, create_requests, gpu_requests, memberships, policies, resources, workspaces as q,
+    },
 };
 
 /// What the workspace use cases need: the store and the server's defaults.
@@ -376,7 +378,8 @@ impl Workspaces {
         ws.ok_or_else(|| unreachable_ws(name))
     }
 
-    /// DeleteWorkspace: only when no resources are registered.
+    /// DeleteWorkspace: only when no resources are registered and no GPU pod request is
+    /// active (the workspace's row lock keeps admissions out meanwhile).
     pub(crate) async fn delete(&self, principal: &Principal, input: WorkspaceEtag) -> Result<()> {
         let (name, etag) = (&input.name, input.etag.as_str());
         let tx = self.store.begin_write().await?;
@@ -388,24 +391,35 @@ impl Workspaces {
             .await?
             .remove(&ws.id)
             .unwrap_or_default();
-        if !counts.is_empty() {
+        let gprs = gpu_requests::usage(&tx, &ws.id, now()).await?.active_gprs;
+        if !counts.is_empty() || gprs > 0 {
+            let mut violations: Vec<Precondition> = counts
+                .into_iter()
+                .map(|(kind, n)| Precondition {
+                    kind: "RESOURCES".into(),
+                    subject: echo(&kind),
+                    description: format!("{n} resource(s) of kind \"{}\" registered", echo(&kind)),
+                })
+                .collect();
+            if gprs > 0 {
+                violations.push(Precondition {
+                    kind: "gpu_requests".into(),
+                    subject: echo(name),
+                    description: format!("{gprs} active GPU pod request(s)"),
+                });
+            }
+            let holds = match (gprs > 0, violations.len() > 1) {
+                (false, _) => "registered resources; unregister them",
+                (true, false) => "active GPU pod requests; release them",
+                (true, true) => {
+                    "registered resources and active GPU pod requests; unregister \
+                                 and release them"
+                }
+            };
             return Err(Error::FailedPrecondition {
                 reason: Reason::WorkspaceNotEmpty,
-                message: format!(
-                    "workspace \"{}\" still holds registered resources; unregister them first",
-                    echo(name)
-                ),
-                violations: counts
-                    .into_iter()
-                    .map(|(kind, n)| Precondition {
-                        kind: "RESOURCES".into(),
-                        subject: echo(&kind),
-                        description: format!(
-                            "{n} resource(s) of kind \"{}\" registered",
-                            echo(&kind)
-                        ),
-                    })
-                    .collect(),
+                message: format!("workspace \"{}\" still holds {holds} first", echo(name)),
+                violations,
             });
         }
         q::delete(&tx, &ws.id).await?;

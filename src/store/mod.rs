@@ -24,6 +24,7 @@ pub mod cache;
 pub mod create_requests;
 pub mod entity;
 mod follow;
+pub mod gpu_requests;
 mod lock;
 pub mod memberships;
 mod migration;

@@ -11,6 +11,7 @@
 
 mod auth;
 mod common;
+mod gpu;
 mod hostile;
 mod limits;
 mod lists;

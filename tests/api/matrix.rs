@@ -103,6 +103,28 @@ const MATRIX: &[(&str, [&str; 4])] = &[
                               "U S S S S S S S",
                               "U S S S S S S S",
                               "U D D D D D N N"]),
+    // Schedulers (platform principals) only, whatever the workspace role.
+    ("AdmitGpuRequest",      ["U D D D D D S S",
+                              "U D D D D D S S",
+                              "U D D D D D S S",
+                              "U D D D D D N N"]),
+    ("RenewGpuRequest",      ["U D D D D D S S",
+                              "U D D D D D S S",
+                              "U D D D D D S S",
+                              "U D D D D D N N"]),
+    ("ReleaseGpuRequest",    ["U D D D D D S S",
+                              "U D D D D D S S",
+                              "U D D D D D S S",
+                              "U D D D D D N N"]),
+    // Readers, like GetPolicy.
+    ("ListGpuRequests",      ["U D S S S D S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S",
+                              "U D D D D D N N"]),
+    ("GetGpuUsage",          ["U D S S S D S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S",
+                              "U D D D D D N N"]),
 ];
 
 fn token_of(caller: &str) -> Option<String> {
@@ -134,6 +156,9 @@ fn success(rpc: &str) -> (Code, Option<&'static str>) {
         "UnregisterResource" => (Code::NotFound, Some("RESOURCE_NOT_FOUND")),
         "AddMember" => (Code::AlreadyExists, Some("MEMBER_EXISTS")),
         "RemoveMember" => (Code::NotFound, Some("MEMBER_NOT_FOUND")),
+        // The id `keep` is active with one GPU; the call asks for two.
+        "AdmitGpuRequest" => (Code::AlreadyExists, Some("GPU_REQUEST_EXISTS")),
+        "RenewGpuRequest" | "ReleaseGpuRequest" => (Code::NotFound, Some("GPU_REQUEST_NOT_FOUND")),
         _ => (Code::Ok, None),
     }
 }
@@ -320,6 +345,53 @@ async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Resu
             ))
             .await
             .map(drop),
+        "AdmitGpuRequest" => p
+            .admit_gpu_request(with_token(
+                pb::AdmitGpuRequestRequest {
+                    workspace: name,
+                    id: "keep".into(),
+                    gpu_count: 2,
+                    ..Default::default()
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "RenewGpuRequest" => p
+            .renew_gpu_request(with_token(
+                pb::RenewGpuRequestRequest {
+                    workspace: name,
+                    id: "absent".into(),
+                    lease_duration: None,
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "ReleaseGpuRequest" => p
+            .release_gpu_request(with_token(
+                pb::ReleaseGpuRequestRequest {
+                    workspace: name,
+                    id: "absent".into(),
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "ListGpuRequests" => p
+            .list_gpu_requests(with_token(
+                pb::ListGpuRequestsRequest {
+                    workspace: name,
+                    ..Default::default()
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
+        "GetGpuUsage" => p
+            .get_gpu_usage(with_token(pb::GetGpuUsageRequest { workspace: name }, tok))
+            .await
+            .map(drop),
         other => panic!("no call for {other}"),
     }
 }
@@ -353,6 +425,14 @@ async fn set_up(s: &TestServer) {
         s.register_resource(&admin, ws, "model", "keep")
             .await
             .unwrap();
+        let msg = pb::AdmitGpuRequestRequest {
+            workspace: ws.into(),
+            id: "keep".into(),
+            gpu_count: 1,
+            ..Default::default()
+        };
+        let kept = s.admit_gpu_request(&platform_service(), msg).await.unwrap();
+        assert!(kept.admitted);
     }
     create(s, &token("other-admin"), new_ws("m-elsewhere")).await;
 }

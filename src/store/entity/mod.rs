@@ -1,6 +1,7 @@
 //! SeaORM entities: one module per table, mirroring the migrations.
 
 pub mod create_request;
+pub mod gpu_request;
 pub mod membership;
 pub mod policy;
 pub mod principal;

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
 mod m0002_list_indexes;
+mod m0003_gpu_requests;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_initial::Migration),
             Box::new(m0002_list_indexes::Migration),
+            Box::new(m0003_gpu_requests::Migration),
         ]
     }
 }

@@ -3,8 +3,8 @@
 //! fields a test varies, and returns the response's payload or the `Status`, for the test to
 //! `unwrap` or assert on. Where a test needs a request the short form cannot express (both
 //! `name` and `id`, both `subject` and `email`, `fully_consistent`), the `_with` form takes
-//! every field. ListWorkspaces, ListMembers, ListResources and CheckGpuQuota take their
-//! request message, built with `..Default::default()`.
+//! every field. ListWorkspaces, ListMembers, ListResources, CheckGpuQuota and
+//! AdmitGpuRequest take their request message, built with `..Default::default()`.
 
 use tonic::Status;
 use workspaced::pb::v1 as pb;
@@ -432,5 +432,105 @@ impl TestServer {
             .check_gpu_quota(req(msg, token))
             .await
             .map(|r| r.into_inner())
+    }
+
+    /// AdmitGpuRequest.
+    pub async fn admit_gpu_request(
+        &self,
+        token: &str,
+        msg: pb::AdmitGpuRequestRequest,
+    ) -> Result<pb::AdmitGpuRequestResponse, Status> {
+        self.policies()
+            .admit_gpu_request(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// AdmitGpuRequest of `id` asking for `gpus` GPUs of shape `a100`, with a lease of
+    /// `lease_secs` seconds (0 for the default).
+    pub async fn admit_gpus(
+        &self,
+        token: &str,
+        ws: &str,
+        id: &str,
+        gpus: i32,
+        lease_secs: i64,
+    ) -> Result<pb::AdmitGpuRequestResponse, Status> {
+        let msg = pb::AdmitGpuRequestRequest {
+            workspace: ws.into(),
+            id: id.into(),
+            gpu_shape: "a100".into(),
+            gpu_count: gpus,
+            lease_duration: (lease_secs > 0).then_some(prost_types::Duration {
+                seconds: lease_secs,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        self.admit_gpu_request(token, msg).await
+    }
+
+    /// RenewGpuRequest for `lease_secs` seconds (0 for the default).
+    pub async fn renew_gpu_request(
+        &self,
+        token: &str,
+        ws: &str,
+        id: &str,
+        lease_secs: i64,
+    ) -> Result<pb::GpuRequest, Status> {
+        let msg = pb::RenewGpuRequestRequest {
+            workspace: ws.into(),
+            id: id.into(),
+            lease_duration: (lease_secs > 0).then_some(prost_types::Duration {
+                seconds: lease_secs,
+                nanos: 0,
+            }),
+        };
+        self.policies()
+            .renew_gpu_request(req(msg, token))
+            .await
+            .map(|r| r.into_inner().gpu_request.expect("gpu_request"))
+    }
+
+    /// ReleaseGpuRequest.
+    pub async fn release_gpu_request(&self, token: &str, ws: &str, id: &str) -> Result<(), Status> {
+        let msg = pb::ReleaseGpuRequestRequest {
+            workspace: ws.into(),
+            id: id.into(),
+        };
+        self.policies()
+            .release_gpu_request(req(msg, token))
+            .await
+            .map(drop)
+    }
+
+    /// ListGpuRequests.
+    pub async fn list_gpu_requests(
+        &self,
+        token: &str,
+        ws: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<pb::ListGpuRequestsResponse, Status> {
+        let msg = pb::ListGpuRequestsRequest {
+            workspace: ws.into(),
+            page_size,
+            page_token: page_token.into(),
+        };
+        self.policies()
+            .list_gpu_requests(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// GetGpuUsage.
+    pub async fn get_gpu_usage(&self, token: &str, ws: &str) -> Result<pb::GpuUsage, Status> {
+        let msg = pb::GetGpuUsageRequest {
+            workspace: ws.into(),
+        };
+        self.policies()
+            .get_gpu_usage(req(msg, token))
+            .await
+            .map(|r| r.into_inner().usage.expect("usage"))
     }
 }

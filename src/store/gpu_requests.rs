@@ -1,0 +1,193 @@
+//! Queries on the GPU pod requests admitted into workspaces. A request counts while its
+//! lease has not ended (`expire_us > now`); every query passes `now` so that an expired row
+//! stops counting at once, whether or not a sweep has deleted it yet.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+};
+
+use super::entity::gpu_request::{self, Column};
+use crate::domain::model::{GprSpec, GpuRequest, GpuUsage, Workspace};
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn to_domain(workspace: &str, m: gpu_request::Model) -> GpuRequest {
+    GpuRequest {
+        workspace: workspace.to_owned(),
+        id: m.id,
+        spec: GprSpec {
+            gpu_shape: m.gpu_shape,
+            gpu_count: m.gpu_count,
+            memory_bytes: m.memory_bytes,
+            priority: m.priority,
+            exit_duration_us: m.exit_duration_us,
+        },
+        admitted_by: m.admitted_by,
+        admit_time: m.admit_time,
+        expire_time: DateTime::from_timestamp_micros(m.expire_us)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    }
+}
+
+/// The workspace's requests whose lease has not ended at `now`.
+fn active(workspace_id: &str, now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(Column::WorkspaceId.eq(workspace_id))
+        .add(Column::ExpireUs.gt(micros(now)))
+}
+
+/// Deletes the workspace's requests whose lease ended by `now`. Admission calls it under
+/// the workspace's lock before it counts: a lease it treats as ended can then not be renewed
+/// afterwards by a replica whose clock runs behind, so the count it admitted under stays true.
+pub(crate) async fn delete_expired<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    Ok(gpu_request::Entity::delete_many()
+        .filter(Column::WorkspaceId.eq(workspace_id))
+        .filter(Column::ExpireUs.lte(micros(now)))
+        .exec(c)
+        .await?
+        .rows_affected)
+}
+
+/// The request `id` of `ws`, if its lease has not ended at `now`.
+pub(crate) async fn find<C: ConnectionTrait>(
+    c: &C,
+    ws: &Workspace,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<GpuRequest>, DbErr> {
+    Ok(gpu_request::Entity::find()
+        .filter(active(&ws.id, now))
+        .filter(Column::Id.eq(id))
+        .one(c)
+        .await?
+        .map(|m| to_domain(&ws.name, m)))
+}
+
+/// Records an admitted request.
+pub(crate) async fn insert<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    r: &GpuRequest,
+) -> Result<(), DbErr> {
+    let s = &r.spec;
+    gpu_request::Entity::insert(gpu_request::ActiveModel {
+        workspace_id: Set(workspace_id.to_owned()),
+        id: Set(r.id.clone()),
+        gpu_shape: Set(s.gpu_shape.clone()),
+        gpu_count: Set(s.gpu_count),
+        memory_bytes: Set(s.memory_bytes),
+        priority: Set(s.priority),
+        exit_duration_us: Set(s.exit_duration_us),
+        admitted_by: Set(r.admitted_by.clone()),
+        admit_time: Set(r.admit_time),
+        expire_us: Set(micros(r.expire_time)),
+    })
+    .exec_without_returning(c)
+    .await?;
+    Ok(())
+}
+
+/// Moves the lease of the active request `id` to end at `until`; false when no active
+/// request has that id.
+pub(crate) async fn renew<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    id: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let done = gpu_request::Entity::update_many()
+        .col_expr(Column::ExpireUs, Expr::value(micros(until)))
+        .filter(active(workspace_id, now))
+        .filter(Column::Id.eq(id))
+        .exec(c)
+        .await?;
+    Ok(done.rows_affected > 0)
+}
+
+/// Deletes the active request `id`; false when no active request has that id.
+pub(crate) async fn release<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let done = gpu_request::Entity::delete_many()
+        .filter(active(workspace_id, now))
+        .filter(Column::Id.eq(id))
+        .exec(c)
+        .await?;
+    Ok(done.rows_affected > 0)
+}
+
+/// What the active requests of `workspace_id` add up to at `now`, in one grouped query;
+/// `workspace` and `max_gprs` are left for the caller.
+pub(crate) async fn usage<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    now: DateTime<Utc>,
+) -> Result<GpuUsage, DbErr> {
+    // Memory sums may pass i64::MAX (a policy without a memory limit takes any size), and
+    // both databases fail an overflowing integer SUM: sum wider, and saturate.
+    let memory = match c.get_database_backend() {
+        DbBackend::Postgres => "LEAST(SUM(memory_bytes), 9223372036854775807)::BIGINT",
+        _ => "CAST(MIN(TOTAL(memory_bytes), 9223372036854775807.0) AS INTEGER)",
+    };
+    let rows: Vec<(String, i64, i64, i64)> = gpu_request::Entity::find()
+        .select_only()
+        .column(Column::GpuShape)
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .column_as(Expr::cust("CAST(SUM(gpu_count) AS BIGINT)"), "gpus")
+        .column_as(Expr::cust(memory), "memory")
+        .filter(active(workspace_id, now))
+        .group_by(Column::GpuShape)
+        .into_tuple()
+        .all(c)
+        .await?;
+    let mut u = GpuUsage::default();
+    for (shape, n, gpus, memory) in rows {
+        u.active_gprs += n;
+        u.memory_bytes = u.memory_bytes.saturating_add(memory);
+        u.gpus_by_shape.insert(shape, gpus);
+    }
+    Ok(u)
+}
+
+/// One page of the active requests of `ws` ordered by id, after the id `after`, and how
+/// many are active.
+pub(crate) async fn list<C: ConnectionTrait>(
+    c: &C,
+    ws: &Workspace,
+    now: DateTime<Utc>,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<(Vec<GpuRequest>, u64), DbErr> {
+    let total = super::count(c, gpu_request::Entity::find().filter(active(&ws.id, now))).await?;
+    let mut q = gpu_request::Entity::find().filter(active(&ws.id, now));
+    if let Some(after) = after {
+        q = q.filter(Column::Id.gt(after));
+    }
+    let rows = q.order_by_asc(Column::Id).limit(limit).all(c).await?;
+    Ok((
+        rows.into_iter().map(|m| to_domain(&ws.name, m)).collect(),
+        total,
+    ))
+}
+
+/// Deletes the requests of every workspace whose lease ended by `now`, to keep the table
+/// small; nothing depends on it for correctness.
+pub(crate) async fn sweep<C: ConnectionTrait>(c: &C, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    Ok(gpu_request::Entity::delete_many()
+        .filter(Column::ExpireUs.lte(micros(now)))
+        .exec(c)
+        .await?
+        .rows_affected)
+}
