@@ -6,9 +6,9 @@
 //! then ReleaseGpuRequest, into one hot workspace or spread over 1,000.
 //!
 //! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]
-//! [--pin] [--only RPC]` (defaults: 100000 workspaces, 1000000 memberships, 2 s per measurement, 3
-//! rounds; `--pin` puts the servers on CPU 1 and the generator on CPU 0). On PostgreSQL when
-//! `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
+//! [--pin] [--only RPC[,RPC...]]` (defaults: 100000 workspaces, 1000000 memberships, 2 s per
+//! measurement, 3 rounds; `--pin` puts the servers on CPU 1 and the generator on CPU 0). On
+//! PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
 
 use std::{
     collections::BTreeMap,
@@ -47,7 +47,8 @@ struct Args {
     /// Runs the servers on CPU 1 and the load generator on CPU 0, so that the generator's
     /// work does not preempt the server's (what the p99 figures are most sensitive to).
     pin: bool,
-    /// Measures only the RPCs whose name starts with this (and B), as for profiling one.
+    /// Measures only the RPCs whose name starts with one of these comma-separated prefixes
+    /// (and B), as for profiling one.
     only: Option<String>,
 }
 
@@ -308,7 +309,12 @@ async fn run(a: Args) {
         "GPU admit+release, spread",
     ]
     .into_iter()
-    .filter(|t| t.starts_with('B') || a.only.as_deref().is_none_or(|o| t.starts_with(o)))
+    .filter(|t| {
+        t.starts_with('B')
+            || a.only
+                .as_deref()
+                .is_none_or(|o| o.split(',').any(|p| t.starts_with(p)))
+    })
     .collect();
     let mut totals: BTreeMap<(usize, &str), Total> = BTreeMap::new();
     for &c in &CONCURRENCY {
