@@ -107,23 +107,49 @@ impl GpuRequests {
         let ws = guard::write(&tx, p, &name, Permission::GpuRequestsAdmit).await?;
         ws.check_writable()?;
         let now = now();
-        // Under the workspace's lock: what this admission counts as expired is gone before
-        // anyone can renew it (see `store::gpu_requests::delete_expired`).
-        q::delete_expired(&tx, &ws.id, now).await?;
         let policy = policies::find(&tx, &ws, false)
             .await?
-            .ok_or_else(|| Error::Internal(format!("workspace \"{name}\" has no policy")))?;
-        let mut usage = q::usage(&tx, &ws.id, now).await?;
+            .ok_or_else(|| no_policy(&name))?;
+        let (mut usage, expired) = q::usage(&tx, &ws.id, now)
+            .await?
+            .ok_or_else(|| no_policy(&name))?;
+        if expired > 0 {
+            // Under the workspace's lock: what this admission counts as expired is gone before
+            // anyone can renew it (see `store::gpu_requests::delete_expired`).
+            q::delete_expired(&tx, &ws.id, now).await?;
+            (usage, _) = q::usage(&tx, &ws.id, now)
+                .await?
+                .ok_or_else(|| no_policy(&name))?;
+        }
         usage.workspace = ws.name.clone();
-        usage.max_gprs = policy.rules.max_gprs;
-        if let Some(existing) = q::find(&tx, &ws, &id, now).await? {
-            if existing.spec != spec {
+        let mut violations = check_quota(&policy.rules, &spec);
+        violations.extend(slot_violation(&usage));
+        let gpr = GpuRequest {
+            workspace: ws.name.clone(),
+            id,
+            spec,
+            admitted_by: p.subject.clone(),
+            admit_time: now,
+            expire_time: lease_end(now, lease),
+        };
+        // The id's active request, if any, is answered first: a retry of what was admitted
+        // is admitted, whatever the workspace's room now.
+        if !violations.is_empty() || !q::insert(&tx, &ws.id, &gpr).await? {
+            let Some(existing) = q::find(&tx, &ws, &gpr.id, now).await? else {
+                // Nothing is recorded; the rollback keeps even the expired rows.
+                return Ok(Admission {
+                    admitted: None,
+                    violations,
+                    usage,
+                });
+            };
+            if existing.spec != gpr.spec {
                 return Err(Error::AlreadyExists {
                     reason: Reason::GpuRequestExists,
                     message: format!(
                         "GPU pod request \"{}\" is active in workspace \"{}\" with other \
                          fields; release it first or use another id",
-                        echo(&id),
+                        echo(&gpr.id),
                         echo(&name)
                     ),
                 });
@@ -135,25 +161,6 @@ impl GpuRequests {
                 usage,
             });
         }
-        let mut violations = check_quota(&policy.rules, &spec);
-        violations.extend(slot_violation(&usage));
-        if !violations.is_empty() {
-            // Nothing is recorded; the rollback keeps even the expired rows.
-            return Ok(Admission {
-                admitted: None,
-                violations,
-                usage,
-            });
-        }
-        let gpr = GpuRequest {
-            workspace: ws.name.clone(),
-            id,
-            spec,
-            admitted_by: p.subject.clone(),
-            admit_time: now,
-            expire_time: lease_end(now, lease),
-        };
-        q::insert(&tx, &ws.id, &gpr).await?;
         tx.commit().await?;
         add(&mut usage, &gpr.spec);
         Ok(Admission {
@@ -208,14 +215,11 @@ impl GpuRequests {
     /// GetGpuUsage, read from the database: what any replica admitted counts at once.
     pub(crate) async fn usage(&self, p: &Principal, name: WorkspaceName) -> Result<GpuUsage> {
         let ws = guard::read(&self.store, p, &name, Permission::PoliciesGet).await?;
-        let c = self.store.conn();
         // Missing only when the workspace was deleted since this replica's view read it.
-        let policy = policies::find(c, &ws, false)
+        let (mut usage, _) = q::usage(self.store.conn(), &ws.id, now())
             .await?
             .ok_or_else(|| Error::workspace_not_found(&name))?;
-        let mut usage = q::usage(c, &ws.id, now()).await?;
         usage.workspace = ws.name.clone();
-        usage.max_gprs = policy.rules.max_gprs;
         Ok(usage)
     }
 
@@ -262,6 +266,11 @@ fn add(usage: &mut GpuUsage, spec: &GprSpec) {
         .gpus_by_shape
         .entry(spec.gpu_shape.clone())
         .or_default() += i64::from(spec.gpu_count);
+}
+
+/// Every workspace has a policy, made in the transaction that creates it.
+fn no_policy(name: &str) -> Error {
+    Error::Internal(format!("workspace \"{name}\" has no policy"))
 }
 
 fn not_found(gpr: &GpuRequestRef) -> Error {

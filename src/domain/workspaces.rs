@@ -391,7 +391,9 @@ impl Workspaces {
             .await?
             .remove(&ws.id)
             .unwrap_or_default();
-        let gprs = gpu_requests::usage(&tx, &ws.id, now()).await?.active_gprs;
+        let gprs = gpu_requests::usage(&tx, &ws.id, now())
+            .await?
+            .map_or(0, |(u, _)| u.active_gprs);
         if !counts.is_empty() || gprs > 0 {
             let mut violations: Vec<Precondition> = counts
                 .into_iter()

@@ -4,8 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
+    sea_query::{Expr, OnConflict},
 };
 
 use super::entity::gpu_request::{self, Column};
@@ -40,9 +42,11 @@ fn active(workspace_id: &str, now: DateTime<Utc>) -> Condition {
         .add(Column::ExpireUs.gt(micros(now)))
 }
 
-/// Deletes the workspace's requests whose lease ended by `now`. Admission calls it under
-/// the workspace's lock before it counts: a lease it treats as ended can then not be renewed
-/// afterwards by a replica whose clock runs behind, so the count it admitted under stays true.
+/// Deletes the workspace's requests whose lease ended by `now`. An admission whose count
+/// saw expired requests calls it under the workspace's lock, then counts again: a lease it
+/// treats as ended can then not be renewed afterwards by a replica whose clock runs behind
+/// (and one renewed meanwhile is not deleted, and counted), so the count it admitted under
+/// stays true.
 pub(crate) async fn delete_expired<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
@@ -71,14 +75,14 @@ pub(crate) async fn find<C: ConnectionTrait>(
         .map(|m| to_domain(&ws.name, m)))
 }
 
-/// Records an admitted request.
+/// Records an admitted request, unless one with its id is stored; whether it was.
 pub(crate) async fn insert<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
     r: &GpuRequest,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     let s = &r.spec;
-    gpu_request::Entity::insert(gpu_request::ActiveModel {
+    Ok(gpu_request::Entity::insert(gpu_request::ActiveModel {
         workspace_id: Set(workspace_id.to_owned()),
         id: Set(r.id.clone()),
         gpu_shape: Set(s.gpu_shape.clone()),
@@ -90,9 +94,14 @@ pub(crate) async fn insert<C: ConnectionTrait>(
         admit_time: Set(r.admit_time),
         expire_us: Set(micros(r.expire_time)),
     })
+    .on_conflict(
+        OnConflict::columns([Column::WorkspaceId, Column::Id])
+            .do_nothing()
+            .to_owned(),
+    )
     .exec_without_returning(c)
-    .await?;
-    Ok(())
+    .await?
+        > 0)
 }
 
 /// Moves the lease of the active request `id` to end at `until`; false when no active
@@ -128,37 +137,60 @@ pub(crate) async fn release<C: ConnectionTrait>(
     Ok(done.rows_affected > 0)
 }
 
-/// What the active requests of `workspace_id` add up to at `now`, in one grouped query;
-/// `workspace` and `max_gprs` are left for the caller.
+/// What the requests of `workspace_id` add up to at `now`, beside its policy's `max_gprs`,
+/// in one query: the usage of the active ones (`workspace` left for the caller), and how
+/// many have expired but are still stored. `None` when the workspace has no policy.
 pub(crate) async fn usage<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
     now: DateTime<Utc>,
-) -> Result<GpuUsage, DbErr> {
+) -> Result<Option<(GpuUsage, u64)>, DbErr> {
+    let backend = c.get_database_backend();
     // Memory sums may pass i64::MAX (a policy without a memory limit takes any size), and
     // both databases fail an overflowing integer SUM: sum wider, and saturate.
-    let memory = match c.get_database_backend() {
-        DbBackend::Postgres => "LEAST(SUM(memory_bytes), 9223372036854775807)::BIGINT",
-        _ => "CAST(MIN(TOTAL(memory_bytes), 9223372036854775807.0) AS INTEGER)",
+    let memory = match backend {
+        DbBackend::Postgres => {
+            "COALESCE(LEAST(SUM(g.memory_bytes), 9223372036854775807), 0)::BIGINT"
+        }
+        _ => "CAST(MIN(TOTAL(g.memory_bytes), 9223372036854775807.0) AS INTEGER)",
     };
-    let rows: Vec<(String, i64, i64, i64)> = gpu_request::Entity::find()
-        .select_only()
-        .column(Column::GpuShape)
-        .column_as(Expr::cust("COUNT(*)"), "n")
-        .column_as(Expr::cust("CAST(SUM(gpu_count) AS BIGINT)"), "gpus")
-        .column_as(Expr::cust(memory), "memory")
-        .filter(active(workspace_id, now))
-        .group_by(Column::GpuShape)
-        .into_tuple()
-        .all(c)
+    // One row per (shape, active or not); a single row of NULLs joined when there is none.
+    let sql = format!(
+        "SELECT p.max_gprs AS max_gprs, g.gpu_shape AS gpu_shape, \
+         CASE WHEN g.expire_us > $2 THEN 1 ELSE 0 END AS active, \
+         COUNT(g.id) AS n, CAST(COALESCE(SUM(g.gpu_count), 0) AS BIGINT) AS gpus, \
+         {memory} AS memory \
+         FROM policies p LEFT JOIN gpu_requests g ON g.workspace_id = p.workspace_id \
+         WHERE p.workspace_id = $1 GROUP BY 1, 2, 3"
+    );
+    let rows = c
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [workspace_id.into(), micros(now).into()],
+        ))
         .await?;
-    let mut u = GpuUsage::default();
-    for (shape, n, gpus, memory) in rows {
+    let mut found = None;
+    for row in rows {
+        let (u, expired): &mut (GpuUsage, u64) = found.get_or_insert_default();
+        u.max_gprs = row.try_get("", "max_gprs")?;
+        let n: i64 = row.try_get("", "n")?;
+        let active: i32 = row.try_get("", "active")?;
+        if n == 0 {
+            continue;
+        }
+        if active == 0 {
+            *expired += u64::try_from(n).unwrap_or(0);
+            continue;
+        }
+        let shape: Option<String> = row.try_get("", "gpu_shape")?;
+        let memory: i64 = row.try_get("", "memory")?;
         u.active_gprs += n;
         u.memory_bytes = u.memory_bytes.saturating_add(memory);
-        u.gpus_by_shape.insert(shape, gpus);
+        u.gpus_by_shape
+            .insert(shape.unwrap_or_default(), row.try_get("", "gpus")?);
     }
-    Ok(u)
+    Ok(found)
 }
 
 /// One page of the active requests of `ws` ordered by id, after the id `after`, and how
