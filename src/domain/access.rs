@@ -361,6 +361,18 @@ fn denied(name: &str, ws: &WorkspaceAccess, permission: Permission) -> Error {
 mod tests {
     use super::*;
 
+    /// Each platform role alone.
+    const BOTH_PLATFORM_ROLES: [PlatformRoles; 2] = [
+        PlatformRoles {
+            admin: true,
+            service: false,
+        },
+        PlatformRoles {
+            admin: false,
+            service: true,
+        },
+    ];
+
     fn principal(platform: PlatformRoles) -> Principal {
         Principal {
             subject: "alice".into(),
@@ -474,16 +486,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("schedulers"), "{err}");
-        for platform in [
-            PlatformRoles {
-                admin: true,
-                service: false,
-            },
-            PlatformRoles {
-                admin: false,
-                service: true,
-            },
-        ] {
+        for platform in BOTH_PLATFORM_ROLES {
             let system = WorkspaceAccess {
                 is_system: true,
                 ..ws(Visibility::Internal, None)
@@ -589,16 +592,7 @@ mod tests {
         let user = principal(PlatformRoles::default());
         assert!(!may_act_for_others(&user));
         assert_eq!(listing_scope(&user), Some("alice"));
-        for platform in [
-            PlatformRoles {
-                admin: true,
-                service: false,
-            },
-            PlatformRoles {
-                admin: false,
-                service: true,
-            },
-        ] {
+        for platform in BOTH_PLATFORM_ROLES {
             let p = principal(platform);
             assert!(may_act_for_others(&p));
             assert_eq!(listing_scope(&p), None);

@@ -1,7 +1,7 @@
 //! GPU admission: GPU pod requests admitted against a workspace's policy, counted against
 //! `max_gprs` without ever over-admitting, held by leases, renewed and released.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use tonic::Code;
 use workspaced::pb::v1 as pb;
@@ -553,14 +553,8 @@ async fn concurrent_admissions_never_exceed_max_gprs() {
     const AT_ONCE: usize = 2;
     const CALLERS: usize = 20;
     const SLOTS: i32 = 5;
-    let db = Arc::new(TestDb::new().await);
-    let a = TestServer::spawn_on(db.clone(), Options::default()).await;
-    let b = if db.is_postgres() {
-        Some(TestServer::spawn_on(db, Options::default()).await)
-    } else {
-        None
-    };
-    let b = b.as_ref().unwrap_or(&a);
+    let (a, b) = replicas().await;
+    let b = second(&a, &b);
     let sched = platform_service();
     for batch in (0..ROUNDS).collect::<Vec<_>>().chunks(AT_ONCE) {
         futures::future::join_all(batch.iter().map(|i| {

@@ -13,23 +13,6 @@ use crate::common::*;
 const ROUNDS: usize = 100;
 const AT_ONCE: usize = 8;
 
-/// Two replicas on one PostgreSQL database, or one SQLite instance (SQLite is embedded:
-/// one process owns the file). Callers reach the second with `second(&a, &b)`.
-async fn replicas() -> (TestServer, Option<TestServer>) {
-    let db = Arc::new(TestDb::new().await);
-    let a = TestServer::spawn_on(db.clone(), Options::default()).await;
-    let b = if db.is_postgres() {
-        Some(TestServer::spawn_on(db, Options::default()).await)
-    } else {
-        None
-    };
-    (a, b)
-}
-
-fn second<'a>(a: &'a TestServer, b: &'a Option<TestServer>) -> &'a TestServer {
-    b.as_ref().unwrap_or(a)
-}
-
 /// Runs `round` for 0..ROUNDS, AT_ONCE rounds at a time.
 async fn rounds<F, Fut>(round: F)
 where

@@ -441,3 +441,21 @@ pub async fn metric(s: &TestServer, prefix: &str) -> f64 {
         prefix,
     )
 }
+
+/// Two replicas on one PostgreSQL database, or one SQLite instance (SQLite is embedded:
+/// one process owns the file). Callers reach the second with `second(&a, &b)`.
+pub async fn replicas() -> (TestServer, Option<TestServer>) {
+    let db = Arc::new(TestDb::new().await);
+    let a = TestServer::spawn_on(db.clone(), Options::default()).await;
+    let b = if db.is_postgres() {
+        Some(TestServer::spawn_on(db, Options::default()).await)
+    } else {
+        None
+    };
+    (a, b)
+}
+
+/// The second replica of `replicas()`, or the only instance.
+pub fn second<'a>(a: &'a TestServer, b: &'a Option<TestServer>) -> &'a TestServer {
+    b.as_ref().unwrap_or(a)
+}
