@@ -416,8 +416,10 @@ impl TryFrom<pb::AdmitGpuRequestRequest> for AdmitGpuRequest {
     fn try_from(r: pb::AdmitGpuRequestRequest) -> Result<Self> {
         let mut v = Violations::default();
         let gpr = gpr_ref(&mut v, &r.workspace, &r.id);
+        // Any shape a scheduler names (`nvidia.com/gpu`, `A100 80GB`); the policy's list
+        // decides whether it is allowed, as in CheckGpuQuota.
         if !r.gpu_shape.is_empty() {
-            v.check("gpu_shape", rules::gpu_shape(&r.gpu_shape));
+            v.check("gpu_shape", validate::resource_id(&r.gpu_shape));
         }
         let spec = gpr_spec(
             &mut v,

@@ -133,9 +133,27 @@ impl GpuRequests {
             expire_time: lease_end(now, lease),
         };
         // The id's active request, if any, is answered first: a retry of what was admitted
-        // is admitted, whatever the workspace's room now.
-        if !violations.is_empty() || !q::insert(&tx, &ws.id, &gpr).await? {
-            let Some(existing) = q::find(&tx, &ws, &gpr.id, now).await? else {
+        // is admitted, whatever the workspace's room now. An insert stopped by a request
+        // released before `find` saw it is tried again: that request was counted, so there
+        // is room.
+        let mut existing = None;
+        let mut inserted = false;
+        if violations.is_empty() {
+            for _ in 0..2 {
+                inserted = q::insert(&tx, &ws.id, &gpr).await?;
+                if inserted {
+                    break;
+                }
+                existing = q::find(&tx, &ws, &gpr.id, now).await?;
+                if existing.is_some() {
+                    break;
+                }
+            }
+        } else {
+            existing = q::find(&tx, &ws, &gpr.id, now).await?;
+        }
+        if !inserted {
+            let Some(existing) = existing else {
                 // Nothing is recorded; the rollback keeps even the expired rows.
                 return Ok(Admission {
                     admitted: None,
@@ -174,8 +192,9 @@ impl GpuRequests {
     pub(crate) async fn renew(&self, p: &Principal, input: RenewGpuRequest) -> Result<GpuRequest> {
         let RenewGpuRequest { gpr, lease } = input;
         let ws = self.scheduled(p, &gpr.workspace).await?;
-        let now = now();
         let tx = self.store.begin_write().await?;
+        // After the wait for the writer: a lease that ended meanwhile is not renewed.
+        let now = now();
         if !q::renew(&tx, &ws.id, &gpr.id, now, lease_end(now, lease)).await? {
             return Err(not_found(&gpr));
         }

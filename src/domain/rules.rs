@@ -57,9 +57,8 @@ fn non_negative(v: &mut Violations, field: &str, n: i64) {
     }
 }
 
-/// A GPU shape: 1-63 characters of `[A-Za-z0-9._-]`, in a policy's list and in an admitted
-/// GPU pod request alike.
-pub(crate) fn gpu_shape(s: &str) -> Result<(), String> {
+/// A GPU shape in a policy's list: 1-63 characters of `[A-Za-z0-9._-]`.
+fn gpu_shape(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 63 {
         return Err("must be 1-63 characters".into());
     }

@@ -453,7 +453,7 @@ async fn bad_admissions_name_every_bad_field() {
     let msg = pb::AdmitGpuRequestRequest {
         workspace: "Bad".into(),
         id: String::new(),
-        gpu_shape: "no spaces".into(),
+        gpu_shape: "bad\u{1}shape".into(),
         gpu_count: -1,
         memory_bytes: -1,
         priority: -1,
@@ -499,6 +499,16 @@ async fn bad_admissions_name_every_bad_field() {
     assert_eq!(bad_fields(&err), ["page_size"]);
     let err = s.get_gpu_usage(&sched, "").await.unwrap_err();
     assert_eq!(bad_fields(&err), ["workspace"]);
+    // Any printable shape is the policy's to judge, as in CheckGpuQuota.
+    for shape in ["nvidia.com/gpu", "A100 80GB"] {
+        let msg = pb::AdmitGpuRequestRequest {
+            workspace: "default".into(),
+            id: shape.into(),
+            gpu_shape: shape.into(),
+            ..Default::default()
+        };
+        assert!(s.admit_gpu_request(&sched, msg).await.unwrap().admitted);
+    }
     // The bounds themselves are accepted.
     for (id, lease) in [("min", d(1, 0)), ("max", d(24 * 3600, 0))] {
         let msg = pb::AdmitGpuRequestRequest {
