@@ -26,7 +26,7 @@ use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use workspaced::{
-    auth::jwt::sign_hs256,
+    auth::jwt::{Claims, sign_hs256},
     domain::{page, workspaces::ListWorkspaces},
     pb::v1::{
         self as pb, membership_service_client::MembershipServiceClient,
@@ -285,9 +285,35 @@ async fn run(a: Args) {
     let echo_channels = channels(echo_addr).await;
 
     let ttl = Duration::from_secs(3600 * 24);
-    let user = sign_hs256(KEY, "user-42", None, &[], ttl).expect("token");
-    let admin = sign_hs256(KEY, "root", None, &["platform-admin".into()], ttl).expect("token");
-    let sched = sign_hs256(KEY, "sched", None, &["platform-service".into()], ttl).expect("token");
+    let user = sign_hs256(
+        KEY,
+        &Claims {
+            subject: "user-42",
+            ..Claims::default()
+        },
+        ttl,
+    )
+    .expect("token");
+    let admin = sign_hs256(
+        KEY,
+        &Claims {
+            subject: "root",
+            roles: &["platform-admin".into()],
+            ..Claims::default()
+        },
+        ttl,
+    )
+    .expect("token");
+    let sched = sign_hs256(
+        KEY,
+        &Claims {
+            subject: "sched",
+            roles: &["platform-service".into()],
+            ..Claims::default()
+        },
+        ttl,
+    )
+    .expect("token");
     // GPU admission goes to one hot workspace, or is spread over the first 1,000.
     let spread = a.workspaces.clamp(1, 1000);
     let last_name = format!("ws-{:06}", a.workspaces.saturating_sub(51));

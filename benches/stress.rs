@@ -33,7 +33,7 @@ use common::{Argv, BenchDb, CONNECTIONS, Proc, authed, channels, cpu_time, free_
 use hdrhistogram::Histogram;
 use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
 use workspaced::{
-    auth::jwt::sign_hs256,
+    auth::jwt::{Claims, sign_hs256},
     pb::v1::{
         self as pb, membership_service_client::MembershipServiceClient,
         workspace_service_client::WorkspaceServiceClient,
@@ -270,7 +270,15 @@ async fn overload(a: &Args, url: &str, key: &Path) {
         .unwrap_or_default();
     let server = Server::start(url, key, extra);
     let chans = channels(server.addr).await;
-    let token = sign_hs256(KEY, "alice", None, &[], Duration::from_secs(86_400)).expect("token");
+    let token = sign_hs256(
+        KEY,
+        &Claims {
+            subject: "alice",
+            ..Claims::default()
+        },
+        Duration::from_secs(86_400),
+    )
+    .expect("token");
     // No more callers than places in flight: a closed loop must not be refused.
     let workers = a.max_in_flight.map_or(16, |n| (n as usize).min(16));
     let x = sustained(&chans, &token, secs, workers).await;
@@ -327,13 +335,40 @@ async fn soak(a: &Args, url: &str, key: &Path) {
     let mut server = Server::start(url, key, Vec::new());
     let chans = channels(server.addr).await;
     let ttl = Duration::from_secs(86_400);
-    let alice = sign_hs256(KEY, "alice", None, &[], ttl).expect("token");
-    let root = sign_hs256(KEY, "root", None, &["platform-admin".into()], ttl).expect("token");
+    let alice = sign_hs256(
+        KEY,
+        &Claims {
+            subject: "alice",
+            ..Claims::default()
+        },
+        ttl,
+    )
+    .expect("token");
+    let root = sign_hs256(
+        KEY,
+        &Claims {
+            subject: "root",
+            roles: &["platform-admin".into()],
+            ..Claims::default()
+        },
+        ttl,
+    )
+    .expect("token");
     // Workspaces are created and listed by many users, as on a platform: one user whose
     // memberships grow without end would measure that user's listing cost, not the server.
     let users: Arc<Vec<String>> = Arc::new(
         (0..USERS)
-            .map(|u| sign_hs256(KEY, &format!("user-{u}"), None, &[], ttl).expect("token"))
+            .map(|u| {
+                sign_hs256(
+                    KEY,
+                    &Claims {
+                        subject: &format!("user-{u}"),
+                        ..Claims::default()
+                    },
+                    ttl,
+                )
+                .expect("token")
+            })
             .collect(),
     );
     let (_, c) = create(chans[0].clone(), alice.clone(), "soak-home".into()).await;
@@ -513,6 +548,7 @@ async fn soak(a: &Args, url: &str, key: &Path) {
                 pb::GetMemberRequest {
                     workspace: "soak-home".into(),
                     subject: subject.clone(),
+                    ..Default::default()
                 },
                 &root,
             ))

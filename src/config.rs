@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// Name of the claim that carries platform roles (an array of strings).
     #[arg(long, env = "WORKSPACED_ROLES_CLAIM", default_value = "roles")]
     pub roles_claim: String,
+    /// Name of the claim that carries the caller's groups (an array of strings); a group
+    /// member's role is held by every caller whose token names the group there.
+    #[arg(long, env = "WORKSPACED_GROUPS_CLAIM", default_value = "groups")]
+    pub groups_claim: String,
     /// Address to serve Prometheus metrics on, at `/metrics` (off when unset).
     #[arg(long, env = "WORKSPACED_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -154,6 +158,16 @@ pub struct TokenArgs {
         ]
     )]
     pub roles: Vec<String>,
+    /// A group to include in the token's `groups` claim; repeatable (1-255 printable
+    /// characters each).
+    #[arg(
+        long = "group",
+        value_name = "GROUP",
+        env = "WORKSPACED_GROUP",
+        value_delimiter = ',',
+        value_parser = |s: &str| crate::domain::validate::group(s)
+    )]
+    pub groups: Vec<String>,
     /// How long the token is valid, such as `1h` or `30m`; at least one second.
     // Hyphen values reach the parser, so that `--ttl -1h` is told it is negative instead of
     // being taken for an unknown flag.
@@ -331,6 +345,7 @@ impl ServeArgs {
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             roles_claim: self.roles_claim.clone(),
+            groups_claim: self.groups_claim.clone(),
         })?;
         Ok(AuthMode::Jwt(Arc::new(verifier)))
     }

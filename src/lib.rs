@@ -64,9 +64,9 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long one health ping may take before the database counts as down.
 const HEALTH_PING_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// How often expired GPU pod requests are deleted. Only for the table's size: an expired
-/// request stops counting at its expiry whether or not it was swept.
-const GPU_REQUEST_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired GPU pod requests and ended memberships are deleted. Only for the
+/// tables' size: either stops counting at its end whether or not it was swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Concurrent calls per connection, advertised in SETTINGS_MAX_CONCURRENT_STREAMS: with the
 /// connection limit, it bounds the calls (and unread responses) one client can hold.
 const MAX_STREAMS_PER_CONNECTION: u32 = 128;
@@ -170,7 +170,10 @@ pub async fn serve(
     report(&reporter, up).await;
     let monitor = tokio::spawn(monitor_database(store.clone(), reporter, up));
     let follower = tokio::spawn(store.clone().follow_changes());
-    let sweeper = tokio::spawn(sweep_gpu_requests(ctx.gpu_requests.clone()));
+    let sweeper = tokio::spawn(sweep_expired(
+        ctx.gpu_requests.clone(),
+        ctx.memberships.clone(),
+    ));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -266,14 +269,23 @@ pub async fn serve(
     Ok(())
 }
 
-/// Deletes expired GPU pod requests now and then; a failure waits for the next round.
-async fn sweep_gpu_requests(gpu_requests: domain::gpu_requests::GpuRequests) {
+/// Deletes expired GPU pod requests and ended memberships now and then; a failure waits
+/// for the next round.
+async fn sweep_expired(
+    gpu_requests: domain::gpu_requests::GpuRequests,
+    memberships: domain::memberships::Memberships,
+) {
     loop {
-        tokio::time::sleep(GPU_REQUEST_SWEEP_INTERVAL).await;
+        tokio::time::sleep(SWEEP_INTERVAL).await;
         match gpu_requests.sweep().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(swept = n, "deleted expired GPU pod requests"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired GPU pod requests failed"),
+        }
+        match memberships.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(swept = n, "deleted ended memberships"),
+            Err(e) => tracing::warn!(error = %e, "sweeping ended memberships failed"),
         }
     }
 }

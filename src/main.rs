@@ -106,13 +106,13 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
             let key = read_key(&args.jwt_hs256_secret_file).map_err(|e| {
                 format!("{e} (start `workspaced serve` once to create it, or pass --jwt-hs256-secret-file)")
             })?;
-            let token = workspaced::auth::jwt::sign_hs256(
-                &key,
-                &args.subject,
-                args.email.as_deref(),
-                &args.roles,
-                args.ttl.into(),
-            )?;
+            let claims = workspaced::auth::jwt::Claims {
+                subject: &args.subject,
+                email: args.email.as_deref(),
+                roles: &args.roles,
+                groups: &args.groups,
+            };
+            let token = workspaced::auth::jwt::sign_hs256(&key, &claims, args.ttl.into())?;
             println!("{token}");
             Ok(())
         }

@@ -4,9 +4,12 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     domain::{
-        access::{Role, Visibility},
+        access::{Grant, Role, Visibility},
         gpu_requests::Admission,
-        model::{GpuRequest, GpuUsage, Member, Policy, Resource, Workspace, WorkspaceState},
+        memberships::Decision,
+        model::{
+            GpuRequest, GpuUsage, Member, MemberKey, Policy, Resource, Workspace, WorkspaceState,
+        },
         quota::QuotaViolation,
     },
     pb::v1 as pb,
@@ -89,15 +92,45 @@ impl From<Resource> for pb::Resource {
 
 impl From<Member> for pb::Member {
     fn from(m: Member) -> Self {
+        let etag = m.etag();
+        let (subject, group) = match m.key {
+            MemberKey::Subject(s) => (s, String::new()),
+            MemberKey::Group(g) => (String::new(), g),
+        };
         pb::Member {
-            etag: m.etag(),
+            etag,
             workspace: m.workspace,
-            subject: m.subject,
+            subject,
+            group,
             email: m.email.unwrap_or_default(),
             role: pb::Role::from(Some(m.role)) as i32,
             added_by: m.added_by,
             create_time: Some(timestamp(m.create_time)),
             update_time: Some(timestamp(m.update_time)),
+            expire_time: m.expire_time.map(timestamp),
+        }
+    }
+}
+
+impl From<Option<Grant>> for pb::Grant {
+    fn from(g: Option<Grant>) -> Self {
+        match g {
+            None => pb::Grant::Unspecified,
+            Some(Grant::Membership) => pb::Grant::Membership,
+            Some(Grant::Group) => pb::Grant::Group,
+            Some(Grant::Visibility) => pb::Grant::Visibility,
+            Some(Grant::PlatformRole) => pb::Grant::PlatformRole,
+        }
+    }
+}
+
+impl From<Decision> for pb::CheckAccessResponse {
+    fn from(d: Decision) -> Self {
+        pb::CheckAccessResponse {
+            allowed: d.allowed,
+            role: pb::Role::from(d.role) as i32,
+            granted_by: pb::Grant::from(d.granted_by) as i32,
+            group: d.group.unwrap_or_default(),
         }
     }
 }

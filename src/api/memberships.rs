@@ -3,7 +3,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{SharedCtx, convert};
+use super::{SharedCtx, convert, requests};
 use crate::{
     domain::{
         access::Role,
@@ -101,10 +101,20 @@ impl MembershipService for MembershipApi {
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
         let p = self.ctx.principal(&req).await?;
         let input = CheckAccess::try_from(req.into_inner())?;
-        let (allowed, role) = self.ctx.memberships.check(&p, input).await?;
-        Ok(Response::new(pb::CheckAccessResponse {
-            allowed,
-            role: pb::Role::from(role) as i32,
+        let decision = self.ctx.memberships.check(&p, input).await?;
+        Ok(Response::new(decision.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn batch_check_access(
+        &self,
+        req: Request<pb::BatchCheckAccessRequest>,
+    ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
+        let p = self.ctx.principal(&req).await?;
+        let checks = requests::batch_checks(req.into_inner())?;
+        let decisions = self.ctx.memberships.check_batch(&p, checks).await?;
+        Ok(Response::new(pb::BatchCheckAccessResponse {
+            results: decisions.into_iter().map(Into::into).collect(),
         }))
     }
 }

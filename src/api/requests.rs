@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::{
@@ -15,9 +15,10 @@ use crate::{
             RenewGpuRequest,
         },
         memberships::{
-            AddMember, CheckAccess, ListMembers, MemberRef, RemoveMember, UpdateMember, Who,
+            AddMember, CheckAccess, ExpireChange, ListMembers, MemberRef, RemoveMember,
+            UpdateMember, Who,
         },
-        model::{GprSpec, PolicyRules, WorkspaceState},
+        model::{GprSpec, MemberKey, PolicyRules, WorkspaceState},
         page,
         policies::{CheckGpuQuota, ListPolicies, UpdatePolicy},
         rules::{self, PolicyInput},
@@ -129,9 +130,11 @@ impl TryFrom<pb::ListWorkspacesRequest> for WorkspaceListing {
         let state = v.check("state", state_filter(r.state));
         let labels = labels(&mut v, "labels", &r.labels);
         let member = optional(&mut v, "member", &r.member, validate::subject);
+        let member_group = optional(&mut v, "member_group", &r.member_group, validate::group);
         let filter = ListWorkspaces {
             state: state.flatten(),
             member: member.flatten(),
+            member_group: member_group.flatten(),
             labels: labels.unwrap_or_default(),
         };
         let page = page::parse(r.page_size, &r.page_token, &filter.fingerprint(), &mut v);
@@ -526,18 +529,64 @@ fn mask_paths(
     paths.to_vec()
 }
 
-/// Parses exactly one of `subject` and `email`.
-fn who(v: &mut Violations, subject: &str, email: &str) -> Option<Who> {
-    match (subject.is_empty(), email.is_empty()) {
-        (false, true) => v
+/// Most groups one check may name: a token's own are bounded by its size.
+pub(crate) const MAX_CHECK_GROUPS: usize = 1000;
+
+/// Parses exactly one of `subject`, `email` and `group`.
+fn who(v: &mut Violations, subject: &str, email: &str, group: &str) -> Option<Who> {
+    match (subject.is_empty(), email.is_empty(), group.is_empty()) {
+        (false, true, true) => v
             .check("subject", validate::subject(subject))
             .map(Who::Subject),
-        (true, false) => v.check("email", validate::email(email)).map(Who::Email),
+        (true, false, true) => v.check("email", validate::email(email)).map(Who::Email),
+        (true, true, false) => v.check("group", validate::group(group)).map(Who::Group),
         _ => {
-            v.add("subject", "exactly one of subject and email must be set");
+            v.add(
+                "subject",
+                "exactly one of subject, email and group must be set",
+            );
             None
         }
     }
+}
+
+/// Parses exactly one of `subject` and `group`.
+fn member_key(v: &mut Violations, subject: &str, group: &str) -> Option<MemberKey> {
+    match (subject.is_empty(), group.is_empty()) {
+        (false, true) => v
+            .check("subject", validate::subject(subject))
+            .map(MemberKey::Subject),
+        (true, false) => v
+            .check("group", validate::group(group))
+            .map(MemberKey::Group),
+        _ => {
+            v.add("subject", "exactly one of subject and group must be set");
+            None
+        }
+    }
+}
+
+/// Parses a membership's end: unset is `None`; a set one must be a valid timestamp after
+/// `now`.
+fn expire_time(
+    t: Option<&prost_types::Timestamp>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, String> {
+    let Some(t) = t else { return Ok(None) };
+    let at = u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+        .filter(|at| (1..=9999).contains(&chrono::Datelike::year(at)))
+        .ok_or_else(|| "must be a valid timestamp between the years 1 and 9999".to_owned())?;
+    if at <= now {
+        return Err(format!(
+            "must be in the future (it is {}, the server's time is {})",
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    // Kept at the databases' microseconds, so that what a write answers is what reads give.
+    Ok(Some(chrono::SubsecRound::trunc_subsecs(at, 6)))
 }
 
 /// Parses an optional field: empty is `None`, anything else must parse.
@@ -560,13 +609,18 @@ impl TryFrom<pb::AddMemberRequest> for AddMember {
     fn try_from(r: pb::AddMemberRequest) -> Result<Self> {
         let mut v = Violations::default();
         let workspace = workspace_name(&mut v, "workspace", &r.workspace);
-        let who = who(&mut v, &r.subject, &r.email);
+        let who = who(&mut v, &r.subject, &r.email, &r.group);
         let role = v.check("role", role(r.role));
+        let expire_time = v.check(
+            "expire_time",
+            expire_time(r.expire_time.as_ref(), Utc::now()),
+        );
         v.done(|| {
             Some(AddMember {
                 workspace: workspace?,
                 who: who?,
                 role: role?,
+                expire_time: expire_time?,
             })
         })
     }
@@ -578,11 +632,11 @@ impl TryFrom<pb::GetMemberRequest> for MemberRef {
     fn try_from(r: pb::GetMemberRequest) -> Result<Self> {
         let mut v = Violations::default();
         let workspace = workspace_name(&mut v, "workspace", &r.workspace);
-        let subject = v.check("subject", validate::subject(&r.subject));
+        let key = member_key(&mut v, &r.subject, &r.group);
         v.done(|| {
             Some(MemberRef {
                 workspace: workspace?,
-                subject: subject?,
+                key: key?,
             })
         })
     }
@@ -594,15 +648,29 @@ impl TryFrom<pb::UpdateMemberRequest> for UpdateMember {
     fn try_from(r: pb::UpdateMemberRequest) -> Result<Self> {
         let mut v = Violations::default();
         let workspace = workspace_name(&mut v, "workspace", &r.workspace);
-        let subject = v.check("subject", validate::subject(&r.subject));
+        let key = member_key(&mut v, &r.subject, &r.group);
         let role = v.check("role", role(r.role));
+        let expire = match (r.expire_time.as_ref(), r.clear_expire_time) {
+            (Some(_), true) => {
+                v.add(
+                    "clear_expire_time",
+                    "must not be set together with expire_time",
+                );
+                None
+            }
+            (None, true) => Some(ExpireChange::Clear),
+            (t, false) => v
+                .check("expire_time", expire_time(t, Utc::now()))
+                .map(|t| t.map_or(ExpireChange::Keep, ExpireChange::Set)),
+        };
         v.done(|| {
             Some(UpdateMember {
                 member: MemberRef {
                     workspace: workspace?,
-                    subject: subject?,
+                    key: key?,
                 },
                 role: role?,
+                expire: expire?,
                 etag: r.etag,
             })
         })
@@ -615,7 +683,7 @@ impl TryFrom<pb::RemoveMemberRequest> for RemoveMember {
     fn try_from(r: pb::RemoveMemberRequest) -> Result<Self> {
         let mut v = Violations::default();
         let workspace = workspace_name(&mut v, "workspace", &r.workspace);
-        let who = who(&mut v, &r.subject, &r.email);
+        let who = who(&mut v, &r.subject, &r.email, &r.group);
         v.done(|| {
             Some(RemoveMember {
                 workspace: workspace?,
@@ -654,32 +722,81 @@ impl TryFrom<pb::ListMembersRequest> for ListMembers {
     }
 }
 
+/// Parses one check, naming its fields after `prefix` (empty for CheckAccess, `checks[3].`
+/// for an item of a batch).
+fn check_access(
+    v: &mut Violations,
+    prefix: &str,
+    r: pb::CheckAccessRequest,
+) -> Option<CheckAccess> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let workspace = workspace_name(v, &field("workspace"), &r.workspace);
+    let permission = v.check(
+        &field("permission"),
+        Permission::parse(&r.permission).ok_or_else(|| {
+            format!(
+                "unknown permission \"{}\"; known: {}",
+                echo(&r.permission),
+                Permission::ALL.map(|p| p.as_str()).join(", ")
+            )
+        }),
+    );
+    let subject = optional(v, &field("subject"), &r.subject, validate::subject);
+    let groups = if r.groups.len() > MAX_CHECK_GROUPS {
+        v.add(
+            field("groups"),
+            format!("must name at most {MAX_CHECK_GROUPS} groups"),
+        );
+        None
+    } else {
+        let mut ok = true;
+        for (i, g) in r.groups.iter().enumerate() {
+            ok &= v
+                .check(&field(&format!("groups[{i}]")), validate::group(g))
+                .is_some();
+        }
+        ok.then_some(r.groups)
+    };
+    Some(CheckAccess {
+        workspace: workspace?,
+        permission: permission?,
+        subject: subject?,
+        groups: groups?,
+        consistent: r.fully_consistent,
+    })
+}
+
 impl TryFrom<pb::CheckAccessRequest> for CheckAccess {
     type Error = Error;
 
     fn try_from(r: pb::CheckAccessRequest) -> Result<Self> {
         let mut v = Violations::default();
-        let workspace = workspace_name(&mut v, "workspace", &r.workspace);
-        let permission = v.check(
-            "permission",
-            Permission::parse(&r.permission).ok_or_else(|| {
-                format!(
-                    "unknown permission \"{}\"; known: {}",
-                    echo(&r.permission),
-                    Permission::ALL.map(|p| p.as_str()).join(", ")
-                )
-            }),
-        );
-        let subject = optional(&mut v, "subject", &r.subject, validate::subject);
-        v.done(|| {
-            Some(CheckAccess {
-                workspace: workspace?,
-                permission: permission?,
-                subject: subject?,
-                consistent: r.fully_consistent,
-            })
-        })
+        let check = check_access(&mut v, "", r);
+        v.done(|| check)
     }
+}
+
+/// Most checks in one BatchCheckAccess.
+pub(crate) const MAX_BATCH_CHECKS: usize = 100;
+
+/// BatchCheckAccess's checks: 1 to 100, every bad field of every item reported at once.
+pub(crate) fn batch_checks(r: pb::BatchCheckAccessRequest) -> Result<Vec<CheckAccess>> {
+    let mut v = Violations::default();
+    let n = r.checks.len();
+    if !(1..=MAX_BATCH_CHECKS).contains(&n) {
+        v.add(
+            "checks",
+            format!("must hold 1 to {MAX_BATCH_CHECKS} checks, not {n}"),
+        );
+        return v.done(|| None);
+    }
+    let checks: Vec<Option<CheckAccess>> = r
+        .checks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| check_access(&mut v, &format!("checks[{i}]."), c))
+        .collect();
+    v.done(|| checks.into_iter().collect())
 }
 
 /// Checks the label map at `field`.
@@ -797,29 +914,81 @@ mod tests {
     }
 
     #[test]
-    fn a_member_is_named_by_exactly_one_of_subject_and_email() {
+    fn a_member_is_named_by_exactly_one_of_subject_email_and_group() {
         let cases = [
-            ("alice", "", true),
-            ("", "alice@example.com", true),
-            ("", "", false),
-            ("alice", "alice@example.com", false),
-            ("bad\u{7}", "", false),
+            ("alice", "", "", true),
+            ("", "alice@example.com", "", true),
+            ("", "", "ml-team", true),
+            ("", "", "", false),
+            ("alice", "alice@example.com", "", false),
+            ("alice", "", "ml-team", false),
+            ("", "alice@example.com", "ml-team", false),
+            ("bad\u{7}", "", "", false),
+            ("", "", "bad\u{7}", false),
         ];
-        for (subject, email, ok) in cases {
+        for (subject, email, group, ok) in cases {
             let mut v = Violations::default();
-            let parsed = who(&mut v, subject, email);
-            assert_eq!(parsed.is_some(), ok, "{subject:?} {email:?}");
-            assert_eq!(v.finish().is_ok(), ok, "{subject:?} {email:?}");
+            let parsed = who(&mut v, subject, email, group);
+            assert_eq!(parsed.is_some(), ok, "{subject:?} {email:?} {group:?}");
+            assert_eq!(v.finish().is_ok(), ok, "{subject:?} {email:?} {group:?}");
         }
+    }
+
+    #[test]
+    fn an_expire_time_must_be_a_valid_future_instant() {
+        let now = Utc::now();
+        let ts = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+        let s = now.timestamp();
+        let cases = [
+            (None, true),
+            (Some(ts(s + 60, 0)), true),
+            (Some(ts(s - 60, 0)), false),
+            (Some(ts(s + 60, -1)), false),
+            (Some(ts(s + 60, 1_000_000_000)), false),
+            (Some(ts(i64::MAX, 0)), false),
+            (Some(ts(253_402_300_800, 0)), false), // the year 10000
+        ];
+        for (t, ok) in cases {
+            assert_eq!(expire_time(t.as_ref(), now).is_ok(), ok, "{t:?}");
+        }
+        let later = expire_time(Some(&ts(s + 60, 123_456_789)), now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(later.timestamp_subsec_nanos(), 123_456_000);
+    }
+
+    #[test]
+    fn a_batch_names_each_bad_field_by_its_index_and_bounds_its_size() {
+        let ok = || pb::CheckAccessRequest {
+            workspace: "w".into(),
+            permission: "workspaces.get".into(),
+            ..Default::default()
+        };
+        let mut bad = ok();
+        bad.permission = "nope".into();
+        bad.workspace = "Bad".into();
+        let batch = |checks| pb::BatchCheckAccessRequest { checks };
+        let Err(Error::InvalidArgument(fields)) = batch_checks(batch(vec![ok(), ok(), bad])) else {
+            panic!("accepted")
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["checks[2].workspace", "checks[2].permission"]);
+        for n in [0, 101] {
+            let Err(Error::InvalidArgument(fields)) = batch_checks(batch(vec![ok(); n])) else {
+                panic!("{n} accepted")
+            };
+            assert_eq!(fields.len(), 1);
+            assert_eq!(fields[0].field, "checks");
+        }
+        assert_eq!(batch_checks(batch(vec![ok(); 100])).unwrap().len(), 100);
     }
 
     #[test]
     fn every_bad_field_of_a_request_is_reported_at_once() {
         let bad = pb::AddMemberRequest {
             workspace: "Bad_Name".into(),
-            subject: String::new(),
-            email: String::new(),
             role: 0,
+            ..Default::default()
         };
         let Err(Error::InvalidArgument(fields)) = AddMember::try_from(bad) else {
             panic!("accepted")

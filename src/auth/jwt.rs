@@ -39,6 +39,8 @@ pub struct JwtSettings {
     pub audience: Option<String>,
     /// Name of the claim that carries platform roles.
     pub roles_claim: String,
+    /// Name of the claim that carries the caller's groups.
+    pub groups_claim: String,
 }
 
 /// Verifies tokens; built once at start-up.
@@ -48,6 +50,7 @@ pub struct Verifier {
     issuer: Option<String>,
     audience: Option<String>,
     roles_claim: String,
+    groups_claim: String,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -110,6 +113,7 @@ impl Verifier {
             issuer: s.issuer,
             audience: s.audience,
             roles_claim: s.roles_claim,
+            groups_claim: s.groups_claim,
         })
     }
 
@@ -200,22 +204,49 @@ impl Verifier {
                 .ok_or_else(|| invalid("the token's roles must be an array of strings"))?,
             Some(_) => return Err(invalid("the token's roles must be an array of strings")),
         };
-        Ok(Principal {
-            subject,
-            email,
-            platform: PlatformRoles::from_names(&roles),
-        })
+        let groups: Vec<String> = match claims.get(&self.groups_claim) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|g| match g {
+                    Value::String(g) => validate::group(g)
+                        .map_err(|e| invalid(format!("each of the token's groups {e}"))),
+                    _ => Err(invalid("the token's groups must be an array of strings")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(invalid("the token's groups must be an array of strings")),
+        };
+        let mut p = Principal::new(subject, groups, PlatformRoles::from_names(&roles));
+        p.email = email;
+        Ok(p)
     }
+}
+
+/// What a token signed by `sign_hs256` says of its principal.
+#[derive(Debug, Clone, Default)]
+pub struct Claims<'a> {
+    /// `sub`.
+    pub subject: &'a str,
+    /// `email`, if any.
+    pub email: Option<&'a str>,
+    /// `roles`: platform roles.
+    pub roles: &'a [String],
+    /// `groups`, left out when empty.
+    pub groups: &'a [String],
 }
 
 /// Signs an HS256 token, as `workspaced token` and the tests do.
 pub fn sign_hs256(
     secret: &[u8],
-    subject: &str,
-    email: Option<&str>,
-    roles: &[String],
+    claims: &Claims<'_>,
     ttl: std::time::Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
+    let Claims {
+        subject,
+        email,
+        roles,
+        groups,
+    } = *claims;
     let now = chrono::Utc::now().timestamp();
     // Saturating: a TTL of a trillion years is absurd, but must not wrap into an expired
     // token (or overflow).
@@ -228,6 +259,9 @@ pub fn sign_hs256(
     });
     if let Some(email) = email {
         claims["email"] = Value::String(email.to_owned());
+    }
+    if !groups.is_empty() {
+        claims["groups"] = serde_json::json!(groups);
     }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(Algorithm::HS256),
@@ -244,6 +278,7 @@ mod tests {
         Verifier::new(JwtSettings {
             hs256_secret: Some(secret.to_vec()),
             roles_claim: "roles".into(),
+            groups_claim: "groups".into(),
             ..JwtSettings::default()
         })
         .unwrap()
@@ -251,13 +286,7 @@ mod tests {
 
     #[test]
     fn a_bad_signature_suggests_that_the_keys_differ() {
-        let token = sign_hs256(
-            b"the key of another directory",
-            "alice",
-            None,
-            &[],
-            ONE_HOUR,
-        );
+        let token = sign_hs256(b"the key of another directory", &alice(), ONE_HOUR);
         let err = verifier(b"the server's key").verify(&token.unwrap());
         match err {
             Err(Error::Unauthenticated { reason, message }) => {
@@ -271,9 +300,49 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_the_servers_key_is_accepted() {
-        let token = sign_hs256(b"the server's key", "alice", None, &[], ONE_HOUR).unwrap();
+        let token = sign_hs256(b"the server's key", &alice(), ONE_HOUR).unwrap();
         let p = verifier(b"the server's key").verify(&token).unwrap();
         assert_eq!(p.subject, "alice");
+        assert!(p.groups.is_empty());
+    }
+
+    #[test]
+    fn groups_come_sorted_without_repeats_and_bad_ones_make_the_token_invalid() {
+        let key = b"the server's key";
+        let groups = ["ml".to_owned(), "data".to_owned(), "ml".to_owned()];
+        let claims = Claims {
+            groups: &groups,
+            ..alice()
+        };
+        let p = verifier(key)
+            .verify(&sign_hs256(key, &claims, ONE_HOUR).unwrap())
+            .unwrap();
+        assert_eq!(&*p.groups, ["data", "ml"]);
+        for bad in ["", "a\nb", &"g".repeat(256)] {
+            let groups = [bad.to_owned()];
+            let claims = Claims {
+                groups: &groups,
+                ..alice()
+            };
+            let err = verifier(key).verify(&sign_hs256(key, &claims, ONE_HOUR).unwrap());
+            assert!(
+                matches!(
+                    err,
+                    Err(Error::Unauthenticated {
+                        reason: Reason::TokenInvalid,
+                        ..
+                    })
+                ),
+                "{bad:?}: {err:?}"
+            );
+        }
+    }
+
+    fn alice() -> Claims<'static> {
+        Claims {
+            subject: "alice",
+            ..Claims::default()
+        }
     }
 
     const ONE_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);

@@ -41,14 +41,14 @@ impl Authenticator {
     fn principal(&self, req: &Request<()>) -> Result<Principal, Error> {
         let verifier = match &self.mode {
             AuthMode::Insecure => {
-                return Ok(Principal {
-                    subject: "anonymous".into(),
-                    email: None,
-                    platform: PlatformRoles {
+                return Ok(Principal::new(
+                    "anonymous".into(),
+                    Vec::new(),
+                    PlatformRoles {
                         admin: true,
                         service: false,
                     },
-                });
+                ));
             }
             AuthMode::Jwt(v) => v,
         };

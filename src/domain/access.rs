@@ -201,8 +201,83 @@ pub struct Principal {
     pub subject: String,
     /// The token's `email` claim, if any.
     pub email: Option<String>,
+    /// The groups of the token's groups claim, sorted and without repeats; shared, since a
+    /// principal is cloned for every call.
+    pub groups: std::sync::Arc<[String]>,
     /// The platform roles of the token's roles claim.
     pub platform: PlatformRoles,
+}
+
+impl Principal {
+    /// A principal of `subject` with `groups` (in any order, repeats allowed) and no email.
+    pub fn new(subject: String, groups: Vec<String>, platform: PlatformRoles) -> Self {
+        Principal {
+            subject,
+            email: None,
+            groups: normalize_groups(groups).into(),
+            platform,
+        }
+    }
+}
+
+/// Groups sorted and without repeats, as `Principal::groups` holds them.
+pub(crate) fn normalize_groups(mut groups: Vec<String>) -> Vec<String> {
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+/// What gave a principal a permission, as `CheckAccess` explains it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Its own membership.
+    Membership,
+    /// A membership of one of its groups.
+    Group,
+    /// The workspace's visibility.
+    Visibility,
+    /// A platform role, when no workspace grant allows the permission.
+    PlatformRole,
+}
+
+/// Which grant allows `permission` (`None` when none does). Of the workspace grants that
+/// allow it, the one giving the highest role wins, and between equals the first of
+/// membership, group, visibility; a platform role is named only when no workspace grant
+/// allows it.
+pub(crate) fn granted_by(
+    principal: &Principal,
+    ws: &WorkspaceAccess,
+    permission: Permission,
+) -> Option<Grant> {
+    if !allows(principal, ws, permission) {
+        return None;
+    }
+    let nobody = Principal {
+        subject: String::new(),
+        email: None,
+        groups: principal.groups.clone(),
+        platform: PlatformRoles::default(),
+    };
+    let candidates = [
+        (Grant::Membership, ws.member_role),
+        (Grant::Group, ws.group_role),
+        (Grant::Visibility, ws.visibility.granted_role()),
+    ];
+    let mut best: Option<(Grant, Role)> = None;
+    for (grant, role) in candidates {
+        let Some(role) = role else { continue };
+        let alone = WorkspaceAccess {
+            visibility: Visibility::Private,
+            is_system: ws.is_system,
+            member_role: Some(role),
+            group_role: None,
+        };
+        // Strictly higher only: between equals the earlier grant stays.
+        if allows(&nobody, &alone, permission) && best.is_none_or(|(_, r)| role > r) {
+            best = Some((grant, role));
+        }
+    }
+    Some(best.map_or(Grant::PlatformRole, |(g, _)| g))
 }
 
 /// What authorization needs to know of a workspace and of the caller's place in it.
@@ -212,13 +287,18 @@ pub struct WorkspaceAccess {
     pub visibility: Visibility,
     /// Whether this is the built-in `system` workspace, which only platform principals change.
     pub is_system: bool,
-    /// The caller's membership role, if it is a member.
+    /// The caller's own membership role, if it is a member.
     pub member_role: Option<Role>,
+    /// The highest role the caller's groups hold, if any does.
+    pub group_role: Option<Role>,
 }
 
-/// The effective workspace role: the higher of the membership role and what visibility grants.
+/// The effective workspace role: the highest of the caller's own membership role, its
+/// groups' and what visibility grants.
 pub(crate) fn effective_role(ws: &WorkspaceAccess) -> Option<Role> {
-    ws.member_role.max(ws.visibility.granted_role())
+    ws.member_role
+        .max(ws.group_role)
+        .max(ws.visibility.granted_role())
 }
 
 /// Whether `principal` holds `permission` in the workspace described by `ws`.
@@ -295,13 +375,23 @@ pub fn may_act_for_others(principal: &Principal) -> bool {
     principal.platform.any()
 }
 
-/// The subject whose readable workspaces a listing is limited to, or `None` when the caller
-/// reads every workspace (a platform role). A listing shows exactly what `allows` lets the
-/// subject read with `workspaces.get`: every workspace whose visibility grants a role (see
-/// `Visibility::granted_role`) and those where it is a member; `store::workspaces` writes
-/// the same rule as SQL.
-pub fn listing_scope(principal: &Principal) -> Option<&str> {
-    (!principal.platform.any()).then_some(principal.subject.as_str())
+/// Whether `principal` may list the workspaces of `group` (ListWorkspaces with a
+/// `member_group`): a group of its own token, or any group with a platform role.
+pub fn may_ask_about_group(principal: &Principal, group: &str) -> bool {
+    principal.platform.any()
+        || principal
+            .groups
+            .binary_search_by(|g| g.as_str().cmp(group))
+            .is_ok()
+}
+
+/// The principal whose readable workspaces a listing is limited to, or `None` when the
+/// caller reads every workspace (a platform role). A listing shows exactly what `allows`
+/// lets the principal read with `workspaces.get`: every workspace whose visibility grants a
+/// role (see `Visibility::granted_role`) and those where it or one of its groups is a
+/// member; `store::workspaces` writes the same rule as SQL.
+pub fn listing_scope(principal: &Principal) -> Option<&Principal> {
+    (!principal.platform.any()).then_some(principal)
 }
 
 /// The AIP-211 decision for one request on a named workspace. `ws` is `None` when the
@@ -374,11 +464,7 @@ mod tests {
     ];
 
     fn principal(platform: PlatformRoles) -> Principal {
-        Principal {
-            subject: "alice".into(),
-            email: None,
-            platform,
-        }
+        Principal::new("alice".into(), Vec::new(), platform)
     }
 
     fn ws(visibility: Visibility, member_role: Option<Role>) -> WorkspaceAccess {
@@ -386,6 +472,7 @@ mod tests {
             visibility,
             is_system: false,
             member_role,
+            group_role: None,
         }
     }
 
@@ -451,6 +538,7 @@ mod tests {
             visibility: Visibility::Internal,
             is_system: true,
             member_role: Some(Role::Admin),
+            group_role: None,
         };
         let member = principal(PlatformRoles::default());
         assert!(allows(&member, &system, Permission::WorkspacesGet));
@@ -529,6 +617,7 @@ mod tests {
             visibility: Visibility::Private,
             is_system,
             member_role: Some(Role::Viewer),
+            group_role: None,
         };
         let outsider = ws(Visibility::Public, None);
         let cases = [
@@ -589,12 +678,20 @@ mod tests {
 
     #[test]
     fn only_platform_principals_check_others_and_list_everything() {
-        let user = principal(PlatformRoles::default());
+        let user = Principal::new(
+            "alice".into(),
+            vec!["ml".into(), "data".into(), "ml".into()],
+            PlatformRoles::default(),
+        );
+        assert_eq!(&*user.groups, ["data", "ml"]);
         assert!(!may_act_for_others(&user));
-        assert_eq!(listing_scope(&user), Some("alice"));
+        assert_eq!(listing_scope(&user), Some(&user));
+        assert!(may_ask_about_group(&user, "ml"));
+        assert!(!may_ask_about_group(&user, "ops"));
         for platform in BOTH_PLATFORM_ROLES {
             let p = principal(platform);
             assert!(may_act_for_others(&p));
+            assert!(may_ask_about_group(&p, "ops"));
             assert_eq!(listing_scope(&p), None);
         }
     }
@@ -644,6 +741,158 @@ mod tests {
                 "{v:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_group_role_counts_like_a_membership_but_does_not_let_the_caller_leave() {
+        let p = principal(PlatformRoles::default());
+        let by_group = WorkspaceAccess {
+            group_role: Some(Role::Admin),
+            ..ws(Visibility::Private, Some(Role::Viewer))
+        };
+        assert_eq!(effective_role(&by_group), Some(Role::Admin));
+        assert!(allows(&p, &by_group, Permission::MembersManage));
+        let only_group = WorkspaceAccess {
+            group_role: Some(Role::Viewer),
+            ..ws(Visibility::Private, None)
+        };
+        assert!(allows(&p, &only_group, Permission::WorkspacesGet));
+        assert_eq!(
+            Need::Removal { names_self: true }.permission(&only_group),
+            Permission::MembersManage
+        );
+    }
+
+    #[test]
+    fn the_highest_grant_explains_an_answer_and_ties_go_to_the_first_kind() {
+        let user = principal(PlatformRoles::default());
+        let admin = principal(BOTH_PLATFORM_ROLES[0]);
+        let access = |member, group, visibility| WorkspaceAccess {
+            group_role: group,
+            ..ws(visibility, member)
+        };
+        use Grant::{Group, Membership, PlatformRole};
+        use Role::*;
+        let cases = [
+            // (member, group, visibility, permission, caller, expected)
+            (
+                Some(Viewer),
+                Some(Admin),
+                Visibility::Private,
+                Permission::WorkspacesGet,
+                &user,
+                Some(Group),
+            ),
+            (
+                Some(Admin),
+                Some(Admin),
+                Visibility::Private,
+                Permission::WorkspacesGet,
+                &user,
+                Some(Membership),
+            ),
+            (
+                None,
+                Some(Editor),
+                Visibility::Public,
+                Permission::ResourcesWrite,
+                &user,
+                Some(Group),
+            ),
+            (
+                None,
+                Some(Viewer),
+                Visibility::Public,
+                Permission::ResourcesWrite,
+                &user,
+                Some(Grant::Visibility),
+            ),
+            (
+                Some(Viewer),
+                None,
+                Visibility::Internal,
+                Permission::WorkspacesGet,
+                &user,
+                Some(Membership),
+            ),
+            (
+                None,
+                None,
+                Visibility::Internal,
+                Permission::WorkspacesGet,
+                &user,
+                Some(Grant::Visibility),
+            ),
+            (
+                Some(Viewer),
+                None,
+                Visibility::Private,
+                Permission::WorkspacesUpdate,
+                &user,
+                None,
+            ),
+            (
+                None,
+                None,
+                Visibility::Private,
+                Permission::WorkspacesGet,
+                &user,
+                None,
+            ),
+            (
+                Some(Admin),
+                None,
+                Visibility::Private,
+                Permission::PoliciesUpdate,
+                &user,
+                None,
+            ),
+            (
+                Some(Admin),
+                None,
+                Visibility::Private,
+                Permission::PoliciesUpdate,
+                &admin,
+                Some(PlatformRole),
+            ),
+            (
+                Some(Viewer),
+                None,
+                Visibility::Private,
+                Permission::WorkspacesUpdate,
+                &admin,
+                Some(PlatformRole),
+            ),
+            (
+                Some(Admin),
+                None,
+                Visibility::Private,
+                Permission::WorkspacesUpdate,
+                &admin,
+                Some(Membership),
+            ),
+        ];
+        for (member, group, visibility, permission, caller, expected) in cases {
+            assert_eq!(
+                granted_by(caller, &access(member, group, visibility), permission),
+                expected,
+                "{member:?} {group:?} {visibility:?} {permission:?} {:?}",
+                caller.platform
+            );
+        }
+        // In `system` no workspace role changes anything: a platform role does.
+        let system = WorkspaceAccess {
+            is_system: true,
+            ..ws(Visibility::Internal, Some(Admin))
+        };
+        assert_eq!(
+            granted_by(&admin, &system, Permission::WorkspacesUpdate),
+            Some(PlatformRole)
+        );
+        assert_eq!(
+            granted_by(&admin, &system, Permission::WorkspacesGet),
+            Some(Membership)
+        );
     }
 
     #[test]

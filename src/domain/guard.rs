@@ -7,8 +7,8 @@ use std::{borrow::Borrow, sync::Arc};
 use sea_orm::ConnectionTrait;
 
 use super::{
-    access::{self, Need, Principal, Role},
-    model::Workspace,
+    access::{self, Need, Principal},
+    model::{Holdings, Workspace, now},
     validate::WorkspaceName,
 };
 use crate::{
@@ -25,7 +25,9 @@ pub(crate) async fn read(
     name: &WorkspaceName,
     need: impl Into<Need>,
 ) -> Result<Arc<Workspace>> {
-    let found = store.find_access(name, &principal.subject, false).await?;
+    let found = store
+        .find_access(name, &principal.subject, &principal.groups, false)
+        .await?;
     decide(principal, name, found, need)
 }
 
@@ -38,7 +40,9 @@ pub(crate) async fn write<C: ConnectionTrait>(
     name: &WorkspaceName,
     need: impl Into<Need>,
 ) -> Result<Workspace> {
-    let found = workspaces::find_with_role(tx, name, &principal.subject, true).await?;
+    let found =
+        workspaces::find_with_holdings(tx, name, &principal.subject, &principal.groups, true)
+            .await?;
     decide(principal, name, found, need)
 }
 
@@ -51,21 +55,29 @@ pub(crate) async fn found<C: ConnectionTrait>(
     ws: Option<Workspace>,
     need: impl Into<Need>,
 ) -> Result<Workspace> {
-    let role = match &ws {
-        Some(ws) => memberships::role(c, ws, &principal.subject).await?,
+    let found = match ws {
+        Some(ws) => {
+            let held =
+                memberships::holdings(c, &ws.id, &principal.subject, &principal.groups).await?;
+            Some((ws, held))
+        }
         None => None,
     };
-    decide(principal, label, ws.map(|ws| (ws, role)), need)
+    decide(principal, label, found, need)
 }
 
-/// `access::authorize` on a workspace found (or not) with the caller's role in it.
+/// `access::authorize` on a workspace found (or not) with the memberships of the caller and
+/// its groups in it, as they stand now.
 fn decide<W: Borrow<Workspace>>(
     principal: &Principal,
     label: &str,
-    found: Option<(W, Option<Role>)>,
+    found: Option<(W, Holdings)>,
     need: impl Into<Need>,
 ) -> Result<W> {
-    let access = found.as_ref().map(|(ws, role)| ws.borrow().access(*role));
+    let at = now();
+    let access = found
+        .as_ref()
+        .map(|(ws, held)| ws.borrow().access(held, at));
     access::authorize(principal, label, access.as_ref(), need)?;
     // authorize() fails when the workspace is missing.
     found

@@ -1,12 +1,13 @@
 //! The MembershipService use cases: adding, changing and removing members under the
 //! workspace's row lock, so that the last-admin rule holds across replicas, and CheckAccess.
 
+use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
 
 use super::{
-    access::{self, Need, Permission, Principal, Role},
+    access::{self, Grant, Need, Permission, Principal, Role},
     guard,
-    model::{Member, Workspace, now},
+    model::{Member, MemberKey, Workspace, now},
     page::{self, Page, PageRequest},
     validate::WorkspaceName,
 };
@@ -15,13 +16,15 @@ use crate::{
     store::{Store, memberships as m, principals},
 };
 
-/// Who a request names: a subject, or the email of a principal seen before.
+/// Who a request names: a subject, the email of a principal seen before, or a group.
 #[derive(Debug, Clone)]
 pub enum Who {
     /// By subject.
     Subject(String),
     /// By email.
     Email(String),
+    /// A group.
+    Group(String),
 }
 
 /// AddMember's input.
@@ -33,6 +36,8 @@ pub struct AddMember {
     pub who: Who,
     /// Its role.
     pub role: Role,
+    /// When the membership ends; `None` for never.
+    pub expire_time: Option<DateTime<Utc>>,
 }
 
 /// GetMember's input: one member of one workspace.
@@ -40,8 +45,19 @@ pub struct AddMember {
 pub struct MemberRef {
     /// The workspace.
     pub workspace: WorkspaceName,
-    /// The member's subject.
-    pub subject: String,
+    /// The member.
+    pub key: MemberKey,
+}
+
+/// What UpdateMember does to a membership's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireChange {
+    /// Keeps it.
+    Keep,
+    /// Sets it.
+    Set(DateTime<Utc>),
+    /// Removes it: the membership never ends.
+    Clear,
 }
 
 /// UpdateMember's input.
@@ -51,6 +67,8 @@ pub struct UpdateMember {
     pub member: MemberRef,
     /// Its new role.
     pub role: Role,
+    /// Its new end.
+    pub expire: ExpireChange,
     /// The etag the change is made under; empty for none.
     pub etag: String,
 }
@@ -86,8 +104,23 @@ pub struct CheckAccess {
     pub permission: Permission,
     /// Whose access; the caller's when `None`.
     pub subject: Option<String>,
+    /// The groups of `subject`, when it is another's than the caller's.
+    pub groups: Vec<String>,
     /// Read from the database rather than this replica's view.
     pub consistent: bool,
+}
+
+/// CheckAccess's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the permission is held.
+    pub allowed: bool,
+    /// The effective role.
+    pub role: Option<Role>,
+    /// What allows the permission; `None` when not allowed.
+    pub granted_by: Option<Grant>,
+    /// The group whose membership allows it, with `Grant::Group`.
+    pub group: Option<String>,
 }
 
 /// The MembershipService use cases.
@@ -96,12 +129,12 @@ pub struct Memberships {
     store: Store,
 }
 
-fn member_not_found(workspace: &str, who: &str) -> Error {
+fn member_not_found(workspace: &str, key: &MemberKey) -> Error {
     Error::NotFound {
         reason: Reason::MemberNotFound,
         message: format!(
             "{} is not a member of workspace \"{}\"",
-            echo(who),
+            key.describe(),
             echo(workspace)
         ),
     }
@@ -112,18 +145,21 @@ fn last_admin(workspace: &str) -> Error {
         Reason::LastAdmin,
         format!("workspaces/{}", echo(workspace)),
         format!(
-            "workspace \"{}\" must keep at least one admin; add another admin first",
+            "workspace \"{}\" must keep at least one admin membership without an expire_time; \
+             add another first",
             echo(workspace)
         ),
     )
 }
 
-/// The subject an email names, or PRINCIPAL_NOT_FOUND.
-async fn resolve<C: ConnectionTrait>(c: &C, who: Who) -> Result<String> {
+/// The member an email names, or PRINCIPAL_NOT_FOUND.
+async fn resolve<C: ConnectionTrait>(c: &C, who: Who) -> Result<MemberKey> {
     match who {
-        Who::Subject(s) => Ok(s),
+        Who::Subject(s) => Ok(MemberKey::Subject(s)),
+        Who::Group(g) => Ok(MemberKey::Group(g)),
         Who::Email(email) => principals::subject_by_email(c, &email)
             .await?
+            .map(MemberKey::Subject)
             .ok_or_else(|| Error::NotFound {
                 reason: Reason::PrincipalNotFound,
                 message: format!("no principal has signed in with email \"{}\"", echo(&email)),
@@ -131,14 +167,26 @@ async fn resolve<C: ConnectionTrait>(c: &C, who: Who) -> Result<String> {
     }
 }
 
-/// Whether removing or demoting `member` would leave the workspace without an admin. Called
-/// under the workspace's row lock, so concurrent changes cannot both pass.
-async fn leaves_no_admin<C: ConnectionTrait>(
+/// Whether a membership counts for the last-admin rule: an admin that never ends.
+fn lasting_admin(role: Role, expire_time: Option<DateTime<Utc>>) -> bool {
+    role == Role::Admin && expire_time.is_none()
+}
+
+/// Refuses a change that turns `member` from a lasting admin into anything else when it is
+/// the workspace's last. Called under the workspace's row lock, so concurrent changes cannot
+/// both pass.
+async fn keep_an_admin<C: ConnectionTrait>(
     c: &C,
     ws: &Workspace,
     member: &Member,
-) -> Result<bool> {
-    Ok(member.role == Role::Admin && m::count_admins(c, ws).await? <= 1)
+    after: Option<(Role, Option<DateTime<Utc>>)>,
+) -> Result<()> {
+    let loses = lasting_admin(member.role, member.expire_time)
+        && !after.is_some_and(|(role, end)| lasting_admin(role, end));
+    if loses && m::count_lasting_admins(c, ws).await? <= 1 {
+        return Err(last_admin(&ws.name));
+    }
+    Ok(())
 }
 
 impl Memberships {
@@ -147,78 +195,97 @@ impl Memberships {
         Memberships { store }
     }
 
-    /// AddMember.
+    /// AddMember: a membership that ended is replaced.
     pub(crate) async fn add(&self, p: &Principal, input: AddMember) -> Result<Member> {
         let AddMember {
             workspace: name,
             who,
             role,
+            expire_time,
         } = input;
         let tx = self.store.begin_write().await?;
         let ws = guard::write(&tx, p, &name, Permission::MembersManage).await?;
         ws.check_writable()?;
-        let subject = resolve(&tx, who).await?;
-        if m::find(&tx, &ws, &subject).await?.is_some() {
+        let key = resolve(&tx, who).await?;
+        let at = now();
+        m::delete_if_expired(&tx, &ws, &key, at).await?;
+        if m::find(&tx, &ws, &key, at).await?.is_some() {
             return Err(Error::AlreadyExists {
                 reason: Reason::MemberExists,
                 message: format!(
                     "{} is already a member of workspace \"{}\"",
-                    echo(&subject),
+                    key.describe(),
                     echo(&name)
                 ),
             });
         }
-        m::insert(&tx, &ws, &subject, role, &p.subject, now()).await?;
-        let member = m::find(&tx, &ws, &subject).await?;
+        let member = Member {
+            workspace: ws.name.clone(),
+            key,
+            email: None,
+            role,
+            added_by: p.subject.clone(),
+            create_time: at,
+            update_time: at,
+            expire_time,
+            version: 1,
+        };
+        m::insert(&tx, &ws, &member).await?;
+        let member = m::with_email(&tx, member).await?;
         self.store.commit_change(tx, &name).await?;
-        member.ok_or_else(|| member_not_found(&name, &subject))
+        Ok(member)
     }
 
     /// GetMember.
     pub(crate) async fn get(&self, p: &Principal, member: MemberRef) -> Result<Member> {
         let MemberRef {
             workspace: name,
-            subject,
+            key,
         } = member;
         let ws = guard::read(&self.store, p, &name, Permission::MembersList).await?;
-        m::find(self.store.conn(), &ws, &subject)
+        m::find(self.store.conn(), &ws, &key, now())
             .await?
-            .ok_or_else(|| member_not_found(&name, &subject))
+            .ok_or_else(|| member_not_found(&name, &key))
     }
 
-    /// UpdateMember: a new role under the etag; the last admin cannot be demoted.
+    /// UpdateMember: a new role and end under the etag; the last lasting admin keeps both.
     pub(crate) async fn update(&self, p: &Principal, input: UpdateMember) -> Result<Member> {
         let UpdateMember {
-            member:
-                MemberRef {
-                    workspace: name,
-                    subject,
-                },
+            member: MemberRef {
+                workspace: name,
+                key,
+            },
             role,
+            expire,
             etag,
         } = input;
         let tx = self.store.begin_write().await?;
         let ws = guard::write(&tx, p, &name, Permission::MembersManage).await?;
         ws.check_writable()?;
-        let mut member = m::find(&tx, &ws, &subject)
+        let at = now();
+        let mut member = m::find(&tx, &ws, &key, at)
             .await?
-            .ok_or_else(|| member_not_found(&name, &subject))?;
+            .ok_or_else(|| member_not_found(&name, &key))?;
         if !etag.is_empty() && etag != member.etag() {
             return Err(Error::EtagMismatch);
         }
-        if role != Role::Admin && leaves_no_admin(&tx, &ws, &member).await? {
-            return Err(last_admin(&name));
-        }
+        let expire_time = match expire {
+            ExpireChange::Keep => member.expire_time,
+            ExpireChange::Set(t) => Some(t),
+            ExpireChange::Clear => None,
+        };
+        keep_an_admin(&tx, &ws, &member, Some((role, expire_time))).await?;
         member.role = role;
+        member.expire_time = expire_time;
         member.version += 1;
-        member.update_time = now();
-        m::update_role(&tx, &ws, &member).await?;
+        member.update_time = at;
+        m::update(&tx, &ws, &member).await?;
         self.store.commit_change(tx, &name).await?;
         Ok(member)
     }
 
-    /// RemoveMember: needs members.manage, except that a member may remove itself (see
-    /// `access::Need::Removal`).
+    /// RemoveMember: needs members.manage, except that a member may remove its own subject
+    /// membership (see `access::Need::Removal`).
     pub(crate) async fn remove(&self, p: &Principal, input: RemoveMember) -> Result<u64> {
         let RemoveMember {
             workspace: name,
@@ -227,28 +294,27 @@ impl Memberships {
         let names_self = match &who {
             Who::Subject(s) => access::names_self(p, Some(s), None),
             Who::Email(e) => access::names_self(p, None, Some(e)),
+            Who::Group(_) => false,
         };
         let tx = self.store.begin_write().await?;
         let ws = guard::write(&tx, p, &name, Need::Removal { names_self }).await?;
         // Admitted by its own membership, or as a member manager, who may name anyone.
-        let subject = if names_self {
-            p.subject.clone()
+        let key = if names_self {
+            MemberKey::Subject(p.subject.clone())
         } else {
             resolve(&tx, who).await?
         };
         ws.check_writable()?;
-        let member = m::find(&tx, &ws, &subject)
+        let member = m::find(&tx, &ws, &key, now())
             .await?
-            .ok_or_else(|| member_not_found(&name, &subject))?;
-        if leaves_no_admin(&tx, &ws, &member).await? {
-            return Err(last_admin(&name));
-        }
-        let removed = m::delete(&tx, &ws, &subject).await?;
+            .ok_or_else(|| member_not_found(&name, &key))?;
+        keep_an_admin(&tx, &ws, &member, None).await?;
+        let removed = m::delete(&tx, &ws, &key).await?;
         self.store.commit_change(tx, &name).await?;
         Ok(removed)
     }
 
-    /// ListMembers, ordered by subject.
+    /// ListMembers: subjects in subject order, then groups in group order.
     pub(crate) async fn list(&self, p: &Principal, input: ListMembers) -> Result<Page<Member>> {
         let ListMembers {
             workspace: name,
@@ -258,60 +324,92 @@ impl Memberships {
         } = input;
         let c = self.store.conn();
         let ws = guard::read(&self.store, p, &name, Permission::MembersList).await?;
-        let after = page.after_key();
-        let (rows, total) = m::list(c, &ws, role, after, page.size + 1).await?;
+        // A page key is the last member's kind ("s" or "g") and name.
+        let after = match page.after.as_deref() {
+            Some([kind, name]) if kind == "g" => Some(MemberKey::Group(name.clone())),
+            Some([_, name] | [name]) => Some(MemberKey::Subject(name.clone())),
+            _ => None,
+        };
+        let (rows, total) = m::list(c, &ws, role, after.as_ref(), page.size + 1, now()).await?;
         Ok(page::finish(rows, page.size, &fingerprint, total, |m| {
-            vec![m.subject.clone()]
+            let (is_group, name) = m.key.parts();
+            vec![if is_group { "g" } else { "s" }.to_owned(), name.to_owned()]
         }))
     }
 
     /// CheckAccess: whether `subject` (the caller when `None`) holds `permission` in the
-    /// workspace, and its effective role; read from the database when `consistent`.
-    pub(crate) async fn check(
-        &self,
-        p: &Principal,
-        input: CheckAccess,
-    ) -> Result<(bool, Option<Role>)> {
+    /// workspace, its effective role and which grant gives the permission; read from the
+    /// database when `consistent`.
+    pub(crate) async fn check(&self, p: &Principal, input: CheckAccess) -> Result<Decision> {
         let CheckAccess {
             workspace: name,
             permission,
             subject,
+            groups,
             consistent,
         } = input;
-        let other = subject.as_deref().filter(|s| *s != p.subject);
+        let other = subject.filter(|s| *s != p.subject);
         if other.is_some() && !access::may_act_for_others(p) {
             return Err(Error::PermissionDenied(
                 "checking another subject's access needs a platform role".into(),
             ));
         }
-        let target = match other {
-            // Another subject is judged by its memberships and the visibility alone.
-            Some(s) => Principal {
-                subject: s.to_owned(),
-                email: None,
-                platform: Default::default(),
-            },
-            None => p.clone(),
-        };
-        let Some((ws, role)) = self
+        let other = other.map(|s| {
+            // Another subject is judged by its memberships, its groups' and the visibility.
+            Principal::new(s, groups, Default::default())
+        });
+        let target = other.as_ref().unwrap_or(p);
+        let Some((ws, held)) = self
             .store
-            .find_access(&name, &target.subject, consistent)
+            .find_access(&name, &target.subject, &target.groups, consistent)
             .await?
         else {
             return if p.platform.any() {
                 Err(Error::workspace_not_found(&name))
             } else {
-                Ok((false, None))
+                Ok(Decision::default())
             };
         };
-        let access = ws.access(role);
-        if !access::allows(&target, &access, Permission::WorkspacesGet) {
+        let at = now();
+        let access = ws.access(&held, at);
+        if !access::allows(target, &access, Permission::WorkspacesGet) {
             // Outsiders learn nothing, not even their own lack of a role's reason.
-            return Ok((false, None));
+            return Ok(Decision::default());
         }
-        Ok((
-            access::allows(&target, &access, permission),
-            access::effective_role(&access),
-        ))
+        let granted_by = access::granted_by(target, &access, permission);
+        let group = match granted_by {
+            Some(Grant::Group) => held.at(at).1.map(|(_, g)| g.to_owned()),
+            _ => None,
+        };
+        Ok(Decision {
+            allowed: granted_by.is_some(),
+            role: access::effective_role(&access),
+            granted_by,
+            group,
+        })
+    }
+
+    /// Deletes the memberships that have ended; returns how many.
+    pub(crate) async fn sweep(&self) -> Result<u64> {
+        Ok(m::delete_expired(self.store.write_conn(), now()).await?)
+    }
+
+    /// BatchCheckAccess: each check answered as `check` answers it alone, except that one
+    /// it would refuse (another subject without a platform role, a missing workspace) is
+    /// answered not allowed. A failure of the database fails the whole batch.
+    pub(crate) async fn check_batch(
+        &self,
+        p: &Principal,
+        checks: Vec<CheckAccess>,
+    ) -> Result<Vec<Decision>> {
+        let mut out = Vec::with_capacity(checks.len());
+        for check in checks {
+            out.push(match self.check(p, check).await {
+                Ok(d) => d,
+                Err(Error::PermissionDenied(_) | Error::NotFound { .. }) => Decision::default(),
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(out)
     }
 }

@@ -85,12 +85,15 @@ impl Workspace {
         etag(&self.id, self.version)
     }
 
-    /// What authorization needs, given the caller's membership role.
-    pub(crate) fn access(&self, member_role: Option<Role>) -> WorkspaceAccess {
+    /// What authorization needs at `at`, given the memberships of the caller and of its
+    /// groups.
+    pub(crate) fn access(&self, held: &Holdings, at: DateTime<Utc>) -> WorkspaceAccess {
+        let (member_role, group) = held.at(at);
         WorkspaceAccess {
             visibility: self.visibility,
             is_system: self.built_in && self.name == SYSTEM_WORKSPACE,
             member_role,
+            group_role: group.map(|(role, _)| role),
         }
     }
 
@@ -248,14 +251,100 @@ pub struct GpuUsage {
     pub memory_bytes: i64,
 }
 
-/// A principal's membership in a workspace.
+/// Who a membership is of: a subject, or a group that tokens name in their groups claim.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MemberKey {
+    /// A subject (a token's `sub`).
+    Subject(String),
+    /// A group.
+    Group(String),
+}
+
+impl MemberKey {
+    /// Whether this is a group, and its name or subject: the membership's key as stored.
+    pub(crate) fn parts(&self) -> (bool, &str) {
+        match self {
+            MemberKey::Subject(s) => (false, s),
+            MemberKey::Group(g) => (true, g),
+        }
+    }
+
+    /// How answers name the member: `subject "alice"` or `group "ml-team"`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            MemberKey::Subject(s) => format!("subject \"{}\"", echo(s)),
+            MemberKey::Group(g) => format!("group \"{}\"", echo(g)),
+        }
+    }
+}
+
+/// A membership's role and when it ends, as the view and the access checks need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleGrant {
+    /// The role it grants.
+    pub role: Role,
+    /// When it stops granting it; `None` for never.
+    pub expire_time: Option<DateTime<Utc>>,
+}
+
+impl RoleGrant {
+    /// The role it grants at `at`: none from its `expire_time` on.
+    pub(crate) fn at(&self, at: DateTime<Utc>) -> Option<Role> {
+        match self.expire_time {
+            Some(end) if end <= at => None,
+            _ => Some(self.role),
+        }
+    }
+}
+
+/// The memberships that give a principal roles in one workspace: its own, and its groups'.
+/// Expired ones are kept: whether they still grant is judged when they are used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Holdings {
+    /// The subject's own membership.
+    pub own: Option<RoleGrant>,
+    /// Memberships of the principal's groups, by group name.
+    pub groups: Vec<(String, RoleGrant)>,
+}
+
+impl Holdings {
+    /// Records a membership read from the store: the subject's own, or a group's.
+    pub(crate) fn add(&mut self, is_group: bool, name: String, grant: RoleGrant) {
+        if is_group {
+            self.groups.push((name, grant));
+        } else {
+            self.own = Some(grant);
+        }
+    }
+
+    /// The roles held at `at`: its own, and the best group's (the highest role; between
+    /// equals the first name in byte order) with that group's name.
+    pub(crate) fn at(&self, at: DateTime<Utc>) -> (Option<Role>, Option<(Role, &str)>) {
+        let own = self.own.and_then(|g| g.at(at));
+        let mut best: Option<(Role, &str)> = None;
+        for (name, grant) in &self.groups {
+            if let Some(role) = grant.at(at) {
+                let better = match best {
+                    None => true,
+                    Some((r, n)) => role > r || (role == r && name.as_str() < n),
+                };
+                if better {
+                    best = Some((role, name));
+                }
+            }
+        }
+        (own, best)
+    }
+}
+
+/// A membership of a subject or a group in a workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// Name of the workspace.
     pub workspace: String,
-    /// The member's subject.
-    pub subject: String,
-    /// The email last seen in the member's token, if any.
+    /// The member.
+    pub key: MemberKey,
+    /// The email last seen in a subject member's token, if any.
     pub email: Option<String>,
     /// The member's role.
     pub role: Role,
@@ -265,6 +354,8 @@ pub struct Member {
     pub create_time: DateTime<Utc>,
     /// When it last changed.
     pub update_time: DateTime<Utc>,
+    /// When it ends; `None` for never.
+    pub expire_time: Option<DateTime<Utc>>,
     /// Bumped on every change.
     pub version: i64,
 }

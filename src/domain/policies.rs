@@ -12,7 +12,10 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    store::{Store, policies as q, workspaces::ListFilter},
+    store::{
+        Store, memberships, policies as q,
+        workspaces::{ListFilter, Reader},
+    },
 };
 
 /// ListPolicies' input.
@@ -76,7 +79,8 @@ impl Policies {
     pub(crate) async fn list(&self, p: &Principal, input: ListPolicies) -> Result<Page<Policy>> {
         let ListPolicies { page, fingerprint } = input;
         let f = ListFilter {
-            readable_by: access::listing_scope(p).map(str::to_owned),
+            readable_by: access::listing_scope(p).map(Reader::of),
+            now_us: memberships::micros(now()),
             ..Default::default()
         };
         let after = page.after_key();

@@ -68,11 +68,7 @@ mod tests {
             ..Principals::new(store.clone())
         };
         for i in 0..95 {
-            let p = Principal {
-                subject: format!("user-{i}"),
-                email: None,
-                platform: PlatformRoles::default(),
-            };
+            let p = Principal::new(format!("user-{i}"), Vec::new(), PlatformRoles::default());
             memory.remember(&p).await.expect("remember");
             assert!(memory.seen.lock().await.len() <= 10);
         }

@@ -197,6 +197,11 @@ pub(crate) fn subject(s: &str) -> Result<String, String> {
     resource_id(s)
 }
 
+/// A group (in a token's groups claim, a group member): like a subject.
+pub(crate) fn group(s: &str) -> Result<String, String> {
+    subject(s)
+}
+
 /// An email (a token's `email`, a member looked up by email): like a subject.
 pub(crate) fn email(s: &str) -> Result<String, String> {
     subject(s)

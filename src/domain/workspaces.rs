@@ -10,7 +10,8 @@ use super::{
     access::{self, Permission, Principal, Role, Visibility},
     guard,
     model::{
-        DEFAULT_WORKSPACE, PolicyRules, Resource, SYSTEM_WORKSPACE, Workspace, WorkspaceState, now,
+        DEFAULT_WORKSPACE, Member, MemberKey, PolicyRules, Resource, SYSTEM_WORKSPACE, Workspace,
+        WorkspaceState, now,
     },
     page::{self, Page, PageRequest},
     validate::WorkspaceName,
@@ -137,6 +138,8 @@ pub struct ListWorkspaces {
     pub state: Option<WorkspaceState>,
     /// Only workspaces where this subject is a member.
     pub member: Option<String>,
+    /// Only workspaces where this group is a member.
+    pub member_group: Option<String>,
     /// Only workspaces carrying all these labels.
     pub labels: BTreeMap<String, String>,
 }
@@ -148,6 +151,7 @@ impl ListWorkspaces {
             "rpc": "ListWorkspaces",
             "state": self.state.map(|s| s.as_str()),
             "member": self.member,
+            "member_group": self.member_group,
             "labels": self.labels,
         })
         .to_string()
@@ -234,15 +238,18 @@ impl Workspaces {
         let result: Result<(), sea_orm::DbErr> = async {
             let tx = self.store.begin_write().await?;
             q::insert(&tx, &ws).await?;
-            memberships::insert(
-                &tx,
-                &ws,
-                &principal.subject,
-                Role::Admin,
-                &principal.subject,
-                t,
-            )
-            .await?;
+            let creator = Member {
+                workspace: ws.name.clone(),
+                key: MemberKey::Subject(principal.subject.clone()),
+                email: None,
+                role: Role::Admin,
+                added_by: principal.subject.clone(),
+                create_time: t,
+                update_time: t,
+                expire_time: None,
+                version: 1,
+            };
+            memberships::insert(&tx, &ws, &creator).await?;
             policies::insert_default(&tx, &ws.id, &self.defaults, &principal.subject, t).await?;
             if !request_id.is_empty() {
                 create_requests::insert(&tx, &principal.subject, request_id, &ws.id, t).await?;
@@ -322,12 +329,22 @@ impl Workspaces {
                 "listing another subject's workspaces needs a platform role".into(),
             ));
         }
+        if let Some(group) = &filter.member_group
+            && !access::may_ask_about_group(principal, group)
+        {
+            return Err(Error::PermissionDenied(
+                "listing the workspaces of a group not in the caller's token needs a platform role"
+                    .into(),
+            ));
+        }
         let fingerprint = filter.fingerprint();
         let f = q::ListFilter {
             state: filter.state,
             member: filter.member,
+            member_group: filter.member_group,
             labels: filter.labels,
-            readable_by: access::listing_scope(principal).map(str::to_owned),
+            readable_by: access::listing_scope(principal).map(q::Reader::of),
+            now_us: memberships::micros(now()),
         };
         let after = page.after_key();
         let total = self.store.count_workspaces(&f).await?;

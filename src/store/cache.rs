@@ -1,5 +1,7 @@
 //! A replica's in-memory view of who may do what: each workspace (looked up by name) and the
-//! roles its members hold, read through from the database. Every change is announced in its
+//! roles its members (subjects and groups) hold with when they end, read through from the
+//! database. It keeps the end of each membership, not only its role, so that a membership
+//! stops granting exactly at its `expire_time` without any change to announce. Every change is announced in its
 //! transaction and invalidates the view: at once on the replica that made it, and through
 //! PostgreSQL LISTEN/NOTIFY on the others, within milliseconds. On PostgreSQL the view serves
 //! only while it holds proof, younger than `CONFIRMED_FOR`, that it has heard every change
@@ -18,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::domain::{access::Role, model::Workspace};
+use crate::domain::model::{Holdings, RoleGrant, Workspace};
 
 /// Entries (a workspace, or a subject's role in one) past which the view starts afresh, so
 /// that memory stays bounded: at a few hundred bytes each, about 5 MB. The view is for the
@@ -39,14 +41,17 @@ pub const CONFIRMED_FOR: Duration = Duration::from_millis(60);
 struct Entry {
     /// The workspace, or `None` if no workspace has the name.
     ws: Option<Arc<Workspace>>,
-    /// Roles by subject; `None` for a subject known not to be a member.
-    roles: HashMap<String, Option<Role>>,
+    /// Memberships by subject; `None` for a subject known not to be a member.
+    subjects: HashMap<String, Option<RoleGrant>>,
+    /// Memberships by group; `None` for a group known not to be a member.
+    groups: HashMap<String, Option<RoleGrant>>,
     /// Registered resources by kind, once read.
     counts: Option<Arc<BTreeMap<String, i64>>>,
 }
 
-/// A lookup's answer: the workspace, if any, and the subject's role in it.
-pub type Found = Option<(Arc<Workspace>, Option<Role>)>;
+/// A lookup's answer: the workspace, if any, and the memberships of a subject and its
+/// groups in it.
+pub type Found = Option<(Arc<Workspace>, Holdings)>;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -60,8 +65,9 @@ pub struct AccessCache {
     enabled: AtomicBool,
     size: AtomicU64,
     /// Match counts of workspace listings by filter, with the generation they were counted
-    /// at: valid while nothing at all has changed since.
-    totals: Mutex<HashMap<String, (u64, u64)>>,
+    /// at and the instant (microseconds) the first membership ends after it: valid while
+    /// nothing at all has changed since, and until then.
+    totals: Mutex<HashMap<String, (u64, u64, i64)>>,
     /// Whether the view serves only under a fresh beat (PostgreSQL), or whenever enabled.
     beats: bool,
     /// The origin of beat instants: they only ever meet instants of this process.
@@ -136,20 +142,25 @@ impl AccessCache {
         heard != 0 && u128::from(self.now_nanos().saturating_sub(heard)) < CONFIRMED_FOR.as_nanos()
     }
 
-    /// The cached answer for (`name`, `subject`); `None` on a miss.
-    pub(crate) fn get(&self, name: &str, subject: &str) -> Option<Found> {
+    /// The cached answer for (`name`, `subject`, `groups`); `None` on a miss, which is any
+    /// of them not known.
+    pub(crate) fn get(&self, name: &str, subject: &str, groups: &[String]) -> Option<Found> {
         if !self.serving() {
             return None;
         }
         let entries = self.entries.lock().ok()?;
         let entry = entries.get(name)?;
-        match &entry.ws {
-            None => Some(None),
-            Some(ws) => entry
-                .roles
-                .get(subject)
-                .map(|role| Some((ws.clone(), *role))),
+        let Some(ws) = &entry.ws else {
+            return Some(None);
+        };
+        let own = *entry.subjects.get(subject)?;
+        let mut held = Vec::new();
+        for g in groups {
+            if let Some(grant) = entry.groups.get(g.as_str())? {
+                held.push((g.clone(), *grant));
+            }
         }
+        Some(Some((ws.clone(), Holdings { own, groups: held })))
     }
 
     /// The generation to pass to `put` for a read that starts now.
@@ -161,7 +172,14 @@ impl AccessCache {
     /// in meanwhile. It is stored even while no fresh beat lets the view serve: the read is
     /// current as of its start, and a later change reaches the listener ahead of every beat
     /// sent after it committed, so none of those lets the view serve it stale.
-    pub(crate) fn put(&self, since: u64, name: &str, subject: &str, found: &Found) {
+    pub(crate) fn put(
+        &self,
+        since: u64,
+        name: &str,
+        subject: &str,
+        groups: &[String],
+        found: &Found,
+    ) {
         if !self.enabled.load(Ordering::SeqCst) {
             return;
         }
@@ -179,17 +197,23 @@ impl AccessCache {
         let entry = entries.entry(name.to_owned()).or_default();
         match found {
             None => *entry = Entry::default(),
-            Some((ws, role)) => {
+            Some((ws, held)) => {
                 if entry.ws.as_ref().is_none_or(|w| w.id != ws.id) {
                     *entry = Entry {
                         ws: Some(ws.clone()),
                         ..Entry::default()
                     };
                 }
-                entry.roles.insert(subject.to_owned(), *role);
+                entry.subjects.insert(subject.to_owned(), held.own);
+                // Every group asked about is now known: those without a membership as such.
+                for g in groups {
+                    let grant = held.groups.iter().find(|(n, _)| n == g).map(|(_, r)| *r);
+                    entry.groups.insert(g.clone(), grant);
+                }
             }
         }
-        self.size.fetch_add(1, Ordering::Relaxed);
+        self.size
+            .fetch_add(1 + groups.len() as u64, Ordering::Relaxed);
     }
 
     /// The cached resource counts of the workspace `name` with id `id`.
@@ -230,18 +254,21 @@ impl AccessCache {
         }
     }
 
-    /// The cached number of workspaces matching the filter `key`, if nothing changed since.
-    pub(crate) fn total(&self, key: &str) -> Option<u64> {
+    /// The cached number of workspaces matching the filter `key` at `now_us`, if nothing
+    /// changed since it was counted and no membership ended.
+    pub(crate) fn total(&self, key: &str, now_us: i64) -> Option<u64> {
         if !self.serving() {
             return None;
         }
         let totals = self.totals.lock().ok()?;
-        let (counted_at, n) = totals.get(key)?;
-        (*counted_at == self.generation.load(Ordering::SeqCst)).then_some(*n)
+        let (counted_at, n, valid_until) = totals.get(key)?;
+        (*counted_at == self.generation.load(Ordering::SeqCst) && now_us < *valid_until)
+            .then_some(*n)
     }
 
-    /// Stores the number of workspaces matching `key` that a count started at `since` found.
-    pub(crate) fn put_total(&self, since: u64, key: &str, n: u64) {
+    /// Stores the number of workspaces matching `key` that a count started at `since` found,
+    /// true until `valid_until` (microseconds) unless something changes.
+    pub(crate) fn put_total(&self, since: u64, key: &str, n: u64, valid_until: i64) {
         if !self.enabled.load(Ordering::SeqCst) {
             return;
         }
@@ -258,7 +285,7 @@ impl AccessCache {
         if totals.len() >= MAX_ENTRIES {
             totals.clear();
         }
-        totals.insert(key.to_owned(), (since, n));
+        totals.insert(key.to_owned(), (since, n, valid_until));
     }
 
     /// Forgets everything about the workspace `name`.
@@ -290,7 +317,20 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::domain::{access::Visibility, model::WorkspaceState};
+    use crate::domain::{
+        access::{Role, Visibility},
+        model::WorkspaceState,
+    };
+
+    fn holds(role: Role) -> Holdings {
+        Holdings {
+            own: Some(RoleGrant {
+                role,
+                expire_time: None,
+            }),
+            groups: Vec::new(),
+        }
+    }
 
     fn ws(id: &str) -> Arc<Workspace> {
         Arc::new(Workspace {
@@ -316,29 +356,75 @@ mod tests {
         c.set_enabled(true);
         let since = c.generation();
         c.invalidate("w");
-        c.put(since, "w", "alice", &Some((ws("1"), Some(Role::Admin))));
-        assert!(c.get("w", "alice").is_none());
+        c.put(
+            since,
+            "w",
+            "alice",
+            &[],
+            &Some((ws("1"), holds(Role::Admin))),
+        );
+        assert!(c.get("w", "alice", &[]).is_none());
         let since = c.generation();
-        c.put(since, "w", "alice", &Some((ws("1"), Some(Role::Viewer))));
-        assert_eq!(c.get("w", "alice").unwrap().unwrap().1, Some(Role::Viewer));
+        c.put(
+            since,
+            "w",
+            "alice",
+            &[],
+            &Some((ws("1"), holds(Role::Viewer))),
+        );
+        assert_eq!(
+            c.get("w", "alice", &[]).unwrap().unwrap().1,
+            holds(Role::Viewer)
+        );
         // Other subjects are misses until read.
-        assert!(c.get("w", "bob").is_none());
+        assert!(c.get("w", "bob", &[]).is_none());
         c.invalidate("w");
-        assert!(c.get("w", "alice").is_none());
+        assert!(c.get("w", "alice", &[]).is_none());
+    }
+
+    #[test]
+    fn a_lookup_with_groups_hits_only_when_every_group_is_known() {
+        let c = AccessCache::new();
+        c.set_enabled(true);
+        let ml = RoleGrant {
+            role: Role::Editor,
+            expire_time: Some(chrono::Utc::now()),
+        };
+        let groups = ["data".to_owned(), "ml".to_owned()];
+        let found = Holdings {
+            own: None,
+            groups: vec![("ml".into(), ml)],
+        };
+        let since = c.generation();
+        c.put(
+            since,
+            "w",
+            "alice",
+            &groups,
+            &Some((ws("1"), found.clone())),
+        );
+        assert_eq!(c.get("w", "alice", &groups).unwrap().unwrap().1, found);
+        // Bob's own membership is unknown; a known group alone answers nothing.
+        assert!(c.get("w", "bob", &groups[1..]).is_none());
+        let ops = ["ml".to_owned(), "ops".to_owned()];
+        assert!(c.get("w", "alice", &ops).is_none(), "ops is unknown");
+        // The known group without a membership is remembered as such.
+        let data = c.get("w", "alice", &groups[..1]).unwrap().unwrap().1;
+        assert_eq!(data, Holdings::default());
     }
 
     #[test]
     fn disabled_views_serve_nothing_and_missing_workspaces_are_remembered() {
         let c = AccessCache::new();
         let since = c.generation();
-        c.put(since, "w", "alice", &None);
-        assert!(c.get("w", "alice").is_none());
+        c.put(since, "w", "alice", &[], &None);
+        assert!(c.get("w", "alice", &[]).is_none());
         c.set_enabled(true);
         let since = c.generation();
-        c.put(since, "w", "alice", &None);
-        assert_eq!(c.get("w", "bob").map(|f| f.is_none()), Some(true));
+        c.put(since, "w", "alice", &[], &None);
+        assert_eq!(c.get("w", "bob", &[]).map(|f| f.is_none()), Some(true));
         c.set_enabled(false);
-        assert!(c.get("w", "bob").is_none());
+        assert!(c.get("w", "bob", &[]).is_none());
     }
 
     #[test]
@@ -346,24 +432,36 @@ mod tests {
         let c = AccessCache::confirmed_by_beats();
         c.set_enabled(true);
         let since = c.generation();
-        c.put(since, "w", "alice", &Some((ws("1"), Some(Role::Admin))));
-        assert!(c.get("w", "alice").is_none(), "no beat heard yet");
+        c.put(
+            since,
+            "w",
+            "alice",
+            &[],
+            &Some((ws("1"), holds(Role::Admin))),
+        );
+        assert!(c.get("w", "alice", &[]).is_none(), "no beat heard yet");
         c.beat_heard(c.now_nanos());
-        assert!(c.get("w", "alice").is_some());
+        assert!(c.get("w", "alice", &[]).is_some());
         std::thread::sleep(CONFIRMED_FOR);
-        assert!(c.get("w", "alice").is_none(), "the beat is too old");
+        assert!(c.get("w", "alice", &[]).is_none(), "the beat is too old");
         // A beat from the future is none of this process's.
         c.beat_heard(c.now_nanos() + 10 * CONFIRMED_FOR.as_nanos() as u64);
-        assert!(c.get("w", "alice").is_none());
+        assert!(c.get("w", "alice", &[]).is_none());
         // An older beat heard late does not hide a newer one.
         let newer = c.now_nanos();
         c.beat_heard(newer);
         c.beat_heard(newer - 1);
-        assert!(c.get("w", "alice").is_some());
+        assert!(c.get("w", "alice", &[]).is_some());
         // A new listener must hear beats of its own.
         c.set_enabled(true);
         let since = c.generation();
-        c.put(since, "w", "alice", &Some((ws("1"), Some(Role::Admin))));
-        assert!(c.get("w", "alice").is_none());
+        c.put(
+            since,
+            "w",
+            "alice",
+            &[],
+            &Some((ws("1"), holds(Role::Admin))),
+        );
+        assert!(c.get("w", "alice", &[]).is_none());
     }
 }

@@ -1,33 +1,77 @@
-//! Queries on memberships, each scoped by workspace id.
+//! Queries on memberships of subjects and groups, each scoped by workspace id. A membership
+//! past its `expire_us` is absent to every query here but `delete_expired`.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    QueryOrder, QuerySelect, QueryTrait, Select, sea_query::Expr,
 };
 
 use super::entity::{membership, principal};
 use crate::domain::{
     access::Role,
-    model::{Member, Workspace},
+    model::{Holdings, Member, MemberKey, RoleGrant, Workspace},
 };
+
+/// Microseconds since the epoch, as `expire_us` holds them.
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> Result<DateTime<Utc>, DbErr> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| super::corrupt("expire_us", &us.to_string()))
+}
+
+/// Parses a stored role.
+pub(crate) fn role_from_db(r: &str) -> Result<Role, DbErr> {
+    Role::from_db(r).ok_or_else(|| super::corrupt("role", r))
+}
+
+/// A stored membership's grant.
+pub(crate) fn grant(role: &str, expire_us: Option<i64>) -> Result<RoleGrant, DbErr> {
+    Ok(RoleGrant {
+        role: role_from_db(role)?,
+        expire_time: expire_us.map(from_micros).transpose()?,
+    })
+}
 
 fn to_domain(
     workspace: &str,
     m: membership::Model,
     email: Option<String>,
 ) -> Result<Member, DbErr> {
+    let RoleGrant { role, expire_time } = grant(&m.role, m.expire_us)?;
     Ok(Member {
-        role: Role::from_db(&m.role)
-            .ok_or_else(|| DbErr::Type(format!("unexpected role in the database: {:?}", m.role)))?,
+        role,
+        expire_time,
         workspace: workspace.to_owned(),
-        subject: m.subject,
+        key: if m.is_group {
+            MemberKey::Group(m.principal)
+        } else {
+            MemberKey::Subject(m.principal)
+        },
         email,
         added_by: m.added_by,
         create_time: m.create_time,
         update_time: m.update_time,
         version: m.version,
     })
+}
+
+/// Memberships that still grant at `now`.
+fn active(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(membership::Column::ExpireUs.is_null())
+        .add(membership::Column::ExpireUs.gt(micros(now)))
+}
+
+/// The membership of `key` in `ws`, expired or not.
+fn by_key(ws: &Workspace, key: &MemberKey) -> Select<membership::Entity> {
+    let (is_group, principal) = key.parts();
+    membership::Entity::find()
+        .filter(membership::Column::WorkspaceId.eq(&ws.id))
+        .filter(membership::Column::IsGroup.eq(is_group))
+        .filter(membership::Column::Principal.eq(principal))
 }
 
 /// Emails of the given subjects, in one query.
@@ -52,57 +96,111 @@ async fn emails<C: ConnectionTrait>(
         .collect())
 }
 
-/// `subject`'s membership of `ws`.
+/// Domain members of `rows`, with the emails of the subjects among them.
+async fn members<C: ConnectionTrait>(
+    c: &C,
+    ws: &Workspace,
+    rows: Vec<membership::Model>,
+) -> Result<Vec<Member>, DbErr> {
+    let subjects: Vec<&str> = rows
+        .iter()
+        .filter(|m| !m.is_group)
+        .map(|m| m.principal.as_str())
+        .collect();
+    let mut emails = emails(c, &subjects).await?;
+    rows.into_iter()
+        .map(|m| {
+            let email = if m.is_group {
+                None
+            } else {
+                emails.remove(&m.principal)
+            };
+            to_domain(&ws.name, m, email)
+        })
+        .collect()
+}
+
+/// The membership of `key` in `ws`, if it still grants at `now`.
 pub(crate) async fn find<C: ConnectionTrait>(
     c: &C,
     ws: &Workspace,
-    subject: &str,
+    key: &MemberKey,
+    now: DateTime<Utc>,
 ) -> Result<Option<Member>, DbErr> {
-    let Some(m) = membership::Entity::find_by_id((ws.id.clone(), subject.to_owned()))
-        .one(c)
-        .await?
-    else {
+    let Some(m) = by_key(ws, key).filter(active(now)).one(c).await? else {
         return Ok(None);
     };
-    let mut emails = emails(c, &[subject]).await?;
-    to_domain(&ws.name, m, emails.remove(subject)).map(Some)
+    Ok(members(c, ws, vec![m]).await?.pop())
+}
+
+/// Deletes the membership of `key` if it ended by `now`, so that the key can be added
+/// again; returns whether there was one.
+pub(crate) async fn delete_if_expired<C: ConnectionTrait>(
+    c: &C,
+    ws: &Workspace,
+    key: &MemberKey,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let (is_group, principal) = key.parts();
+    let gone = membership::Entity::delete_many()
+        .filter(membership::Column::WorkspaceId.eq(&ws.id))
+        .filter(membership::Column::IsGroup.eq(is_group))
+        .filter(membership::Column::Principal.eq(principal))
+        .filter(membership::Column::ExpireUs.lte(micros(now)))
+        .exec(c)
+        .await?;
+    Ok(gone.rows_affected > 0)
 }
 
 /// Adds a membership.
 pub(crate) async fn insert<C: ConnectionTrait>(
     c: &C,
     ws: &Workspace,
-    subject: &str,
-    role: Role,
-    added_by: &str,
-    at: DateTime<Utc>,
+    m: &Member,
 ) -> Result<(), DbErr> {
+    let (is_group, principal) = m.key.parts();
     membership::Entity::insert(membership::ActiveModel {
         workspace_id: Set(ws.id.clone()),
-        subject: Set(subject.to_owned()),
-        role: Set(role.as_str().to_owned()),
-        added_by: Set(added_by.to_owned()),
-        create_time: Set(at),
-        update_time: Set(at),
-        version: Set(1),
+        is_group: Set(is_group),
+        principal: Set(principal.to_owned()),
+        role: Set(m.role.as_str().to_owned()),
+        added_by: Set(m.added_by.clone()),
+        create_time: Set(m.create_time),
+        update_time: Set(m.update_time),
+        version: Set(m.version),
+        expire_us: Set(m.expire_time.map(micros)),
     })
     .exec_without_returning(c)
     .await?;
     Ok(())
 }
 
-/// Changes a member's role, bumping its version.
-pub(crate) async fn update_role<C: ConnectionTrait>(
+/// `m` with the email last seen for its subject, if any.
+pub(crate) async fn with_email<C: ConnectionTrait>(c: &C, mut m: Member) -> Result<Member, DbErr> {
+    if let MemberKey::Subject(s) = &m.key {
+        m.email = emails(c, &[s.as_str()]).await?.remove(s);
+    }
+    Ok(m)
+}
+
+/// Writes a member's role, end, version and update time.
+pub(crate) async fn update<C: ConnectionTrait>(
     c: &C,
     ws: &Workspace,
     m: &Member,
 ) -> Result<(), DbErr> {
+    let (is_group, principal) = m.key.parts();
     membership::Entity::update_many()
         .col_expr(membership::Column::Role, Expr::value(m.role.as_str()))
+        .col_expr(
+            membership::Column::ExpireUs,
+            Expr::value(m.expire_time.map(micros)),
+        )
         .col_expr(membership::Column::Version, Expr::value(m.version))
         .col_expr(membership::Column::UpdateTime, Expr::value(m.update_time))
         .filter(membership::Column::WorkspaceId.eq(&ws.id))
-        .filter(membership::Column::Subject.eq(&m.subject))
+        .filter(membership::Column::IsGroup.eq(is_group))
+        .filter(membership::Column::Principal.eq(principal))
         .exec(c)
         .await?;
     Ok(())
@@ -112,76 +210,126 @@ pub(crate) async fn update_role<C: ConnectionTrait>(
 pub(crate) async fn delete<C: ConnectionTrait>(
     c: &C,
     ws: &Workspace,
-    subject: &str,
+    key: &MemberKey,
 ) -> Result<u64, DbErr> {
-    Ok(
-        membership::Entity::delete_by_id((ws.id.clone(), subject.to_owned()))
-            .exec(c)
-            .await?
-            .rows_affected,
-    )
+    let (is_group, principal) = key.parts();
+    Ok(membership::Entity::delete_many()
+        .filter(membership::Column::WorkspaceId.eq(&ws.id))
+        .filter(membership::Column::IsGroup.eq(is_group))
+        .filter(membership::Column::Principal.eq(principal))
+        .exec(c)
+        .await?
+        .rows_affected)
 }
 
-/// How many admins the workspace has.
-pub(crate) async fn count_admins<C: ConnectionTrait>(c: &C, ws: &Workspace) -> Result<u64, DbErr> {
+/// How many admin memberships of the workspace never end: the last-admin rule's count.
+pub(crate) async fn count_lasting_admins<C: ConnectionTrait>(
+    c: &C,
+    ws: &Workspace,
+) -> Result<u64, DbErr> {
     super::count(
         c,
         membership::Entity::find()
             .filter(membership::Column::WorkspaceId.eq(&ws.id))
-            .filter(membership::Column::Role.eq(Role::Admin.as_str())),
+            .filter(membership::Column::Role.eq(Role::Admin.as_str()))
+            .filter(membership::Column::ExpireUs.is_null()),
     )
     .await
 }
 
-/// One page of a workspace's members ordered by subject, after `after`, and the number of
-/// all matches.
+/// One page of a workspace's members still granting at `now` (subjects in subject order,
+/// then groups in group order), after the member `after`, and the number of all matches.
 pub(crate) async fn list<C: ConnectionTrait>(
     c: &C,
     ws: &Workspace,
     role: Option<Role>,
-    after: Option<&str>,
+    after: Option<&MemberKey>,
     limit: u64,
+    now: DateTime<Utc>,
 ) -> Result<(Vec<Member>, u64), DbErr> {
-    let mut cond = Condition::all().add(membership::Column::WorkspaceId.eq(&ws.id));
+    let mut cond = Condition::all()
+        .add(membership::Column::WorkspaceId.eq(&ws.id))
+        .add(active(now));
     if let Some(role) = role {
         cond = cond.add(membership::Column::Role.eq(role.as_str()));
     }
     let total = super::count(c, membership::Entity::find().filter(cond.clone())).await?;
-    let mut q = membership::Entity::find().filter(cond);
-    if let Some(after) = after {
-        q = q.filter(membership::Column::Subject.gt(after));
-    }
+    let q = membership::Entity::find()
+        .filter(cond)
+        .apply_if(after, |q, after| {
+            let (is_group, principal) = after.parts();
+            q.filter(
+                Condition::any()
+                    .add(membership::Column::IsGroup.gt(is_group))
+                    .add(
+                        Condition::all()
+                            .add(membership::Column::IsGroup.eq(is_group))
+                            .add(membership::Column::Principal.gt(principal)),
+                    ),
+            )
+        });
     let rows = q
-        .order_by_asc(membership::Column::Subject)
+        .order_by_asc(membership::Column::IsGroup)
+        .order_by_asc(membership::Column::Principal)
         .limit(limit)
         .all(c)
         .await?;
-    let subjects: Vec<&str> = rows.iter().map(|m| m.subject.as_str()).collect();
-    let mut emails = emails(c, &subjects).await?;
-    let members = rows
-        .into_iter()
-        .map(|m| {
-            let email = emails.remove(&m.subject);
-            to_domain(&ws.name, m, email)
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((members, total))
+    Ok((members(c, ws, rows).await?, total))
 }
 
-/// `subject`'s membership role in the workspace, if any.
-pub(crate) async fn role<C: ConnectionTrait>(
+/// The memberships of `subject` and of `groups` in the workspace with id `ws_id`, expired
+/// or not (whether they grant is judged when they are used).
+pub(crate) async fn holdings<C: ConnectionTrait>(
     c: &C,
-    ws: &Workspace,
+    ws_id: &str,
     subject: &str,
-) -> Result<Option<Role>, DbErr> {
-    let role: Option<String> = membership::Entity::find()
+    groups: &[String],
+) -> Result<Holdings, DbErr> {
+    let rows: Vec<(bool, String, String, Option<i64>)> = membership::Entity::find()
         .select_only()
+        .column(membership::Column::IsGroup)
+        .column(membership::Column::Principal)
         .column(membership::Column::Role)
-        .filter(membership::Column::WorkspaceId.eq(&ws.id))
-        .filter(membership::Column::Subject.eq(subject))
+        .column(membership::Column::ExpireUs)
+        .filter(membership::Column::WorkspaceId.eq(ws_id))
+        .filter(principals(subject, groups))
         .into_tuple()
-        .one(c)
+        .all(c)
         .await?;
-    role.map(|r| Role::from_db(&r).ok_or_else(|| super::corrupt("role", &r)))
-        .transpose()
+    let mut held = Holdings::default();
+    for (is_group, principal, role, expire_us) in rows {
+        held.add(is_group, principal, grant(&role, expire_us)?);
+    }
+    Ok(held)
+}
+
+/// The memberships of `subject` and of `groups`: the condition every lookup of a
+/// principal's roles uses.
+pub(crate) fn principals(subject: &str, groups: &[String]) -> Condition {
+    let mut any = Condition::any().add(
+        Condition::all()
+            .add(membership::Column::IsGroup.eq(false))
+            .add(membership::Column::Principal.eq(subject)),
+    );
+    if !groups.is_empty() {
+        any = any.add(
+            Condition::all()
+                .add(membership::Column::IsGroup.eq(true))
+                .add(membership::Column::Principal.is_in(groups.iter().map(String::as_str))),
+        );
+    }
+    any
+}
+
+/// Deletes the memberships that ended by `now`, for the sweep: they grant nothing already,
+/// so no view needs telling. Returns how many went.
+pub(crate) async fn delete_expired<C: ConnectionTrait>(
+    c: &C,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    Ok(membership::Entity::delete_many()
+        .filter(membership::Column::ExpireUs.lte(micros(now)))
+        .exec(c)
+        .await?
+        .rows_affected)
 }

@@ -188,35 +188,44 @@ impl Store {
             .await
     }
 
-    /// The workspace `name` and `subject`'s role in it, from this replica's view unless
-    /// `consistent` (or the view does not know it yet), else from the database.
+    /// The workspace `name` and the memberships of `subject` and of `groups` in it, from
+    /// this replica's view unless `consistent` (or the view does not know them all yet),
+    /// else from the database.
     pub(crate) async fn find_access(
         &self,
         name: &str,
         subject: &str,
+        groups: &[String],
         consistent: bool,
     ) -> Result<Found, DbErr> {
-        if !consistent && let Some(found) = self.cache.get(name, subject) {
+        if !consistent && let Some(found) = self.cache.get(name, subject, groups) {
             return Ok(found);
         }
         let since = self.cache.generation();
-        let found = workspaces::find_with_role(&self.db, name, subject, false)
+        let found = workspaces::find_with_holdings(&self.db, name, subject, groups, false)
             .await?
-            .map(|(ws, role)| (Arc::new(ws), role));
-        self.cache.put(since, name, subject, &found);
+            .map(|(ws, held)| (Arc::new(ws), held));
+        self.cache.put(since, name, subject, groups, &found);
         Ok(found)
     }
 
     /// How many workspaces match `f`, from this replica's view when nothing at all changed
-    /// since it last counted them.
+    /// since it last counted them, and no membership ended since.
     pub(crate) async fn count_workspaces(&self, f: &workspaces::ListFilter) -> Result<u64, DbErr> {
-        let key = format!("{f:?}");
-        if let Some(n) = self.cache.total(&key) {
+        let key = f.key();
+        if let Some(n) = self.cache.total(&key, f.now_us) {
             return Ok(n);
         }
         let since = self.cache.generation();
         let n = workspaces::count_matching(&self.db, f).await?;
-        self.cache.put_total(since, &key, n);
+        let valid_until = if f.reads_memberships() {
+            workspaces::next_membership_end(&self.db, f.now_us)
+                .await?
+                .unwrap_or(i64::MAX)
+        } else {
+            i64::MAX
+        };
+        self.cache.put_total(since, &key, n, valid_until);
         Ok(n)
     }
 

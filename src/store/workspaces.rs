@@ -16,8 +16,8 @@ use sea_orm::{
 
 use super::entity::{membership, workspace, workspace_count, workspace_label};
 use crate::domain::{
-    access::{Role, Visibility},
-    model::{Workspace, WorkspaceState},
+    access::{Principal, Visibility},
+    model::{Holdings, Workspace, WorkspaceState},
 };
 
 fn to_domain(m: workspace::Model) -> Result<Workspace, DbErr> {
@@ -58,42 +58,62 @@ fn to_row(w: &Workspace) -> workspace::ActiveModel {
     }
 }
 
-/// The workspace named `name` and `subject`'s membership role in it, in one query. With
-/// `lock`, the workspace row stays locked until the transaction ends (`FOR UPDATE` on
-/// PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
-pub(crate) async fn find_with_role<C: ConnectionTrait>(
+/// The workspace named `name` and the memberships of `subject` and of `groups` in it, in
+/// one query. With `lock`, the workspace row stays locked until the transaction ends (`FOR
+/// UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
+pub(crate) async fn find_with_holdings<C: ConnectionTrait>(
     c: &C,
     name: &str,
     subject: &str,
+    groups: &[String],
     lock: bool,
-) -> Result<Option<(Workspace, Option<Role>)>, DbErr> {
+) -> Result<Option<(Workspace, Holdings)>, DbErr> {
     let backend = c.get_database_backend();
     let lock = if lock && backend == DbBackend::Postgres {
         " FOR UPDATE OF w"
     } else {
         ""
     };
+    let mut values: Vec<sea_orm::Value> = vec![name.into(), subject.into()];
+    let in_groups = if groups.is_empty() {
+        String::new()
+    } else {
+        let marks: Vec<String> = (0..groups.len()).map(|i| format!("${}", i + 3)).collect();
+        values.extend(groups.iter().map(|g| g.as_str().into()));
+        format!(
+            " OR (m.is_group = TRUE AND m.principal IN ({}))",
+            marks.join(", ")
+        )
+    };
+    // One row per membership found, or one with NULLs when there is none.
     let sql = format!(
-        "SELECT w.*, m.role AS member_role FROM workspaces w \
-         LEFT JOIN memberships m ON m.workspace_id = w.id AND m.subject = $2 \
+        "SELECT w.*, m.is_group AS m_is_group, m.principal AS m_principal, m.role AS m_role, \
+         m.expire_us AS m_expire_us FROM workspaces w \
+         LEFT JOIN memberships m ON m.workspace_id = w.id \
+         AND ((m.is_group = FALSE AND m.principal = $2){in_groups}) \
          WHERE w.name = $1{lock}"
     );
-    let Some(row) = c
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [name.into(), subject.into()],
-        ))
-        .await?
-    else {
+    let rows = c
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let ws = to_domain(workspace::Model::from_query_result(&row, "")?)?;
-    let role: Option<String> = row.try_get("", "member_role")?;
-    let role = role
-        .map(|r| Role::from_db(&r).ok_or_else(|| super::corrupt("role", &r)))
-        .transpose()?;
-    Ok(Some((ws, role)))
+    let ws = to_domain(workspace::Model::from_query_result(first, "")?)?;
+    let mut held = Holdings::default();
+    for row in &rows {
+        let role: Option<String> = row.try_get("", "m_role")?;
+        let Some(role) = role else { continue };
+        let is_group: bool = row.try_get("", "m_is_group")?;
+        let principal: String = row.try_get("", "m_principal")?;
+        let expire_us: Option<i64> = row.try_get("", "m_expire_us")?;
+        held.add(
+            is_group,
+            principal,
+            super::memberships::grant(&role, expire_us)?,
+        );
+    }
+    Ok(Some((ws, held)))
 }
 
 /// The workspace with this id.
@@ -209,18 +229,63 @@ pub(crate) async fn with_counts<C: ConnectionTrait>(
     Ok(list)
 }
 
-/// The filters of a workspace listing.
+/// The filters of a workspace listing, at one instant (memberships that ended by then
+/// count as absent).
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
     /// Only this state.
     pub state: Option<WorkspaceState>,
     /// Only workspaces where this subject is a member.
     pub member: Option<String>,
+    /// Only workspaces where this group is a member.
+    pub member_group: Option<String>,
     /// Only workspaces carrying all these labels.
     pub labels: BTreeMap<String, String>,
-    /// Only workspaces this subject may read (members, or visibility other than private);
-    /// `None` for platform principals, who read every workspace.
-    pub readable_by: Option<String>,
+    /// Only workspaces this principal may read (through its memberships, its groups', or a
+    /// visibility other than private); `None` for platform principals, who read every
+    /// workspace.
+    pub readable_by: Option<Reader>,
+    /// The instant, in microseconds since the epoch.
+    pub now_us: i64,
+}
+
+impl ListFilter {
+    /// The filter without its instant: what a cached count is kept under.
+    pub(crate) fn key(&self) -> String {
+        let ListFilter {
+            state,
+            member,
+            member_group,
+            labels,
+            readable_by,
+            now_us: _,
+        } = self;
+        format!("{state:?} {member:?} {member_group:?} {labels:?} {readable_by:?}")
+    }
+
+    /// Whether the filter's matches depend on memberships, which may end.
+    pub(crate) fn reads_memberships(&self) -> bool {
+        self.member.is_some() || self.member_group.is_some() || self.readable_by.is_some()
+    }
+}
+
+/// A principal whose readable workspaces a listing shows.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reader {
+    /// Its subject.
+    pub subject: String,
+    /// Its groups.
+    pub groups: Vec<String>,
+}
+
+impl Reader {
+    /// The reader `p` is.
+    pub fn of(p: &Principal) -> Self {
+        Reader {
+            subject: p.subject.clone(),
+            groups: p.groups.to_vec(),
+        }
+    }
 }
 
 /// The workspaces every subject may read (`access::listing_scope`: the visibilities that
@@ -229,13 +294,55 @@ pub struct ListFilter {
 /// PostgreSQL's generic plans (a prepared statement's, after five runs) only then too.
 const SHARED: &str = "\"workspaces\".\"visibility\" <> 'private'";
 
-/// The ids of the workspaces where `subject` holds a membership (index `memberships_subject`).
-fn member_ids(subject: &str) -> SelectStatement {
+/// The ids of the workspaces where `subject` or one of `groups` holds a membership that has
+/// not ended at `now_us` (index `memberships_principal`).
+fn member_ids(subject: Option<&str>, groups: &[String], now_us: i64) -> SelectStatement {
+    let mut who = Condition::any();
+    if let Some(subject) = subject {
+        who = who.add(
+            Condition::all()
+                .add(membership::Column::IsGroup.eq(false))
+                .add(membership::Column::Principal.eq(subject)),
+        );
+    }
+    if !groups.is_empty() {
+        who = who.add(
+            Condition::all()
+                .add(membership::Column::IsGroup.eq(true))
+                .add(membership::Column::Principal.is_in(groups.iter().map(String::as_str))),
+        );
+    }
     Query::select()
         .column(membership::Column::WorkspaceId)
         .from(membership::Entity)
-        .and_where(membership::Column::Subject.eq(subject))
+        .cond_where(who)
+        .cond_where(
+            Condition::any()
+                .add(membership::Column::ExpireUs.is_null())
+                .add(membership::Column::ExpireUs.gt(now_us)),
+        )
         .to_owned()
+}
+
+/// The ids of the workspaces `reader` holds a membership in, itself or through a group.
+fn readable_ids(reader: &Reader, now_us: i64) -> SelectStatement {
+    member_ids(Some(&reader.subject), &reader.groups, now_us)
+}
+
+/// The earliest end after `now_us` of any membership: until then, no membership ends, so
+/// a count of workspaces through memberships stays true while nothing changes.
+pub(crate) async fn next_membership_end<C: ConnectionTrait>(
+    c: &C,
+    now_us: i64,
+) -> Result<Option<i64>, DbErr> {
+    let next: Option<Option<i64>> = membership::Entity::find()
+        .select_only()
+        .column_as(membership::Column::ExpireUs.min(), "next")
+        .filter(membership::Column::ExpireUs.gt(now_us))
+        .into_tuple()
+        .one(c)
+        .await?;
+    Ok(next.flatten())
 }
 
 /// The ids of the workspaces labelled `key=value` (index `workspace_labels_key_value`).
@@ -261,7 +368,11 @@ fn filters(f: &ListFilter) -> Condition {
         )));
     }
     if let Some(member) = &f.member {
-        cond = cond.add(workspace::Column::Id.in_subquery(member_ids(member)));
+        cond = cond.add(workspace::Column::Id.in_subquery(member_ids(Some(member), &[], f.now_us)));
+    }
+    if let Some(group) = &f.member_group {
+        let groups = [group.clone()];
+        cond = cond.add(workspace::Column::Id.in_subquery(member_ids(None, &groups, f.now_us)));
     }
     for (k, v) in &f.labels {
         cond = cond.add(workspace::Column::Id.in_subquery(labelled(k, v)));
@@ -272,11 +383,11 @@ fn filters(f: &ListFilter) -> Condition {
 /// The SQL condition of all of a listing's filters, on the `workspaces` table.
 pub(crate) fn condition(f: &ListFilter) -> Condition {
     let mut cond = filters(f);
-    if let Some(subject) = &f.readable_by {
+    if let Some(reader) = &f.readable_by {
         cond = cond.add(
             Condition::any()
                 .add(Expr::cust(SHARED))
-                .add(workspace::Column::Id.in_subquery(member_ids(subject))),
+                .add(workspace::Column::Id.in_subquery(readable_ids(reader, f.now_us))),
         );
     }
     cond
@@ -299,13 +410,13 @@ pub fn list_query(f: &ListFilter, after: Option<&str>, limit: u64) -> SelectStat
             .limit(limit)
             .into_query()
     };
-    match (&f.readable_by, &f.member) {
-        (Some(subject), None) => {
+    match (&f.readable_by, &f.member, &f.member_group) {
+        (Some(reader), None, None) => {
             let shared = page(filters(f).add(Expr::cust(SHARED)));
             let own = page(
                 filters(f)
                     .add(workspace::Column::Visibility.eq(Visibility::Private.as_str()))
-                    .add(workspace::Column::Id.in_subquery(member_ids(subject))),
+                    .add(workspace::Column::Id.in_subquery(readable_ids(reader, f.now_us))),
             );
             Query::select()
                 .column(Asterisk)
@@ -353,7 +464,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
 /// `workspace_counts`, plus the caller's own private ones through its memberships; a
 /// `member` or label filter counts its matches from that filter's index.
 pub fn count_query(f: &ListFilter) -> SelectStatement {
-    if f.member.is_some() || !f.labels.is_empty() {
+    if f.member.is_some() || f.member_group.is_some() || !f.labels.is_empty() {
         return workspace::Entity::find()
             .filter(condition(f))
             .select_only()
@@ -367,7 +478,7 @@ pub fn count_query(f: &ListFilter) -> SelectStatement {
     if let Some(state) = f.state {
         counted.and_where(workspace_count::Column::State.eq(state.as_str()));
     }
-    let Some(subject) = &f.readable_by else {
+    let Some(reader) = &f.readable_by else {
         return counted;
     };
     let private = Visibility::Private.as_str();
@@ -378,7 +489,7 @@ pub fn count_query(f: &ListFilter) -> SelectStatement {
         .cond_where(
             filters(f)
                 .add(workspace::Column::Visibility.eq(private))
-                .add(workspace::Column::Id.in_subquery(member_ids(subject))),
+                .add(workspace::Column::Id.in_subquery(readable_ids(reader, f.now_us))),
         )
         .to_owned();
     Query::select()

@@ -254,8 +254,8 @@ async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Resu
                 pb::AddMemberRequest {
                     workspace: name,
                     subject: "target".into(),
-                    email: String::new(),
                     role: pb::Role::Viewer as i32,
+                    ..Default::default()
                 },
                 tok,
             ))
@@ -266,6 +266,7 @@ async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Resu
                 pb::GetMemberRequest {
                     workspace: name,
                     subject: "target".into(),
+                    ..Default::default()
                 },
                 tok,
             ))
@@ -278,6 +279,7 @@ async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Resu
                     subject: "target".into(),
                     role: pb::Role::Viewer as i32,
                     etag: stale,
+                    ..Default::default()
                 },
                 tok,
             ))
@@ -288,7 +290,7 @@ async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Resu
                 pb::RemoveMemberRequest {
                     workspace: name,
                     subject: "absent".into(),
-                    email: String::new(),
+                    ..Default::default()
                 },
                 tok,
             ))

@@ -125,7 +125,7 @@ async fn concurrent_adds_of_one_subject_make_one_membership() {
     assert_eq!(
         count_rows(
             &a,
-            "SELECT count(*) FROM memberships WHERE subject = 'carol'"
+            "SELECT count(*) FROM memberships WHERE principal = 'carol'"
         )
         .await,
         ROUNDS as i64
@@ -165,7 +165,7 @@ async fn add_member_racing_delete_workspace_leaves_no_orphans() {
     assert_eq!(
         count_rows(
             &a,
-            "SELECT count(*) FROM memberships WHERE subject = 'carol'"
+            "SELECT count(*) FROM memberships WHERE principal = 'carol'"
         )
         .await,
         0

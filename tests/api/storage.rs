@@ -46,7 +46,7 @@ async fn creation_makes_the_admin_membership_and_default_policy_and_delete_remov
     let alice = token("alice");
     let ws = create(&s, &alice, new_ws("cascade")).await;
     let member_sql = format!(
-        "SELECT count(*) FROM memberships WHERE workspace_id = '{}' AND subject = 'alice' AND role = 'admin'",
+        "SELECT count(*) FROM memberships WHERE workspace_id = '{}' AND principal = 'alice' AND NOT is_group AND role = 'admin'",
         ws.id
     );
     let policy_sql = format!(
@@ -64,7 +64,10 @@ async fn creation_makes_the_admin_membership_and_default_policy_and_delete_remov
     assert_eq!(
         count(
             &c,
-            &member_sql.replace(" AND subject = 'alice' AND role = 'admin'", "")
+            &member_sql.replace(
+                " AND principal = 'alice' AND NOT is_group AND role = 'admin'",
+                ""
+            )
         )
         .await,
         0

@@ -1,4 +1,4 @@
-//! The `memberships` table: a principal's role in a workspace.
+//! The `memberships` table: a subject's or a group's role in a workspace.
 
 use sea_orm::entity::prelude::*;
 
@@ -9,9 +9,12 @@ pub struct Model {
     /// The workspace's id.
     #[sea_orm(primary_key, auto_increment = false)]
     pub workspace_id: String,
-    /// The member's subject.
+    /// Whether `principal` names a group rather than a subject.
     #[sea_orm(primary_key, auto_increment = false)]
-    pub subject: String,
+    pub is_group: bool,
+    /// The member's subject, or its group's name.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub principal: String,
     /// `viewer`, `editor` or `admin`.
     pub role: String,
     /// Subject of the principal that added it.
@@ -22,6 +25,8 @@ pub struct Model {
     pub update_time: DateTimeUtc,
     /// Bumped on every change; the etag is derived from it.
     pub version: i64,
+    /// When it ends, in microseconds since the epoch; `None` for never.
+    pub expire_us: Option<i64>,
 }
 
 /// No relations are navigated through the ORM.

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_list_indexes;
 mod m0003_gpu_requests;
+mod m0004_group_members;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_list_indexes::Migration),
             Box::new(m0003_gpu_requests::Migration),
+            Box::new(m0004_group_members::Migration),
         ]
     }
 }

@@ -84,6 +84,8 @@ pub struct Options {
     pub audience: Option<String>,
     pub jwks: bool,
     pub roles_claim: Option<String>,
+    /// The groups claim; `groups` when unset.
+    pub groups_claim: Option<String>,
     pub insecure: bool,
     pub policy: Option<PolicyRules>,
     pub metrics: bool,
@@ -189,6 +191,7 @@ impl TestServer {
                     issuer: opts.issuer.clone(),
                     audience: opts.audience.clone(),
                     roles_claim: opts.roles_claim.clone().unwrap_or_else(|| "roles".into()),
+                    groups_claim: opts.groups_claim.clone().unwrap_or_else(|| "groups".into()),
                 })
                 .expect("verifier"),
             ))
@@ -310,6 +313,13 @@ pub fn sign(claims: &Value) -> String {
 pub fn token_with_roles(sub: &str, roles: &[&str]) -> String {
     sign(
         &json!({"sub": sub, "exp": now() + 3600, "roles": roles, "email": format!("{sub}@example.com")}),
+    )
+}
+
+/// A valid token for `sub` in `groups`, without platform roles.
+pub fn token_with_groups(sub: &str, groups: &[&str]) -> String {
+    sign(
+        &json!({"sub": sub, "exp": now() + 3600, "groups": groups, "email": format!("{sub}@example.com")}),
     )
 }
 

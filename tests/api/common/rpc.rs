@@ -248,6 +248,7 @@ impl TestServer {
             subject: subject.into(),
             email: email.into(),
             role: role as i32,
+            ..Default::default()
         };
         self.members()
             .add_member(req(msg, token))
@@ -265,6 +266,7 @@ impl TestServer {
         let msg = pb::GetMemberRequest {
             workspace: ws.into(),
             subject: subject.into(),
+            ..Default::default()
         };
         self.members()
             .get_member(req(msg, token))
@@ -286,6 +288,7 @@ impl TestServer {
             subject: subject.into(),
             role: role as i32,
             etag: etag.into(),
+            ..Default::default()
         };
         self.members()
             .update_member(req(msg, token))
@@ -320,6 +323,7 @@ impl TestServer {
             workspace: ws.into(),
             subject: subject.into(),
             email: email.into(),
+            ..Default::default()
         };
         self.members()
             .remove_member(req(msg, token))
@@ -365,6 +369,7 @@ impl TestServer {
             permission: permission.into(),
             subject: subject.into(),
             fully_consistent,
+            ..Default::default()
         };
         self.members()
             .check_access(req(msg, token))
