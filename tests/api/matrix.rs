@@ -1,6 +1,8 @@
 //! The authorization matrix: every workspace-scoped RPC × every kind of caller × a private,
 //! an internal and a public workspace and a name that does not exist. Each cell is the
-//! exact status code from the contract.
+//! exact status code from the contract. Roles held through a token's groups, and roles
+//! whose membership has expired, are callers too (`ALIASES`): each must answer exactly as
+//! the same role held by a membership of its own, or as no role.
 //!
 //! Every call is made so that it changes nothing, whoever makes it: an authorized caller
 //! gets the RPC's own answer ("S" below), which is OK for reads and idempotent writes, and a
@@ -23,6 +25,27 @@ const CALLERS: [&str; 8] = [
     "platform-admin",
     "platform-service",
 ];
+
+/// Callers whose every cell is that of another caller: a role held through a group answers
+/// as the same role held directly, and a membership past its `expire_time`, of the subject
+/// or of its group, as none.
+const ALIASES: [(&str, &str); 5] = [
+    ("group-viewer", "viewer"),
+    ("group-editor", "editor"),
+    ("group-admin", "admin"),
+    ("expired-admin", "outsider"),
+    ("expired-group-admin", "outsider"),
+];
+
+/// Every caller with the column of `MATRIX` its cells are read from.
+fn callers() -> Vec<(&'static str, usize)> {
+    let column = |c: &str| CALLERS.iter().position(|x| *x == c).unwrap();
+    CALLERS
+        .iter()
+        .map(|c| (*c, column(c)))
+        .chain(ALIASES.iter().map(|(c, like)| (*c, column(like))))
+        .collect()
+}
 
 /// The workspaces, in the order of each RPC's rows.
 const WORKSPACES: [&str; 4] = ["m-private", "m-internal", "m-public", "m-missing"];
@@ -89,6 +112,11 @@ const MATRIX: &[(&str, [&str; 4])] = &[
                               "U S S S S S S S",
                               "U S S S S S S S",
                               "U S S S S S N N"]),
+    // A batch never fails for what one check would: a missing workspace is not allowed.
+    ("BatchCheckAccess",     ["U S S S S S S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S",
+                              "U S S S S S S S"]),
     ("GetPolicy",            ["U D S S S D S S",
                               "U S S S S S S S",
                               "U S S S S S S S",
@@ -132,6 +160,10 @@ fn token_of(caller: &str) -> Option<String> {
         "none" => return None,
         "platform-admin" => token_with_roles("padm", &["platform-admin"]),
         "platform-service" => token_with_roles("psvc", &["platform-service"]),
+        "group-viewer" => token_with_groups("gv", &["viewers", "unrelated"]),
+        "group-editor" => token_with_groups("ge", &["editors"]),
+        "group-admin" => token_with_groups("ga", &["admins", "viewers"]),
+        "expired-group-admin" => token_with_groups("xga", &["expired-admins"]),
         other => token(other),
     })
 }
@@ -317,6 +349,19 @@ async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Resu
             ))
             .await
             .map(drop),
+        "BatchCheckAccess" => m
+            .batch_check_access(with_token(
+                pb::BatchCheckAccessRequest {
+                    checks: vec![pb::CheckAccessRequest {
+                        workspace: name,
+                        permission: "workspaces.get".into(),
+                        ..Default::default()
+                    }],
+                },
+                tok,
+            ))
+            .await
+            .map(drop),
         "GetPolicy" => p
             .get_policy(with_token(pb::GetPolicyRequest { workspace: name }, tok))
             .await
@@ -400,6 +445,12 @@ async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Resu
 
 async fn set_up(s: &TestServer) {
     let admin = token("admin");
+    // Memberships that grant admin until this instant, and nothing after it.
+    let end = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500);
+    let ending = prost_types::Timestamp {
+        seconds: end.timestamp(),
+        nanos: end.timestamp_subsec_nanos() as i32,
+    };
     for (ws, vis) in [
         ("m-private", pb::Visibility::Private),
         ("m-internal", pb::Visibility::Internal),
@@ -424,6 +475,21 @@ async fn set_up(s: &TestServer) {
         s.add_member(&admin, ws, "target", pb::Role::Viewer)
             .await
             .unwrap();
+        for (group, role) in [
+            ("viewers", pb::Role::Viewer),
+            ("editors", pb::Role::Editor),
+            ("admins", pb::Role::Admin),
+        ] {
+            s.add_group_member(&admin, ws, group, role, None)
+                .await
+                .unwrap();
+        }
+        s.add_member_until(&admin, ws, "expired-admin", pb::Role::Admin, ending)
+            .await
+            .unwrap();
+        s.add_group_member(&admin, ws, "expired-admins", pb::Role::Admin, Some(ending))
+            .await
+            .unwrap();
         s.register_resource(&admin, ws, "model", "keep")
             .await
             .unwrap();
@@ -437,6 +503,8 @@ async fn set_up(s: &TestServer) {
         assert!(kept.admitted);
     }
     create(s, &token("other-admin"), new_ws("m-elsewhere")).await;
+    let left = (end - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(left + std::time::Duration::from_millis(20)).await;
 }
 
 #[tokio::test]
@@ -449,7 +517,8 @@ async fn every_rpc_answers_every_caller_as_the_contract_says() {
         for (ws, row) in WORKSPACES.iter().zip(rows) {
             let expected: Vec<&str> = row.split_whitespace().collect();
             assert_eq!(expected.len(), CALLERS.len(), "{rpc} {ws}: row length");
-            for (caller, want) in CALLERS.iter().zip(expected) {
+            for (caller, column) in callers() {
+                let want = expected[column];
                 cells += 1;
                 let got = call(&s, rpc, ws, &token_of(caller)).await;
                 let (code, reason) = match want {
@@ -481,7 +550,10 @@ async fn every_rpc_answers_every_caller_as_the_contract_says() {
         wrong.len(),
         wrong.join("\n")
     );
-    assert_eq!(cells, MATRIX.len() * WORKSPACES.len() * CALLERS.len());
+    assert_eq!(
+        cells,
+        MATRIX.len() * WORKSPACES.len() * (CALLERS.len() + ALIASES.len())
+    );
 }
 
 #[tokio::test]
@@ -489,7 +561,9 @@ async fn outsiders_get_the_same_answer_for_existing_and_missing_workspaces() {
     let s = TestServer::spawn().await;
     set_up(&s).await;
     let outsider = token_of("outsider");
-    for (rpc, _) in MATRIX.iter().filter(|(rpc, _)| *rpc != "CheckAccess") {
+    // The checks answer rather than refuse.
+    let refusing = |rpc: &str| !matches!(rpc, "CheckAccess" | "BatchCheckAccess");
+    for (rpc, _) in MATRIX.iter().filter(|(rpc, _)| refusing(rpc)) {
         let private = call(&s, rpc, "m-private", &outsider).await.unwrap_err();
         let missing = call(&s, rpc, "m-missing", &outsider).await.unwrap_err();
         assert_eq!(private.code(), missing.code(), "{rpc}");
@@ -520,7 +594,7 @@ async fn check_access_agrees_with_enforcement() {
         ("policies.update", "UpdatePolicy"),
     ];
     let mut cells = 0;
-    for caller in CALLERS.iter().filter(|c| **c != "none") {
+    for (caller, _) in callers().into_iter().filter(|(c, _)| *c != "none") {
         let tok = token_of(caller);
         for ws in &WORKSPACES[..3] {
             for (permission, rpc) in by_permission {
@@ -546,5 +620,5 @@ async fn check_access_agrees_with_enforcement() {
             }
         }
     }
-    assert_eq!(cells, 7 * 3 * 10);
+    assert_eq!(cells, 12 * 3 * 10);
 }

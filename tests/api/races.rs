@@ -104,6 +104,114 @@ async fn concurrent_demotions_of_the_last_two_admins_leave_one() {
     );
 }
 
+/// What a round does to one of the last two admins that never end.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    Demote,
+    Remove,
+    Expire,
+}
+
+/// The member `who` ("group:NAME" for a group) as the member RPCs name it.
+fn named(who: &str) -> (String, String) {
+    match who.strip_prefix("group:") {
+        Some(g) => (String::new(), g.to_owned()),
+        None => (who.to_owned(), String::new()),
+    }
+}
+
+/// Makes `who` stop being an admin that never ends, through `s`.
+async fn lose(s: &TestServer, token: &str, ws: &str, who: &str, loss: Loss) -> Result<(), Status> {
+    let (subject, group) = named(who);
+    let mut m = s.members();
+    let in_an_hour = prost_types::Timestamp {
+        seconds: now() + 3600,
+        nanos: 0,
+    };
+    let update = |role: pb::Role, expire_time| pb::UpdateMemberRequest {
+        workspace: ws.into(),
+        subject: subject.clone(),
+        group: group.clone(),
+        role: role as i32,
+        expire_time,
+        ..Default::default()
+    };
+    match loss {
+        Loss::Demote => m
+            .update_member(req(update(pb::Role::Editor, None), token))
+            .await
+            .map(drop),
+        Loss::Expire => m
+            .update_member(req(update(pb::Role::Admin, Some(in_an_hour)), token))
+            .await
+            .map(drop),
+        Loss::Remove => m
+            .remove_member(req(
+                pb::RemoveMemberRequest {
+                    workspace: ws.into(),
+                    subject: subject.clone(),
+                    group: group.clone(),
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(drop),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_demotions_removals_and_expiries_of_the_last_two_lasting_admins_leave_one() {
+    let (a, b) = replicas().await;
+    let b = second(&a, &b);
+    let root = platform_admin();
+    const LOSSES: [Loss; 3] = [Loss::Demote, Loss::Remove, Loss::Expire];
+    rounds(|i| {
+        let (a, root) = (&a, root.clone());
+        async move {
+            let ws = format!("lx{i}");
+            let alice = token("alice");
+            create(a, &alice, new_ws(&ws)).await;
+            // Every pair of losses, with the other admin a subject or a group.
+            let other = if i % 2 == 0 { "bob" } else { "group:leads" };
+            let (subject, group) = named(other);
+            let add = pb::AddMemberRequest {
+                workspace: ws.clone(),
+                subject,
+                group,
+                role: pb::Role::Admin as i32,
+                ..Default::default()
+            };
+            a.members().add_member(req(add, &alice)).await.unwrap();
+            // An admin that ends does not count, however many there are.
+            let until = prost_types::Timestamp {
+                seconds: now() + 3600,
+                nanos: 0,
+            };
+            a.add_member_until(&alice, &ws, "temp", pb::Role::Admin, until)
+                .await
+                .unwrap();
+            let (first, second) = (LOSSES[i % 3], LOSSES[(i / 3) % 3]);
+            let (x, y) = tokio::join!(
+                lose(a, &root, &ws, "alice", first),
+                lose(b, &root, &ws, other, second)
+            );
+            one_wins(&x, &y, Code::FailedPrecondition, "LAST_ADMIN");
+        }
+    })
+    .await;
+    assert_eq!(
+        count_rows(
+            &a,
+            "SELECT count(*) FROM workspaces w WHERE NOT w.built_in AND NOT EXISTS \
+                   (SELECT 1 FROM memberships m WHERE m.workspace_id = w.id \
+                    AND m.role = 'admin' AND m.expire_us IS NULL)"
+        )
+        .await,
+        0
+    );
+}
+
 #[tokio::test]
 async fn concurrent_adds_of_one_subject_make_one_membership() {
     let (a, b) = replicas().await;
@@ -254,6 +362,66 @@ async fn revocation_on_one_replica_reaches_the_other_within_100ms() {
         b.get_workspace(&bob, "revoke").await.is_ok()
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_group_removal_and_an_expiry_revoke_on_every_replica_in_time() {
+    let db = Arc::new(TestDb::new().await);
+    let with_metrics = || Options {
+        metrics: true,
+        ..Default::default()
+    };
+    let a = TestServer::spawn_on(db.clone(), with_metrics()).await;
+    let b = match db.is_postgres() {
+        true => Some(TestServer::spawn_on(db, with_metrics()).await),
+        false => None,
+    };
+    let b = second(&a, &b);
+    let alice = token("alice");
+    let bob = token_with_groups("bob", &["ops"]);
+    create(&a, &alice, new_ws("revoke")).await;
+    a.add_group_member(&alice, "revoke", "ops", pb::Role::Viewer, None)
+        .await
+        .unwrap();
+    within_100ms("the group's grant", || async {
+        b.get_workspace(&bob, "revoke").await.is_ok()
+    })
+    .await;
+    // The group's membership removed on a: b refuses bob within 100 ms.
+    let remove = pb::RemoveMemberRequest {
+        workspace: "revoke".into(),
+        group: "ops".into(),
+        ..Default::default()
+    };
+    a.members()
+        .remove_member(req(remove, &alice))
+        .await
+        .unwrap();
+    within_100ms("the group's removal", || async {
+        b.get_workspace(&bob, "revoke").await.is_err()
+    })
+    .await;
+
+    // An expiry needs no announcement: b's view knows when dave's membership ends, and
+    // refuses him from then on without asking the database.
+    let end = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1200);
+    let until = prost_types::Timestamp {
+        seconds: end.timestamp(),
+        nanos: end.timestamp_subsec_nanos() as i32,
+    };
+    a.add_member_until(&alice, "revoke", "dave", pb::Role::Viewer, until)
+        .await
+        .unwrap();
+    eventually(
+        "b answering dave from its view",
+        std::time::Duration::from_secs(1),
+        || async { check_from_view(b, "dave").await == (true, true) },
+    )
+    .await;
+    let left = (end - chrono::Utc::now()).to_std().unwrap();
+    tokio::time::sleep(left).await;
+    assert_eq!(check_from_view(b, "dave").await, (false, true));
+    assert!(!check_on(&a, "dave", "workspaces.get", true).await);
 }
 
 /// SQL statements `s` has run, from its metrics (it must have them on): a call that adds

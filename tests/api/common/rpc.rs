@@ -256,6 +256,50 @@ impl TestServer {
             .map(|r| r.into_inner().member.expect("member"))
     }
 
+    /// AddMember of `subject` with a membership that ends at `end`.
+    pub async fn add_member_until(
+        &self,
+        token: &str,
+        ws: &str,
+        subject: &str,
+        role: pb::Role,
+        end: prost_types::Timestamp,
+    ) -> Result<pb::Member, Status> {
+        let msg = pb::AddMemberRequest {
+            workspace: ws.into(),
+            subject: subject.into(),
+            role: role as i32,
+            expire_time: Some(end),
+            ..Default::default()
+        };
+        self.members()
+            .add_member(req(msg, token))
+            .await
+            .map(|r| r.into_inner().member.expect("member"))
+    }
+
+    /// AddMember of `group`, ending at `end` if given.
+    pub async fn add_group_member(
+        &self,
+        token: &str,
+        ws: &str,
+        group: &str,
+        role: pb::Role,
+        end: Option<prost_types::Timestamp>,
+    ) -> Result<pb::Member, Status> {
+        let msg = pb::AddMemberRequest {
+            workspace: ws.into(),
+            group: group.into(),
+            role: role as i32,
+            expire_time: end,
+            ..Default::default()
+        };
+        self.members()
+            .add_member(req(msg, token))
+            .await
+            .map(|r| r.into_inner().member.expect("member"))
+    }
+
     /// GetMember.
     pub async fn get_member(
         &self,
