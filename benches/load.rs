@@ -3,7 +3,9 @@
 //! load generator over 4 HTTP/2 connections at concurrency 1, 16 and 64, in interleaved
 //! rounds. Prints per RPC: requests/s, p50, p99, the ratio to B at the same concurrency, and
 //! the server's CPU time per request. A GPU admission "request" is a pair, AdmitGpuRequest
-//! then ReleaseGpuRequest, into one hot workspace or spread over 1,000.
+//! then ReleaseGpuRequest, into one hot workspace or spread over 1,000. CheckAccess runs
+//! with a token of no groups and of 20 (one of them a member), and BatchCheckAccess with 100
+//! checks (the caller's workspace and 99 it cannot read).
 //!
 //! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]
 //! [--pin] [--only RPC[,RPC...]]` (defaults: 100000 workspaces, 1000000 memberships, 2 s per
@@ -101,22 +103,38 @@ async fn seed(url: &str, n: usize, m: usize) {
         .await
         .expect("insert policies");
     }
-    // Membership k makes user-k a member of workspace k / per (its admin when k % per == 0).
+    // Membership k makes user-k a member of workspace k / per (its admin when k % per == 0);
+    // every workspace i also has the group team-(i % 1000) as a viewer.
     let per = (m / n.max(1)).max(1);
     let mut rows = Vec::new();
     for k in 0..m {
         let i = k / per % n.max(1);
         let role = if k % per == 0 { "admin" } else { "viewer" };
         rows.push(format!(
-            "('00000000-0000-4000-8000-{i:012}', 'user-{k}', '{role}', 'seed', '{now}', '{now}', 1)"
+            "('00000000-0000-4000-8000-{i:012}', false, 'user-{k}', '{role}', 'seed', '{now}', '{now}', 1)"
         ));
         if rows.len() == batch || k + 1 == m {
             tx.execute_unprepared(&format!(
-                "INSERT INTO memberships (workspace_id, subject, role, added_by, create_time, update_time, version) VALUES {}",
+                "INSERT INTO memberships (workspace_id, is_group, principal, role, added_by, create_time, update_time, version) VALUES {}",
                 rows.join(",")
             ))
             .await
             .expect("insert memberships");
+            rows.clear();
+        }
+    }
+    for i in 0..n {
+        rows.push(format!(
+            "('00000000-0000-4000-8000-{i:012}', true, 'team-{}', 'viewer', 'seed', '{now}', '{now}', 1)",
+            i % 1000
+        ));
+        if rows.len() == batch || i + 1 == n {
+            tx.execute_unprepared(&format!(
+                "INSERT INTO memberships (workspace_id, is_group, principal, role, added_by, create_time, update_time, version) VALUES {}",
+                rows.join(",")
+            ))
+            .await
+            .expect("insert group memberships");
             rows.clear();
         }
     }
@@ -294,6 +312,18 @@ async fn run(a: Args) {
         ttl,
     )
     .expect("token");
+    // The same user in 20 groups, one of which is a member of its workspace.
+    let teams: Vec<String> = (0..20).map(|t| format!("team-{t}")).collect();
+    let grouped = sign_hs256(
+        KEY,
+        &Claims {
+            subject: "user-42",
+            groups: &teams,
+            ..Claims::default()
+        },
+        ttl,
+    )
+    .expect("token");
     let admin = sign_hs256(
         KEY,
         &Claims {
@@ -326,6 +356,8 @@ async fn run(a: Args) {
     let targets: Vec<&str> = [
         "B (bare tonic)",
         "CheckAccess",
+        "CheckAccess, 20 groups",
+        "BatchCheckAccess of 100",
         "GetWorkspace",
         "ListWorkspaces first page",
         "ListWorkspaces last page",
@@ -352,33 +384,66 @@ async fn run(a: Args) {
                     (server.0.id(), ws_channels.clone())
                 };
                 let (user, admin, last_token) = (user.clone(), admin.clone(), last_token.clone());
-                let sched = sched.clone();
+                let (sched, grouped) = (sched.clone(), grouped.clone());
                 let cpu0 = cpu_time(pid);
                 let (n, elapsed, hist) = measure(c, a.seconds, move |w, i| {
                     let home = home;
                     let ch = chans[w % CONNECTIONS].clone();
                     let (user, admin, last_token) =
                         (user.clone(), admin.clone(), last_token.clone());
-                    let sched = sched.clone();
+                    let (sched, grouped) = (sched.clone(), grouped.clone());
                     async move {
                         match target {
-                            "CheckAccess" => MembershipServiceClient::new(ch)
-                                .check_access(authed(
-                                    pb::CheckAccessRequest {
-                                        workspace: home.into(),
+                            "CheckAccess" | "CheckAccess, 20 groups" => {
+                                MembershipServiceClient::new(ch)
+                                    .check_access(authed(
+                                        pb::CheckAccessRequest {
+                                            workspace: home.into(),
+                                            permission: "resources.list".into(),
+                                            ..Default::default()
+                                        },
+                                        if target.ends_with("groups") {
+                                            &grouped
+                                        } else {
+                                            &user
+                                        },
+                                    ))
+                                    .await
+                                    .map(|r| r.into_inner().allowed)
+                                    .is_ok_and(|allowed| {
+                                        allowed
+                                            || ok::<()>(Err(tonic::Status::permission_denied(
+                                                "not allowed",
+                                            )))
+                                    })
+                            }
+                            // Its home and 99 workspaces it is not a member of.
+                            "BatchCheckAccess of 100" => {
+                                let checks = (0..100)
+                                    .map(|k| pb::CheckAccessRequest {
+                                        workspace: if k == 0 {
+                                            home.into()
+                                        } else {
+                                            format!("ws-{:06}", 1000 + k)
+                                        },
                                         permission: "resources.list".into(),
                                         ..Default::default()
-                                    },
-                                    &user,
-                                ))
-                                .await
-                                .map(|r| r.into_inner().allowed)
-                                .is_ok_and(|allowed| {
-                                    allowed
-                                        || ok::<()>(Err(tonic::Status::permission_denied(
-                                            "not allowed",
-                                        )))
-                                }),
+                                    })
+                                    .collect();
+                                MembershipServiceClient::new(ch)
+                                    .batch_check_access(authed(
+                                        pb::BatchCheckAccessRequest { checks },
+                                        &user,
+                                    ))
+                                    .await
+                                    .map(|r| r.into_inner().results)
+                                    .is_ok_and(|results| {
+                                        (results.len() == 100 && results[0].allowed)
+                                            || ok::<()>(Err(tonic::Status::internal(
+                                                "a wrong batch answer",
+                                            )))
+                                    })
+                            }
                             "GetWorkspace" => WorkspaceServiceClient::new(ch)
                                 .get_workspace(authed(
                                     pb::GetWorkspaceRequest {

@@ -390,3 +390,37 @@ impl Policy {
         format!("p{}", etag(&self.workspace_id, self.version))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    #[test]
+    fn a_membership_grants_until_its_end_and_the_best_group_is_the_highest_then_first() {
+        let now = Utc::now();
+        let grant = |role, end: Option<i64>| RoleGrant {
+            role,
+            expire_time: end.map(|s| now + TimeDelta::seconds(s)),
+        };
+        assert_eq!(grant(Role::Admin, Some(1)).at(now), Some(Role::Admin));
+        assert_eq!(grant(Role::Admin, Some(0)).at(now), None, "ends at its end");
+        assert_eq!(grant(Role::Admin, None).at(now), Some(Role::Admin));
+        let held = Holdings {
+            own: Some(grant(Role::Viewer, Some(-1))),
+            groups: vec![
+                ("ops".into(), grant(Role::Editor, None)),
+                ("data".into(), grant(Role::Editor, None)),
+                ("leads".into(), grant(Role::Admin, Some(-1))),
+                ("zeta".into(), grant(Role::Viewer, None)),
+            ],
+        };
+        assert_eq!(held.at(now), (None, Some((Role::Editor, "data"))));
+        let before = now - TimeDelta::seconds(5);
+        assert_eq!(
+            held.at(before),
+            (Some(Role::Viewer), Some((Role::Admin, "leads")))
+        );
+    }
+}

@@ -12,6 +12,7 @@
 mod auth;
 mod common;
 mod gpu;
+mod groups;
 mod hostile;
 mod limits;
 mod lists;
