@@ -158,6 +158,9 @@ fn ok<T>(r: Result<T, tonic::Status>) -> bool {
     r.is_ok()
 }
 
+/// The baseline every RPC is compared with: grpc.health.v1 Check on a bare tonic server.
+const BASELINE: &str = "B (bare tonic)";
+
 /// One measurement: `concurrency` workers calling `call` in a closed loop for `secs`.
 async fn measure<F, Fut>(concurrency: usize, secs: f64, call: F) -> (u64, Duration, Histogram<u64>)
 where
@@ -354,7 +357,7 @@ async fn run(a: Args) {
     let last_token = page::next_token(vec![last_name], &ListWorkspaces::default().fingerprint());
 
     let targets: Vec<&str> = [
-        "B (bare tonic)",
+        BASELINE,
         "CheckAccess",
         "CheckAccess, 20 groups",
         "BatchCheckAccess of 100",
@@ -368,7 +371,7 @@ async fn run(a: Args) {
     ]
     .into_iter()
     .filter(|t| {
-        t.starts_with('B')
+        *t == BASELINE
             || a.only
                 .as_deref()
                 .is_none_or(|o| o.split(',').any(|p| t.starts_with(p)))
@@ -378,7 +381,7 @@ async fn run(a: Args) {
     for &c in &CONCURRENCY {
         for round in 0..a.rounds {
             for &target in &targets {
-                let (pid, chans) = if target.starts_with('B') {
+                let (pid, chans) = if target == BASELINE {
                     (echo.0.id(), echo_channels.clone())
                 } else {
                     (server.0.id(), ws_channels.clone())
@@ -437,12 +440,16 @@ async fn run(a: Args) {
                                     ))
                                     .await
                                     .map(|r| r.into_inner().results)
-                                    .is_ok_and(|results| {
-                                        (results.len() == 100 && results[0].allowed)
-                                            || ok::<()>(Err(tonic::Status::internal(
-                                                "a wrong batch answer",
+                                    .and_then(|results| {
+                                        if results.len() == 100 && results[0].allowed {
+                                            Ok(())
+                                        } else {
+                                            Err(tonic::Status::internal(format!(
+                                                "a wrong batch answer: {results:?}"
                                             )))
+                                        }
                                     })
+                                    .map_or_else(|e| ok::<()>(Err(e)), |()| true)
                             }
                             "GetWorkspace" => WorkspaceServiceClient::new(ch)
                                 .get_workspace(authed(

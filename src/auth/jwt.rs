@@ -1,7 +1,7 @@
 //! Bearer-token verification: HS256 with a shared secret, or RS256/ES256/EdDSA public keys
 //! from a JWKS file looked up by `kid`, into a [`Principal`].
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::RwLock};
 
 use jsonwebtoken::{
     Algorithm, DecodingKey, Validation, decode, decode_header,
@@ -25,6 +25,49 @@ const LEEWAY_SECS: u64 = 5;
 /// a token costs bounded work. Real tokens, JWKS-signed with a few dozen groups, stay far
 /// below it.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Bytes of tokens (and of the principals they name) remembered as verified, past which the
+/// memory starts afresh: a few thousand callers' tokens, whatever their size.
+const REMEMBERED_BYTES: usize = 8 * 1024 * 1024;
+
+/// Tokens already verified, with the principal each names and its `exp`. A token's answer
+/// depends only on the token, the keys and settings (fixed for the server's life) and the
+/// clock, so a remembered token is answered as verifying it again would answer it while its
+/// `exp` is ahead (`nbf`, checked when it was verified, only falls further behind); from its
+/// `exp` on it is verified afresh. Spares each call the signature, base64 and JSON work,
+/// which grows with the token's groups.
+#[derive(Debug, Default)]
+struct Remembered {
+    tokens: HashMap<String, (Principal, i64)>,
+    bytes: usize,
+}
+
+impl Remembered {
+    /// The principal of `token`, if it was verified and its `exp` is after `now`.
+    fn get(&self, token: &str, now: i64) -> Option<Principal> {
+        let (p, exp) = self.tokens.get(token)?;
+        (now < *exp).then(|| p.clone())
+    }
+
+    fn put(&mut self, token: &str, p: &Principal, exp: i64) {
+        let size = token.len()
+            + p.subject.len()
+            + p.email.as_ref().map_or(0, String::len)
+            + p.groups.iter().map(|g| g.len() + 24).sum::<usize>()
+            + 128;
+        if self.bytes + size > REMEMBERED_BYTES {
+            self.tokens.clear();
+            self.bytes = 0;
+        }
+        if self
+            .tokens
+            .insert(token.to_owned(), (p.clone(), exp))
+            .is_none()
+        {
+            self.bytes += size;
+        }
+    }
+}
 
 /// What tokens are checked against.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +94,7 @@ pub struct Verifier {
     audience: Option<String>,
     roles_claim: String,
     groups_claim: String,
+    remembered: RwLock<Remembered>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -114,11 +158,30 @@ impl Verifier {
             audience: s.audience,
             roles_claim: s.roles_claim,
             groups_claim: s.groups_claim,
+            remembered: RwLock::default(),
         })
     }
 
-    /// Verifies a token (without the `Bearer ` prefix) into the principal it names.
+    /// Verifies a token (without the `Bearer ` prefix) into the principal it names, from
+    /// the tokens remembered as verified when it is one of them (see `Remembered`).
     pub fn verify(&self, token: &str) -> Result<Principal, Error> {
+        let now = chrono::Utc::now().timestamp();
+        if let Ok(remembered) = self.remembered.read()
+            && let Some(p) = remembered.get(token, now)
+        {
+            return Ok(p);
+        }
+        let (p, exp) = self.verify_afresh(token)?;
+        if let Some(exp) = exp
+            && let Ok(mut remembered) = self.remembered.write()
+        {
+            remembered.put(token, &p, exp);
+        }
+        Ok(p)
+    }
+
+    /// Verifies a token, with its `exp` as whole seconds when it is a number.
+    fn verify_afresh(&self, token: &str) -> Result<(Principal, Option<i64>), Error> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid(format!(
                 "the token is longer than {MAX_TOKEN_BYTES} bytes"
@@ -218,7 +281,9 @@ impl Verifier {
         };
         let mut p = Principal::new(subject, groups, PlatformRoles::from_names(&roles));
         p.email = email;
-        Ok(p)
+        // Truncated: a fractional `exp` counts as over a little early, never late.
+        let exp = claims.get("exp").and_then(Value::as_f64).map(|e| e as i64);
+        Ok((p, exp))
     }
 }
 
@@ -336,6 +401,53 @@ mod tests {
                 "{bad:?}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_remembered_token_is_answered_as_verifying_it_again_would() {
+        let key = b"the server's key";
+        let v = verifier(key);
+        let groups = ["ml".to_owned()];
+        let claims = Claims {
+            groups: &groups,
+            ..alice()
+        };
+        let token = sign_hs256(key, &claims, ONE_HOUR).unwrap();
+        let first = v.verify(&token).unwrap();
+        assert_eq!(v.remembered.read().unwrap().tokens.len(), 1);
+        assert_eq!(v.verify(&token).unwrap(), first);
+        // A forged token differs from a remembered one and is verified, and refused.
+        let mut forged = token.clone();
+        forged.pop();
+        assert!(v.verify(&forged).is_err());
+        assert_eq!(v.remembered.read().unwrap().tokens.len(), 1);
+        // Past its remembered exp a token is verified afresh: what is remembered is not used.
+        let now = chrono::Utc::now().timestamp();
+        let mallory = Principal::new("mallory".into(), Vec::new(), PlatformRoles::default());
+        v.remembered
+            .write()
+            .unwrap()
+            .tokens
+            .insert(token.clone(), (mallory.clone(), now));
+        assert_eq!(v.verify(&token).unwrap(), first);
+        v.remembered
+            .write()
+            .unwrap()
+            .tokens
+            .insert(token.clone(), (mallory.clone(), now + 60));
+        assert_eq!(
+            v.verify(&token).unwrap(),
+            mallory,
+            "served while remembered"
+        );
+        // The memory stays bounded, whatever the tokens.
+        let mut r = Remembered::default();
+        let big = "t".repeat(MAX_TOKEN_BYTES);
+        for i in 0..2000 {
+            r.put(&format!("{big}{i}"), &first, now + 60);
+            assert!(r.bytes <= REMEMBERED_BYTES);
+        }
+        assert!(r.tokens.len() < 2000);
     }
 
     fn alice() -> Claims<'static> {

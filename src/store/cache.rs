@@ -14,7 +14,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -56,7 +56,8 @@ pub type Found = Option<(Arc<Workspace>, Holdings)>;
 /// See the module docs.
 #[derive(Debug)]
 pub struct AccessCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    /// Read-locked by lookups, which run on every call at once; written by changes.
+    entries: RwLock<HashMap<String, Entry>>,
     /// Bumped by every invalidation; a read that overlapped one does not fill the view, so a
     /// value read before a change can never be stored after it.
     generation: AtomicU64,
@@ -82,7 +83,7 @@ impl AccessCache {
     /// for a database no other process changes.
     pub(crate) fn new() -> Self {
         AccessCache {
-            entries: Mutex::default(),
+            entries: RwLock::default(),
             generation: AtomicU64::new(0),
             enabled: AtomicBool::new(false),
             size: AtomicU64::new(0),
@@ -148,7 +149,7 @@ impl AccessCache {
         if !self.serving() {
             return None;
         }
-        let entries = self.entries.lock().ok()?;
+        let entries = self.entries.read().ok()?;
         let entry = entries.get(name)?;
         let Some(ws) = &entry.ws else {
             return Some(None);
@@ -183,7 +184,7 @@ impl AccessCache {
         if !self.enabled.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(mut entries) = self.entries.lock() else {
+        let Ok(mut entries) = self.entries.write() else {
             return;
         };
         // Checked under the lock that invalidations take, so none can slip in between.
@@ -221,7 +222,7 @@ impl AccessCache {
         if !self.serving() {
             return None;
         }
-        let entries = self.entries.lock().ok()?;
+        let entries = self.entries.read().ok()?;
         let entry = entries.get(name)?;
         if entry.ws.as_ref()?.id != id {
             return None;
@@ -241,7 +242,7 @@ impl AccessCache {
         if !self.enabled.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(mut entries) = self.entries.lock() else {
+        let Ok(mut entries) = self.entries.write() else {
             return;
         };
         if self.generation.load(Ordering::SeqCst) != since {
@@ -273,7 +274,7 @@ impl AccessCache {
             return;
         }
         // Taken after the entries lock, as invalidations take it, so none slips in between.
-        let Ok(_entries) = self.entries.lock() else {
+        let Ok(_entries) = self.entries.write() else {
             return;
         };
         let Ok(mut totals) = self.totals.lock() else {
@@ -290,7 +291,7 @@ impl AccessCache {
 
     /// Forgets everything about the workspace `name`.
     pub(crate) fn invalidate(&self, name: &str) {
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut entries) = self.entries.write() {
             self.generation.fetch_add(1, Ordering::SeqCst);
             entries.remove(name);
         }
@@ -298,7 +299,7 @@ impl AccessCache {
 
     /// Forgets everything.
     pub(crate) fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut entries) = self.entries.write() {
             self.generation.fetch_add(1, Ordering::SeqCst);
             entries.clear();
             self.size.store(0, Ordering::Relaxed);
