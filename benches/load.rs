@@ -23,12 +23,11 @@ use std::{
 
 mod common;
 
-use common::{Argv, BenchDb, CONNECTIONS, Proc, authed, channels, cpu_time, free_addr};
+use common::{Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, cpu_time, free_addr, token};
 use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use workspaced::{
-    auth::jwt::{Claims, sign_hs256},
     domain::{page, workspaces::ListWorkspaces},
     pb::v1::{
         self as pb, membership_service_client::MembershipServiceClient,
@@ -39,7 +38,6 @@ use workspaced::{
 };
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
-const KEY: &[u8] = b"bench-secret-bench-secret-bench-secret";
 
 struct Args {
     workspaces: usize,
@@ -305,48 +303,12 @@ async fn run(a: Args) {
     let ws_channels = channels(ws_addr).await;
     let echo_channels = channels(echo_addr).await;
 
-    let ttl = Duration::from_secs(3600 * 24);
-    let user = sign_hs256(
-        KEY,
-        &Claims {
-            subject: "user-42",
-            ..Claims::default()
-        },
-        ttl,
-    )
-    .expect("token");
+    let user = token("user-42", &[], &[]);
     // The same user in 20 groups, one of which is a member of its workspace.
     let teams: Vec<String> = (0..20).map(|t| format!("team-{t}")).collect();
-    let grouped = sign_hs256(
-        KEY,
-        &Claims {
-            subject: "user-42",
-            groups: &teams,
-            ..Claims::default()
-        },
-        ttl,
-    )
-    .expect("token");
-    let admin = sign_hs256(
-        KEY,
-        &Claims {
-            subject: "root",
-            roles: &["platform-admin".into()],
-            ..Claims::default()
-        },
-        ttl,
-    )
-    .expect("token");
-    let sched = sign_hs256(
-        KEY,
-        &Claims {
-            subject: "sched",
-            roles: &["platform-service".into()],
-            ..Claims::default()
-        },
-        ttl,
-    )
-    .expect("token");
+    let grouped = token("user-42", &[], &teams);
+    let admin = token("root", &["platform-admin"], &[]);
+    let sched = token("sched", &["platform-service"], &[]);
     // GPU admission goes to one hot workspace, or is spread over the first 1,000.
     let spread = a.workspaces.clamp(1, 1000);
     let last_name = format!("ws-{:06}", a.workspaces.saturating_sub(51));

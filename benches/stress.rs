@@ -29,18 +29,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Argv, BenchDb, CONNECTIONS, Proc, authed, channels, cpu_time, free_addr, rss};
+use common::{
+    Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, cpu_time, free_addr, rss, token,
+};
 use hdrhistogram::Histogram;
 use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
-use workspaced::{
-    auth::jwt::{Claims, sign_hs256},
-    pb::v1::{
-        self as pb, membership_service_client::MembershipServiceClient,
-        workspace_service_client::WorkspaceServiceClient,
-    },
+use workspaced::pb::v1::{
+    self as pb, membership_service_client::MembershipServiceClient,
+    workspace_service_client::WorkspaceServiceClient,
 };
 
-const KEY: &[u8] = b"bench-secret-bench-secret-bench-secret";
 /// Users of the soak, each creating and listing its own workspaces.
 const USERS: usize = 200;
 
@@ -270,15 +268,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
         .unwrap_or_default();
     let server = Server::start(url, key, extra);
     let chans = channels(server.addr).await;
-    let token = sign_hs256(
-        KEY,
-        &Claims {
-            subject: "alice",
-            ..Claims::default()
-        },
-        Duration::from_secs(86_400),
-    )
-    .expect("token");
+    let token = token("alice", &[], &[]);
     // No more callers than places in flight: a closed loop must not be refused.
     let workers = a.max_in_flight.map_or(16, |n| (n as usize).min(16));
     let x = sustained(&chans, &token, secs, workers).await;
@@ -334,41 +324,13 @@ async fn soak(a: &Args, url: &str, key: &Path) {
     let secs = a.seconds.unwrap_or(600.0);
     let mut server = Server::start(url, key, Vec::new());
     let chans = channels(server.addr).await;
-    let ttl = Duration::from_secs(86_400);
-    let alice = sign_hs256(
-        KEY,
-        &Claims {
-            subject: "alice",
-            ..Claims::default()
-        },
-        ttl,
-    )
-    .expect("token");
-    let root = sign_hs256(
-        KEY,
-        &Claims {
-            subject: "root",
-            roles: &["platform-admin".into()],
-            ..Claims::default()
-        },
-        ttl,
-    )
-    .expect("token");
+    let alice = token("alice", &[], &[]);
+    let root = token("root", &["platform-admin"], &[]);
     // Workspaces are created and listed by many users, as on a platform: one user whose
     // memberships grow without end would measure that user's listing cost, not the server.
     let users: Arc<Vec<String>> = Arc::new(
         (0..USERS)
-            .map(|u| {
-                sign_hs256(
-                    KEY,
-                    &Claims {
-                        subject: &format!("user-{u}"),
-                        ..Claims::default()
-                    },
-                    ttl,
-                )
-                .expect("token")
-            })
+            .map(|u| token(&format!("user-{u}"), &[], &[]))
             .collect(),
     );
     let (_, c) = create(chans[0].clone(), alice.clone(), "soak-home".into()).await;

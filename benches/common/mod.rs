@@ -9,6 +9,22 @@ use sea_orm::{ConnectionTrait, Database};
 
 use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
+/// The HS256 secret the benchmarks start their servers with.
+pub const KEY: &[u8] = b"bench-secret-bench-secret-bench-secret";
+
+/// A token for `subject` with platform `roles` and `groups`, signed with `KEY`, valid for a
+/// day.
+pub fn token(subject: &str, roles: &[&str], groups: &[String]) -> String {
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    let claims = workspaced::auth::jwt::Claims {
+        subject,
+        email: None,
+        roles: &roles,
+        groups,
+    };
+    workspaced::auth::jwt::sign_hs256(KEY, &claims, Duration::from_secs(86_400)).expect("token")
+}
+
 /// HTTP/2 connections the load generator spreads its calls over.
 pub const CONNECTIONS: usize = 4;
 

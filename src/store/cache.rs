@@ -351,6 +351,12 @@ mod tests {
         })
     }
 
+    /// Stores, as a read starting now would, that alice holds `role` in `w`.
+    fn put_alice(c: &AccessCache, role: Role) {
+        let since = c.generation();
+        c.put(since, "w", "alice", &[], &Some((ws("1"), holds(role))));
+    }
+
     #[test]
     fn a_read_overlapping_a_change_is_not_stored() {
         let c = AccessCache::new();
@@ -365,14 +371,7 @@ mod tests {
             &Some((ws("1"), holds(Role::Admin))),
         );
         assert!(c.get("w", "alice", &[]).is_none());
-        let since = c.generation();
-        c.put(
-            since,
-            "w",
-            "alice",
-            &[],
-            &Some((ws("1"), holds(Role::Viewer))),
-        );
+        put_alice(&c, Role::Viewer);
         assert_eq!(
             c.get("w", "alice", &[]).unwrap().unwrap().1,
             holds(Role::Viewer)
@@ -432,14 +431,7 @@ mod tests {
     fn a_view_confirmed_by_beats_serves_only_under_a_fresh_one() {
         let c = AccessCache::confirmed_by_beats();
         c.set_enabled(true);
-        let since = c.generation();
-        c.put(
-            since,
-            "w",
-            "alice",
-            &[],
-            &Some((ws("1"), holds(Role::Admin))),
-        );
+        put_alice(&c, Role::Admin);
         assert!(c.get("w", "alice", &[]).is_none(), "no beat heard yet");
         c.beat_heard(c.now_nanos());
         assert!(c.get("w", "alice", &[]).is_some());
@@ -455,14 +447,7 @@ mod tests {
         assert!(c.get("w", "alice", &[]).is_some());
         // A new listener must hear beats of its own.
         c.set_enabled(true);
-        let since = c.generation();
-        c.put(
-            since,
-            "w",
-            "alice",
-            &[],
-            &Some((ws("1"), holds(Role::Admin))),
-        );
+        put_alice(&c, Role::Admin);
         assert!(c.get("w", "alice", &[]).is_none());
     }
 }

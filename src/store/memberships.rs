@@ -60,9 +60,14 @@ fn to_domain(
 
 /// Memberships that still grant at `now`.
 fn active(now: DateTime<Utc>) -> Condition {
+    active_at(micros(now))
+}
+
+/// Memberships that still grant at `now_us` (microseconds since the epoch).
+pub(crate) fn active_at(now_us: i64) -> Condition {
     Condition::any()
         .add(membership::Column::ExpireUs.is_null())
-        .add(membership::Column::ExpireUs.gt(micros(now)))
+        .add(membership::Column::ExpireUs.gt(now_us))
 }
 
 /// The membership of `key` in `ws`, expired or not.
@@ -292,7 +297,7 @@ pub(crate) async fn holdings<C: ConnectionTrait>(
         .column(membership::Column::Role)
         .column(membership::Column::ExpireUs)
         .filter(membership::Column::WorkspaceId.eq(ws_id))
-        .filter(principals(subject, groups))
+        .filter(principals(Some(subject), groups))
         .into_tuple()
         .all(c)
         .await?;
@@ -303,14 +308,17 @@ pub(crate) async fn holdings<C: ConnectionTrait>(
     Ok(held)
 }
 
-/// The memberships of `subject` and of `groups`: the condition every lookup of a
-/// principal's roles uses.
-pub(crate) fn principals(subject: &str, groups: &[String]) -> Condition {
-    let mut any = Condition::any().add(
-        Condition::all()
-            .add(membership::Column::IsGroup.eq(false))
-            .add(membership::Column::Principal.eq(subject)),
-    );
+/// The memberships of `subject` (if any) and of `groups`: the condition every lookup of a
+/// principal's roles or workspaces uses.
+pub(crate) fn principals(subject: Option<&str>, groups: &[String]) -> Condition {
+    let mut any = Condition::any();
+    if let Some(subject) = subject {
+        any = any.add(
+            Condition::all()
+                .add(membership::Column::IsGroup.eq(false))
+                .add(membership::Column::Principal.eq(subject)),
+        );
+    }
     if !groups.is_empty() {
         any = any.add(
             Condition::all()

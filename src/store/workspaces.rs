@@ -14,7 +14,10 @@ use sea_orm::{
     },
 };
 
-use super::entity::{membership, workspace, workspace_count, workspace_label};
+use super::{
+    entity::{membership, workspace, workspace_count, workspace_label},
+    memberships,
+};
 use crate::domain::{
     access::{Principal, Visibility},
     model::{Holdings, Workspace, WorkspaceState},
@@ -107,11 +110,7 @@ pub(crate) async fn find_with_holdings<C: ConnectionTrait>(
         let is_group: bool = row.try_get("", "m_is_group")?;
         let principal: String = row.try_get("", "m_principal")?;
         let expire_us: Option<i64> = row.try_get("", "m_expire_us")?;
-        held.add(
-            is_group,
-            principal,
-            super::memberships::grant(&role, expire_us)?,
-        );
+        held.add(is_group, principal, memberships::grant(&role, expire_us)?);
     }
     Ok(Some((ws, held)))
 }
@@ -297,30 +296,11 @@ const SHARED: &str = "\"workspaces\".\"visibility\" <> 'private'";
 /// The ids of the workspaces where `subject` or one of `groups` holds a membership that has
 /// not ended at `now_us` (index `memberships_principal`).
 fn member_ids(subject: Option<&str>, groups: &[String], now_us: i64) -> SelectStatement {
-    let mut who = Condition::any();
-    if let Some(subject) = subject {
-        who = who.add(
-            Condition::all()
-                .add(membership::Column::IsGroup.eq(false))
-                .add(membership::Column::Principal.eq(subject)),
-        );
-    }
-    if !groups.is_empty() {
-        who = who.add(
-            Condition::all()
-                .add(membership::Column::IsGroup.eq(true))
-                .add(membership::Column::Principal.is_in(groups.iter().map(String::as_str))),
-        );
-    }
     Query::select()
         .column(membership::Column::WorkspaceId)
         .from(membership::Entity)
-        .cond_where(who)
-        .cond_where(
-            Condition::any()
-                .add(membership::Column::ExpireUs.is_null())
-                .add(membership::Column::ExpireUs.gt(now_us)),
-        )
+        .cond_where(memberships::principals(subject, groups))
+        .cond_where(memberships::active_at(now_us))
         .to_owned()
 }
 
