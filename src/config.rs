@@ -387,6 +387,18 @@ mod tests {
     }
 
     #[test]
+    fn token_takes_groups_that_tokens_may_carry() {
+        let t = token(&["--group", "ml-team", "--group", "data,ops"]).unwrap();
+        assert_eq!(t.groups, ["ml-team", "data", "ops"]);
+        assert!(token(&[]).unwrap().groups.is_empty());
+        let long = "g".repeat(256);
+        for bad in ["", "a\u{7}b", long.as_str()] {
+            let err = token(&["--group", bad]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn token_takes_a_positive_ttl() {
         for (ttl, secs) in [("1h", 3600), ("30m", 1800), ("1s", 1), ("2days", 172_800)] {
             let t = token(&["--ttl", ttl]).unwrap();
