@@ -104,37 +104,27 @@ async fn seed(url: &str, n: usize, m: usize) {
     // Membership k makes user-k a member of workspace k / per (its admin when k % per == 0);
     // every workspace i also has the group team-(i % 1000) as a viewer.
     let per = (m / n.max(1)).max(1);
-    let mut rows = Vec::new();
-    for k in 0..m {
-        let i = k / per % n.max(1);
+    let subjects = (0..m).map(|k| {
         let role = if k % per == 0 { "admin" } else { "viewer" };
-        rows.push(format!(
-            "('00000000-0000-4000-8000-{i:012}', false, 'user-{k}', '{role}', 'seed', '{now}', '{now}', 1)"
-        ));
-        if rows.len() == batch || k + 1 == m {
-            tx.execute_unprepared(&format!(
-                "INSERT INTO memberships (workspace_id, is_group, principal, role, added_by, create_time, update_time, version) VALUES {}",
-                rows.join(",")
-            ))
-            .await
-            .expect("insert memberships");
-            rows.clear();
-        }
-    }
-    for i in 0..n {
-        rows.push(format!(
-            "('00000000-0000-4000-8000-{i:012}', true, 'team-{}', 'viewer', 'seed', '{now}', '{now}', 1)",
-            i % 1000
-        ));
-        if rows.len() == batch || i + 1 == n {
-            tx.execute_unprepared(&format!(
-                "INSERT INTO memberships (workspace_id, is_group, principal, role, added_by, create_time, update_time, version) VALUES {}",
-                rows.join(",")
-            ))
-            .await
-            .expect("insert group memberships");
-            rows.clear();
-        }
+        (k / per % n.max(1), false, format!("user-{k}"), role)
+    });
+    let groups = (0..n).map(|i| (i, true, format!("team-{}", i % 1000), "viewer"));
+    let mut rows = subjects
+        .chain(groups)
+        .map(|(i, is_group, principal, role)| {
+            format!(
+                "('00000000-0000-4000-8000-{i:012}', {is_group}, '{principal}', '{role}', 'seed', '{now}', '{now}', 1)"
+            )
+        })
+        .peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<String> = rows.by_ref().take(batch).collect();
+        tx.execute_unprepared(&format!(
+            "INSERT INTO memberships (workspace_id, is_group, principal, role, added_by, create_time, update_time, version) VALUES {}",
+            chunk.join(",")
+        ))
+        .await
+        .expect("insert memberships");
     }
     tx.commit().await.expect("commit");
     if backend == DbBackend::Postgres {

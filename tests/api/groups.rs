@@ -7,22 +7,17 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
-use workspaced::pb::v1 as pb;
+use workspaced::pb::v1::{self as pb, Grant as G, Role as R};
 
 use crate::common::*;
 
-// Helpers: the full requests of the member RPCs, which the short forms of `rpc.rs` leave out.
+// Helpers: instants, listings and CheckAccess answers; the RPCs are `common/rpc.rs`'s.
 
 /// An instant `ms` milliseconds from now, at microseconds (what the server keeps), as a
 /// protobuf timestamp and as the instant itself.
 fn in_ms(ms: i64) -> (prost_types::Timestamp, DateTime<Utc>) {
-    let at = Utc::now() + TimeDelta::milliseconds(ms);
-    let at = chrono::SubsecRound::trunc_subsecs(at, 6);
-    let ts = prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    };
-    (ts, at)
+    let at = chrono::SubsecRound::trunc_subsecs(Utc::now() + TimeDelta::milliseconds(ms), 6);
+    (timestamp(at), at)
 }
 
 /// Sleeps until a little after `at`.
@@ -31,140 +26,35 @@ async fn sleep_past(at: DateTime<Utc>) {
     tokio::time::sleep(left + Duration::from_millis(150)).await;
 }
 
-async fn add(s: &TestServer, tok: &str, msg: pb::AddMemberRequest) -> Result<pb::Member, Status> {
-    s.members()
-        .add_member(req(msg, tok))
+/// The `expire_time` of `subject`'s membership of `team`, as `tok` reads it.
+async fn end_of(s: &TestServer, tok: &str, subject: &str) -> Option<prost_types::Timestamp> {
+    s.get_member(tok, "team", subject)
         .await
-        .map(|r| r.into_inner().member.expect("member"))
+        .unwrap()
+        .expire_time
 }
 
-async fn add_group(
-    s: &TestServer,
-    tok: &str,
-    ws: &str,
-    group: &str,
-    role: pb::Role,
-) -> Result<pb::Member, Status> {
-    let msg = pb::AddMemberRequest {
-        workspace: ws.into(),
-        group: group.into(),
-        role: role as i32,
-        ..Default::default()
-    };
-    add(s, tok, msg).await
+/// Asserts that `res` failed with MEMBER_NOT_FOUND.
+#[track_caller]
+fn assert_no_member<T: std::fmt::Debug>(res: Result<T, Status>) {
+    assert_refused(res, Code::NotFound, "MEMBER_NOT_FOUND");
 }
 
-/// AddMember of `subject` (or, with `group`, of that group) ending at `end`.
-async fn add_expiring(
-    s: &TestServer,
-    tok: &str,
-    ws: &str,
-    subject: &str,
-    group: &str,
-    role: pb::Role,
-    end: prost_types::Timestamp,
-) -> Result<pb::Member, Status> {
-    let msg = pb::AddMemberRequest {
-        workspace: ws.into(),
-        subject: subject.into(),
-        group: group.into(),
-        role: role as i32,
-        expire_time: Some(end),
-        ..Default::default()
-    };
-    add(s, tok, msg).await
+/// Asserts that `res` failed with LAST_ADMIN.
+#[track_caller]
+fn assert_last_admin<T: std::fmt::Debug>(res: Result<T, Status>) {
+    assert_refused(res, Code::FailedPrecondition, "LAST_ADMIN");
 }
 
-async fn get(s: &TestServer, tok: &str, msg: pb::GetMemberRequest) -> Result<pb::Member, Status> {
-    s.members()
-        .get_member(req(msg, tok))
-        .await
-        .map(|r| r.into_inner().member.expect("member"))
-}
-
-async fn get_group(s: &TestServer, tok: &str, ws: &str, group: &str) -> Result<pb::Member, Status> {
-    let msg = pb::GetMemberRequest {
-        workspace: ws.into(),
-        group: group.into(),
-        ..Default::default()
-    };
-    get(s, tok, msg).await
-}
-
-async fn update(
-    s: &TestServer,
-    tok: &str,
-    msg: pb::UpdateMemberRequest,
-) -> Result<pb::Member, Status> {
-    s.members()
-        .update_member(req(msg, tok))
-        .await
-        .map(|r| r.into_inner().member.expect("member"))
-}
-
-/// UpdateMember of the subject `subject` to `role`, with `expire_time` and `clear` as given.
-async fn update_subject(
-    s: &TestServer,
-    tok: &str,
-    ws: &str,
-    subject: &str,
-    role: pb::Role,
-    expire_time: Option<prost_types::Timestamp>,
-    clear: bool,
-) -> Result<pb::Member, Status> {
-    let msg = pb::UpdateMemberRequest {
-        workspace: ws.into(),
-        subject: subject.into(),
-        role: role as i32,
-        expire_time,
-        clear_expire_time: clear,
-        ..Default::default()
-    };
-    update(s, tok, msg).await
-}
-
-async fn update_group(
-    s: &TestServer,
-    tok: &str,
-    ws: &str,
-    group: &str,
-    role: pb::Role,
-) -> Result<pb::Member, Status> {
-    let msg = pb::UpdateMemberRequest {
-        workspace: ws.into(),
-        group: group.into(),
-        role: role as i32,
-        ..Default::default()
-    };
-    update(s, tok, msg).await
-}
-
-async fn remove(s: &TestServer, tok: &str, msg: pb::RemoveMemberRequest) -> Result<i32, Status> {
-    s.members()
-        .remove_member(req(msg, tok))
-        .await
-        .map(|r| r.into_inner().removed_count)
-}
-
-async fn remove_group(s: &TestServer, tok: &str, ws: &str, group: &str) -> Result<i32, Status> {
-    let msg = pb::RemoveMemberRequest {
-        workspace: ws.into(),
-        group: group.into(),
-        ..Default::default()
-    };
-    remove(s, tok, msg).await
-}
-
-/// ListMembers of `ws`, one page.
+/// ListMembers of `team`, one page.
 async fn members_page(
     s: &TestServer,
     tok: &str,
-    ws: &str,
     page_size: i32,
     page_token: String,
 ) -> pb::ListMembersResponse {
     let msg = pb::ListMembersRequest {
-        workspace: ws.into(),
+        workspace: "team".into(),
         page_size,
         page_token,
         ..Default::default()
@@ -172,9 +62,19 @@ async fn members_page(
     s.list_members(tok, msg).await.unwrap()
 }
 
+/// Every member of `team`, in one page.
+async fn all_members(s: &TestServer, tok: &str) -> pb::ListMembersResponse {
+    members_page(s, tok, 0, String::new()).await
+}
+
 /// A member as `(subject, group)`.
 fn who(m: &pb::Member) -> (String, String) {
     (m.subject.clone(), m.group.clone())
+}
+
+/// The members of a page as `(subject, group)`, in order.
+fn whos(page: &pb::ListMembersResponse) -> Vec<(String, String)> {
+    page.members.iter().map(who).collect()
 }
 
 fn subject(s: &str) -> (String, String) {
@@ -203,52 +103,78 @@ async fn workspaces_of(
     })
 }
 
-/// A CheckAccess question.
-fn question(ws: &str, permission: &str, subject: &str, groups: &[&str]) -> pb::CheckAccessRequest {
-    pb::CheckAccessRequest {
-        workspace: ws.into(),
-        permission: permission.into(),
-        subject: subject.into(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-async fn check(
+/// Asserts the names and the `total_size` that ListWorkspaces with `member_group` gives `tok`.
+async fn expect_workspaces(
     s: &TestServer,
     tok: &str,
-    msg: pb::CheckAccessRequest,
-) -> Result<pb::CheckAccessResponse, Status> {
-    s.members()
-        .check_access(req(msg, tok))
-        .await
-        .map(|r| r.into_inner())
+    member_group: &str,
+    names: &[&str],
+    total: i32,
+) {
+    let (got, got_total) = workspaces_of(s, tok, member_group).await.unwrap();
+    assert_eq!(got, names, "member_group {member_group:?}");
+    assert_eq!(got_total, total, "member_group {member_group:?}");
 }
 
-async fn batch(
-    s: &TestServer,
-    tok: &str,
-    checks: Vec<pb::CheckAccessRequest>,
-) -> Result<Vec<pb::CheckAccessResponse>, Status> {
-    s.members()
-        .batch_check_access(req(pb::BatchCheckAccessRequest { checks }, tok))
-        .await
-        .map(|r| r.into_inner().results)
+/// UpdateWorkspace of `team`'s description, as `tok`.
+async fn describe(s: &TestServer, tok: &str, description: &str) -> Result<pb::Workspace, Status> {
+    let ws = pb::Workspace {
+        description: description.into(),
+        ..new_ws("team")
+    };
+    s.update_workspace(tok, ws, &["description"], "").await
 }
 
-/// The CheckAccess answer with these fields.
-fn answer(allowed: bool, role: pb::Role, grant: pb::Grant, group: &str) -> pb::CheckAccessResponse {
+/// The CheckAccess question of `permission` in `ws` for the caller, by its token's groups.
+fn ask(ws: &str, permission: &str) -> pb::CheckAccessRequest {
+    check_request(ws, permission, "", &[])
+}
+
+/// The CheckAccess answer that allows, by `grant` (of `group`) at `role`.
+fn granted(role: R, grant: G, group: &str) -> pb::CheckAccessResponse {
     pb::CheckAccessResponse {
-        allowed,
+        allowed: true,
         role: role as i32,
         granted_by: grant as i32,
         group: group.into(),
     }
 }
 
+/// The CheckAccess answer that does not allow, at `role`: it names no grant.
+fn refused(role: R) -> pb::CheckAccessResponse {
+    pb::CheckAccessResponse {
+        allowed: false,
+        role: role as i32,
+        granted_by: G::Unspecified as i32,
+        group: String::new(),
+    }
+}
+
 /// The answer to a question that is not allowed and names no role.
 fn nothing() -> pb::CheckAccessResponse {
-    answer(false, pb::Role::Unspecified, pb::Grant::Unspecified, "")
+    refused(R::Unspecified)
+}
+
+/// CheckAccess's answer to `question`, as `tok`; panics if the call fails.
+async fn answer_to(
+    s: &TestServer,
+    tok: &str,
+    question: pb::CheckAccessRequest,
+) -> pb::CheckAccessResponse {
+    s.check_access_msg(tok, question).await.unwrap()
+}
+
+/// Asserts CheckAccess's answer in `ws` to each `(token, permission, answer)` for the caller,
+/// in order.
+async fn expect_answers<T: AsRef<str>>(
+    s: &TestServer,
+    ws: &str,
+    cases: &[(T, &str, pb::CheckAccessResponse)],
+) {
+    for (i, (tok, permission, want)) in cases.iter().enumerate() {
+        let got = answer_to(s, tok.as_ref(), ask(ws, permission)).await;
+        assert_eq!(got, *want, "case {i}: {permission} in {ws}");
+    }
 }
 
 /// A token for `sub` with exactly these extra claims.
@@ -264,91 +190,61 @@ fn token_with(sub: &str, extra: serde_json::Value) -> String {
 
 #[tokio::test]
 async fn group_members_are_added_read_updated_and_removed() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
-    let m = add_group(&s, &alice, "team", "ml", pb::Role::Editor)
+    let (s, alice) = spawn_with_team().await;
+    let m = s
+        .add_group_member(&alice, "team", "ml", R::Editor, None)
         .await
         .unwrap();
     assert_eq!(m.workspace, "team");
     assert_eq!(m.group, "ml");
     assert_eq!(m.subject, "");
     assert_eq!(m.email, "");
-    assert_eq!(m.role, pb::Role::Editor as i32);
+    assert_eq!(m.role, R::Editor as i32);
     assert_eq!(m.added_by, "alice");
     assert_eq!(m.expire_time, None);
     assert!(!m.etag.is_empty() && m.create_time.is_some());
     // A read returns what the add returned.
-    assert_eq!(get_group(&s, &alice, "team", "ml").await.unwrap(), m);
+    assert_eq!(s.get_group_member(&alice, "team", "ml").await.unwrap(), m);
     // A subject of the same name is another member.
-    let sub = s
-        .add_member(&alice, "team", "ml", pb::Role::Viewer)
-        .await
-        .unwrap();
+    let sub = s.add_member(&alice, "team", "ml", R::Viewer).await.unwrap();
     assert_eq!((sub.subject.as_str(), sub.group.as_str()), ("ml", ""));
-    assert_eq!(
-        s.get_member(&alice, "team", "ml").await.unwrap().role,
-        pb::Role::Viewer as i32
-    );
+    let subject_role = s.get_member(&alice, "team", "ml").await.unwrap().role;
+    assert_eq!(subject_role, R::Viewer as i32);
     // Twice is MEMBER_EXISTS.
-    let err = add_group(&s, &alice, "team", "ml", pb::Role::Admin)
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::AlreadyExists, "MEMBER_EXISTS");
+    let twice = s.add_group_member(&alice, "team", "ml", R::Admin, None);
+    assert_refused(twice.await, Code::AlreadyExists, "MEMBER_EXISTS");
 
     // Update, under its etag.
-    let up = update(
-        &s,
-        &alice,
-        pb::UpdateMemberRequest {
-            workspace: "team".into(),
-            group: "ml".into(),
-            role: pb::Role::Admin as i32,
-            etag: m.etag.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let up = s
+        .update_group_member(&alice, "team", "ml", R::Admin, &m.etag)
+        .await
+        .unwrap();
     assert_eq!((up.group.as_str(), up.subject.as_str()), ("ml", ""));
-    assert_eq!(up.role, pb::Role::Admin as i32);
+    assert_eq!(up.role, R::Admin as i32);
     assert_ne!(up.etag, m.etag);
-    assert_eq!(
-        get_group(&s, &alice, "team", "ml").await.unwrap().role,
-        pb::Role::Admin as i32
-    );
+    let group_role = s.get_group_member(&alice, "team", "ml").await.unwrap().role;
+    assert_eq!(group_role, R::Admin as i32);
     // The subject "ml" kept its own role.
-    assert_eq!(
-        s.get_member(&alice, "team", "ml").await.unwrap().role,
-        pb::Role::Viewer as i32
-    );
+    let subject_role = s.get_member(&alice, "team", "ml").await.unwrap().role;
+    assert_eq!(subject_role, R::Viewer as i32);
 
     // Remove: the group goes, the subject of the same name stays.
-    assert_eq!(remove_group(&s, &alice, "team", "ml").await.unwrap(), 1);
-    let err = get_group(&s, &alice, "team", "ml").await.unwrap_err();
-    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
+    let removed = s.remove_group_member(&alice, "team", "ml").await.unwrap();
+    assert_eq!(removed, 1);
+    assert_no_member(s.get_group_member(&alice, "team", "ml").await);
     s.get_member(&alice, "team", "ml").await.unwrap();
 
     // An absent group is MEMBER_NOT_FOUND everywhere.
-    let err = get_group(&s, &alice, "team", "ops").await.unwrap_err();
-    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
-    let err = update_group(&s, &alice, "team", "ops", pb::Role::Viewer)
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
-    let err = remove_group(&s, &alice, "team", "ml").await.unwrap_err();
-    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
+    assert_no_member(s.get_group_member(&alice, "team", "ops").await);
+    let update = s.update_group_member(&alice, "team", "ops", R::Viewer, "");
+    assert_no_member(update.await);
+    assert_no_member(s.remove_group_member(&alice, "team", "ml").await);
 }
 
 #[tokio::test]
 async fn a_member_is_exactly_one_of_subject_email_and_group() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
-    add_group(&s, &alice, "team", "ml", pb::Role::Viewer)
-        .await
-        .unwrap();
-    let role = pb::Role::Viewer as i32;
+    let (s, alice) = spawn_with_team().await;
+    add_groups(&s, &alice, "team", &[("ml", R::Viewer)]).await;
     // (subject, email, group): none, or more than one.
     let selectors = [
         ("", "", ""),
@@ -358,88 +254,44 @@ async fn a_member_is_exactly_one_of_subject_email_and_group() {
     ];
     for (subject, email, group) in selectors {
         let case = format!("{subject:?} {email:?} {group:?}");
-        let err = add(
-            &s,
-            &alice,
-            pb::AddMemberRequest {
-                workspace: "team".into(),
-                subject: subject.into(),
-                email: email.into(),
-                group: group.into(),
-                role,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(bad_fields(&err), vec!["subject"], "AddMember {case}");
-        let err = remove(
-            &s,
-            &alice,
-            pb::RemoveMemberRequest {
-                workspace: "team".into(),
-                subject: subject.into(),
-                email: email.into(),
-                group: group.into(),
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(bad_fields(&err), vec!["subject"], "RemoveMember {case}");
+        let add = add_request("team", subject, email, group, R::Viewer);
+        let fields = bad_fields_of(s.add_member_msg(&alice, add).await);
+        assert_eq!(fields, vec!["subject"], "AddMember {case}");
+        let remove = s.remove_member_with(&alice, "team", subject, email, group);
+        let fields = bad_fields_of(remove.await);
+        assert_eq!(fields, vec!["subject"], "RemoveMember {case}");
     }
     // GetMember and UpdateMember take subject or group.
     for (subject, group) in [("", ""), ("alice", "ml")] {
         let case = format!("{subject:?} {group:?}");
-        let err = get(
-            &s,
-            &alice,
-            pb::GetMemberRequest {
-                workspace: "team".into(),
-                subject: subject.into(),
-                group: group.into(),
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(bad_fields(&err), vec!["subject"], "GetMember {case}");
-        let err = update(
-            &s,
-            &alice,
-            pb::UpdateMemberRequest {
-                workspace: "team".into(),
-                subject: subject.into(),
-                group: group.into(),
-                role,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(bad_fields(&err), vec!["subject"], "UpdateMember {case}");
+        let fields = bad_fields_of(s.get_member_with(&alice, "team", subject, group).await);
+        assert_eq!(fields, vec!["subject"], "GetMember {case}");
+        let update = s.update_member_with(&alice, "team", subject, group, R::Viewer, "");
+        let fields = bad_fields_of(update.await);
+        assert_eq!(fields, vec!["subject"], "UpdateMember {case}");
     }
     // Group names: 1-255 printable characters.
     for bad in ["ml\u{7}", "a\nb", &"g".repeat(256)] {
-        let err = add_group(&s, &alice, "team", bad, pb::Role::Viewer)
-            .await
-            .unwrap_err();
-        assert_eq!(bad_fields(&err), vec!["group"], "AddMember {bad:?}");
-        let err = get_group(&s, &alice, "team", bad).await.unwrap_err();
-        assert_eq!(bad_fields(&err), vec!["group"], "GetMember {bad:?}");
-        let err = update_group(&s, &alice, "team", bad, pb::Role::Viewer)
-            .await
-            .unwrap_err();
-        assert_eq!(bad_fields(&err), vec!["group"], "UpdateMember {bad:?}");
-        let err = remove_group(&s, &alice, "team", bad).await.unwrap_err();
-        assert_eq!(bad_fields(&err), vec!["group"], "RemoveMember {bad:?}");
+        let add = s.add_group_member(&alice, "team", bad, R::Viewer, None);
+        let fields = bad_fields_of(add.await);
+        assert_eq!(fields, vec!["group"], "AddMember {bad:?}");
+        let fields = bad_fields_of(s.get_group_member(&alice, "team", bad).await);
+        assert_eq!(fields, vec!["group"], "GetMember {bad:?}");
+        let update = s.update_group_member(&alice, "team", bad, R::Viewer, "");
+        let fields = bad_fields_of(update.await);
+        assert_eq!(fields, vec!["group"], "UpdateMember {bad:?}");
+        let fields = bad_fields_of(s.remove_group_member(&alice, "team", bad).await);
+        assert_eq!(fields, vec!["group"], "RemoveMember {bad:?}");
     }
     // 255 characters, spaces and capitals are a group.
     let longest = "g".repeat(255);
     for good in [longest.as_str(), "ML Team/Ops"] {
-        let m = add_group(&s, &alice, "team", good, pb::Role::Viewer)
+        let m = s
+            .add_group_member(&alice, "team", good, R::Viewer, None)
             .await
             .unwrap();
         assert_eq!(m.group, good);
-        assert_eq!(get_group(&s, &alice, "team", good).await.unwrap(), m);
+        assert_eq!(s.get_group_member(&alice, "team", good).await.unwrap(), m);
     }
 }
 
@@ -447,104 +299,49 @@ async fn a_member_is_exactly_one_of_subject_email_and_group() {
 
 #[tokio::test]
 async fn a_tokens_groups_give_the_roles_their_memberships_hold() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
-    add_group(&s, &alice, "team", "ml", pb::Role::Viewer)
-        .await
-        .unwrap();
+    let (s, alice) = spawn_with_team().await;
+    add_groups(&s, &alice, "team", &[("ml", R::Viewer)]).await;
     let bob_ml = token_with_groups("bob", &["data", "ml"]);
     let bob = token("bob");
     // Only the token with the group reads the private workspace.
-    let err = s.get_workspace(&bob, "team").await.unwrap_err();
-    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let err = s
-        .get_workspace(&token_with_groups("bob", &["data"]), "team")
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_denied(s.get_workspace(&bob, "team").await);
+    let bob_data = token_with_groups("bob", &["data"]);
+    assert_denied(s.get_workspace(&bob_data, "team").await);
     s.get_workspace(&bob_ml, "team").await.unwrap();
-    let ws = |description: &str| pb::Workspace {
-        name: "team".into(),
-        description: description.into(),
-        ..Default::default()
-    };
-    let err = s
-        .update_workspace(&bob_ml, ws("by ml"), &["description"], "")
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_denied(describe(&s, &bob_ml, "by ml").await);
     // The group made admin: its members update the workspace and manage its members.
-    update_group(&s, &alice, "team", "ml", pb::Role::Admin)
-        .await
-        .unwrap();
-    let got = s
-        .update_workspace(&bob_ml, ws("by ml"), &["description"], "")
-        .await
-        .unwrap();
+    let set_ml = |role| s.update_group_member(&alice, "team", "ml", role, "");
+    set_ml(R::Admin).await.unwrap();
+    let got = describe(&s, &bob_ml, "by ml").await.unwrap();
     assert_eq!(got.description, "by ml");
-    s.add_member(&bob_ml, "team", "carol", pb::Role::Viewer)
-        .await
-        .unwrap();
-    let err = s
-        .update_workspace(&bob, ws("by bob"), &["description"], "")
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    add_subjects(&s, &bob_ml, "team", &[("carol", R::Viewer)]).await;
+    assert_denied(describe(&s, &bob, "by bob").await);
 
     // The effective role is the highest of its own, its groups' and the visibility's.
-    update_group(&s, &alice, "team", "ml", pb::Role::Editor)
-        .await
-        .unwrap();
-    s.add_member(&alice, "team", "bob", pb::Role::Viewer)
-        .await
-        .unwrap();
+    set_ml(R::Editor).await.unwrap();
+    add_subjects(&s, &alice, "team", &[("bob", R::Viewer)]).await;
     let role = |tok: String| {
         let s = &s;
-        async move {
-            check(s, &tok, question("team", "workspaces.get", "", &[]))
-                .await
-                .unwrap()
-                .role
-        }
+        async move { answer_to(s, &tok, ask("team", "workspaces.get")).await.role }
     };
-    assert_eq!(role(bob.clone()).await, pb::Role::Viewer as i32);
-    assert_eq!(role(bob_ml.clone()).await, pb::Role::Editor as i32);
-    s.update_member(&alice, "team", "bob", pb::Role::Admin, "")
-        .await
-        .unwrap();
-    assert_eq!(role(bob_ml.clone()).await, pb::Role::Admin as i32);
+    let set_bob = |role| s.update_member(&alice, "team", "bob", role, "");
+    assert_eq!(role(bob.clone()).await, R::Viewer as i32);
+    assert_eq!(role(bob_ml.clone()).await, R::Editor as i32);
+    set_bob(R::Admin).await.unwrap();
+    assert_eq!(role(bob_ml.clone()).await, R::Admin as i32);
     // Of two groups, the higher; a public workspace grants editor to anyone.
-    s.update_member(&alice, "team", "bob", pb::Role::Viewer, "")
+    set_bob(R::Viewer).await.unwrap();
+    add_groups(&s, &alice, "team", &[("ops", R::Admin)]).await;
+    let bob_ml_ops = token_with_groups("bob", &["ml", "ops"]);
+    assert_eq!(role(bob_ml_ops).await, R::Admin as i32);
+    let public = visible_ws("team", pb::Visibility::Public);
+    s.update_workspace(&alice, public, &["visibility"], "")
         .await
         .unwrap();
-    add_group(&s, &alice, "team", "ops", pb::Role::Admin)
-        .await
-        .unwrap();
-    assert_eq!(
-        role(token_with_groups("bob", &["ml", "ops"])).await,
-        pb::Role::Admin as i32
-    );
-    s.update_workspace(
-        &alice,
-        pb::Workspace {
-            name: "team".into(),
-            visibility: pb::Visibility::Public as i32,
-            ..Default::default()
-        },
-        &["visibility"],
-        "",
-    )
-    .await
-    .unwrap();
-    update_group(&s, &alice, "team", "ml", pb::Role::Viewer)
-        .await
-        .unwrap();
-    assert_eq!(role(bob_ml).await, pb::Role::Editor as i32);
-    assert_eq!(
-        role(token_with_groups("dan", &["ml"])).await,
-        pb::Role::Editor as i32
-    );
+    set_ml(R::Viewer).await.unwrap();
+    assert_eq!(role(bob_ml).await, R::Editor as i32);
+    let dan_ml = token_with_groups("dan", &["ml"]);
+    assert_eq!(role(dan_ml).await, R::Editor as i32);
 }
 
 #[tokio::test]
@@ -567,17 +364,12 @@ async fn a_groups_claim_that_is_not_an_array_of_group_names_is_token_invalid() {
         let tok = token_with("alice", json!({"groups": bad}));
         let err = s.get_workspace(&tok, "default").await.unwrap_err();
         assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
-        assert!(
-            !err.message().contains(&tok),
-            "the token is echoed for {bad}"
-        );
+        let echoed = err.message().contains(&tok);
+        assert!(!echoed, "the token is echoed for {bad}");
     }
     // The same claims with valid groups are accepted.
-    for good in [
-        json!([]),
-        json!(["ml"]),
-        json!(["g".repeat(255), "ML Team"]),
-    ] {
+    let longest = "g".repeat(255);
+    for good in [json!([]), json!(["ml"]), json!([longest, "ML Team"])] {
         let tok = token_with("alice", json!({"groups": good}));
         s.get_workspace(&tok, "default").await.unwrap();
     }
@@ -592,45 +384,29 @@ async fn the_groups_claim_name_is_configurable() {
     .await;
     let alice = token("alice");
     create(&s, &alice, new_ws("team")).await;
-    add_group(&s, &alice, "team", "ml", pb::Role::Viewer)
-        .await
-        .unwrap();
-    s.get_workspace(&token_with("bob", json!({"teams": ["ml"]})), "team")
-        .await
-        .unwrap();
+    add_groups(&s, &alice, "team", &[("ml", R::Viewer)]).await;
+    let teams_ml = token_with("bob", json!({"teams": ["ml"]}));
+    s.get_workspace(&teams_ml, "team").await.unwrap();
     // Under the default name, groups are an unknown claim: neither read nor judged.
     for groups in [json!(["ml"]), json!(7)] {
-        let err = s
-            .get_workspace(&token_with("bob", json!({"groups": groups})), "team")
-            .await
-            .unwrap_err();
-        assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+        let tok = token_with("bob", json!({"groups": groups}));
+        assert_denied(s.get_workspace(&tok, "team").await);
     }
-    let err = s
-        .get_workspace(&token_with("bob", json!({"teams": [7]})), "team")
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
+    let tok = token_with("bob", json!({"teams": [7]}));
+    let res = s.get_workspace(&tok, "team").await;
+    assert_refused(res, Code::Unauthenticated, "TOKEN_INVALID");
 }
 
 // 3. ListMembers.
 
 #[tokio::test]
 async fn list_members_gives_subjects_then_groups_and_pages_across_the_boundary() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
+    let (s, alice) = spawn_with_team().await;
     // Group names that sort before and after the subjects, added in no order.
-    for g in ["ml", "Zeta", "alpha"] {
-        add_group(&s, &alice, "team", g, pb::Role::Viewer)
-            .await
-            .unwrap();
-    }
-    for sub in ["zed", "bob"] {
-        s.add_member(&alice, "team", sub, pb::Role::Editor)
-            .await
-            .unwrap();
-    }
+    let groups = [("ml", R::Viewer), ("Zeta", R::Viewer), ("alpha", R::Viewer)];
+    add_groups(&s, &alice, "team", &groups).await;
+    let subjects = [("zed", R::Editor), ("bob", R::Editor)];
+    add_subjects(&s, &alice, "team", &subjects).await;
     let expected = vec![
         subject("alice"),
         subject("bob"),
@@ -639,8 +415,8 @@ async fn list_members_gives_subjects_then_groups_and_pages_across_the_boundary()
         group("alpha"),
         group("ml"),
     ];
-    let all = members_page(&s, &alice, "team", 0, String::new()).await;
-    assert_eq!(all.members.iter().map(who).collect::<Vec<_>>(), expected);
+    let all = all_members(&s, &alice).await;
+    assert_eq!(whos(&all), expected);
     assert_eq!(all.total_size, 6);
     assert!(all.next_page_token.is_empty());
     for m in &all.members {
@@ -652,10 +428,10 @@ async fn list_members_gives_subjects_then_groups_and_pages_across_the_boundary()
         let mut seen = Vec::new();
         let mut page_token = String::new();
         loop {
-            let page = members_page(&s, &alice, "team", size, page_token).await;
+            let page = members_page(&s, &alice, size, page_token).await;
             assert_eq!(page.total_size, 6, "page size {size}");
             assert!(page.members.len() <= size as usize);
-            seen.extend(page.members.iter().map(who));
+            seen.extend(whos(&page));
             if page.next_page_token.is_empty() {
                 break;
             }
@@ -667,12 +443,12 @@ async fn list_members_gives_subjects_then_groups_and_pages_across_the_boundary()
     // The role filter applies to groups too.
     let msg = pb::ListMembersRequest {
         workspace: "team".into(),
-        role: pb::Role::Viewer as i32,
+        role: R::Viewer as i32,
         ..Default::default()
     };
     let viewers = s.list_members(&alice, msg).await.unwrap();
     assert_eq!(
-        viewers.members.iter().map(who).collect::<Vec<_>>(),
+        whos(&viewers),
         vec![group("Zeta"), group("alpha"), group("ml")]
     );
     assert_eq!(viewers.total_size, 3);
@@ -687,200 +463,97 @@ async fn list_workspaces_reaches_workspaces_through_groups() {
     for name in ["a-team", "b-team", "c-team"] {
         create(&s, &alice, new_ws(name)).await;
     }
-    create(
-        &s,
-        &alice,
-        pb::Workspace {
-            name: "open".into(),
-            visibility: pb::Visibility::Internal as i32,
-            ..Default::default()
-        },
-    )
-    .await;
-    add_group(&s, &alice, "a-team", "ml", pb::Role::Viewer)
-        .await
-        .unwrap();
-    add_group(&s, &alice, "b-team", "ops", pb::Role::Viewer)
-        .await
-        .unwrap();
-    add_group(&s, &alice, "open", "ml", pb::Role::Editor)
-        .await
-        .unwrap();
+    create(&s, &alice, visible_ws("open", pb::Visibility::Internal)).await;
+    add_groups(&s, &alice, "a-team", &[("ml", R::Viewer)]).await;
+    add_groups(&s, &alice, "b-team", &[("ops", R::Viewer)]).await;
+    add_groups(&s, &alice, "open", &[("ml", R::Editor)]).await;
     let bob_ml = token_with_groups("bob", &["ml"]);
+    let all = ["a-team", "default", "open", "system"];
+    expect_workspaces(&s, &bob_ml, "", &all, 4).await;
     let shared = ["default", "open", "system"];
-    let (names, total) = workspaces_of(&s, &bob_ml, "").await.unwrap();
-    assert_eq!(names, ["a-team", "default", "open", "system"]);
-    assert_eq!(total, 4);
-    let (names, total) = workspaces_of(&s, &token("bob"), "").await.unwrap();
-    assert_eq!(names, shared);
-    assert_eq!(total, 3);
+    expect_workspaces(&s, &token("bob"), "", &shared, 3).await;
     // member_group: only where that group is a member, whatever else the caller reads.
-    let (names, total) = workspaces_of(&s, &bob_ml, "ml").await.unwrap();
-    assert_eq!(names, ["a-team", "open"]);
-    assert_eq!(total, 2);
+    expect_workspaces(&s, &bob_ml, "ml", &["a-team", "open"], 2).await;
     // A group not in the caller's token needs a platform role.
     for tok in [bob_ml.clone(), token("bob"), alice.clone()] {
-        let err = workspaces_of(&s, &tok, "ops").await.unwrap_err();
-        assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+        assert_denied(workspaces_of(&s, &tok, "ops").await);
     }
     for tok in [platform_service(), platform_admin()] {
-        let (names, total) = workspaces_of(&s, &tok, "ops").await.unwrap();
-        assert_eq!(names, ["b-team"]);
-        assert_eq!(total, 1);
-        let (names, total) = workspaces_of(&s, &tok, "nobody").await.unwrap();
-        assert!(names.is_empty());
-        assert_eq!(total, 0);
+        expect_workspaces(&s, &tok, "ops", &["b-team"], 1).await;
+        expect_workspaces(&s, &tok, "nobody", &[], 0).await;
     }
     // The group's name is checked like a claim's.
-    let err = workspaces_of(&s, &bob_ml, "ml\u{7}").await.unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["member_group"]);
+    let fields = bad_fields_of(workspaces_of(&s, &bob_ml, "ml\u{7}").await);
+    assert_eq!(fields, vec!["member_group"]);
 }
 
 // 5. Removing oneself.
 
 #[tokio::test]
 async fn a_member_removes_its_own_membership_but_not_its_groups() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
-    add_group(&s, &alice, "team", "ml", pb::Role::Editor)
-        .await
-        .unwrap();
-    s.add_member(&alice, "team", "bob", pb::Role::Viewer)
-        .await
-        .unwrap();
+    let (s, alice) = spawn_with_team().await;
+    add_groups(&s, &alice, "team", &[("ml", R::Editor)]).await;
+    add_subjects(&s, &alice, "team", &[("bob", R::Viewer)]).await;
     let bob = token_with_groups("bob", &["ml"]);
     let carol = token_with_groups("carol", &["ml"]);
     // Neither a member through the group nor one with its own membership removes the group.
     for tok in [&carol, &bob] {
-        let err = remove_group(&s, tok, "team", "ml").await.unwrap_err();
-        assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+        assert_denied(s.remove_group_member(tok, "team", "ml").await);
     }
-    get_group(&s, &alice, "team", "ml").await.unwrap();
+    s.get_group_member(&alice, "team", "ml").await.unwrap();
     // Bob leaves; the group, and with it bob's access, stays.
     assert_eq!(s.remove_member(&bob, "team", "bob").await.unwrap(), 1);
-    let err = s.get_member(&alice, "team", "bob").await.unwrap_err();
-    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
-    get_group(&s, &alice, "team", "ml").await.unwrap();
+    assert_no_member(s.get_member(&alice, "team", "bob").await);
+    s.get_group_member(&alice, "team", "ml").await.unwrap();
     s.get_workspace(&bob, "team").await.unwrap();
     // An admin removes the group.
-    assert_eq!(remove_group(&s, &alice, "team", "ml").await.unwrap(), 1);
-    let err = s.get_workspace(&carol, "team").await.unwrap_err();
-    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    let removed = s.remove_group_member(&alice, "team", "ml").await.unwrap();
+    assert_eq!(removed, 1);
+    assert_denied(s.get_workspace(&carol, "team").await);
 }
 
 // 6. Expiry.
 
 #[tokio::test]
 async fn expire_time_is_in_the_future_and_updates_keep_set_or_clear_it() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
+    let (s, alice) = spawn_with_team().await;
     let (past, _) = in_ms(-60_000);
     let (end, _) = in_ms(3_600_000);
     let (later, _) = in_ms(7_200_000);
-    let err = add_expiring(&s, &alice, "team", "bob", "", pb::Role::Viewer, past)
-        .await
-        .unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["expire_time"]);
-    let err = add_expiring(&s, &alice, "team", "", "ml", pb::Role::Viewer, past)
-        .await
-        .unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["expire_time"]);
-    let m = add_expiring(&s, &alice, "team", "bob", "", pb::Role::Viewer, end)
-        .await
-        .unwrap();
-    assert_eq!(m.expire_time, Some(end));
-    assert_eq!(
-        s.get_member(&alice, "team", "bob")
-            .await
-            .unwrap()
-            .expire_time,
-        Some(end)
-    );
+    let res = s.add_member_until(&alice, "team", "bob", R::Viewer, past);
+    assert_eq!(bad_fields_of(res.await), vec!["expire_time"]);
+    let res = s.add_group_member(&alice, "team", "ml", R::Viewer, Some(past));
+    assert_eq!(bad_fields_of(res.await), vec!["expire_time"]);
+    let m = s.add_member_until(&alice, "team", "bob", R::Viewer, end);
+    assert_eq!(m.await.unwrap().expire_time, Some(end));
+    assert_eq!(end_of(&s, &alice, "bob").await, Some(end));
+    let update = |role, end, clear| s.update_member_expiry(&alice, "team", "bob", role, end, clear);
     // Both an expire_time and clear_expire_time; an expire_time in the past.
-    let err = update_subject(
-        &s,
-        &alice,
-        "team",
-        "bob",
-        pb::Role::Viewer,
-        Some(later),
-        true,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["clear_expire_time"]);
-    let err = update_subject(
-        &s,
-        &alice,
-        "team",
-        "bob",
-        pb::Role::Viewer,
-        Some(past),
-        false,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["expire_time"]);
+    let res = update(R::Viewer, Some(later), true).await;
+    assert_eq!(bad_fields_of(res), vec!["clear_expire_time"]);
+    let res = update(R::Viewer, Some(past), false).await;
+    assert_eq!(bad_fields_of(res), vec!["expire_time"]);
     // Without expire_time an update keeps it.
-    let m = update_subject(&s, &alice, "team", "bob", pb::Role::Editor, None, false)
-        .await
-        .unwrap();
-    assert_eq!(m.role, pb::Role::Editor as i32);
+    let m = update(R::Editor, None, false).await.unwrap();
+    assert_eq!(m.role, R::Editor as i32);
     assert_eq!(m.expire_time, Some(end));
-    assert_eq!(
-        s.get_member(&alice, "team", "bob")
-            .await
-            .unwrap()
-            .expire_time,
-        Some(end)
-    );
+    assert_eq!(end_of(&s, &alice, "bob").await, Some(end));
     // A new one replaces it.
-    let m = update_subject(
-        &s,
-        &alice,
-        "team",
-        "bob",
-        pb::Role::Editor,
-        Some(later),
-        false,
-    )
-    .await
-    .unwrap();
+    let m = update(R::Editor, Some(later), false).await.unwrap();
     assert_eq!(m.expire_time, Some(later));
-    assert_eq!(
-        s.get_member(&alice, "team", "bob")
-            .await
-            .unwrap()
-            .expire_time,
-        Some(later)
-    );
+    assert_eq!(end_of(&s, &alice, "bob").await, Some(later));
     // clear_expire_time removes it.
-    let m = update_subject(&s, &alice, "team", "bob", pb::Role::Editor, None, true)
-        .await
-        .unwrap();
+    let m = update(R::Editor, None, true).await.unwrap();
     assert_eq!(m.expire_time, None);
-    let got = s.get_member(&alice, "team", "bob").await.unwrap();
-    assert_eq!(got.expire_time, None);
+    assert_eq!(end_of(&s, &alice, "bob").await, None);
     // role stays required.
-    let err = update_subject(
-        &s,
-        &alice,
-        "team",
-        "bob",
-        pb::Role::Unspecified,
-        Some(end),
-        false,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["role"]);
+    let res = update(R::Unspecified, Some(end), false).await;
+    assert_eq!(bad_fields_of(res), vec!["role"]);
     // ListMembers shows the ends.
-    add_expiring(&s, &alice, "team", "", "ml", pb::Role::Viewer, end)
+    s.add_group_member(&alice, "team", "ml", R::Viewer, Some(end))
         .await
         .unwrap();
-    let list = members_page(&s, &alice, "team", 0, String::new()).await;
+    let list = all_members(&s, &alice).await;
     let ends: Vec<_> = list
         .members
         .iter()
@@ -898,41 +571,24 @@ async fn expire_time_is_in_the_future_and_updates_keep_set_or_clear_it() {
 
 #[tokio::test]
 async fn a_membership_grants_until_its_expire_time_and_is_absent_after_it() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
+    let (s, alice) = spawn_with_team().await;
     let bob = token("bob");
     let svc = platform_service();
-    create(&s, &alice, new_ws("team")).await;
     let (end, at) = in_ms(1_500);
-    let m = add_expiring(&s, &alice, "team", "bob", "", pb::Role::Editor, end)
-        .await
-        .unwrap();
-    assert_eq!(m.expire_time, Some(end));
+    let m = s.add_member_until(&alice, "team", "bob", R::Editor, end);
+    assert_eq!(m.await.unwrap().expire_time, Some(end));
     // Before: it grants, everywhere (and every view has seen it).
-    assert_eq!(
-        s.get_member(&alice, "team", "bob")
-            .await
-            .unwrap()
-            .expire_time,
-        Some(end)
-    );
+    assert_eq!(end_of(&s, &alice, "bob").await, Some(end));
     s.get_workspace(&bob, "team").await.unwrap();
-    let r = s
-        .check_access(&bob, "team", "resources.write", "")
-        .await
-        .unwrap();
-    assert_eq!(r, answer(true, pb::Role::Editor, pb::Grant::Membership, ""));
-    let r = s
-        .check_access_with(&svc, "team", "resources.write", "bob", true)
-        .await
-        .unwrap();
-    assert!(r.allowed);
-    let list = members_page(&s, &alice, "team", 0, String::new()).await;
+    let bobs_write = || s.check_access(&bob, "team", "resources.write", "");
+    let svcs_write = |fully| s.check_access_with(&svc, "team", "resources.write", "bob", fully);
+    let r = bobs_write().await.unwrap();
+    assert_eq!(r, granted(R::Editor, G::Membership, ""));
+    assert!(svcs_write(true).await.unwrap().allowed);
+    let list = all_members(&s, &alice).await;
     assert_eq!(list.members.len(), 2);
     assert_eq!(list.total_size, 2);
-    let (names, total) = workspaces_of(&s, &bob, "").await.unwrap();
-    assert_eq!(names, ["default", "system", "team"]);
-    assert_eq!(total, 3);
+    expect_workspaces(&s, &bob, "", &["default", "system", "team"], 3).await;
     let by_member = pb::ListWorkspacesRequest {
         member: "bob".into(),
         ..Default::default()
@@ -946,108 +602,66 @@ async fn a_membership_grants_until_its_expire_time_and_is_absent_after_it() {
 
     sleep_past(at).await;
     // After: absent for every RPC, on the cached path and on the database's.
-    let err = s.get_member(&alice, "team", "bob").await.unwrap_err();
-    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
-    let err = s.get_workspace(&bob, "team").await.unwrap_err();
-    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let r = s
-        .check_access(&bob, "team", "resources.write", "")
-        .await
-        .unwrap();
-    assert_eq!(r, nothing());
+    assert_no_member(s.get_member(&alice, "team", "bob").await);
+    assert_denied(s.get_workspace(&bob, "team").await);
+    assert_eq!(bobs_write().await.unwrap(), nothing());
     for consistent in [false, true] {
-        let r = s
-            .check_access_with(&svc, "team", "resources.write", "bob", consistent)
-            .await
-            .unwrap();
+        let r = svcs_write(consistent).await.unwrap();
         assert_eq!(r, nothing(), "fully_consistent {consistent}");
     }
-    let list = members_page(&s, &alice, "team", 0, String::new()).await;
-    assert_eq!(
-        list.members.iter().map(who).collect::<Vec<_>>(),
-        vec![subject("alice")]
-    );
+    let list = all_members(&s, &alice).await;
+    assert_eq!(whos(&list), vec![subject("alice")]);
     assert_eq!(list.total_size, 1);
-    let (names, total) = workspaces_of(&s, &bob, "").await.unwrap();
-    assert_eq!(names, ["default", "system"]);
-    assert_eq!(total, 2);
+    expect_workspaces(&s, &bob, "", &["default", "system"], 2).await;
     let listed = s.list_workspaces(&svc, by_member).await.unwrap();
     assert!(listed.workspaces.is_empty());
     assert_eq!(listed.total_size, 0);
-    let err = update_subject(&s, &alice, "team", "bob", pb::Role::Viewer, None, false)
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
-    let err = s.remove_member(&alice, "team", "bob").await.unwrap_err();
-    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
+    let res = s.update_member_expiry(&alice, "team", "bob", R::Viewer, None, false);
+    assert_no_member(res.await);
+    assert_no_member(s.remove_member(&alice, "team", "bob").await);
     // It can be added again, and then grants again.
     let again = s
-        .add_member(&alice, "team", "bob", pb::Role::Viewer)
+        .add_member(&alice, "team", "bob", R::Viewer)
         .await
         .unwrap();
     assert_eq!(again.expire_time, None);
-    assert_eq!(again.role, pb::Role::Viewer as i32);
+    assert_eq!(again.role, R::Viewer as i32);
     s.get_workspace(&bob, "team").await.unwrap();
-    assert_eq!(
-        members_page(&s, &alice, "team", 0, String::new())
-            .await
-            .total_size,
-        2
-    );
+    assert_eq!(all_members(&s, &alice).await.total_size, 2);
 }
 
 #[tokio::test]
 async fn a_group_membership_grants_until_its_expire_time() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
+    let (s, alice) = spawn_with_team().await;
     let bob = token_with_groups("bob", &["ml"]);
-    create(&s, &alice, new_ws("team")).await;
     let (end, at) = in_ms(1_500);
-    let m = add_expiring(&s, &alice, "team", "", "ml", pb::Role::Editor, end)
+    let m = s
+        .add_group_member(&alice, "team", "ml", R::Editor, Some(end))
         .await
         .unwrap();
     assert_eq!((m.group.as_str(), m.expire_time), ("ml", Some(end)));
     s.get_workspace(&bob, "team").await.unwrap();
-    let r = s
-        .check_access(&bob, "team", "resources.write", "")
-        .await
-        .unwrap();
-    assert_eq!(r, answer(true, pb::Role::Editor, pb::Grant::Group, "ml"));
+    let bobs_write = || s.check_access(&bob, "team", "resources.write", "");
+    let r = bobs_write().await.unwrap();
+    assert_eq!(r, granted(R::Editor, G::Group, "ml"));
     assert_eq!(workspaces_of(&s, &bob, "ml").await.unwrap().1, 1);
     assert_eq!(workspaces_of(&s, &bob, "").await.unwrap().1, 3);
-    assert_eq!(
-        members_page(&s, &alice, "team", 0, String::new())
-            .await
-            .total_size,
-        2
-    );
+    assert_eq!(all_members(&s, &alice).await.total_size, 2);
     assert!(
         at > Utc::now(),
         "the set-up took longer than the membership"
     );
 
     sleep_past(at).await;
-    let err = s.get_workspace(&bob, "team").await.unwrap_err();
-    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let r = s
-        .check_access(&bob, "team", "resources.write", "")
-        .await
-        .unwrap();
-    assert_eq!(r, nothing());
-    let err = get_group(&s, &alice, "team", "ml").await.unwrap_err();
-    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
-    assert_eq!(workspaces_of(&s, &bob, "ml").await.unwrap(), (vec![], 0));
-    let (names, total) = workspaces_of(&s, &bob, "").await.unwrap();
-    assert_eq!((names, total), (vec!["default".into(), "system".into()], 2));
-    let list = members_page(&s, &alice, "team", 0, String::new()).await;
-    assert_eq!(
-        list.members.iter().map(who).collect::<Vec<_>>(),
-        vec![subject("alice")]
-    );
+    assert_denied(s.get_workspace(&bob, "team").await);
+    assert_eq!(bobs_write().await.unwrap(), nothing());
+    assert_no_member(s.get_group_member(&alice, "team", "ml").await);
+    expect_workspaces(&s, &bob, "ml", &[], 0).await;
+    expect_workspaces(&s, &bob, "", &["default", "system"], 2).await;
+    let list = all_members(&s, &alice).await;
+    assert_eq!(whos(&list), vec![subject("alice")]);
     assert_eq!(list.total_size, 1);
-    add_group(&s, &alice, "team", "ml", pb::Role::Viewer)
-        .await
-        .unwrap();
+    add_groups(&s, &alice, "team", &[("ml", R::Viewer)]).await;
     s.get_workspace(&bob, "team").await.unwrap();
 }
 
@@ -1055,419 +669,237 @@ async fn a_group_membership_grants_until_its_expire_time() {
 
 #[tokio::test]
 async fn the_last_admin_without_an_expire_time_stays() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
-    let (end, _) = in_ms(3_600_000);
-    // The only admin cannot be given an end.
-    let err = update_subject(
-        &s,
-        &alice,
-        "team",
-        "alice",
-        pb::Role::Admin,
-        Some(end),
-        false,
-    )
-    .await
-    .unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "LAST_ADMIN");
-    assert_eq!(
-        s.get_member(&alice, "team", "alice")
-            .await
-            .unwrap()
-            .expire_time,
-        None
-    );
-    // An admin with an end does not count.
-    add_expiring(&s, &alice, "team", "bob", "", pb::Role::Admin, end)
-        .await
-        .unwrap();
-    let err = s.remove_member(&alice, "team", "alice").await.unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "LAST_ADMIN");
+    let (s, alice) = spawn_with_team().await;
     let bob = token("bob");
-    let err = s.remove_member(&bob, "team", "alice").await.unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "LAST_ADMIN");
-    let err = s
-        .update_member(&bob, "team", "alice", pb::Role::Editor, "")
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "LAST_ADMIN");
-    let err = update_subject(
-        &s,
-        &alice,
-        "team",
-        "alice",
-        pb::Role::Admin,
-        Some(end),
-        false,
-    )
-    .await
-    .unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "LAST_ADMIN");
-    // A group admin without an end counts: then alice may take an end, or go.
-    add_group(&s, &alice, "team", "admins", pb::Role::Admin)
+    let (end, _) = in_ms(3_600_000);
+    let end_alice = || s.update_member_expiry(&alice, "team", "alice", R::Admin, Some(end), false);
+    // The only admin cannot be given an end.
+    assert_last_admin(end_alice().await);
+    assert_eq!(end_of(&s, &alice, "alice").await, None);
+    // An admin with an end does not count.
+    s.add_member_until(&alice, "team", "bob", R::Admin, end)
         .await
         .unwrap();
-    let m = update_subject(
-        &s,
-        &alice,
-        "team",
-        "alice",
-        pb::Role::Admin,
-        Some(end),
-        false,
-    )
-    .await
-    .unwrap();
+    assert_last_admin(s.remove_member(&alice, "team", "alice").await);
+    assert_last_admin(s.remove_member(&bob, "team", "alice").await);
+    assert_last_admin(s.update_member(&bob, "team", "alice", R::Editor, "").await);
+    assert_last_admin(end_alice().await);
+    // A group admin without an end counts: then alice may take an end, or go.
+    add_groups(&s, &alice, "team", &[("admins", R::Admin)]).await;
+    let m = end_alice().await.unwrap();
     assert_eq!(m.expire_time, Some(end));
     assert_eq!(s.remove_member(&bob, "team", "alice").await.unwrap(), 1);
     // Now the group is the last lasting admin.
-    let err = remove_group(&s, &bob, "team", "admins").await.unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "LAST_ADMIN");
-    let err = update_group(&s, &bob, "team", "admins", pb::Role::Editor)
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "LAST_ADMIN");
-    let err = update(
-        &s,
-        &bob,
-        pb::UpdateMemberRequest {
-            workspace: "team".into(),
-            group: "admins".into(),
-            role: pb::Role::Admin as i32,
-            expire_time: Some(end),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "LAST_ADMIN");
+    assert_last_admin(s.remove_group_member(&bob, "team", "admins").await);
+    let demote = s.update_group_member(&bob, "team", "admins", R::Editor, "");
+    assert_last_admin(demote.await);
+    let end_admins = pb::UpdateMemberRequest {
+        expire_time: Some(end),
+        ..update_request("team", "", "admins", R::Admin)
+    };
+    assert_last_admin(s.update_member_msg(&bob, end_admins).await);
     // Bob without an end counts again.
-    update_subject(&s, &bob, "team", "bob", pb::Role::Admin, None, true)
+    s.update_member_expiry(&bob, "team", "bob", R::Admin, None, true)
         .await
         .unwrap();
-    assert_eq!(remove_group(&s, &bob, "team", "admins").await.unwrap(), 1);
+    let removed = s.remove_group_member(&bob, "team", "admins").await.unwrap();
+    assert_eq!(removed, 1);
 }
 
 // 8. Explain.
 
 #[tokio::test]
 async fn check_access_names_the_grant_that_allows() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    let root = platform_admin();
-    create(&s, &alice, new_ws("team")).await;
-    for (g, role) in [
-        ("ml", pb::Role::Editor),
-        ("ops", pb::Role::Admin),
-        ("alpha", pb::Role::Viewer),
-        ("Zeta", pb::Role::Viewer),
-    ] {
-        add_group(&s, &alice, "team", g, role).await.unwrap();
-    }
-    for (sub, role) in [("bob", pb::Role::Editor), ("carol", pb::Role::Viewer)] {
-        s.add_member(&alice, "team", sub, role).await.unwrap();
-    }
-    let ask = |tok: String, ws: &'static str, permission: &'static str| {
-        let s = &s;
-        async move {
-            check(s, &tok, question(ws, permission, "", &[]))
-                .await
-                .unwrap()
-        }
-    };
-    use pb::{Grant as G, Role as R};
-    // Own membership and a group of the same role: the membership.
-    let bob = token_with_groups("bob", &["ml"]);
-    assert_eq!(
-        ask(bob.clone(), "team", "resources.write").await,
-        answer(true, R::Editor, G::Membership, "")
-    );
-    // A group of a higher role wins, also for what the lower one allows.
-    let carol = token_with_groups("carol", &["ml"]);
-    for permission in ["resources.write", "workspaces.get"] {
-        assert_eq!(
-            ask(carol.clone(), "team", permission).await,
-            answer(true, R::Editor, G::Group, "ml"),
-            "{permission}"
-        );
-    }
-    // Of two groups the higher role, though its name sorts later.
-    let dan = token_with_groups("dan", &["ops", "ml"]);
-    assert_eq!(
-        ask(dan.clone(), "team", "workspaces.get").await,
-        answer(true, R::Admin, G::Group, "ops")
-    );
-    // Of two groups of the same role, the first name in byte order.
-    let erin = token_with_groups("erin", &["alpha", "Zeta"]);
-    assert_eq!(
-        ask(erin.clone(), "team", "members.list").await,
-        answer(true, R::Viewer, G::Group, "Zeta")
-    );
-    // Not allowed: nothing is named, the role still is.
-    assert_eq!(
-        ask(carol.clone(), "team", "workspaces.delete").await,
-        answer(false, R::Editor, G::Unspecified, "")
-    );
-    assert_eq!(
-        ask(bob.clone(), "team", "members.manage").await,
-        answer(false, R::Editor, G::Unspecified, "")
-    );
-    assert_eq!(ask(token("eve"), "team", "workspaces.get").await, nothing());
+    let (s, alice) = spawn_with_team().await;
+    let root = &platform_admin();
+    let groups = [
+        ("ml", R::Editor),
+        ("ops", R::Admin),
+        ("alpha", R::Viewer),
+        ("Zeta", R::Viewer),
+    ];
+    add_groups(&s, &alice, "team", &groups).await;
+    let subjects = [("bob", R::Editor), ("carol", R::Viewer)];
+    add_subjects(&s, &alice, "team", &subjects).await;
+    let bob = &token_with_groups("bob", &["ml"]);
+    let carol = &token_with_groups("carol", &["ml"]);
+    let dan = &token_with_groups("dan", &["ops", "ml"]);
+    let erin = &token_with_groups("erin", &["alpha", "Zeta"]);
+    let eve = &token("eve");
+    let ml = granted(R::Editor, G::Group, "ml");
+    let own_editor = granted(R::Editor, G::Membership, "");
+    let cases = [
+        // Own membership and a group of the same role: the membership.
+        (bob, "resources.write", own_editor),
+        // A group of a higher role wins, also for what the lower one allows.
+        (carol, "resources.write", ml.clone()),
+        (carol, "workspaces.get", ml.clone()),
+        // Of two groups the higher role, though its name sorts later.
+        (dan, "workspaces.get", granted(R::Admin, G::Group, "ops")),
+        // Of two groups of the same role, the first name in byte order.
+        (erin, "members.list", granted(R::Viewer, G::Group, "Zeta")),
+        // Not allowed: nothing is named, the role still is.
+        (carol, "workspaces.delete", refused(R::Editor)),
+        (bob, "members.manage", refused(R::Editor)),
+        (eve, "workspaces.get", nothing()),
+    ];
+    expect_answers(&s, "team", &cases).await;
     // Visibility.
-    create(
-        &s,
-        &alice,
-        pb::Workspace {
-            name: "open".into(),
-            visibility: pb::Visibility::Internal as i32,
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(
-        ask(token("eve"), "open", "workspaces.get").await,
-        answer(true, R::Viewer, G::Visibility, "")
-    );
-    assert_eq!(
-        ask(token("eve"), "open", "resources.write").await,
-        answer(false, R::Viewer, G::Unspecified, "")
-    );
+    create(&s, &alice, visible_ws("open", pb::Visibility::Internal)).await;
+    let cases = [
+        (eve, "workspaces.get", granted(R::Viewer, G::Visibility, "")),
+        (eve, "resources.write", refused(R::Viewer)),
+    ];
+    expect_answers(&s, "open", &cases).await;
     // A group ranks before the visibility between equals; a higher visibility wins.
-    s.update_workspace(
-        &alice,
-        pb::Workspace {
-            name: "open".into(),
-            visibility: pb::Visibility::Public as i32,
-            ..Default::default()
-        },
-        &["visibility"],
-        "",
-    )
-    .await
-    .unwrap();
-    add_group(&s, &alice, "open", "ml", pb::Role::Editor)
+    let public = visible_ws("open", pb::Visibility::Public);
+    s.update_workspace(&alice, public, &["visibility"], "")
         .await
         .unwrap();
-    s.add_member(&alice, "open", "carol", pb::Role::Viewer)
-        .await
-        .unwrap();
-    assert_eq!(
-        ask(token_with_groups("eve", &["ml"]), "open", "resources.write").await,
-        answer(true, R::Editor, G::Group, "ml")
-    );
-    assert_eq!(
-        ask(token("carol"), "open", "workspaces.get").await,
-        answer(true, R::Editor, G::Visibility, "")
-    );
+    add_groups(&s, &alice, "open", &[("ml", R::Editor)]).await;
+    add_subjects(&s, &alice, "open", &[("carol", R::Viewer)]).await;
+    let editor_by_visibility = granted(R::Editor, G::Visibility, "");
+    let cases = [
+        (&token_with_groups("eve", &["ml"]), "resources.write", ml),
+        (&token("carol"), "workspaces.get", editor_by_visibility),
+    ];
+    expect_answers(&s, "open", &cases).await;
     // A platform role only where no workspace grant allows.
-    assert_eq!(
-        ask(root.clone(), "team", "policies.update").await,
-        answer(true, R::Unspecified, G::PlatformRole, "")
-    );
-    assert_eq!(
-        ask(root.clone(), "team", "workspaces.get").await,
-        answer(true, R::Unspecified, G::PlatformRole, "")
-    );
-    s.add_member(&alice, "team", "root", pb::Role::Admin)
-        .await
-        .unwrap();
-    assert_eq!(
-        ask(root.clone(), "team", "workspaces.get").await,
-        answer(true, R::Admin, G::Membership, "")
-    );
-    assert_eq!(
-        ask(root, "team", "policies.update").await,
-        answer(true, R::Admin, G::PlatformRole, "")
-    );
+    let platform = granted(R::Unspecified, G::PlatformRole, "");
+    let cases = [
+        (root, "policies.update", platform.clone()),
+        (root, "workspaces.get", platform),
+    ];
+    expect_answers(&s, "team", &cases).await;
+    add_subjects(&s, &alice, "team", &[("root", R::Admin)]).await;
+    let admin_by_platform = granted(R::Admin, G::PlatformRole, "");
+    let cases = [
+        (root, "workspaces.get", granted(R::Admin, G::Membership, "")),
+        (root, "policies.update", admin_by_platform),
+    ];
+    expect_answers(&s, "team", &cases).await;
 }
 
 #[tokio::test]
 async fn only_a_platform_caller_passes_a_subjects_groups() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
+    let (s, alice) = spawn_with_team().await;
     let svc = platform_service();
-    create(&s, &alice, new_ws("team")).await;
-    add_group(&s, &alice, "team", "ml", pb::Role::Editor)
-        .await
-        .unwrap();
-    add_group(&s, &alice, "team", "ops", pb::Role::Admin)
-        .await
-        .unwrap();
-    use pb::{Grant as G, Role as R};
+    add_groups(&s, &alice, "team", &[("ml", R::Editor), ("ops", R::Admin)]).await;
+    let ml = granted(R::Editor, G::Group, "ml");
+    let question = |permission, subject, groups| check_request("team", permission, subject, groups);
     // A platform service checking another subject sees its groups' roles.
-    let r = check(
-        &s,
-        &svc,
-        question("team", "resources.write", "erin", &["ml"]),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r, answer(true, R::Editor, G::Group, "ml"));
-    let r = check(
-        &s,
-        &svc,
-        question("team", "workspaces.update", "erin", &["ml", "ops"]),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r, answer(true, R::Admin, G::Group, "ops"));
-    let r = check(&s, &svc, question("team", "resources.write", "erin", &[]))
-        .await
-        .unwrap();
-    assert_eq!(r, nothing());
+    let ops = granted(R::Admin, G::Group, "ops");
+    let cases: [(&str, &[&str], _); 3] = [
+        ("resources.write", &["ml"], ml.clone()),
+        ("workspaces.update", &["ml", "ops"], ops),
+        ("resources.write", &[], nothing()),
+    ];
+    for (permission, groups, want) in cases {
+        let got = answer_to(&s, &svc, question(permission, "erin", groups)).await;
+        assert_eq!(got, want, "{permission} in {groups:?}");
+    }
     // A caller checking itself: only its token's groups count.
     let erin = token("erin");
-    for sub in ["", "erin"] {
-        let r = check(&s, &erin, question("team", "workspaces.get", sub, &["ml"]))
-            .await
-            .unwrap();
-        assert_eq!(r, nothing(), "subject {sub:?}");
-    }
     let erin_ml = token_with_groups("erin", &["ml"]);
     for sub in ["", "erin"] {
-        let r = check(
-            &s,
-            &erin_ml,
-            question("team", "workspaces.get", sub, &["ops"]),
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            r,
-            answer(true, R::Editor, G::Group, "ml"),
-            "subject {sub:?}"
-        );
+        let got = answer_to(&s, &erin, question("workspaces.get", sub, &["ml"])).await;
+        assert_eq!(got, nothing(), "subject {sub:?}");
+        let got = answer_to(&s, &erin_ml, question("workspaces.get", sub, &["ops"])).await;
+        assert_eq!(got, ml, "subject {sub:?}");
     }
     // The groups are checked: each a group name, at most 1000.
-    let err = check(
-        &s,
-        &svc,
-        question("team", "workspaces.get", "erin", &["ml", ""]),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["groups[1]"]);
-    let names: Vec<String> = (0..1001).map(|i| format!("g{i}")).collect();
-    let mut many = question("team", "workspaces.get", "erin", &[]);
-    many.groups = names.clone();
-    let err = check(&s, &svc, many.clone()).await.unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["groups"]);
+    let res = s.check_access_msg(&svc, question("workspaces.get", "erin", &["ml", ""]));
+    assert_eq!(bad_fields_of(res.await), vec!["groups[1]"]);
+    let mut many = question("workspaces.get", "erin", &[]);
+    many.groups = (0..1001).map(|i| format!("g{i}")).collect();
+    let res = s.check_access_msg(&svc, many.clone()).await;
+    assert_eq!(bad_fields_of(res), vec!["groups"]);
     many.groups.truncate(999);
     many.groups.push("ml".into());
-    let r = check(&s, &svc, many).await.unwrap();
-    assert_eq!(r, answer(true, R::Editor, G::Group, "ml"));
+    assert_eq!(answer_to(&s, &svc, many).await, ml);
 }
 
 // 9. BatchCheckAccess.
 
 #[tokio::test]
 async fn batch_check_access_answers_each_check_in_order() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
-    s.add_member(&alice, "team", "bob", pb::Role::Editor)
-        .await
-        .unwrap();
-    add_group(&s, &alice, "team", "ml", pb::Role::Admin)
-        .await
-        .unwrap();
+    let (s, alice) = spawn_with_team().await;
+    add_subjects(&s, &alice, "team", &[("bob", R::Editor)]).await;
+    add_groups(&s, &alice, "team", &[("ml", R::Admin)]).await;
     let bob = token("bob");
     let bob_ml = token_with_groups("bob", &["ml"]);
-    use pb::{Grant as G, Role as R};
     let checks = vec![
-        question("team", "members.manage", "", &[]),
-        question("team", "resources.write", "", &[]),
-        question("default", "resources.write", "", &[]),
-        question("missing", "workspaces.get", "", &[]),
-        question("team", "workspaces.get", "bob", &[]),
-        question("system", "workspaces.update", "", &[]),
+        ask("team", "members.manage"),
+        ask("team", "resources.write"),
+        ask("default", "resources.write"),
+        ask("missing", "workspaces.get"),
+        check_request("team", "workspaces.get", "bob", &[]),
+        ask("system", "workspaces.update"),
     ];
     let expected = vec![
-        answer(false, R::Editor, G::Unspecified, ""),
-        answer(true, R::Editor, G::Membership, ""),
-        answer(true, R::Editor, G::Visibility, ""),
+        refused(R::Editor),
+        granted(R::Editor, G::Membership, ""),
+        granted(R::Editor, G::Visibility, ""),
         nothing(),
-        answer(true, R::Editor, G::Membership, ""),
-        answer(false, R::Viewer, G::Unspecified, ""),
+        granted(R::Editor, G::Membership, ""),
+        refused(R::Viewer),
     ];
-    let got = batch(&s, &bob, checks.clone()).await.unwrap();
+    let got = s.batch_check_access(&bob, checks.clone()).await.unwrap();
     assert_eq!(got, expected);
     // Each as CheckAccess alone answers it, also with the token's groups.
     for tok in [bob, bob_ml.clone()] {
-        let got = batch(&s, &tok, checks.clone()).await.unwrap();
+        let got = s.batch_check_access(&tok, checks.clone()).await.unwrap();
         for (i, c) in checks.iter().enumerate() {
-            assert_eq!(
-                got[i],
-                check(&s, &tok, c.clone()).await.unwrap(),
-                "check {i}"
-            );
+            let alone = answer_to(&s, &tok, c.clone()).await;
+            assert_eq!(got[i], alone, "check {i}");
         }
     }
-    let got = batch(&s, &bob_ml, checks).await.unwrap();
-    assert_eq!(got[0], answer(true, R::Admin, G::Group, "ml"));
+    let got = s.batch_check_access(&bob_ml, checks).await.unwrap();
+    assert_eq!(got[0], granted(R::Admin, G::Group, "ml"));
     // The same check reversed: the answers are reversed.
     let checks = vec![
-        question("team", "resources.write", "", &[]),
-        question("missing", "workspaces.get", "", &[]),
+        ask("team", "resources.write"),
+        ask("missing", "workspaces.get"),
     ];
     let mut reversed = checks.clone();
     reversed.reverse();
-    let mut forward = batch(&s, &token("bob"), checks).await.unwrap();
+    let bob = token("bob");
+    let mut forward = s.batch_check_access(&bob, checks).await.unwrap();
     forward.reverse();
-    assert_eq!(batch(&s, &token("bob"), reversed).await.unwrap(), forward);
+    assert_eq!(s.batch_check_access(&bob, reversed).await.unwrap(), forward);
 }
 
 #[tokio::test]
 async fn batch_check_access_takes_1_to_100_checks_and_names_each_bad_field() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
-    let ok = || question("team", "workspaces.get", "", &[]);
+    let (s, alice) = spawn_with_team().await;
+    let ok = || ask("team", "workspaces.get");
+    let batch = |checks| s.batch_check_access(&alice, checks);
     for n in [0, 101, 1000] {
-        let err = batch(&s, &alice, vec![ok(); n]).await.unwrap_err();
+        let err = batch(vec![ok(); n]).await.unwrap_err();
         assert_eq!(bad_fields(&err), vec!["checks"], "{n} checks");
         let violations = err.get_details_bad_request().unwrap().field_violations;
         assert_eq!(violations.len(), 1, "{n} checks: {violations:?}");
     }
-    let results = batch(&s, &alice, vec![ok(); 100]).await.unwrap();
+    let results = batch(vec![ok(); 100]).await.unwrap();
     assert_eq!(results.len(), 100);
-    let admin = answer(true, pb::Role::Admin, pb::Grant::Membership, "");
+    let admin = granted(R::Admin, G::Membership, "");
     assert!(results.iter().all(|r| *r == admin), "{results:?}");
-    assert_eq!(batch(&s, &alice, vec![ok()]).await.unwrap(), vec![admin]);
+    assert_eq!(batch(vec![ok()]).await.unwrap(), vec![admin]);
     // A bad item: its field, by index.
-    let err = batch(
-        &s,
-        &alice,
-        vec![ok(), ok(), question("team", "workspaces.fly", "", &[])],
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["checks[2].permission"]);
-    let err = batch(
-        &s,
-        &alice,
-        vec![ok(), question("Bad_Name", "workspaces.get", "", &[]), ok()],
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(bad_fields(&err), vec!["checks[1].workspace"]);
+    let res = batch(vec![ok(), ok(), ask("team", "workspaces.fly")]).await;
+    assert_eq!(bad_fields_of(res), vec!["checks[2].permission"]);
+    let res = batch(vec![ok(), ask("Bad_Name", "workspaces.get"), ok()]).await;
+    assert_eq!(bad_fields_of(res), vec!["checks[1].workspace"]);
     // Every bad field of every item at once.
-    let err = batch(
-        &s,
-        &alice,
-        vec![
-            question("Bad_Name", "workspaces.get", "", &[]),
-            ok(),
-            question("team", "nope", "", &[]),
-            question("team", "workspaces.get", "bad\u{7}", &[]),
-        ],
-    )
-    .await
-    .unwrap_err();
+    let res = batch(vec![
+        ask("Bad_Name", "workspaces.get"),
+        ok(),
+        ask("team", "nope"),
+        check_request("team", "workspaces.get", "bad\u{7}", &[]),
+    ])
+    .await;
     assert_eq!(
-        bad_fields(&err),
+        bad_fields_of(res),
         vec![
             "checks[0].workspace",
             "checks[2].permission",
@@ -1478,61 +910,39 @@ async fn batch_check_access_takes_1_to_100_checks_and_names_each_bad_field() {
 
 #[tokio::test]
 async fn batch_check_access_answers_refused_items_not_allowed() {
-    let s = TestServer::spawn().await;
-    let alice = token("alice");
-    create(&s, &alice, new_ws("team")).await;
-    s.add_member(&alice, "team", "bob", pb::Role::Editor)
-        .await
-        .unwrap();
+    let (s, alice) = spawn_with_team().await;
+    add_subjects(&s, &alice, "team", &[("bob", R::Editor)]).await;
     let bob = token("bob");
-    use pb::{Grant as G, Role as R};
     // Another subject without a platform role: CheckAccess alone refuses it.
-    let other = question("team", "workspaces.get", "alice", &[]);
-    let err = check(&s, &bob, other.clone()).await.unwrap_err();
-    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    let got = batch(
-        &s,
-        &bob,
-        vec![
-            question("team", "resources.write", "", &[]),
-            other,
-            question("team", "workspaces.get", "", &[]),
-        ],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        got,
-        vec![
-            answer(true, R::Editor, G::Membership, ""),
-            nothing(),
-            answer(true, R::Editor, G::Membership, ""),
-        ]
-    );
+    let other = check_request("team", "workspaces.get", "alice", &[]);
+    assert_denied(s.check_access_msg(&bob, other.clone()).await);
+    let checks = vec![
+        ask("team", "resources.write"),
+        other,
+        ask("team", "workspaces.get"),
+    ];
+    let got = s.batch_check_access(&bob, checks).await.unwrap();
+    let editor = granted(R::Editor, G::Membership, "");
+    assert_eq!(got, vec![editor.clone(), nothing(), editor]);
     // A missing workspace for a platform caller: NOT_FOUND alone, not allowed in a batch.
     let svc = platform_service();
-    let missing = question("missing", "workspaces.get", "alice", &[]);
-    let err = check(&s, &svc, missing.clone()).await.unwrap_err();
-    assert_status(&err, Code::NotFound, "WORKSPACE_NOT_FOUND");
-    let got = batch(
-        &s,
-        &svc,
-        vec![
-            question("team", "workspaces.delete", "alice", &[]),
-            missing,
-            question("default", "resources.write", "eve", &[]),
-            question("missing", "workspaces.get", "", &[]),
-            question("team", "workspaces.get", "eve", &["ml"]),
-        ],
-    )
-    .await
-    .unwrap();
+    let missing = check_request("missing", "workspaces.get", "alice", &[]);
+    let res = s.check_access_msg(&svc, missing.clone()).await;
+    assert_refused(res, Code::NotFound, "WORKSPACE_NOT_FOUND");
+    let checks = vec![
+        check_request("team", "workspaces.delete", "alice", &[]),
+        missing,
+        check_request("default", "resources.write", "eve", &[]),
+        ask("missing", "workspaces.get"),
+        check_request("team", "workspaces.get", "eve", &["ml"]),
+    ];
+    let got = s.batch_check_access(&svc, checks).await.unwrap();
     assert_eq!(
         got,
         vec![
-            answer(true, R::Admin, G::Membership, ""),
+            granted(R::Admin, G::Membership, ""),
             nothing(),
-            answer(true, R::Editor, G::Visibility, ""),
+            granted(R::Editor, G::Visibility, ""),
             nothing(),
             nothing(),
         ]

@@ -195,6 +195,15 @@ fn success(rpc: &str) -> (Code, Option<&'static str>) {
     }
 }
 
+/// The check of the caller's own `workspaces.get` in `workspace`.
+fn read_check(workspace: String) -> pb::CheckAccessRequest {
+    pb::CheckAccessRequest {
+        workspace,
+        permission: "workspaces.get".into(),
+        ..Default::default()
+    }
+}
+
 /// Makes the call of `rpc` on `ws` as the holder of `tok`; Ok(()) or the status.
 async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Result<(), Status> {
     let (w, m, p) = (s.workspaces(), s.members(), s.policies());
@@ -339,24 +348,13 @@ async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Resu
             .await
             .map(drop),
         "CheckAccess" => m
-            .check_access(with_token(
-                pb::CheckAccessRequest {
-                    workspace: name,
-                    permission: "workspaces.get".into(),
-                    ..Default::default()
-                },
-                tok,
-            ))
+            .check_access(with_token(read_check(name), tok))
             .await
             .map(drop),
         "BatchCheckAccess" => m
             .batch_check_access(with_token(
                 pb::BatchCheckAccessRequest {
-                    checks: vec![pb::CheckAccessRequest {
-                        workspace: name,
-                        permission: "workspaces.get".into(),
-                        ..Default::default()
-                    }],
+                    checks: vec![read_check(name)],
                 },
                 tok,
             ))
@@ -447,10 +445,7 @@ async fn set_up(s: &TestServer) {
     let admin = token("admin");
     // Memberships that grant admin until this instant, and nothing after it.
     let end = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500);
-    let ending = prost_types::Timestamp {
-        seconds: end.timestamp(),
-        nanos: end.timestamp_subsec_nanos() as i32,
-    };
+    let ending = timestamp(end);
     for (ws, vis) in [
         ("m-private", pb::Visibility::Private),
         ("m-internal", pb::Visibility::Internal),

@@ -38,6 +38,16 @@ fn one_wins<T: std::fmt::Debug>(
     }
 }
 
+/// Fails unless every workspace but the built-ins holds an admin membership meeting `and`
+/// (SQL on `m`, the membership; empty for any admin).
+async fn assert_every_workspace_keeps_an_admin(s: &TestServer, and: &str) {
+    let sql = format!(
+        "SELECT count(*) FROM workspaces w WHERE NOT w.built_in AND NOT EXISTS \
+         (SELECT 1 FROM memberships m WHERE m.workspace_id = w.id AND m.role = 'admin'{and})"
+    );
+    assert_eq!(count_rows(s, &sql).await, 0, "a workspace without an admin");
+}
+
 async fn two_admins(s: &TestServer, ws: &str) {
     let alice = token("alice");
     create(s, &alice, new_ws(ws)).await;
@@ -64,15 +74,7 @@ async fn concurrent_removals_of_the_last_two_admins_leave_one() {
         }
     })
     .await;
-    assert_eq!(
-        count_rows(
-            &a,
-            "SELECT count(*) FROM workspaces w WHERE NOT w.built_in AND NOT EXISTS \
-                   (SELECT 1 FROM memberships m WHERE m.workspace_id = w.id AND m.role = 'admin')"
-        )
-        .await,
-        0
-    );
+    assert_every_workspace_keeps_an_admin(&a, "").await;
 }
 
 #[tokio::test]
@@ -93,15 +95,7 @@ async fn concurrent_demotions_of_the_last_two_admins_leave_one() {
         }
     })
     .await;
-    assert_eq!(
-        count_rows(
-            &a,
-            "SELECT count(*) FROM workspaces w WHERE NOT w.built_in AND NOT EXISTS \
-                   (SELECT 1 FROM memberships m WHERE m.workspace_id = w.id AND m.role = 'admin')"
-        )
-        .await,
-        0
-    );
+    assert_every_workspace_keeps_an_admin(&a, "").await;
 }
 
 /// What a round does to one of the last two admins that never end.
@@ -124,10 +118,7 @@ fn named(who: &str) -> (String, String) {
 async fn lose(s: &TestServer, token: &str, ws: &str, who: &str, loss: Loss) -> Result<(), Status> {
     let (subject, group) = named(who);
     let mut m = s.members();
-    let in_an_hour = prost_types::Timestamp {
-        seconds: now() + 3600,
-        nanos: 0,
-    };
+    let in_an_hour = timestamp(chrono::Utc::now() + chrono::TimeDelta::hours(1));
     let update = |role: pb::Role, expire_time| pb::UpdateMemberRequest {
         workspace: ws.into(),
         subject: subject.clone(),
@@ -184,10 +175,7 @@ async fn concurrent_demotions_removals_and_expiries_of_the_last_two_lasting_admi
             };
             a.members().add_member(req(add, &alice)).await.unwrap();
             // An admin that ends does not count, however many there are.
-            let until = prost_types::Timestamp {
-                seconds: now() + 3600,
-                nanos: 0,
-            };
+            let until = timestamp(chrono::Utc::now() + chrono::TimeDelta::hours(1));
             a.add_member_until(&alice, &ws, "temp", pb::Role::Admin, until)
                 .await
                 .unwrap();
@@ -200,16 +188,7 @@ async fn concurrent_demotions_removals_and_expiries_of_the_last_two_lasting_admi
         }
     })
     .await;
-    assert_eq!(
-        count_rows(
-            &a,
-            "SELECT count(*) FROM workspaces w WHERE NOT w.built_in AND NOT EXISTS \
-                   (SELECT 1 FROM memberships m WHERE m.workspace_id = w.id \
-                    AND m.role = 'admin' AND m.expire_us IS NULL)"
-        )
-        .await,
-        0
-    );
+    assert_every_workspace_keeps_an_admin(&a, " AND m.expire_us IS NULL").await;
 }
 
 #[tokio::test]
@@ -405,10 +384,7 @@ async fn a_group_removal_and_an_expiry_revoke_on_every_replica_in_time() {
     // An expiry needs no announcement: b's view knows when dave's membership ends, and
     // refuses him from then on without asking the database.
     let end = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1200);
-    let until = prost_types::Timestamp {
-        seconds: end.timestamp(),
-        nanos: end.timestamp_subsec_nanos() as i32,
-    };
+    let until = timestamp(end);
     a.add_member_until(&alice, "revoke", "dave", pb::Role::Viewer, until)
         .await
         .unwrap();

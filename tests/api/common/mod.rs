@@ -367,6 +367,24 @@ pub fn assert_status(status: &Status, code: Code, reason: &str) {
     }
 }
 
+/// Asserts that `res` failed with `code` and the `ErrorInfo` `reason` (see `assert_status`).
+#[track_caller]
+pub fn assert_refused<T: std::fmt::Debug>(res: Result<T, Status>, code: Code, reason: &str) {
+    assert_status(&res.unwrap_err(), code, reason);
+}
+
+/// Asserts that `res` failed with PERMISSION_DENIED.
+#[track_caller]
+pub fn assert_denied<T: std::fmt::Debug>(res: Result<T, Status>) {
+    assert_refused(res, Code::PermissionDenied, "PERMISSION_DENIED");
+}
+
+/// The fields of the `BadRequest` details of the error `res` holds, sorted (`bad_fields`).
+#[track_caller]
+pub fn bad_fields_of<T: std::fmt::Debug>(res: Result<T, Status>) -> Vec<String> {
+    bad_fields(&res.unwrap_err())
+}
+
 /// The fields of the `BadRequest` details, sorted.
 pub fn bad_fields(status: &Status) -> Vec<String> {
     assert_status(status, Code::InvalidArgument, "INVALID_ARGUMENT");
@@ -386,6 +404,102 @@ pub fn new_ws(name: &str) -> pb::Workspace {
     pb::Workspace {
         name: name.into(),
         ..Default::default()
+    }
+}
+
+/// A workspace to create (or update) with `visibility`.
+pub fn visible_ws(name: &str, visibility: pb::Visibility) -> pb::Workspace {
+    pb::Workspace {
+        visibility: visibility as i32,
+        ..new_ws(name)
+    }
+}
+
+/// A fresh server with the private workspace `team`, created (and so administered) by
+/// `alice`; returns the server and alice's token.
+pub async fn spawn_with_team() -> (TestServer, String) {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("team")).await;
+    (s, alice)
+}
+
+/// Adds each `(subject, role)` to `ws` as `token`; panics if an add fails.
+pub async fn add_subjects(s: &TestServer, token: &str, ws: &str, members: &[(&str, pb::Role)]) {
+    for &(subject, role) in members {
+        s.add_member(token, ws, subject, role)
+            .await
+            .unwrap_or_else(|e| panic!("add {subject} to {ws}: {e:?}"));
+    }
+}
+
+/// Adds each `(group, role)` to `ws` as `token`, without an end; panics if an add fails.
+pub async fn add_groups(s: &TestServer, token: &str, ws: &str, groups: &[(&str, pb::Role)]) {
+    for &(group, role) in groups {
+        s.add_group_member(token, ws, group, role, None)
+            .await
+            .unwrap_or_else(|e| panic!("add group {group} to {ws}: {e:?}"));
+    }
+}
+
+/// An AddMemberRequest of `role` in `ws` for the member that `subject`, `email` and `group`
+/// name (a valid request sets exactly one), without an end.
+pub fn add_request(
+    ws: &str,
+    subject: &str,
+    email: &str,
+    group: &str,
+    role: pb::Role,
+) -> pb::AddMemberRequest {
+    pb::AddMemberRequest {
+        workspace: ws.into(),
+        subject: subject.into(),
+        email: email.into(),
+        group: group.into(),
+        role: role as i32,
+        expire_time: None,
+    }
+}
+
+/// An UpdateMemberRequest to `role` in `ws` of `subject` or `group` (a valid request sets
+/// exactly one), without an etag and keeping the end.
+pub fn update_request(
+    ws: &str,
+    subject: &str,
+    group: &str,
+    role: pb::Role,
+) -> pb::UpdateMemberRequest {
+    pb::UpdateMemberRequest {
+        workspace: ws.into(),
+        subject: subject.into(),
+        group: group.into(),
+        role: role as i32,
+        ..Default::default()
+    }
+}
+
+/// A CheckAccess request of `permission` in `ws` for `subject` (empty: the caller) in
+/// `groups` (which only a platform caller may pass for another subject).
+pub fn check_request(
+    ws: &str,
+    permission: &str,
+    subject: &str,
+    groups: &[&str],
+) -> pb::CheckAccessRequest {
+    pb::CheckAccessRequest {
+        workspace: ws.into(),
+        permission: permission.into(),
+        subject: subject.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The protobuf timestamp of the instant `at` (an `expire_time`, say).
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
     }
 }
 

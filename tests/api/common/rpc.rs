@@ -2,14 +2,18 @@
 //! literal: `s.archive_workspace(&alice, "old", "")`. Each takes the caller's token and the
 //! fields a test varies, and returns the response's payload or the `Status`, for the test to
 //! `unwrap` or assert on. Where a test needs a request the short form cannot express (both
-//! `name` and `id`, both `subject` and `email`, `fully_consistent`), the `_with` form takes
-//! every field. ListWorkspaces, ListMembers, ListResources, CheckGpuQuota and
-//! AdmitGpuRequest take their request message, built with `..Default::default()`.
+//! `name` and `id`, more than one of `subject`, `email` and `group`, `fully_consistent`), the
+//! `_with` form takes every field. ListWorkspaces, ListMembers, ListResources, CheckGpuQuota and
+//! AdmitGpuRequest take their request message, built with `..Default::default()`; so do the
+//! `_msg` forms of AddMember, UpdateMember and CheckAccess, for what no other form expresses
+//! (all three selectors, a group's end, a subject's groups), built with `add_request`,
+//! `update_request` and `check_request`. A group member has its own short forms
+//! (`add_group_member`, `get_group_member`, `update_group_member`, `remove_group_member`).
 
 use tonic::Status;
 use workspaced::pb::v1 as pb;
 
-use super::{TestServer, req};
+use super::{TestServer, add_request, check_request, req, update_request};
 
 /// A field mask of `paths`.
 fn mask(paths: &[&str]) -> prost_types::FieldMask {
@@ -212,6 +216,18 @@ impl TestServer {
 
 /// MembershipService.
 impl TestServer {
+    /// AddMember with the request as given (see `add_request`).
+    pub async fn add_member_msg(
+        &self,
+        token: &str,
+        msg: pb::AddMemberRequest,
+    ) -> Result<pb::Member, Status> {
+        self.members()
+            .add_member(req(msg, token))
+            .await
+            .map(|r| r.into_inner().member.expect("member"))
+    }
+
     /// AddMember by subject.
     pub async fn add_member(
         &self,
@@ -243,17 +259,8 @@ impl TestServer {
         email: &str,
         role: pb::Role,
     ) -> Result<pb::Member, Status> {
-        let msg = pb::AddMemberRequest {
-            workspace: ws.into(),
-            subject: subject.into(),
-            email: email.into(),
-            role: role as i32,
-            ..Default::default()
-        };
-        self.members()
-            .add_member(req(msg, token))
-            .await
-            .map(|r| r.into_inner().member.expect("member"))
+        let msg = add_request(ws, subject, email, "", role);
+        self.add_member_msg(token, msg).await
     }
 
     /// AddMember of `subject` with a membership that ends at `end`.
@@ -266,16 +273,10 @@ impl TestServer {
         end: prost_types::Timestamp,
     ) -> Result<pb::Member, Status> {
         let msg = pb::AddMemberRequest {
-            workspace: ws.into(),
-            subject: subject.into(),
-            role: role as i32,
             expire_time: Some(end),
-            ..Default::default()
+            ..add_request(ws, subject, "", "", role)
         };
-        self.members()
-            .add_member(req(msg, token))
-            .await
-            .map(|r| r.into_inner().member.expect("member"))
+        self.add_member_msg(token, msg).await
     }
 
     /// AddMember of `group`, ending at `end` if given.
@@ -288,32 +289,59 @@ impl TestServer {
         end: Option<prost_types::Timestamp>,
     ) -> Result<pb::Member, Status> {
         let msg = pb::AddMemberRequest {
-            workspace: ws.into(),
-            group: group.into(),
-            role: role as i32,
             expire_time: end,
-            ..Default::default()
+            ..add_request(ws, "", "", group, role)
         };
-        self.members()
-            .add_member(req(msg, token))
-            .await
-            .map(|r| r.into_inner().member.expect("member"))
+        self.add_member_msg(token, msg).await
     }
 
-    /// GetMember.
+    /// GetMember by subject.
     pub async fn get_member(
         &self,
         token: &str,
         ws: &str,
         subject: &str,
     ) -> Result<pb::Member, Status> {
+        self.get_member_with(token, ws, subject, "").await
+    }
+
+    /// GetMember of `group`.
+    pub async fn get_group_member(
+        &self,
+        token: &str,
+        ws: &str,
+        group: &str,
+    ) -> Result<pb::Member, Status> {
+        self.get_member_with(token, ws, "", group).await
+    }
+
+    /// GetMember with both selectors as given (exactly one is valid).
+    pub async fn get_member_with(
+        &self,
+        token: &str,
+        ws: &str,
+        subject: &str,
+        group: &str,
+    ) -> Result<pb::Member, Status> {
         let msg = pb::GetMemberRequest {
             workspace: ws.into(),
             subject: subject.into(),
-            ..Default::default()
+            group: group.into(),
         };
         self.members()
             .get_member(req(msg, token))
+            .await
+            .map(|r| r.into_inner().member.expect("member"))
+    }
+
+    /// UpdateMember with the request as given (see `update_request`).
+    pub async fn update_member_msg(
+        &self,
+        token: &str,
+        msg: pb::UpdateMemberRequest,
+    ) -> Result<pb::Member, Status> {
+        self.members()
+            .update_member(req(msg, token))
             .await
             .map(|r| r.into_inner().member.expect("member"))
     }
@@ -327,22 +355,63 @@ impl TestServer {
         role: pb::Role,
         etag: &str,
     ) -> Result<pb::Member, Status> {
-        let msg = pb::UpdateMemberRequest {
-            workspace: ws.into(),
-            subject: subject.into(),
-            role: role as i32,
-            etag: etag.into(),
-            ..Default::default()
-        };
-        self.members()
-            .update_member(req(msg, token))
+        self.update_member_with(token, ws, subject, "", role, etag)
             .await
-            .map(|r| r.into_inner().member.expect("member"))
+    }
+
+    /// UpdateMember of `group` to `role`; an empty `etag` skips the check.
+    pub async fn update_group_member(
+        &self,
+        token: &str,
+        ws: &str,
+        group: &str,
+        role: pb::Role,
+        etag: &str,
+    ) -> Result<pb::Member, Status> {
+        self.update_member_with(token, ws, "", group, role, etag)
+            .await
+    }
+
+    /// UpdateMember with both selectors as given (exactly one is valid), keeping the end; an
+    /// empty `etag` skips the check.
+    pub async fn update_member_with(
+        &self,
+        token: &str,
+        ws: &str,
+        subject: &str,
+        group: &str,
+        role: pb::Role,
+        etag: &str,
+    ) -> Result<pb::Member, Status> {
+        let msg = pb::UpdateMemberRequest {
+            etag: etag.into(),
+            ..update_request(ws, subject, group, role)
+        };
+        self.update_member_msg(token, msg).await
+    }
+
+    /// UpdateMember of `subject` to `role`, with `expire_time` and `clear_expire_time` as given
+    /// (neither keeps the end it has).
+    pub async fn update_member_expiry(
+        &self,
+        token: &str,
+        ws: &str,
+        subject: &str,
+        role: pb::Role,
+        expire_time: Option<prost_types::Timestamp>,
+        clear_expire_time: bool,
+    ) -> Result<pb::Member, Status> {
+        let msg = pb::UpdateMemberRequest {
+            expire_time,
+            clear_expire_time,
+            ..update_request(ws, subject, "", role)
+        };
+        self.update_member_msg(token, msg).await
     }
 
     /// RemoveMember by subject; returns `removed_count`.
     pub async fn remove_member(&self, token: &str, ws: &str, subject: &str) -> Result<i32, Status> {
-        self.remove_member_with(token, ws, subject, "").await
+        self.remove_member_with(token, ws, subject, "", "").await
     }
 
     /// RemoveMember by email; returns `removed_count`.
@@ -352,22 +421,34 @@ impl TestServer {
         ws: &str,
         email: &str,
     ) -> Result<i32, Status> {
-        self.remove_member_with(token, ws, "", email).await
+        self.remove_member_with(token, ws, "", email, "").await
     }
 
-    /// RemoveMember with both selectors as given; returns `removed_count`.
+    /// RemoveMember of `group`; returns `removed_count`.
+    pub async fn remove_group_member(
+        &self,
+        token: &str,
+        ws: &str,
+        group: &str,
+    ) -> Result<i32, Status> {
+        self.remove_member_with(token, ws, "", "", group).await
+    }
+
+    /// RemoveMember with the three selectors as given (exactly one is valid); returns
+    /// `removed_count`.
     pub async fn remove_member_with(
         &self,
         token: &str,
         ws: &str,
         subject: &str,
         email: &str,
+        group: &str,
     ) -> Result<i32, Status> {
         let msg = pb::RemoveMemberRequest {
             workspace: ws.into(),
             subject: subject.into(),
             email: email.into(),
-            ..Default::default()
+            group: group.into(),
         };
         self.members()
             .remove_member(req(msg, token))
@@ -383,6 +464,18 @@ impl TestServer {
     ) -> Result<pb::ListMembersResponse, Status> {
         self.members()
             .list_members(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// CheckAccess with the request as given (see `check_request`).
+    pub async fn check_access_msg(
+        &self,
+        token: &str,
+        msg: pb::CheckAccessRequest,
+    ) -> Result<pb::CheckAccessResponse, Status> {
+        self.members()
+            .check_access(req(msg, token))
             .await
             .map(|r| r.into_inner())
     }
@@ -409,16 +502,22 @@ impl TestServer {
         fully_consistent: bool,
     ) -> Result<pb::CheckAccessResponse, Status> {
         let msg = pb::CheckAccessRequest {
-            workspace: ws.into(),
-            permission: permission.into(),
-            subject: subject.into(),
             fully_consistent,
-            ..Default::default()
+            ..check_request(ws, permission, subject, &[])
         };
+        self.check_access_msg(token, msg).await
+    }
+
+    /// BatchCheckAccess of `checks`; the results, in order.
+    pub async fn batch_check_access(
+        &self,
+        token: &str,
+        checks: Vec<pb::CheckAccessRequest>,
+    ) -> Result<Vec<pb::CheckAccessResponse>, Status> {
         self.members()
-            .check_access(req(msg, token))
+            .batch_check_access(req(pb::BatchCheckAccessRequest { checks }, token))
             .await
-            .map(|r| r.into_inner())
+            .map(|r| r.into_inner().results)
     }
 }
 
