@@ -110,16 +110,18 @@ impl GpuRequests {
         let policy = policies::find(&tx, &ws, false)
             .await?
             .ok_or_else(|| no_policy(&name))?;
-        let (mut usage, expired) = q::usage(&tx, &ws.id, now)
+        let tally = q::usage(&tx, &ws.id, now)
             .await?
             .ok_or_else(|| no_policy(&name))?;
-        if expired > 0 {
+        let mut usage = tally.usage;
+        if tally.expired > 0 {
             // Under the workspace's lock: what this admission counts as expired is gone before
             // anyone can renew it (see `store::gpu_requests::delete_expired`).
             q::delete_expired(&tx, &ws.id, now).await?;
-            (usage, _) = q::usage(&tx, &ws.id, now)
+            usage = q::usage(&tx, &ws.id, now)
                 .await?
-                .ok_or_else(|| no_policy(&name))?;
+                .ok_or_else(|| no_policy(&name))?
+                .usage;
         }
         usage.workspace = ws.name.clone();
         let mut violations = check_quota(&policy.rules, &spec);
@@ -173,6 +175,7 @@ impl GpuRequests {
                 });
             }
             tx.commit().await?;
+            self.store.gpu_usage_changed(&ws.id);
             return Ok(Admission {
                 admitted: Some(existing),
                 violations: Vec::new(),
@@ -180,6 +183,7 @@ impl GpuRequests {
             });
         }
         tx.commit().await?;
+        self.store.gpu_usage_changed(&ws.id);
         add(&mut usage, &gpr.spec);
         Ok(Admission {
             admitted: Some(gpr),
@@ -200,6 +204,7 @@ impl GpuRequests {
         }
         let renewed = q::find(&tx, &ws, &gpr.id, now).await?;
         tx.commit().await?;
+        self.store.gpu_usage_changed(&ws.id);
         renewed.ok_or_else(|| not_found(&gpr))
     }
 
@@ -209,6 +214,7 @@ impl GpuRequests {
         if !q::release(self.store.write_conn(), &ws.id, &gpr.id, now()).await? {
             return Err(not_found(&gpr));
         }
+        self.store.gpu_usage_changed(&ws.id);
         Ok(())
     }
 
@@ -231,11 +237,13 @@ impl GpuRequests {
         }))
     }
 
-    /// GetGpuUsage, read from the database: what any replica admitted counts at once.
+    /// GetGpuUsage: what any replica admitted counts at once (see `Store::gpu_usage`).
     pub(crate) async fn usage(&self, p: &Principal, name: WorkspaceName) -> Result<GpuUsage> {
         let ws = guard::read(&self.store, p, &name, Permission::PoliciesGet).await?;
         // Missing only when the workspace was deleted since this replica's view read it.
-        let (mut usage, _) = q::usage(self.store.conn(), &ws.id, now())
+        let mut usage = self
+            .store
+            .gpu_usage(&ws.id, now())
             .await?
             .ok_or_else(|| Error::workspace_not_found(&name))?;
         usage.workspace = ws.name.clone();

@@ -118,6 +118,8 @@ impl Policies {
         policy.updated_by = p.subject.clone();
         q::update(&tx, &policy).await?;
         tx.commit().await?;
+        // max_gprs is part of the usage answer.
+        self.store.gpu_usage_changed(&ws.id);
         Ok(policy)
     }
 

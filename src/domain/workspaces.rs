@@ -410,7 +410,7 @@ impl Workspaces {
             .unwrap_or_default();
         let gprs = gpu_requests::usage(&tx, &ws.id, now())
             .await?
-            .map_or(0, |(u, _)| u.active_gprs);
+            .map_or(0, |t| t.usage.active_gprs);
         if !counts.is_empty() || gprs > 0 {
             let mut violations: Vec<Precondition> = counts
                 .into_iter()

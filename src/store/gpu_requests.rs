@@ -137,14 +137,25 @@ pub(crate) async fn release<C: ConnectionTrait>(
     Ok(done.rows_affected > 0)
 }
 
-/// What the requests of `workspace_id` add up to at `now`, beside its policy's `max_gprs`,
-/// in one query: the usage of the active ones (`workspace` left for the caller), and how
-/// many have expired but are still stored. `None` when the workspace has no policy.
+/// What the requests of a workspace add up to at one instant (see `usage`).
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// The usage of the active ones, beside the policy's `max_gprs`; `workspace` is left
+    /// for the caller.
+    pub(crate) usage: GpuUsage,
+    /// How many have expired but are still stored.
+    pub(crate) expired: u64,
+    /// When the first active lease ends (microseconds), if any is active.
+    pub(crate) next_end_us: Option<i64>,
+}
+
+/// What the requests of `workspace_id` add up to at `now`, in one query. `None` when the
+/// workspace has no policy.
 pub(crate) async fn usage<C: ConnectionTrait>(
     c: &C,
     workspace_id: &str,
     now: DateTime<Utc>,
-) -> Result<Option<(GpuUsage, u64)>, DbErr> {
+) -> Result<Option<Tally>, DbErr> {
     let backend = c.get_database_backend();
     // Memory sums may pass i64::MAX (a policy without a memory limit takes any size), and
     // both databases fail an overflowing integer SUM: sum wider, and saturate.
@@ -159,7 +170,7 @@ pub(crate) async fn usage<C: ConnectionTrait>(
         "SELECT p.max_gprs AS max_gprs, g.gpu_shape AS gpu_shape, \
          CASE WHEN g.expire_us > $2 THEN 1 ELSE 0 END AS active, \
          COUNT(g.id) AS n, CAST(COALESCE(SUM(g.gpu_count), 0) AS BIGINT) AS gpus, \
-         {memory} AS memory \
+         {memory} AS memory, MIN(g.expire_us) AS next_end \
          FROM policies p LEFT JOIN gpu_requests g ON g.workspace_id = p.workspace_id \
          WHERE p.workspace_id = $1 GROUP BY 1, 2, 3"
     );
@@ -172,7 +183,8 @@ pub(crate) async fn usage<C: ConnectionTrait>(
         .await?;
     let mut found = None;
     for row in rows {
-        let (u, expired): &mut (GpuUsage, u64) = found.get_or_insert_default();
+        let t: &mut Tally = found.get_or_insert_default();
+        let u = &mut t.usage;
         u.max_gprs = row.try_get("", "max_gprs")?;
         let n: i64 = row.try_get("", "n")?;
         let active: i32 = row.try_get("", "active")?;
@@ -180,11 +192,13 @@ pub(crate) async fn usage<C: ConnectionTrait>(
             continue;
         }
         if active == 0 {
-            *expired += u64::try_from(n).unwrap_or(0);
+            t.expired += u64::try_from(n).unwrap_or(0);
             continue;
         }
         let shape: Option<String> = row.try_get("", "gpu_shape")?;
         let memory: i64 = row.try_get("", "memory")?;
+        let end: Option<i64> = row.try_get("", "next_end")?;
+        t.next_end_us = t.next_end_us.into_iter().chain(end).min();
         u.active_gprs += n;
         u.memory_bytes = u.memory_bytes.saturating_add(memory);
         u.gpus_by_shape

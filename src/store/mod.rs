@@ -31,6 +31,7 @@ mod migration;
 pub mod policies;
 pub mod principals;
 pub mod resources;
+mod usage;
 pub mod workspaces;
 
 pub use migration::Migrator;
@@ -75,6 +76,8 @@ pub struct Store {
     statements: Arc<AtomicU64>,
     /// This replica's view of workspaces and roles, for reads.
     cache: Arc<AccessCache>,
+    /// GPU usage by workspace, on SQLite only (see `usage.rs`).
+    usage: Arc<usage::UsageMemory>,
     /// On SQLite, this process's claim on the database file.
     claim: lock::FileClaim,
 }
@@ -144,6 +147,7 @@ impl Store {
             writer,
             statements,
             cache,
+            usage: Arc::new(usage::UsageMemory::new(sqlite)),
             claim,
         })
     }
@@ -247,6 +251,32 @@ impl Store {
         self.cache
             .put_counts(since, &ws.name, &ws.id, counts.clone());
         Ok(counts)
+    }
+
+    /// The GPU usage of the workspace with id `workspace_id` at `now` (`None` when it has no
+    /// policy), remembered on SQLite until a change here or the end of its first lease.
+    pub(crate) async fn gpu_usage(
+        &self,
+        workspace_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::domain::model::GpuUsage>, DbErr> {
+        let now_us = now.timestamp_micros();
+        if let Some(usage) = self.usage.get(workspace_id, now_us) {
+            return Ok(Some(usage));
+        }
+        let since = self.usage.generation();
+        let Some(tally) = gpu_requests::usage(&self.db, workspace_id, now).await? else {
+            return Ok(None);
+        };
+        let until = tally.next_end_us.unwrap_or(i64::MAX);
+        self.usage.put(since, workspace_id, &tally.usage, until);
+        Ok(Some(tally.usage))
+    }
+
+    /// Tells this process's memory of GPU usage that the workspace's changed: call after
+    /// the change committed.
+    pub(crate) fn gpu_usage_changed(&self, workspace_id: &str) {
+        self.usage.forget(workspace_id);
     }
 
     /// Commits a transaction that changed the workspace `name` or its members, telling every

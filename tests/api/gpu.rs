@@ -599,3 +599,51 @@ async fn concurrent_admissions_never_exceed_max_gprs() {
         .await;
     }
 }
+
+/// GetGpuUsage on SQLite is answered from memory between changes (this process is the only
+/// writer); each change made here, and the end of the first lease, makes it read again.
+#[tokio::test]
+async fn usage_follows_every_change_and_lease_end_also_between_reads() {
+    let db = std::sync::Arc::new(TestDb::new().await);
+    let postgres = db.is_postgres();
+    let options = Options {
+        metrics: true,
+        ..Default::default()
+    };
+    let s = TestServer::spawn_on(db, options).await;
+    let sched = platform_service();
+    workspace_with_slots(&s, "mem", 3).await;
+    let active = || async { s.get_gpu_usage(&sched, "mem").await.unwrap().active_gprs };
+    assert_eq!(active().await, 0);
+    assert!(
+        s.admit_gpus(&sched, "mem", "short", 1, 1)
+            .await
+            .unwrap()
+            .admitted
+    );
+    assert_eq!(active().await, 1, "after an admission");
+    assert!(
+        s.admit_gpus(&sched, "mem", "long", 1, 60)
+            .await
+            .unwrap()
+            .admitted
+    );
+    assert_eq!(active().await, 2, "after another");
+    // A read with nothing changed: from memory on SQLite, from the database on PostgreSQL.
+    let before = metric(&s, "workspaced_db_statements_total ").await;
+    assert_eq!(active().await, 2);
+    let read = metric(&s, "workspaced_db_statements_total ").await > before;
+    assert_eq!(read, postgres, "read the database: {read}");
+    set_max_gprs(&s, "mem", 5).await;
+    let usage = s.get_gpu_usage(&sched, "mem").await.unwrap();
+    assert_eq!(
+        (usage.active_gprs, usage.max_gprs),
+        (2, 5),
+        "after a policy update"
+    );
+    // The first lease ends: the remembered usage ends with it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(active().await, 1, "after the first lease ended");
+    s.release_gpu_request(&sched, "mem", "long").await.unwrap();
+    assert_eq!(active().await, 0, "after a release");
+}
