@@ -159,12 +159,11 @@ pub struct TokenArgs {
     )]
     pub roles: Vec<String>,
     /// A group to include in the token's `groups` claim; repeatable (1-255 printable
-    /// characters each).
+    /// characters each, commas included: group names such as `cn=ml,ou=groups` are common).
     #[arg(
         long = "group",
         value_name = "GROUP",
         env = "WORKSPACED_GROUP",
-        value_delimiter = ',',
         value_parser = |s: &str| crate::domain::validate::group(s)
     )]
     pub groups: Vec<String>,
@@ -388,8 +387,8 @@ mod tests {
 
     #[test]
     fn token_takes_groups_that_tokens_may_carry() {
-        let t = token(&["--group", "ml-team", "--group", "data,ops"]).unwrap();
-        assert_eq!(t.groups, ["ml-team", "data", "ops"]);
+        let t = token(&["--group", "ml-team", "--group", "cn=ml,ou=groups"]).unwrap();
+        assert_eq!(t.groups, ["ml-team", "cn=ml,ou=groups"]);
         assert!(token(&[]).unwrap().groups.is_empty());
         let long = "g".repeat(256);
         for bad in ["", "a\u{7}b", long.as_str()] {

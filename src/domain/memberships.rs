@@ -12,7 +12,7 @@ use super::{
     validate::WorkspaceName,
 };
 use crate::{
-    error::{Error, Reason, Result, echo},
+    error::{BadField, Error, Reason, Result, echo},
     store::{Store, memberships as m, principals},
 };
 
@@ -279,7 +279,10 @@ impl Memberships {
         member.expire_time = expire_time;
         member.version += 1;
         member.update_time = at;
-        m::update(&tx, &ws, &member).await?;
+        // None when the sweep deleted it since it was read, having ended meanwhile.
+        if m::update(&tx, &ws, &member).await? == 0 {
+            return Err(member_not_found(&name, &key));
+        }
         self.store.commit_change(tx, &name).await?;
         Ok(member)
     }
@@ -310,6 +313,10 @@ impl Memberships {
             .ok_or_else(|| member_not_found(&name, &key))?;
         keep_an_admin(&tx, &ws, &member, None).await?;
         let removed = m::delete(&tx, &ws, &key).await?;
+        if removed == 0 {
+            // The sweep deleted it since it was read, having ended meanwhile.
+            return Err(member_not_found(&name, &key));
+        }
         self.store.commit_change(tx, &name).await?;
         Ok(removed)
     }
@@ -325,10 +332,18 @@ impl Memberships {
         let c = self.store.conn();
         let ws = guard::read(&self.store, p, &name, Permission::MembersList).await?;
         // A page key is the last member's kind ("s" or "g") and name.
+        // A one-part key is a subject's, from before groups were members.
         let after = match page.after.as_deref() {
+            None => None,
             Some([kind, name]) if kind == "g" => Some(MemberKey::Group(name.clone())),
-            Some([_, name] | [name]) => Some(MemberKey::Subject(name.clone())),
-            _ => None,
+            Some([kind, name]) if kind == "s" => Some(MemberKey::Subject(name.clone())),
+            Some([name]) => Some(MemberKey::Subject(name.clone())),
+            Some(_) => {
+                return Err(Error::InvalidArgument(vec![BadField {
+                    field: "page_token".into(),
+                    description: "is not a page token of this listing".into(),
+                }]));
+            }
         };
         let (rows, total) = m::list(c, &ws, role, after.as_ref(), page.size + 1, now()).await?;
         Ok(page::finish(rows, page.size, &fingerprint, total, |m| {

@@ -29,6 +29,13 @@ use crate::domain::model::{Holdings, RoleGrant, Workspace};
 /// 0.7 MB a minute for as long as it created workspaces.)
 const MAX_ENTRIES: usize = 16_384;
 
+/// The longest filter whose count is remembered: 16 MiB of keys at most.
+const MAX_TOTAL_KEY_BYTES: usize = 1024;
+
+/// The most groups of one principal the view remembers memberships for; a lookup with more
+/// reads the database every time, so that one such caller cannot empty the view for all.
+const MAX_GROUPS: usize = 256;
+
 /// How old the newest beat heard may be for the view to serve. A change committed before a
 /// beat was sent reaches the listener before that beat, so a view that serves under this
 /// bound misses no change older than it; the margin under the contract's 100 ms covers the
@@ -184,6 +191,9 @@ impl AccessCache {
         if !self.enabled.load(Ordering::SeqCst) {
             return;
         }
+        if groups.len() > MAX_GROUPS {
+            return;
+        }
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
@@ -281,6 +291,11 @@ impl AccessCache {
             return;
         };
         if self.generation.load(Ordering::SeqCst) != since {
+            return;
+        }
+        // Keys are the filters clients send (labels, a token's groups): long ones are counted
+        // afresh each time, so that memory stays bounded by entries of bounded size.
+        if key.len() > MAX_TOTAL_KEY_BYTES {
             return;
         }
         if totals.len() >= MAX_ENTRIES {
@@ -411,6 +426,31 @@ mod tests {
         // The known group without a membership is remembered as such.
         let data = c.get("w", "alice", &groups[..1]).unwrap().unwrap().1;
         assert_eq!(data, Holdings::default());
+    }
+
+    #[test]
+    fn what_clients_choose_cannot_grow_the_view_without_bound() {
+        let c = AccessCache::new();
+        c.set_enabled(true);
+        // A principal with too many groups is looked up in the database every time.
+        let groups: Vec<String> = (0..=MAX_GROUPS).map(|i| format!("g{i}")).collect();
+        let since = c.generation();
+        c.put(
+            since,
+            "w",
+            "alice",
+            &groups,
+            &Some((ws("1"), holds(Role::Admin))),
+        );
+        assert!(c.get("w", "alice", &groups).is_none());
+        assert_eq!(c.size.load(Ordering::Relaxed), 0);
+        // A listing filter that long is counted afresh every time.
+        let long = "k".repeat(MAX_TOTAL_KEY_BYTES + 1);
+        c.put_total(c.generation(), &long, 7, i64::MAX);
+        assert_eq!(c.total(&long, 0), None);
+        c.put_total(c.generation(), "short", 7, 10);
+        assert_eq!(c.total("short", 9), Some(7));
+        assert_eq!(c.total("short", 10), None, "a membership ended");
     }
 
     #[test]

@@ -188,14 +188,15 @@ pub(crate) async fn with_email<C: ConnectionTrait>(c: &C, mut m: Member) -> Resu
     Ok(m)
 }
 
-/// Writes a member's role, end, version and update time.
+/// Writes a member's role, end, version and update time; returns how many rows changed
+/// (0 or 1).
 pub(crate) async fn update<C: ConnectionTrait>(
     c: &C,
     ws: &Workspace,
     m: &Member,
-) -> Result<(), DbErr> {
+) -> Result<u64, DbErr> {
     let (is_group, principal) = m.key.parts();
-    membership::Entity::update_many()
+    Ok(membership::Entity::update_many()
         .col_expr(membership::Column::Role, Expr::value(m.role.as_str()))
         .col_expr(
             membership::Column::ExpireUs,
@@ -207,8 +208,8 @@ pub(crate) async fn update<C: ConnectionTrait>(
         .filter(membership::Column::IsGroup.eq(is_group))
         .filter(membership::Column::Principal.eq(principal))
         .exec(c)
-        .await?;
-    Ok(())
+        .await?
+        .rows_affected)
 }
 
 /// Removes a membership; returns how many rows went (0 or 1).

@@ -221,7 +221,9 @@ impl Store {
             return Ok(n);
         }
         let since = self.cache.generation();
-        let n = workspaces::count_matching(&self.db, f).await?;
+        // Read before the count: a membership ending after this read was there to count
+        // (the sweep, which deletes ended ones unannounced, cannot hide it), and one added
+        // after it is a change, which keeps the count from being stored.
         let valid_until = if f.reads_memberships() {
             workspaces::next_membership_end(&self.db, f.now_us)
                 .await?
@@ -229,6 +231,7 @@ impl Store {
         } else {
             i64::MAX
         };
+        let n = workspaces::count_matching(&self.db, f).await?;
         self.cache.put_total(since, &key, n, valid_until);
         Ok(n)
     }

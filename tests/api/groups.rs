@@ -816,7 +816,43 @@ async fn only_a_platform_caller_passes_a_subjects_groups() {
     assert_eq!(bad_fields_of(res), vec!["groups"]);
     many.groups.truncate(999);
     many.groups.push("ml".into());
-    assert_eq!(answer_to(&s, &svc, many).await, ml);
+    assert_eq!(answer_to(&s, &svc, many.clone()).await, ml);
+    // A caller checking itself without naming a subject: the field is not read at all, so
+    // neither bad names nor too many make the check (or a batch holding it) bad input.
+    many.subject.clear();
+    many.groups.push(String::new());
+    many.groups.extend((0..10).map(|i| format!("h{i}")));
+    assert_eq!(answer_to(&s, &erin_ml, many.clone()).await, ml);
+    let batch = s.batch_check_access(&erin_ml, vec![many]).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert!(batch[0].allowed);
+}
+
+#[tokio::test]
+async fn a_list_members_page_token_of_another_shape_is_invalid_argument() {
+    let (s, alice) = spawn_with_team().await;
+    let fingerprint = serde_json::json!({
+        "rpc": "ListMembers",
+        "workspace": "team",
+        "role": 0,
+    })
+    .to_string();
+    let list = |page_token: String| pb::ListMembersRequest {
+        workspace: "team".into(),
+        page_size: 1,
+        page_token,
+        ..Default::default()
+    };
+    // A key of the listing's own shape continues it; one of three parts is refused.
+    let ok = workspaced::domain::page::next_token(vec!["s".into(), "a".into()], &fingerprint);
+    let page = s.list_members(&alice, list(ok)).await.unwrap();
+    assert_eq!(page.members[0].subject, "alice");
+    let parts = vec!["s".into(), "a".into(), "b".into()];
+    let bad = workspaced::domain::page::next_token(parts, &fingerprint);
+    assert_eq!(
+        bad_fields_of(s.list_members(&alice, list(bad)).await),
+        vec!["page_token"]
+    );
 }
 
 // 9. BatchCheckAccess.
