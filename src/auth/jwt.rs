@@ -26,31 +26,39 @@ const LEEWAY_SECS: u64 = 5;
 /// below it.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-/// Bytes of tokens (and of the principals they name) remembered as verified, past which the
-/// memory starts afresh: a few thousand callers' tokens, whatever their size.
+/// Bytes of the principals of tokens remembered as verified, past which the memory starts
+/// afresh: tens of thousands of callers, or a few thousand with hundreds of groups each.
 const REMEMBERED_BYTES: usize = 8 * 1024 * 1024;
 
-/// Tokens already verified, with the principal each names and its `exp`. A token's answer
-/// depends only on the token, the keys and settings (fixed for the server's life) and the
-/// clock, so a remembered token is answered as verifying it again would answer it while its
-/// `exp` is ahead (`nbf`, checked when it was verified, only falls further behind); from its
-/// `exp` on it is verified afresh. Spares each call the signature, base64 and JSON work,
-/// which grows with the token's groups.
+/// Tokens already verified, by the SHA-256 digest of the token, with the principal each
+/// names and its `exp`. A token's answer depends only on the token, the keys and settings
+/// (fixed for the server's life) and the clock, so a remembered token is answered as
+/// verifying it again would answer it while its `exp` is ahead (`nbf`, checked when it was
+/// verified, only falls further behind); from its `exp` on it is verified afresh. Spares
+/// each call the signature, base64 and JSON work, which grows with the token's groups. The
+/// digest keeps the tokens themselves out of memory and every key the same size; finding
+/// another token with a remembered digest is finding a SHA-256 collision.
 #[derive(Debug, Default)]
 struct Remembered {
-    tokens: HashMap<String, (Principal, i64)>,
+    tokens: HashMap<[u8; 32], (Principal, i64)>,
     bytes: usize,
+}
+
+/// The key `Remembered` keeps `token` under.
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 impl Remembered {
     /// The principal of `token`, if it was verified and its `exp` is after `now`.
     fn get(&self, token: &str, now: i64) -> Option<Principal> {
-        let (p, exp) = self.tokens.get(token)?;
+        let (p, exp) = self.tokens.get(&digest(token))?;
         (now < *exp).then(|| p.clone())
     }
 
     fn put(&mut self, token: &str, p: &Principal, exp: i64) {
-        let size = token.len()
+        let size = 32
             + p.subject.len()
             + p.email.as_ref().map_or(0, String::len)
             + p.groups.iter().map(|g| g.len() + 24).sum::<usize>()
@@ -61,7 +69,7 @@ impl Remembered {
         }
         if self
             .tokens
-            .insert(token.to_owned(), (p.clone(), exp))
+            .insert(digest(token), (p.clone(), exp))
             .is_none()
         {
             self.bytes += size;
@@ -428,23 +436,24 @@ mod tests {
             .write()
             .unwrap()
             .tokens
-            .insert(token.clone(), (mallory.clone(), now));
+            .insert(digest(&token), (mallory.clone(), now));
         assert_eq!(v.verify(&token).unwrap(), first);
         v.remembered
             .write()
             .unwrap()
             .tokens
-            .insert(token.clone(), (mallory.clone(), now + 60));
+            .insert(digest(&token), (mallory.clone(), now + 60));
         assert_eq!(
             v.verify(&token).unwrap(),
             mallory,
             "served while remembered"
         );
-        // The memory stays bounded, whatever the tokens.
+        // The memory stays bounded, whatever the principals.
         let mut r = Remembered::default();
-        let big = "t".repeat(MAX_TOKEN_BYTES);
+        let groups = (0..100).map(|g| format!("{g:050}")).collect();
+        let big = Principal::new("big".into(), groups, PlatformRoles::default());
         for i in 0..2000 {
-            r.put(&format!("{big}{i}"), &first, now + 60);
+            r.put(&format!("token-{i}"), &big, now + 60);
             assert!(r.bytes <= REMEMBERED_BYTES);
         }
         assert!(r.tokens.len() < 2000);
