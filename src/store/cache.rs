@@ -366,10 +366,10 @@ mod tests {
         })
     }
 
-    /// Stores, as a read starting now would, that alice holds `role` in `w`.
-    fn put_alice(c: &AccessCache, role: Role) {
+    /// Stores, as a read starting now would, what alice and `groups` hold in `w`.
+    fn put_alice(c: &AccessCache, groups: &[String], held: Holdings) {
         let since = c.generation();
-        c.put(since, "w", "alice", &[], &Some((ws("1"), holds(role))));
+        c.put(since, "w", "alice", groups, &Some((ws("1"), held)));
     }
 
     #[test]
@@ -386,7 +386,7 @@ mod tests {
             &Some((ws("1"), holds(Role::Admin))),
         );
         assert!(c.get("w", "alice", &[]).is_none());
-        put_alice(&c, Role::Viewer);
+        put_alice(&c, &[], holds(Role::Viewer));
         assert_eq!(
             c.get("w", "alice", &[]).unwrap().unwrap().1,
             holds(Role::Viewer)
@@ -410,14 +410,7 @@ mod tests {
             own: None,
             groups: vec![("ml".into(), ml)],
         };
-        let since = c.generation();
-        c.put(
-            since,
-            "w",
-            "alice",
-            &groups,
-            &Some((ws("1"), found.clone())),
-        );
+        put_alice(&c, &groups, found.clone());
         assert_eq!(c.get("w", "alice", &groups).unwrap().unwrap().1, found);
         // Bob's own membership is unknown; a known group alone answers nothing.
         assert!(c.get("w", "bob", &groups[1..]).is_none());
@@ -434,14 +427,7 @@ mod tests {
         c.set_enabled(true);
         // A principal with too many groups is looked up in the database every time.
         let groups: Vec<String> = (0..=MAX_GROUPS).map(|i| format!("g{i}")).collect();
-        let since = c.generation();
-        c.put(
-            since,
-            "w",
-            "alice",
-            &groups,
-            &Some((ws("1"), holds(Role::Admin))),
-        );
+        put_alice(&c, &groups, holds(Role::Admin));
         assert!(c.get("w", "alice", &groups).is_none());
         assert_eq!(c.size.load(Ordering::Relaxed), 0);
         // A listing filter that long is counted afresh every time.
@@ -471,7 +457,7 @@ mod tests {
     fn a_view_confirmed_by_beats_serves_only_under_a_fresh_one() {
         let c = AccessCache::confirmed_by_beats();
         c.set_enabled(true);
-        put_alice(&c, Role::Admin);
+        put_alice(&c, &[], holds(Role::Admin));
         assert!(c.get("w", "alice", &[]).is_none(), "no beat heard yet");
         c.beat_heard(c.now_nanos());
         assert!(c.get("w", "alice", &[]).is_some());
@@ -487,7 +473,7 @@ mod tests {
         assert!(c.get("w", "alice", &[]).is_some());
         // A new listener must hear beats of its own.
         c.set_enabled(true);
-        put_alice(&c, Role::Admin);
+        put_alice(&c, &[], holds(Role::Admin));
         assert!(c.get("w", "alice", &[]).is_none());
     }
 }

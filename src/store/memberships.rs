@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Select, sea_query::Expr,
+    QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
 };
 
 use super::entity::{membership, principal};
@@ -70,13 +70,13 @@ pub(crate) fn active_at(now_us: i64) -> Condition {
         .add(membership::Column::ExpireUs.gt(now_us))
 }
 
-/// The membership of `key` in `ws`, expired or not.
-fn by_key(ws: &Workspace, key: &MemberKey) -> Select<membership::Entity> {
+/// The membership of `key` in `ws`, expired or not: its primary key.
+fn of_key(ws: &Workspace, key: &MemberKey) -> Condition {
     let (is_group, principal) = key.parts();
-    membership::Entity::find()
-        .filter(membership::Column::WorkspaceId.eq(&ws.id))
-        .filter(membership::Column::IsGroup.eq(is_group))
-        .filter(membership::Column::Principal.eq(principal))
+    Condition::all()
+        .add(membership::Column::WorkspaceId.eq(&ws.id))
+        .add(membership::Column::IsGroup.eq(is_group))
+        .add(membership::Column::Principal.eq(principal))
 }
 
 /// Emails of the given subjects, in one query.
@@ -132,7 +132,12 @@ pub(crate) async fn find<C: ConnectionTrait>(
     key: &MemberKey,
     now: DateTime<Utc>,
 ) -> Result<Option<Member>, DbErr> {
-    let Some(m) = by_key(ws, key).filter(active(now)).one(c).await? else {
+    let Some(m) = membership::Entity::find()
+        .filter(of_key(ws, key))
+        .filter(active(now))
+        .one(c)
+        .await?
+    else {
         return Ok(None);
     };
     Ok(members(c, ws, vec![m]).await?.pop())
@@ -146,11 +151,8 @@ pub(crate) async fn delete_if_expired<C: ConnectionTrait>(
     key: &MemberKey,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let (is_group, principal) = key.parts();
     let gone = membership::Entity::delete_many()
-        .filter(membership::Column::WorkspaceId.eq(&ws.id))
-        .filter(membership::Column::IsGroup.eq(is_group))
-        .filter(membership::Column::Principal.eq(principal))
+        .filter(of_key(ws, key))
         .filter(membership::Column::ExpireUs.lte(micros(now)))
         .exec(c)
         .await?;
@@ -195,7 +197,6 @@ pub(crate) async fn update<C: ConnectionTrait>(
     ws: &Workspace,
     m: &Member,
 ) -> Result<u64, DbErr> {
-    let (is_group, principal) = m.key.parts();
     Ok(membership::Entity::update_many()
         .col_expr(membership::Column::Role, Expr::value(m.role.as_str()))
         .col_expr(
@@ -204,9 +205,7 @@ pub(crate) async fn update<C: ConnectionTrait>(
         )
         .col_expr(membership::Column::Version, Expr::value(m.version))
         .col_expr(membership::Column::UpdateTime, Expr::value(m.update_time))
-        .filter(membership::Column::WorkspaceId.eq(&ws.id))
-        .filter(membership::Column::IsGroup.eq(is_group))
-        .filter(membership::Column::Principal.eq(principal))
+        .filter(of_key(ws, &m.key))
         .exec(c)
         .await?
         .rows_affected)
@@ -218,11 +217,8 @@ pub(crate) async fn delete<C: ConnectionTrait>(
     ws: &Workspace,
     key: &MemberKey,
 ) -> Result<u64, DbErr> {
-    let (is_group, principal) = key.parts();
     Ok(membership::Entity::delete_many()
-        .filter(membership::Column::WorkspaceId.eq(&ws.id))
-        .filter(membership::Column::IsGroup.eq(is_group))
-        .filter(membership::Column::Principal.eq(principal))
+        .filter(of_key(ws, key))
         .exec(c)
         .await?
         .rows_affected)

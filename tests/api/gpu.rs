@@ -615,20 +615,11 @@ async fn usage_follows_every_change_and_lease_end_also_between_reads() {
     workspace_with_slots(&s, "mem", 3).await;
     let active = || async { s.get_gpu_usage(&sched, "mem").await.unwrap().active_gprs };
     assert_eq!(active().await, 0);
-    assert!(
-        s.admit_gpus(&sched, "mem", "short", 1, 1)
-            .await
-            .unwrap()
-            .admitted
-    );
-    assert_eq!(active().await, 1, "after an admission");
-    assert!(
-        s.admit_gpus(&sched, "mem", "long", 1, 60)
-            .await
-            .unwrap()
-            .admitted
-    );
-    assert_eq!(active().await, 2, "after another");
+    for (n, (id, lease)) in [("short", 1), ("long", 60)].into_iter().enumerate() {
+        let admitted = s.admit_gpus(&sched, "mem", id, 1, lease).await.unwrap();
+        assert!(admitted.admitted, "{id}");
+        assert_eq!(active().await, n as i32 + 1, "after admitting {id}");
+    }
     // A read with nothing changed: from memory on SQLite, from the database on PostgreSQL.
     let before = metric(&s, "workspaced_db_statements_total ").await;
     assert_eq!(active().await, 2);
