@@ -252,12 +252,6 @@ pub(crate) fn granted_by(
     if !allows(principal, ws, permission) {
         return None;
     }
-    let nobody = Principal {
-        subject: String::new(),
-        email: None,
-        groups: principal.groups.clone(),
-        platform: PlatformRoles::default(),
-    };
     let candidates = [
         (Grant::Membership, ws.member_role),
         (Grant::Group, ws.group_role),
@@ -266,14 +260,8 @@ pub(crate) fn granted_by(
     let mut best: Option<(Grant, Role)> = None;
     for (grant, role) in candidates {
         let Some(role) = role else { continue };
-        let alone = WorkspaceAccess {
-            visibility: Visibility::Private,
-            is_system: ws.is_system,
-            member_role: Some(role),
-            group_role: None,
-        };
         // Strictly higher only: between equals the earlier grant stays.
-        if allows(&nobody, &alone, permission) && best.is_none_or(|(_, r)| role > r) {
+        if role_allows(ws, Some(role), permission) && best.is_none_or(|(_, r)| role > r) {
             best = Some((grant, role));
         }
     }
@@ -313,11 +301,17 @@ pub(crate) fn allows(principal: &Principal, ws: &WorkspaceAccess, permission: Pe
     {
         return true;
     }
+    role_allows(ws, effective_role(ws), permission)
+}
+
+/// Whether `role`, held in the workspace described by `ws`, gives `permission`: the rule
+/// for everyone without a platform role.
+fn role_allows(ws: &WorkspaceAccess, role: Option<Role>, permission: Permission) -> bool {
     // Nothing in or about `system` changes but by platform principals.
     if ws.is_system && !permission.is_read() {
         return false;
     }
-    match (permission.min_role(), effective_role(ws)) {
+    match (permission.min_role(), role) {
         (Some(needed), Some(role)) => role >= needed,
         _ => false,
     }

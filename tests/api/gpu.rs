@@ -25,6 +25,19 @@ async fn set_max_gprs(s: &TestServer, ws: &str, max_gprs: i32) {
         .unwrap();
 }
 
+/// Whether `s` admits `id` (`gpus` a100 GPUs, a lease of `lease_secs`, 0 for the default).
+async fn admitted(
+    s: &TestServer,
+    token: &str,
+    ws: &str,
+    id: &str,
+    gpus: i32,
+    lease_secs: i64,
+) -> bool {
+    let answer = s.admit_gpus(token, ws, id, gpus, lease_secs).await;
+    answer.unwrap().admitted
+}
+
 fn seconds(d: &Option<prost_types::Timestamp>) -> f64 {
     let t = d.as_ref().expect("timestamp");
     t.seconds as f64 + f64::from(t.nanos) / 1e9
@@ -205,12 +218,7 @@ async fn a_full_workspace_or_a_broken_rule_admits_nothing_and_says_why() {
     s.update_policy(&platform_admin(), policy, &["global_gpu_constraints"], "")
         .await
         .unwrap();
-    assert!(
-        s.admit_gpus(&sched, "full", "a", 4, 0)
-            .await
-            .unwrap()
-            .admitted
-    );
+    assert!(admitted(&s, &sched, "full", "a", 4, 0).await);
     let refused = s.admit_gpus(&sched, "full", "b", 1, 0).await.unwrap();
     assert!(!refused.admitted);
     assert!(refused.gpu_request.is_none());
@@ -258,12 +266,7 @@ async fn a_full_workspace_or_a_broken_rule_admits_nothing_and_says_why() {
     // 0 means no limit on the count.
     for i in 0..5 {
         let id = format!("many-{i}");
-        assert!(
-            s.admit_gpus(&sched, "full", &id, 1, 0)
-                .await
-                .unwrap()
-                .admitted
-        );
+        assert!(admitted(&s, &sched, "full", &id, 1, 0).await);
     }
 }
 
@@ -273,37 +276,17 @@ async fn lowering_max_gprs_evicts_nothing_and_admissions_wait_for_room() {
     let sched = platform_service();
     workspace_with_slots(&s, "lower", 3).await;
     for id in ["a", "b", "c"] {
-        assert!(
-            s.admit_gpus(&sched, "lower", id, 1, 0)
-                .await
-                .unwrap()
-                .admitted
-        );
+        assert!(admitted(&s, &sched, "lower", id, 1, 0).await);
     }
     set_max_gprs(&s, "lower", 1).await;
     let usage = s.get_gpu_usage(&sched, "lower").await.unwrap();
     assert_eq!((usage.active_gprs, usage.max_gprs), (3, 1));
     s.release_gpu_request(&sched, "lower", "a").await.unwrap();
-    assert!(
-        !s.admit_gpus(&sched, "lower", "d", 1, 0)
-            .await
-            .unwrap()
-            .admitted
-    );
+    assert!(!admitted(&s, &sched, "lower", "d", 1, 0).await);
     s.release_gpu_request(&sched, "lower", "b").await.unwrap();
-    assert!(
-        !s.admit_gpus(&sched, "lower", "d", 1, 0)
-            .await
-            .unwrap()
-            .admitted
-    );
+    assert!(!admitted(&s, &sched, "lower", "d", 1, 0).await);
     s.release_gpu_request(&sched, "lower", "c").await.unwrap();
-    assert!(
-        s.admit_gpus(&sched, "lower", "d", 1, 0)
-            .await
-            .unwrap()
-            .admitted
-    );
+    assert!(admitted(&s, &sched, "lower", "d", 1, 0).await);
 }
 
 #[tokio::test]
@@ -315,12 +298,7 @@ async fn a_lease_counts_until_it_expires_and_not_after() {
     let gpr = a.gpu_request.unwrap();
     let lease = seconds(&gpr.expire_time) - seconds(&gpr.admit_time);
     assert!((lease - 1.0).abs() < 0.001, "{lease}");
-    assert!(
-        !s.admit_gpus(&sched, "lease", "next", 1, 60)
-            .await
-            .unwrap()
-            .admitted
-    );
+    assert!(!admitted(&s, &sched, "lease", "next", 1, 60).await);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // No sweep ran: the expired row is still stored, and counts for nothing.
     assert_eq!(count_rows(&s, "SELECT COUNT(*) FROM gpu_requests").await, 1);
@@ -339,20 +317,10 @@ async fn a_lease_counts_until_it_expires_and_not_after() {
     ] {
         assert_status(&err, Code::NotFound, "GPU_REQUEST_NOT_FOUND");
     }
-    assert!(
-        s.admit_gpus(&sched, "lease", "next", 1, 60)
-            .await
-            .unwrap()
-            .admitted
-    );
+    assert!(admitted(&s, &sched, "lease", "next", 1, 60).await);
     // An expired id may be admitted again.
     set_max_gprs(&s, "lease", 2).await;
-    assert!(
-        s.admit_gpus(&sched, "lease", "short", 1, 60)
-            .await
-            .unwrap()
-            .admitted
-    );
+    assert!(admitted(&s, &sched, "lease", "short", 1, 60).await);
 }
 
 #[tokio::test]
@@ -372,12 +340,7 @@ async fn renewing_moves_the_end_of_the_lease() {
     // Past the first lease, inside the renewed one: still active, still counting.
     let usage = s.get_gpu_usage(&sched, "renew").await.unwrap();
     assert_eq!(usage.active_gprs, 1);
-    assert!(
-        !s.admit_gpus(&sched, "renew", "other", 1, 0)
-            .await
-            .unwrap()
-            .admitted
-    );
+    assert!(!admitted(&s, &sched, "renew", "other", 1, 0).await);
     // Unset: five minutes from now.
     let long = s
         .renew_gpu_request(&sched, "renew", "pod", 0)
