@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "proto/workspaced/v1/workspace.proto",
         "proto/workspaced/v1/membership.proto",
         "proto/workspaced/v1/policy.proto",
+        "proto/workspaced/v1/event.proto",
     ];
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
 

@@ -118,6 +118,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WORKSPACED_MAX_IN_FLIGHT", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+    /// How long the change history keeps events, such as `30d` or `12h`; at least `1s`.
+    /// Older ones are pruned within a tenth of it (at least 1 s, at most a minute).
+    #[arg(long, env = "WORKSPACED_EVENT_RETENTION", default_value = "30d",
+          allow_hyphen_values = true, value_parser = parse_retention)]
+    pub event_retention: humantime::Duration,
     /// PEM file with the server's certificate chain, leaf first; with `--tls-key-file` the
     /// server speaks TLS (1.2 or 1.3) instead of plaintext HTTP/2.
     #[arg(long, env = "WORKSPACED_TLS_CERT_FILE", requires = "tls_key_file")]
@@ -181,6 +186,11 @@ pub struct TokenArgs {
     /// File holding the HS256 secret.
     #[arg(long, env = "WORKSPACED_JWT_HS256_SECRET_FILE", default_value = DEFAULT_KEY_FILE)]
     pub jwt_hs256_secret_file: PathBuf,
+}
+
+/// Parses `--event-retention`: a duration of at least one second.
+fn parse_retention(s: &str) -> Result<humantime::Duration, String> {
+    parse_ttl(s).map_err(|e| e.replace("1h or 30m", "30d or 12h"))
 }
 
 /// Parses `--ttl`: a duration of at least one second. A token's `exp` counts whole seconds,

@@ -128,6 +128,8 @@ pub enum Reason {
     DatabaseUnavailable,
     GpuRequestExists,
     GpuRequestNotFound,
+    RevisionExpired,
+    WatchTooSlow,
     Overloaded,
     RequestTimeout,
     RequestTooLarge,
@@ -157,6 +159,8 @@ impl Reason {
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Reason::GpuRequestExists => "GPU_REQUEST_EXISTS",
             Reason::GpuRequestNotFound => "GPU_REQUEST_NOT_FOUND",
+            Reason::RevisionExpired => "REVISION_EXPIRED",
+            Reason::WatchTooSlow => "WATCH_TOO_SLOW",
             Reason::Overloaded => "OVERLOADED",
             Reason::RequestTimeout => "REQUEST_TIMEOUT",
             Reason::RequestTooLarge => "REQUEST_TOO_LARGE",
@@ -243,6 +247,9 @@ pub enum Error {
     /// The request is larger than the server accepts.
     #[error("{0}")]
     RequestTooLarge(String),
+    /// A watch's client read slower than events committed; it resumes from its last revision.
+    #[error("{0}")]
+    WatchTooSlow(String),
     /// A bug or an unexpected database failure; logged once and answered opaquely.
     #[error("internal error")]
     Internal(String),
@@ -304,7 +311,7 @@ impl Error {
             Error::EtagMismatch => Code::Aborted,
             Error::DatabaseUnavailable(_) | Error::Overloaded(_) => Code::Unavailable,
             Error::RequestTimeout(_) => Code::DeadlineExceeded,
-            Error::RequestTooLarge(_) => Code::ResourceExhausted,
+            Error::RequestTooLarge(_) | Error::WatchTooSlow(_) => Code::ResourceExhausted,
             Error::Internal(_) => Code::Internal,
         }
     }
@@ -323,6 +330,7 @@ impl Error {
             Error::Overloaded(_) => Reason::Overloaded,
             Error::RequestTimeout(_) => Reason::RequestTimeout,
             Error::RequestTooLarge(_) => Reason::RequestTooLarge,
+            Error::WatchTooSlow(_) => Reason::WatchTooSlow,
             Error::Internal(_) => Reason::Internal,
         }
     }

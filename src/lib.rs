@@ -45,10 +45,14 @@ pub mod telemetry;
 pub mod tls;
 
 use crate::{
-    api::{Ctx, memberships::MembershipApi, policies::PolicyApi, workspaces::WorkspaceApi},
+    api::{
+        Ctx, events::EventApi, memberships::MembershipApi, policies::PolicyApi,
+        workspaces::WorkspaceApi,
+    },
     auth::{AuthMode, Authenticator},
-    domain::{model::PolicyRules, workspaces::Workspaces},
+    domain::{events::EventSettings, model::PolicyRules, workspaces::Workspaces},
     pb::v1::{
+        event_service_server::EventServiceServer,
         membership_service_server::MembershipServiceServer,
         policy_service_server::PolicyServiceServer,
         workspace_service_server::WorkspaceServiceServer,
@@ -99,6 +103,8 @@ pub struct ServerConfig {
     pub call_limits: telemetry::CallLimits,
     /// TLS (and client certificates) on the gRPC listener; plaintext HTTP/2 when `None`.
     pub tls: Option<tls::Tls>,
+    /// How the change history is kept and watched.
+    pub events: EventSettings,
 }
 
 impl ServerConfig {
@@ -114,16 +120,18 @@ impl ServerConfig {
             conn_limits: conn::ConnLimits::default(),
             call_limits: telemetry::CallLimits::default(),
             tls: None,
+            events: EventSettings::default(),
         }
     }
 }
 
 /// The fully qualified names of the services, for health statuses; the whole server (`""`)
 /// last, so that once it reports a status every service reports it too.
-const SERVICE_NAMES: [&str; 4] = [
+const SERVICE_NAMES: [&str; 5] = [
     "workspaced.v1.WorkspaceService",
     "workspaced.v1.MembershipService",
     "workspaced.v1.PolicyService",
+    "workspaced.v1.EventService",
     "",
 ];
 
@@ -161,6 +169,7 @@ pub async fn serve(
         gpu_requests: domain::gpu_requests::GpuRequests::new(store.clone()),
         workspaces,
         principals: domain::principals::Principals::new(store.clone()),
+        events: domain::events::Events::new(store.clone(), cfg.events.clone()),
     });
     let authn = Authenticator::new(cfg.auth.clone());
 
@@ -174,6 +183,8 @@ pub async fn serve(
         ctx.gpu_requests.clone(),
         ctx.memberships.clone(),
     ));
+    let event_follower = tokio::spawn(store.clone().follow_events());
+    let pruner = tokio::spawn(prune_events(ctx.events.clone()));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -210,6 +221,7 @@ pub async fn serve(
 
     tracing::info!(addr = %listener.local_addr()?, "serving");
     let drained = Arc::new(tokio::sync::Notify::new());
+    let events = ctx.events.clone();
     let signal = drained.clone();
     // TLS wraps each connection before any service sees it: under mutual TLS nothing, Health
     // included, is served to a client whose certificate was not checked.
@@ -236,6 +248,11 @@ pub async fn serve(
         .add_service(InterceptedService::new(
             PolicyServiceServer::new(PolicyApi::new(ctx.clone()))
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            authn.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            EventServiceServer::new(EventApi::new(ctx.clone()))
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
             authn,
         ))
         // Nagle's algorithm would hold small responses back for a delayed ACK (~40 ms).
@@ -247,6 +264,9 @@ pub async fn serve(
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: no new connections, draining in-flight calls");
+                // Watches never end on their own: end them, so that their clients resume
+                // on another replica now rather than at the drain timeout.
+                events.close();
                 signal.notify_one();
             },
         );
@@ -261,6 +281,8 @@ pub async fn serve(
     monitor.abort();
     follower.abort();
     sweeper.abort();
+    event_follower.abort();
+    pruner.abort();
     let _ = stop_metrics.send(true);
     if let Some(task) = metrics_task {
         let _ = task.await;
@@ -286,6 +308,19 @@ async fn sweep_expired(
             Ok(0) => {}
             Ok(n) => tracing::debug!(swept = n, "deleted ended memberships"),
             Err(e) => tracing::warn!(error = %e, "sweeping ended memberships failed"),
+        }
+    }
+}
+
+/// Deletes the events past the retention now and then; a failure waits for the next round.
+async fn prune_events(events: domain::events::Events) {
+    let every = events.settings().prune_every();
+    loop {
+        tokio::time::sleep(every).await;
+        match events.prune().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "deleted events past the retention"),
+            Err(e) => tracing::warn!(error = %e, "pruning the change history failed"),
         }
     }
 }

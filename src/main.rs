@@ -98,6 +98,10 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
                     ..defaults.call_limits
                 },
                 tls,
+                events: workspaced::domain::events::EventSettings {
+                    retention: args.event_retention.into(),
+                    ..defaults.events.clone()
+                },
                 ..defaults
             };
             workspaced::serve(cfg, listener, shutdown_signal()).await

@@ -38,6 +38,7 @@ use tower::{Layer, Service};
 use crate::{
     auth::SubjectSlot,
     conn::{CallGuard, ConnInfo},
+    domain::events::{Call, in_call},
     error::Error,
     metrics::Metrics,
     overload::Line,
@@ -343,7 +344,12 @@ where
                 // `abandon_after`, while the next calls reach the database (and learn that it
                 // is unavailable) instead of being refused as OVERLOADED.
                 let _permit = permit;
-                let fut = inner.call(req);
+                // The events this call writes name it.
+                let call = Call {
+                    request_id: id.to_str().unwrap_or_default().to_owned(),
+                    method: method.trim_start_matches('/').to_owned(),
+                };
+                let fut = in_call(call, inner.call(req));
                 let task = tokio::spawn(tokio::time::timeout(abandon_after, fut));
                 match tokio::time::timeout(DEADLINE, task).await {
                     Ok(Ok(Ok(res))) => Ok(res),

@@ -8,7 +8,8 @@ use crate::{
         gpu_requests::Admission,
         memberships::Decision,
         model::{
-            GpuRequest, GpuUsage, Member, MemberKey, Policy, Resource, Workspace, WorkspaceState,
+            Event, EventKind, EventObject, GpuRequest, GpuUsage, Member, MemberKey, Policy,
+            Resource, Workspace, WorkspaceState,
         },
         quota::QuotaViolation,
     },
@@ -215,6 +216,48 @@ impl From<Admission> for pb::AdmitGpuRequestResponse {
             violations: a.violations.into_iter().map(Into::into).collect(),
             gpu_request: a.admitted.map(Into::into),
             usage: Some(a.usage.into()),
+        }
+    }
+}
+
+impl From<EventKind> for pb::EventType {
+    fn from(k: EventKind) -> Self {
+        match k {
+            EventKind::WorkspaceCreated => pb::EventType::WorkspaceCreated,
+            EventKind::WorkspaceUpdated => pb::EventType::WorkspaceUpdated,
+            EventKind::WorkspaceArchived => pb::EventType::WorkspaceArchived,
+            EventKind::WorkspaceUnarchived => pb::EventType::WorkspaceUnarchived,
+            EventKind::WorkspaceDeleted => pb::EventType::WorkspaceDeleted,
+            EventKind::MemberAdded => pb::EventType::MemberAdded,
+            EventKind::MemberUpdated => pb::EventType::MemberUpdated,
+            EventKind::MemberRemoved => pb::EventType::MemberRemoved,
+            EventKind::PolicyUpdated => pb::EventType::PolicyUpdated,
+            EventKind::ResourceRegistered => pb::EventType::ResourceRegistered,
+            EventKind::ResourceUnregistered => pb::EventType::ResourceUnregistered,
+            EventKind::GpuRequestAdmitted => pb::EventType::GpuRequestAdmitted,
+            EventKind::GpuRequestReleased => pb::EventType::GpuRequestReleased,
+        }
+    }
+}
+
+impl From<Event> for pb::Event {
+    fn from(e: Event) -> Self {
+        use pb::event::Object;
+        pb::Event {
+            revision: e.revision,
+            time: Some(timestamp(e.time)),
+            r#type: pb::EventType::from(e.kind) as i32,
+            workspace: e.workspace,
+            actor: e.actor,
+            request_id: e.request_id,
+            method: e.method,
+            object: Some(match e.object {
+                EventObject::Workspace(w) => Object::WorkspaceState(w.into()),
+                EventObject::Member(m) => Object::Member(m.into()),
+                EventObject::Policy(p) => Object::Policy(p.into()),
+                EventObject::Resource(r) => Object::Resource(r.into()),
+                EventObject::GpuRequest(g) => Object::GpuRequest(g.into()),
+            }),
         }
     }
 }

@@ -8,13 +8,14 @@ use tonic::{Request, Status};
 
 use crate::{
     domain::{
-        access::Principal, gpu_requests::GpuRequests, memberships::Memberships, policies::Policies,
-        principals::Principals, workspaces::Workspaces,
+        access::Principal, events::Events, gpu_requests::GpuRequests, memberships::Memberships,
+        policies::Policies, principals::Principals, workspaces::Workspaces,
     },
     error::Error,
 };
 
 pub mod convert;
+pub mod events;
 pub mod memberships;
 pub mod policies;
 pub mod requests;
@@ -33,6 +34,8 @@ pub struct Ctx {
     pub gpu_requests: GpuRequests,
     /// Principals seen, so that members can be added by email.
     pub principals: Principals,
+    /// The change history.
+    pub events: Events,
 }
 
 impl Ctx {

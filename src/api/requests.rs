@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         access::{Permission, Role, Visibility},
+        events::{ListEvents, WatchEvents},
         gpu_requests::{
             AdmitGpuRequest, DEFAULT_LEASE, GpuRequestRef, ListGpuRequests, MAX_LEASE, MIN_LEASE,
             RenewGpuRequest,
@@ -18,7 +19,7 @@ use crate::{
             AddMember, CheckAccess, ExpireChange, ListMembers, MemberRef, RemoveMember,
             UpdateMember, Who,
         },
-        model::{GprSpec, MemberKey, PolicyRules, WorkspaceState},
+        model::{EventKind, GprSpec, MemberKey, PolicyRules, WorkspaceState},
         page,
         policies::{CheckGpuQuota, ListPolicies, UpdatePolicy},
         rules::{self, PolicyInput},
@@ -856,6 +857,97 @@ pub(crate) fn policy_input(p: &pb::Policy) -> PolicyInput {
         gpu_shapes: gpu.gpu_shapes,
         max_gpu_per_gpr: gpu.max_gpu_per_gpr.into(),
         max_memory_per_gpr_bytes: gpu.max_memory_per_gpr_bytes,
+    }
+}
+
+/// Parses an event kind of a filter; unset is refused, as it matches nothing.
+fn event_kind(v: i32) -> Result<EventKind, String> {
+    match pb::EventType::try_from(v) {
+        Ok(pb::EventType::Unspecified) => Err("EVENT_TYPE_UNSPECIFIED matches no event".into()),
+        Ok(t) => EventKind::ALL
+            .into_iter()
+            .find(|k| pb::EventType::from(*k) == t)
+            .ok_or_else(|| format!("{v} is not an EventType")),
+        Err(_) => Err(format!("{v} is not an EventType")),
+    }
+}
+
+/// The filters ListEvents and WatchEvents share: an optional workspace, a revision to go
+/// on after, and kinds (one violation for the first bad one).
+fn event_filters(
+    v: &mut Violations,
+    workspace: &str,
+    after_revision: i64,
+    types: &[i32],
+) -> (
+    Option<Option<WorkspaceName>>,
+    Option<i64>,
+    Option<Vec<EventKind>>,
+) {
+    let workspace = optional(v, "workspace", workspace, WorkspaceName::parse);
+    let after = if after_revision < 0 {
+        v.add("after_revision", "must not be negative");
+        None
+    } else {
+        Some(after_revision)
+    };
+    let kinds = v.check(
+        "types",
+        types
+            .iter()
+            .map(|t| event_kind(*t))
+            .collect::<std::result::Result<Vec<_>, _>>(),
+    );
+    (workspace, after, kinds)
+}
+
+impl TryFrom<pb::ListEventsRequest> for ListEvents {
+    type Error = Error;
+
+    fn try_from(r: pb::ListEventsRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let (workspace, after, kinds) =
+            event_filters(&mut v, &r.workspace, r.after_revision, &r.types);
+        let fingerprint = serde_json::json!({
+            "rpc": "ListEvents",
+            "workspace": r.workspace,
+            "after_revision": r.after_revision,
+            "types": r.types,
+        })
+        .to_string();
+        let page = page::parse_sized(
+            page::EVENT_PAGES,
+            r.page_size,
+            &r.page_token,
+            &fingerprint,
+            &mut v,
+        );
+        v.done(|| {
+            Some(ListEvents {
+                workspace: workspace?,
+                after_revision: after?,
+                kinds: kinds?,
+                page: page?,
+                fingerprint,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::WatchEventsRequest> for WatchEvents {
+    type Error = Error;
+
+    fn try_from(r: pb::WatchEventsRequest) -> Result<Self> {
+        let mut v = Violations::default();
+        let (workspace, after, kinds) =
+            event_filters(&mut v, &r.workspace, r.after_revision, &r.types);
+        v.done(|| {
+            Some(WatchEvents {
+                workspace: workspace?,
+                after_revision: after?,
+                kinds: kinds?,
+            })
+        })
     }
 }
 

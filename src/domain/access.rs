@@ -1,10 +1,12 @@
 //! Who may do what: workspace roles, visibility, platform roles and permissions, as pure
 //! functions, plus `authorize`, the one decision every RPC goes through.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result, echo};
 
 /// A principal's role in one workspace, ordered lowest to highest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Reads the workspace and what is in it.
     Viewer,
@@ -36,7 +38,7 @@ impl Role {
 }
 
 /// Who besides members may use a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Visibility {
     /// Memberships only.
     #[default]
@@ -91,6 +93,8 @@ pub enum Permission {
     PoliciesUpdate,
     ResourcesList,
     ResourcesWrite,
+    /// Reading a workspace's change history: admins, and platform principals.
+    EventsList,
     /// Admitting, renewing and releasing GPU pod requests: schedulers, which hold a
     /// platform role. Not one of the contract's CheckAccess permissions (no workspace role
     /// holds it), so not in `ALL`.
@@ -99,7 +103,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in the contract's order.
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::WorkspacesGet,
         Permission::WorkspacesUpdate,
         Permission::WorkspacesDelete,
@@ -110,6 +114,7 @@ impl Permission {
         Permission::PoliciesUpdate,
         Permission::ResourcesList,
         Permission::ResourcesWrite,
+        Permission::EventsList,
     ];
 
     /// The permission's name in the contract, such as `workspaces.get`.
@@ -125,6 +130,7 @@ impl Permission {
             Permission::PoliciesUpdate => "policies.update",
             Permission::ResourcesList => "resources.list",
             Permission::ResourcesWrite => "resources.write",
+            Permission::EventsList => "events.list",
             Permission::GpuRequestsAdmit => "gpu_requests.admit",
         }
     }
@@ -142,6 +148,7 @@ impl Permission {
                 | Permission::MembersList
                 | Permission::PoliciesGet
                 | Permission::ResourcesList
+                | Permission::EventsList
         )
     }
 
@@ -157,7 +164,8 @@ impl Permission {
             Permission::WorkspacesUpdate
             | Permission::WorkspacesDelete
             | Permission::WorkspacesArchive
-            | Permission::MembersManage => Some(Role::Admin),
+            | Permission::MembersManage
+            | Permission::EventsList => Some(Role::Admin),
             Permission::PoliciesUpdate | Permission::GpuRequestsAdmit => None,
         }
     }
@@ -514,6 +522,8 @@ mod tests {
                 let expected = match perm {
                     Permission::PoliciesUpdate => false,
                     Permission::ResourcesWrite => role >= Role::Editor,
+                    // A read, but of who changed what: admins only.
+                    Permission::EventsList => role == Role::Admin,
                     p if p.is_read() => true,
                     _ => role == Role::Admin,
                 };

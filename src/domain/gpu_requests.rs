@@ -10,8 +10,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{
     access::{Permission, Principal},
+    events::record,
     guard,
-    model::{GprSpec, GpuRequest, GpuUsage, Workspace, now},
+    model::{EventKind, EventObject, GprSpec, GpuRequest, GpuUsage, Workspace, now},
     page::{self, Page, PageRequest},
     quota::{QuotaViolation, check_quota},
     validate::WorkspaceName,
@@ -182,7 +183,13 @@ impl GpuRequests {
                 usage,
             });
         }
-        tx.commit().await?;
+        let event = record(
+            EventKind::GpuRequestAdmitted,
+            &ws,
+            &p.subject,
+            EventObject::GpuRequest(gpr.clone()),
+        );
+        self.store.commit_event(tx, &event).await?;
         self.store.gpu_usage_changed(&ws.id);
         add(&mut usage, &gpr.spec);
         Ok(Admission {
@@ -211,9 +218,22 @@ impl GpuRequests {
     /// ReleaseGpuRequest: the active request stops counting.
     pub(crate) async fn release(&self, p: &Principal, gpr: GpuRequestRef) -> Result<()> {
         let ws = self.scheduled(p, &gpr.workspace).await?;
-        if !q::release(self.store.write_conn(), &ws.id, &gpr.id, now()).await? {
+        let tx = self.store.begin_write().await?;
+        // After the wait for the writer, like renew.
+        let now = now();
+        let Some(released) = q::find(&tx, &ws, &gpr.id, now).await? else {
+            return Err(not_found(&gpr));
+        };
+        if !q::release(&tx, &ws.id, &gpr.id, now).await? {
             return Err(not_found(&gpr));
         }
+        let event = record(
+            EventKind::GpuRequestReleased,
+            &ws,
+            &p.subject,
+            EventObject::GpuRequest(released),
+        );
+        self.store.commit_event(tx, &event).await?;
         self.store.gpu_usage_changed(&ws.id);
         Ok(())
     }

@@ -31,6 +31,26 @@ pub(crate) async fn read(
     decide(principal, name, found, need)
 }
 
+/// Like `read`, for a workspace known by its id: `None` when no workspace of that id bears
+/// `name` any more (deleted, or another created under the name).
+pub(crate) async fn read_same(
+    store: &Store,
+    principal: &Principal,
+    name: &WorkspaceName,
+    id: &str,
+    need: impl Into<Need>,
+) -> Result<Option<Arc<Workspace>>> {
+    let found = store
+        .find_access(name, &principal.subject, &principal.groups, false)
+        .await?;
+    match found {
+        Some((ws, held)) if ws.id == id => {
+            decide(principal, name, Some((ws, held)), need).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The workspace `name`, if `principal` may act on it as `need` says, read in the write
 /// transaction `tx` with its row locked until the transaction ends, so that the decision
 /// and the writes after it see the same workspace and members on every replica.

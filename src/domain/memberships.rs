@@ -6,8 +6,12 @@ use sea_orm::ConnectionTrait;
 
 use super::{
     access::{self, Grant, Need, Permission, Principal, Role},
+    events::record,
     guard,
-    model::{Member, MemberKey, Workspace, now},
+    model::{
+        EventKind::{MemberAdded, MemberRemoved, MemberUpdated},
+        EventObject as Object, Member, MemberKey, Workspace, now,
+    },
     page::{self, Page, PageRequest},
     validate::WorkspaceName,
 };
@@ -232,7 +236,8 @@ impl Memberships {
         };
         m::insert(&tx, &ws, &member).await?;
         let member = m::with_email(&tx, member).await?;
-        self.store.commit_change(tx, &name).await?;
+        let event = record(MemberAdded, &ws, &p.subject, Object::Member(member.clone()));
+        self.store.commit_change(tx, &name, Some(event)).await?;
         Ok(member)
     }
 
@@ -283,7 +288,13 @@ impl Memberships {
         if m::update(&tx, &ws, &member).await? == 0 {
             return Err(member_not_found(&name, &key));
         }
-        self.store.commit_change(tx, &name).await?;
+        let event = record(
+            MemberUpdated,
+            &ws,
+            &p.subject,
+            Object::Member(member.clone()),
+        );
+        self.store.commit_change(tx, &name, Some(event)).await?;
         Ok(member)
     }
 
@@ -317,7 +328,8 @@ impl Memberships {
             // The sweep deleted it since it was read, having ended meanwhile.
             return Err(member_not_found(&name, &key));
         }
-        self.store.commit_change(tx, &name).await?;
+        let event = record(MemberRemoved, &ws, &p.subject, Object::Member(member));
+        self.store.commit_change(tx, &name, Some(event)).await?;
         Ok(removed)
     }
 

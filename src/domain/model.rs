@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::access::{Role, Visibility, WorkspaceAccess};
 use crate::error::{Error, Reason, Result, echo};
@@ -20,7 +21,7 @@ pub(crate) fn now() -> DateTime<Utc> {
 }
 
 /// A workspace's life-cycle state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkspaceState {
     /// Readable and writable.
     Active,
@@ -48,7 +49,7 @@ impl WorkspaceState {
 }
 
 /// A workspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
     /// Server-assigned UUID.
     pub id: String,
@@ -145,7 +146,7 @@ pub(crate) fn etag(id: &str, version: i64) -> String {
 }
 
 /// A resource that another service keeps in a workspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resource {
     /// Name of the workspace.
     pub workspace: String,
@@ -161,7 +162,7 @@ pub struct Resource {
 
 /// The settable values of a GPU scheduling policy; also the server's defaults for new
 /// workspaces.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRules {
     /// Lowest allowed priority.
     pub priority_min: i32,
@@ -204,7 +205,7 @@ impl Default for PolicyRules {
 }
 
 /// The fields of a GPU pod request that a policy judges (CheckGpuQuota, AdmitGpuRequest).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GprSpec {
     /// The requested shape.
     pub gpu_shape: String,
@@ -220,7 +221,7 @@ pub struct GprSpec {
 
 /// An admitted GPU pod request (GPR): it counts against its workspace's `max_gprs` until
 /// it is released or `expire_time` passes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuRequest {
     /// Name of the workspace.
     pub workspace: String,
@@ -252,7 +253,7 @@ pub struct GpuUsage {
 }
 
 /// Who a membership is of: a subject, or a group that tokens name in their groups claim.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum MemberKey {
     /// A subject (a token's `sub`).
     Subject(String),
@@ -338,7 +339,7 @@ impl Holdings {
 }
 
 /// A membership of a subject or a group in a workspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Name of the workspace.
     pub workspace: String,
@@ -368,7 +369,7 @@ impl Member {
 }
 
 /// A workspace's policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// The workspace's id.
     pub workspace_id: String,
@@ -389,6 +390,104 @@ impl Policy {
     pub(crate) fn etag(&self) -> String {
         format!("p{}", etag(&self.workspace_id, self.version))
     }
+}
+
+/// What kind of change an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum EventKind {
+    WorkspaceCreated,
+    WorkspaceUpdated,
+    WorkspaceArchived,
+    WorkspaceUnarchived,
+    WorkspaceDeleted,
+    MemberAdded,
+    MemberUpdated,
+    MemberRemoved,
+    PolicyUpdated,
+    ResourceRegistered,
+    ResourceUnregistered,
+    GpuRequestAdmitted,
+    GpuRequestReleased,
+}
+
+impl EventKind {
+    /// Every kind, in the contract's order.
+    pub const ALL: [EventKind; 13] = [
+        EventKind::WorkspaceCreated,
+        EventKind::WorkspaceUpdated,
+        EventKind::WorkspaceArchived,
+        EventKind::WorkspaceUnarchived,
+        EventKind::WorkspaceDeleted,
+        EventKind::MemberAdded,
+        EventKind::MemberUpdated,
+        EventKind::MemberRemoved,
+        EventKind::PolicyUpdated,
+        EventKind::ResourceRegistered,
+        EventKind::ResourceUnregistered,
+        EventKind::GpuRequestAdmitted,
+        EventKind::GpuRequestReleased,
+    ];
+
+    /// The kind's name as stored in the database.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            EventKind::WorkspaceCreated => "workspace_created",
+            EventKind::WorkspaceUpdated => "workspace_updated",
+            EventKind::WorkspaceArchived => "workspace_archived",
+            EventKind::WorkspaceUnarchived => "workspace_unarchived",
+            EventKind::WorkspaceDeleted => "workspace_deleted",
+            EventKind::MemberAdded => "member_added",
+            EventKind::MemberUpdated => "member_updated",
+            EventKind::MemberRemoved => "member_removed",
+            EventKind::PolicyUpdated => "policy_updated",
+            EventKind::ResourceRegistered => "resource_registered",
+            EventKind::ResourceUnregistered => "resource_unregistered",
+            EventKind::GpuRequestAdmitted => "gpu_request_admitted",
+            EventKind::GpuRequestReleased => "gpu_request_released",
+        }
+    }
+
+    /// Parses the stored name.
+    pub(crate) fn from_db(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The object an event carries: as it stood after the change, or before it for deletions
+/// and removals. Stored as JSON, so its shape is part of the schema: add fields with
+/// `#[serde(default)]`, never rename them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum EventObject {
+    Workspace(Workspace),
+    Member(Member),
+    Policy(Policy),
+    Resource(Resource),
+    GpuRequest(GpuRequest),
+}
+
+/// One committed change, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Its place in the deployment's one order of changes.
+    pub revision: i64,
+    /// When it committed.
+    pub time: DateTime<Utc>,
+    /// What kind of change.
+    pub kind: EventKind,
+    /// Name of the workspace changed.
+    pub workspace: String,
+    /// Id of the workspace changed: tells apart two workspaces that bore the same name.
+    pub workspace_id: String,
+    /// Subject of the caller; empty for the server itself.
+    pub actor: String,
+    /// The call's request id.
+    pub request_id: String,
+    /// The RPC, such as `workspaced.v1.MembershipService/AddMember`.
+    pub method: String,
+    /// The changed object.
+    pub object: EventObject,
 }
 
 #[cfg(test)]

@@ -11,6 +11,27 @@ pub const DEFAULT_PAGE_SIZE: u64 = 50;
 /// Largest page; larger requests are served this many.
 pub const MAX_PAGE_SIZE: u64 = 100;
 
+/// The page sizes of one listing: what 0 means, and the most served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSizes {
+    /// Served when the request gives 0.
+    pub default: u64,
+    /// Served when the request asks for more.
+    pub max: u64,
+}
+
+/// Most listings' sizes.
+pub const STANDARD_PAGES: PageSizes = PageSizes {
+    default: DEFAULT_PAGE_SIZE,
+    max: MAX_PAGE_SIZE,
+};
+
+/// ListEvents' sizes: a follower catching up reads long pages.
+pub const EVENT_PAGES: PageSizes = PageSizes {
+    default: 100,
+    max: 1000,
+};
+
 /// One validated page request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
@@ -48,13 +69,24 @@ pub(crate) fn parse(
     filter: &str,
     v: &mut Violations,
 ) -> Option<PageRequest> {
+    parse_sized(STANDARD_PAGES, page_size, page_token, filter, v)
+}
+
+/// `parse` for a listing with its own page sizes.
+pub(crate) fn parse_sized(
+    sizes: PageSizes,
+    page_size: i32,
+    page_token: &str,
+    filter: &str,
+    v: &mut Violations,
+) -> Option<PageRequest> {
     let size = match page_size {
         n if n < 0 => {
             v.add("page_size", "must not be negative");
             None
         }
-        0 => Some(DEFAULT_PAGE_SIZE),
-        n => Some((n as u64).min(MAX_PAGE_SIZE)),
+        0 => Some(sizes.default),
+        n => Some((n as u64).min(sizes.max)),
     };
     let after = if page_token.is_empty() {
         Some(None)

@@ -3,8 +3,9 @@
 
 use super::{
     access::{self, Permission, Principal},
+    events::record,
     guard,
-    model::{GprSpec, Policy, now},
+    model::{EventKind, EventObject, GprSpec, Policy, now},
     page::{self, Page, PageRequest},
     quota::{QuotaViolation, check_quota},
     rules::{self, PolicyInput},
@@ -117,7 +118,13 @@ impl Policies {
         policy.update_time = now();
         policy.updated_by = p.subject.clone();
         q::update(&tx, &policy).await?;
-        tx.commit().await?;
+        let event = record(
+            EventKind::PolicyUpdated,
+            &ws,
+            &p.subject,
+            EventObject::Policy(policy.clone()),
+        );
+        self.store.commit_event(tx, &event).await?;
         // max_gprs is part of the usage answer.
         self.store.gpu_usage_changed(&ws.id);
         Ok(policy)

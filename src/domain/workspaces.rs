@@ -8,10 +8,11 @@ use uuid::Uuid;
 
 use super::{
     access::{self, Permission, Principal, Role, Visibility},
+    events::record,
     guard,
     model::{
-        DEFAULT_WORKSPACE, Member, MemberKey, PolicyRules, Resource, SYSTEM_WORKSPACE, Workspace,
-        WorkspaceState, now,
+        DEFAULT_WORKSPACE, EventKind as Kind, EventObject as Object, Member, MemberKey,
+        PolicyRules, Resource, SYSTEM_WORKSPACE, Workspace, WorkspaceState, now,
     },
     page::{self, Page, PageRequest},
     validate::WorkspaceName,
@@ -195,10 +196,18 @@ impl Workspaces {
                 resource_counts: BTreeMap::new(),
             };
             let tx = self.store.begin_write().await?;
+            let mut event = None;
             if q::insert_if_absent(&tx, &ws).await? {
                 policies::insert_default(&tx, &ws.id, &self.defaults, "system", t).await?;
+                // The server's own change: no actor.
+                event = Some(record(
+                    Kind::WorkspaceCreated,
+                    &ws,
+                    "",
+                    Object::Workspace(ws.clone()),
+                ));
             }
-            self.store.commit_change(tx, name).await?;
+            self.store.commit_change(tx, name, event).await?;
         }
         Ok(())
     }
@@ -256,7 +265,13 @@ impl Workspaces {
             }
             // Also tells this replica's view, which may remember that no workspace had
             // this name.
-            self.store.commit_change(tx, &ws.name).await
+            let event = record(
+                Kind::WorkspaceCreated,
+                &ws,
+                &principal.subject,
+                Object::Workspace(ws.clone()),
+            );
+            self.store.commit_change(tx, &ws.name, Some(event)).await
         }
         .await;
         match result {
@@ -390,9 +405,18 @@ impl Workspaces {
         ws.version += 1;
         ws.update_time = now();
         q::update(&tx, &before, &ws).await?;
-        let ws = q::with_counts(&tx, vec![ws]).await?.pop();
-        self.store.commit_change(tx, name).await?;
-        ws.ok_or_else(|| unreachable_ws(name))
+        let ws = q::with_counts(&tx, vec![ws])
+            .await?
+            .pop()
+            .ok_or_else(|| unreachable_ws(name))?;
+        let event = record(
+            Kind::WorkspaceUpdated,
+            &ws,
+            &principal.subject,
+            Object::Workspace(ws.clone()),
+        );
+        self.store.commit_change(tx, name, Some(event)).await?;
+        Ok(ws)
     }
 
     /// DeleteWorkspace: only when no resources are registered and no GPU pod request is
@@ -442,7 +466,13 @@ impl Workspaces {
             });
         }
         q::delete(&tx, &ws.id).await?;
-        self.store.commit_change(tx, name).await?;
+        let event = record(
+            Kind::WorkspaceDeleted,
+            &ws,
+            &principal.subject,
+            Object::Workspace(ws.clone()),
+        );
+        self.store.commit_change(tx, name, Some(event)).await?;
         Ok(())
     }
 
@@ -477,9 +507,18 @@ impl Workspaces {
         ws.version += 1;
         ws.update_time = now();
         q::update(&tx, &before, &ws).await?;
-        let ws = q::with_counts(&tx, vec![ws]).await?.pop();
-        self.store.commit_change(tx, name).await?;
-        ws.ok_or_else(|| unreachable_ws(name))
+        let ws = q::with_counts(&tx, vec![ws])
+            .await?
+            .pop()
+            .ok_or_else(|| unreachable_ws(name))?;
+        let kind = if archive {
+            Kind::WorkspaceArchived
+        } else {
+            Kind::WorkspaceUnarchived
+        };
+        let event = record(kind, &ws, &principal.subject, Object::Workspace(ws.clone()));
+        self.store.commit_change(tx, name, Some(event)).await?;
+        Ok(ws)
     }
 
     /// RegisterResource: idempotent.
@@ -512,7 +551,13 @@ impl Workspaces {
         // The workspace's resource_counts changed, so its etag does too.
         ws.version += 1;
         q::touch(&tx, &ws.id, ws.version, r.create_time).await?;
-        self.store.commit_change(tx, name).await?;
+        let event = record(
+            Kind::ResourceRegistered,
+            &ws,
+            &principal.subject,
+            Object::Resource(r.clone()),
+        );
+        self.store.commit_change(tx, name, Some(event)).await?;
         Ok(r)
     }
 
@@ -526,19 +571,30 @@ impl Workspaces {
         let tx = self.store.begin_write().await?;
         let ws = guard::write(&tx, principal, name, Permission::ResourcesWrite).await?;
         ws.check_writable()?;
+        let not_found = || Error::NotFound {
+            reason: Reason::ResourceNotFound,
+            message: format!(
+                "resource {}/{} is not registered in workspace \"{}\"",
+                echo(kind),
+                echo(resource_id),
+                echo(name)
+            ),
+        };
+        // Read under the workspace's row lock, which every registration takes too.
+        let Some(r) = resources::find(&tx, &ws, kind, resource_id).await? else {
+            return Err(not_found());
+        };
         if resources::delete(&tx, &ws.id, kind, resource_id).await? == 0 {
-            return Err(Error::NotFound {
-                reason: Reason::ResourceNotFound,
-                message: format!(
-                    "resource {}/{} is not registered in workspace \"{}\"",
-                    echo(kind),
-                    echo(resource_id),
-                    echo(name)
-                ),
-            });
+            return Err(not_found());
         }
         q::touch(&tx, &ws.id, ws.version + 1, now()).await?;
-        self.store.commit_change(tx, name).await?;
+        let event = record(
+            Kind::ResourceUnregistered,
+            &ws,
+            &principal.subject,
+            Object::Resource(r),
+        );
+        self.store.commit_change(tx, name, Some(event)).await?;
         Ok(())
     }
 

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 pub mod cache;
 pub mod create_requests;
 pub mod entity;
+pub mod events;
 mod follow;
 pub mod gpu_requests;
 mod lock;
@@ -59,6 +60,8 @@ pub(crate) async fn count<E: EntityTrait, C: ConnectionTrait>(
 /// How long a request waits for a pooled connection before the database counts as
 /// unavailable; well under the contract's 5 s.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a PostgreSQL replica with watches reads the highest committed revision.
+pub(crate) const EVENT_POLL: Duration = Duration::from_millis(100);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -80,6 +83,8 @@ pub struct Store {
     usage: Arc<usage::UsageMemory>,
     /// On SQLite, this process's claim on the database file.
     claim: lock::FileClaim,
+    /// The highest revision this replica knows committed, for the watches to wait on.
+    revisions: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 impl Store {
@@ -149,6 +154,7 @@ impl Store {
             cache,
             usage: Arc::new(usage::UsageMemory::new(sqlite)),
             claim,
+            revisions: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -282,13 +288,15 @@ impl Store {
         self.usage.forget(workspace_id);
     }
 
-    /// Commits a transaction that changed the workspace `name` or its members, telling every
-    /// replica's view of it: the others through the database, in the same commit, and this
-    /// one's after it (which may also remember that no workspace had this name).
+    /// Commits a transaction that changed the workspace `name` or its members, with the
+    /// event that records the change, telling every replica's view of it: the others through
+    /// the database, in the same commit, and this one's after it (which may also remember
+    /// that no workspace had this name). `None` for a change that writes no event.
     pub(crate) async fn commit_change(
         &self,
         tx: DatabaseTransaction,
         name: &str,
+        event: Option<events::NewEvent>,
     ) -> Result<(), DbErr> {
         if tx.get_database_backend() == DbBackend::Postgres {
             tx.execute_raw(Statement::from_sql_and_values(
@@ -298,9 +306,103 @@ impl Store {
             ))
             .await?;
         }
+        let revision = match &event {
+            Some(e) => Some(events::append(&tx, e).await?),
+            None => None,
+        };
         tx.commit().await?;
         self.cache.invalidate(name);
+        if let Some(revision) = revision {
+            self.committed(revision);
+        }
         Ok(())
+    }
+
+    /// Commits a transaction that changed no workspace or member (a policy, a GPU pod
+    /// request), with the event that records the change.
+    pub(crate) async fn commit_event(
+        &self,
+        tx: DatabaseTransaction,
+        event: &events::NewEvent,
+    ) -> Result<(), DbErr> {
+        let revision = events::append(&tx, event).await?;
+        tx.commit().await?;
+        self.committed(revision);
+        Ok(())
+    }
+
+    /// Wakes the watches on this replica: `revision` committed.
+    fn committed(&self, revision: i64) {
+        self.revisions.send_if_modified(|latest| {
+            let newer = revision > *latest;
+            if newer {
+                *latest = revision;
+            }
+            newer
+        });
+    }
+
+    /// A receiver of the highest revision this replica knows committed: it changes within
+    /// `EVENT_POLL` of a commit on another replica, at once for one on this.
+    pub(crate) fn revisions(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.revisions.subscribe()
+    }
+
+    /// Up to `limit` events of `f` after revision `after`, with the history's bounds.
+    pub(crate) async fn read_events(
+        &self,
+        f: &events::Filter,
+        after: i64,
+        limit: u64,
+    ) -> Result<events::Batch, DbErr> {
+        let batch = events::read(&self.db, f, after, limit).await?;
+        self.committed(batch.latest);
+        Ok(batch)
+    }
+
+    /// The highest committed revision.
+    pub(crate) async fn latest_revision(&self) -> Result<i64, DbErr> {
+        let latest = events::latest(&self.db).await?;
+        self.committed(latest);
+        Ok(latest)
+    }
+
+    /// On PostgreSQL, where other replicas commit events too, reads the highest committed
+    /// revision every `EVENT_POLL` while any watch waits on this replica, so that a watch
+    /// sees another replica's commit within that. Runs until aborted.
+    pub(crate) async fn follow_events(self) {
+        if self.backend() != DbBackend::Postgres {
+            return;
+        }
+        let mut tick = tokio::time::interval(EVENT_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.revisions.receiver_count() == 0 {
+                continue;
+            }
+            match events::latest(&self.db).await {
+                Ok(latest) => self.committed(latest),
+                Err(e) => tracing::debug!("reading the latest revision failed: {e}"),
+            }
+        }
+    }
+
+    /// Deletes the events that committed before `cutoff_us`, oldest first, a chunk per
+    /// transaction so that writers never wait long for the counter. Returns how many.
+    pub(crate) async fn prune_events(&self, cutoff_us: i64) -> Result<u64, DbErr> {
+        const CHUNK: u64 = 5_000;
+        let mut deleted = 0;
+        while let Some(upto) = events::prunable(&self.db, cutoff_us, CHUNK).await? {
+            let tx = self.begin_write().await?;
+            let n = events::prune(&tx, upto).await?;
+            tx.commit().await?;
+            deleted += n;
+            if n < CHUNK {
+                break;
+            }
+        }
+        Ok(deleted)
     }
 
     /// On PostgreSQL, follows the changes other replicas announce and keeps the view in step;

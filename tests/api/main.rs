@@ -11,6 +11,7 @@
 
 mod auth;
 mod common;
+mod events;
 mod gpu;
 mod groups;
 mod hostile;

@@ -7,6 +7,7 @@ mod m0001_initial;
 mod m0002_list_indexes;
 mod m0003_gpu_requests;
 mod m0004_group_members;
+mod m0005_events;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_list_indexes::Migration),
             Box::new(m0003_gpu_requests::Migration),
             Box::new(m0004_group_members::Migration),
+            Box::new(m0005_events::Migration),
         ]
     }
 }

@@ -27,9 +27,11 @@ use tonic_types::StatusExt;
 use workspaced::{
     BoxError, ServerConfig,
     auth::{AuthMode, JwtSettings, Verifier},
+    domain::events::EventSettings,
     domain::model::PolicyRules,
     pb::v1::{
-        self as pb, membership_service_client::MembershipServiceClient,
+        self as pb, event_service_client::EventServiceClient,
+        membership_service_client::MembershipServiceClient,
         policy_service_client::PolicyServiceClient,
         workspace_service_client::WorkspaceServiceClient,
     },
@@ -92,6 +94,8 @@ pub struct Options {
     pub conn_limits: Option<workspaced::conn::ConnLimits>,
     pub call_limits: Option<workspaced::telemetry::CallLimits>,
     pub tls: Option<TlsOptions>,
+    /// The change history's settings, when a test needs other than the contract's.
+    pub events: Option<EventSettings>,
 }
 
 /// TLS for the test server, and what the helper's channel trusts and presents.
@@ -212,6 +216,7 @@ impl TestServer {
                 .tls
                 .as_ref()
                 .map(|t| Tls::load(&t.files).expect("TLS files")),
+            events: opts.events.clone().unwrap_or_default(),
             ..defaults
         };
         let cfg_metrics = cfg.metrics_listen;
@@ -280,6 +285,10 @@ impl TestServer {
 
     pub fn policies(&self) -> PolicyServiceClient<Channel> {
         PolicyServiceClient::new(self.channel.clone())
+    }
+
+    pub fn events(&self) -> EventServiceClient<Channel> {
+        EventServiceClient::new(self.channel.clone())
     }
 
     pub fn health(&self) -> HealthClient<Channel> {

@@ -9,6 +9,7 @@
 //! (all three selectors, a group's end, a subject's groups), built with `add_request`,
 //! `update_request` and `check_request`. A group member has its own short forms
 //! (`add_group_member`, `get_group_member`, `update_group_member`, `remove_group_member`).
+//! ListEvents and WatchEvents take their request message too.
 
 use tonic::Status;
 use workspaced::pb::v1 as pb;
@@ -680,5 +681,32 @@ impl TestServer {
             .get_gpu_usage(req(msg, token))
             .await
             .map(|r| r.into_inner().usage.expect("usage"))
+    }
+}
+
+/// EventService.
+impl TestServer {
+    /// ListEvents.
+    pub async fn list_events(
+        &self,
+        token: &str,
+        msg: pb::ListEventsRequest,
+    ) -> Result<pb::ListEventsResponse, Status> {
+        self.events()
+            .list_events(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// WatchEvents: the stream of its messages.
+    pub async fn watch_events(
+        &self,
+        token: &str,
+        msg: pb::WatchEventsRequest,
+    ) -> Result<tonic::Streaming<pb::WatchEventsResponse>, Status> {
+        self.events()
+            .watch_events(req(msg, token))
+            .await
+            .map(|r| r.into_inner())
     }
 }

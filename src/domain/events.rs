@@ -1,0 +1,494 @@
+//! EventService's use cases, reading the change history a page at a time or as a watch, and
+//! the record that every change use case writes of itself in its own transaction.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_stream::Stream;
+
+use super::{
+    access::{Permission, Principal},
+    guard,
+    model::{Event, EventKind, EventObject, Workspace},
+    page::{self, PageRequest},
+    validate::WorkspaceName,
+};
+use crate::{
+    error::{Error, Reason, Result},
+    store::{
+        Store,
+        events::{Batch, Filter, NewEvent},
+    },
+};
+
+tokio::task_local! {
+    /// The call being served, for the events it writes.
+    static CALL: Call;
+}
+
+/// What an event says of the call that made the change.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    /// The call's `x-request-id`.
+    pub request_id: String,
+    /// The RPC, such as `workspaced.v1.MembershipService/AddMember`.
+    pub method: String,
+}
+
+/// Runs `f` as the call described by `call`: the events that `f` writes name it.
+pub fn in_call<F: Future>(call: Call, f: F) -> impl Future<Output = F::Output> {
+    CALL.scope(call, f)
+}
+
+/// The event recording that `actor` (a subject; empty for the server) made a change of kind
+/// `kind` to the workspace `ws`, leaving `object`.
+pub(crate) fn record(
+    kind: EventKind,
+    ws: &Workspace,
+    actor: &str,
+    object: EventObject,
+) -> NewEvent {
+    let call = CALL.try_with(Call::clone).unwrap_or_default();
+    NewEvent {
+        kind,
+        workspace: ws.name.clone(),
+        workspace_id: ws.id.clone(),
+        actor: actor.to_owned(),
+        request_id: call.request_id,
+        method: call.method,
+        object,
+    }
+}
+
+/// How the history is kept and followed.
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    /// How long events are kept.
+    pub retention: Duration,
+    /// Watches open at once on this replica; more are answered OVERLOADED.
+    pub max_watches: usize,
+    /// How many revisions a watch may fall behind while its client does not read before it
+    /// is ended (WATCH_TOO_SLOW).
+    pub max_lag: i64,
+}
+
+impl Default for EventSettings {
+    /// The contract's: 30 days; a watch 10,000 revisions behind is too slow.
+    fn default() -> Self {
+        EventSettings {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_watches: 1024,
+            max_lag: 10_000,
+        }
+    }
+}
+
+impl EventSettings {
+    /// How often the history is pruned: often enough that an event goes within
+    /// max(1 s, a tenth of the retention) of its end, as the contract says, and at most
+    /// once a minute, so that each pruning is short.
+    pub(crate) fn prune_every(&self) -> Duration {
+        (self.retention / 20).clamp(Duration::from_millis(200), Duration::from_secs(60))
+    }
+}
+
+/// Events in one message of a watch, and in one read of it.
+const WATCH_BATCH: u64 = 100;
+/// Messages a watch reads ahead of its client: with `WATCH_BATCH`, what one watch holds.
+const WATCH_BUFFER: usize = 4;
+
+/// ListEvents' input.
+#[derive(Debug, Clone)]
+pub struct ListEvents {
+    /// One workspace's events, or every workspace's.
+    pub workspace: Option<WorkspaceName>,
+    /// Only events after this revision; 0 for every event kept.
+    pub after_revision: i64,
+    /// Only these kinds; empty for all.
+    pub kinds: Vec<EventKind>,
+    /// The page asked for.
+    pub page: PageRequest,
+    /// The filters the page token is bound to.
+    pub fingerprint: String,
+}
+
+/// WatchEvents' input.
+#[derive(Debug, Clone)]
+pub struct WatchEvents {
+    /// One workspace's events, or every workspace's.
+    pub workspace: Option<WorkspaceName>,
+    /// Send the events after this revision first; 0 for only those from now on.
+    pub after_revision: i64,
+    /// Only these kinds; empty for all.
+    pub kinds: Vec<EventKind>,
+}
+
+/// One page of ListEvents.
+#[derive(Debug)]
+pub struct EventPage {
+    /// The events, in revision order.
+    pub events: Vec<Event>,
+    /// Token for the next page; empty when no more events are there now.
+    pub next_page_token: String,
+    /// The highest committed revision when the page was read.
+    pub latest_revision: i64,
+}
+
+/// The EventService use cases.
+#[derive(Clone, Debug)]
+pub struct Events {
+    store: Store,
+    settings: EventSettings,
+    watches: Arc<Semaphore>,
+    /// Set when the server shuts down: every watch ends.
+    closing: Arc<watch::Sender<bool>>,
+}
+
+/// Whose events a reader may read: the filter, and for a workspace's own member, the
+/// workspace that must still grant it `events.list`.
+struct Scope {
+    filter: Filter,
+    member_of: Option<WorkspaceName>,
+}
+
+impl Events {
+    /// Use cases over `store`.
+    pub(crate) fn new(store: Store, settings: EventSettings) -> Self {
+        let watches = Arc::new(Semaphore::new(settings.max_watches));
+        Events {
+            store,
+            settings,
+            watches,
+            closing: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Ends every watch (cleanly, after what was handed over) and each one started later.
+    pub(crate) fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// The settings, for the pruning task.
+    pub(crate) fn settings(&self) -> &EventSettings {
+        &self.settings
+    }
+
+    /// Deletes the events older than the retention. Returns how many.
+    pub(crate) async fn prune(&self) -> Result<u64> {
+        let retention =
+            chrono::TimeDelta::from_std(self.settings.retention).unwrap_or(chrono::TimeDelta::MAX);
+        let cutoff = super::model::now()
+            .checked_sub_signed(retention)
+            .map_or(i64::MIN, |t| t.timestamp_micros());
+        Ok(self.store.prune_events(cutoff).await?)
+    }
+
+    /// What `principal` may read of the events of `workspace` (all when `None`): platform
+    /// callers every workspace's, under any name, deleted ones' included; anyone else the
+    /// events of a workspace where it holds `events.list`, of that workspace only (not of
+    /// an earlier one of the same name).
+    async fn scope(
+        &self,
+        principal: &Principal,
+        workspace: Option<WorkspaceName>,
+        kinds: Vec<EventKind>,
+    ) -> Result<Scope> {
+        let mut filter = Filter {
+            kinds,
+            ..Filter::default()
+        };
+        let Some(name) = workspace else {
+            if !principal.platform.any() {
+                return Err(Error::PermissionDenied(
+                    "reading every workspace's events needs a platform role; name a workspace"
+                        .into(),
+                ));
+            }
+            return Ok(Scope {
+                filter,
+                member_of: None,
+            });
+        };
+        filter.workspace = Some(name.as_str().to_owned());
+        if principal.platform.any() {
+            return Ok(Scope {
+                filter,
+                member_of: None,
+            });
+        }
+        let ws = guard::read(&self.store, principal, &name, Permission::EventsList).await?;
+        filter.workspace_id = Some(ws.id.clone());
+        Ok(Scope {
+            filter,
+            member_of: Some(name),
+        })
+    }
+
+    /// ListEvents.
+    pub(crate) async fn list(&self, principal: &Principal, input: ListEvents) -> Result<EventPage> {
+        let ListEvents {
+            workspace,
+            after_revision,
+            kinds,
+            page,
+            fingerprint,
+        } = input;
+        let scope = self.scope(principal, workspace, kinds).await?;
+        // A page token goes on from the previous page's last revision; a follower that asked
+        // for a revision, or went on from a page, must not miss what was pruned since.
+        let (after, resumed) = match page.after_key() {
+            Some(key) => match key.parse::<i64>() {
+                Ok(r) if r >= 0 => (r, true),
+                _ => return Err(Error::invalid("page_token", "is malformed")),
+            },
+            None => (after_revision, after_revision > 0),
+        };
+        let batch = self
+            .store
+            .read_events(&scope.filter, after, page.size + 1)
+            .await?;
+        if resumed && after < batch.pruned {
+            return Err(expired(after, batch.pruned));
+        }
+        let out = page::finish(batch.events, page.size, &fingerprint, 0, |e| {
+            vec![e.revision.to_string()]
+        });
+        Ok(EventPage {
+            events: out.items,
+            next_page_token: out.next_page_token,
+            latest_revision: batch.latest,
+        })
+    }
+
+    /// WatchEvents: the events after `after_revision` (or from now on), then each as it
+    /// commits, until the client leaves, falls too far behind, loses `events.list`, or the
+    /// history it needs next is pruned.
+    pub(crate) async fn watch(&self, principal: &Principal, input: WatchEvents) -> Result<Watch> {
+        let WatchEvents {
+            workspace,
+            after_revision,
+            kinds,
+        } = input;
+        let scope = self.scope(principal, workspace, kinds).await?;
+        let permit = self.watches.clone().try_acquire_owned().map_err(|_| {
+            Error::Overloaded(
+                "the server follows as many watches as it holds; retry with backoff".into(),
+            )
+        })?;
+        // Subscribed before the first read, so that no commit after it goes unnoticed.
+        let revisions = self.store.revisions();
+        let (position, first) = if after_revision > 0 {
+            let batch = self
+                .store
+                .read_events(&scope.filter, after_revision, WATCH_BATCH)
+                .await?;
+            if after_revision < batch.pruned {
+                return Err(expired(after_revision, batch.pruned));
+            }
+            (after_revision, batch)
+        } else {
+            let latest = self.store.latest_revision().await?;
+            (
+                latest,
+                Batch {
+                    latest,
+                    ..Batch::default()
+                },
+            )
+        };
+        let (data, data_rx) = mpsc::channel(WATCH_BUFFER);
+        let (end, end_rx) = oneshot::channel();
+        let follower = Follower {
+            store: self.store.clone(),
+            principal: principal.clone(),
+            scope,
+            position,
+            revisions,
+            data,
+            end: Some(end),
+            max_lag: self.settings.max_lag,
+            closing: self.closing.subscribe(),
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            follower.run(first).await;
+        });
+        Ok(Watch {
+            data: data_rx,
+            end: Some(end_rx),
+        })
+    }
+}
+
+/// REVISION_EXPIRED for a reader after `after`, when events up to `pruned` are gone.
+fn expired(after: i64, pruned: i64) -> Error {
+    Error::precondition(
+        Reason::RevisionExpired,
+        format!("revisions/{after}"),
+        format!(
+            "events after revision {after} up to {pruned} were pruned; list from revision 0 \
+             (the oldest kept) or watch from now on, and read the current state again"
+        ),
+    )
+}
+
+/// A watch's events, in messages of up to `WATCH_BATCH`, then its end: nothing when the
+/// client left, or the error that ended it.
+pub struct Watch {
+    data: mpsc::Receiver<Vec<Event>>,
+    end: Option<oneshot::Receiver<Error>>,
+}
+
+impl Stream for Watch {
+    type Item = Result<Vec<Event>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.data.poll_recv(cx) {
+            Poll::Ready(Some(events)) => return Poll::Ready(Some(Ok(events))),
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {}
+        }
+        // Every message is out: the follower has ended, and said why (or only left).
+        let Some(end) = self.end.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(end).poll(cx) {
+            Poll::Ready(why) => {
+                self.end = None;
+                Poll::Ready(why.ok().map(Err))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The task behind one watch: reads the history after its position, hands it to the client
+/// a bounded number of messages ahead, and waits for the next commit.
+struct Follower {
+    store: Store,
+    principal: Principal,
+    scope: Scope,
+    /// The revision up to which the client has been given every event of its filter.
+    position: i64,
+    revisions: watch::Receiver<i64>,
+    data: mpsc::Sender<Vec<Event>>,
+    end: Option<oneshot::Sender<Error>>,
+    max_lag: i64,
+    closing: watch::Receiver<bool>,
+}
+
+impl Follower {
+    async fn run(mut self, mut batch: Batch) {
+        loop {
+            if self.position < batch.pruned {
+                let e = expired(self.position, batch.pruned);
+                return self.finish(e);
+            }
+            let full = batch.events.len() as u64 >= WATCH_BATCH;
+            let latest = batch.latest;
+            if let Some(last) = batch.events.last().map(|e| e.revision) {
+                match self.still_allowed().await {
+                    Ok(true) => {}
+                    // The workspace is gone: these are its last events.
+                    Ok(false) => {
+                        self.deliver(batch.events).await;
+                        return;
+                    }
+                    Err(e) => return self.finish(e),
+                }
+                if !self.deliver(batch.events).await {
+                    return;
+                }
+                self.position = last;
+            }
+            if !full {
+                // Everything up to `latest` was read (the batch and the counter are one
+                // snapshot): wait for a later commit, or for the client to leave.
+                self.position = self.position.max(latest);
+                let position = self.position;
+                tokio::select! {
+                    changed = self.revisions.wait_for(|r| *r > position) => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                    () = self.data.closed() => return,
+                    _ = self.closing.wait_for(|c| *c) => return,
+                }
+            }
+            batch = match self
+                .store
+                .read_events(&self.scope.filter, self.position, WATCH_BATCH)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => return self.finish(e.into()),
+            };
+        }
+    }
+
+    /// Whether a caller without a platform role still holds `events.list` in the workspace
+    /// it watches: `Ok(false)` when that workspace is gone, an error when access is lost.
+    async fn still_allowed(&self) -> Result<bool> {
+        let (Some(name), Some(id)) = (&self.scope.member_of, &self.scope.filter.workspace_id)
+        else {
+            return Ok(true);
+        };
+        guard::read_same(
+            &self.store,
+            &self.principal,
+            name,
+            id,
+            Permission::EventsList,
+        )
+        .await
+        .map(|ws| ws.is_some())
+    }
+
+    /// Hands `events` to the client, waiting while it reads; false when the watch is over:
+    /// the client left, or fell `max_lag` revisions behind without reading.
+    async fn deliver(&mut self, events: Vec<Event>) -> bool {
+        let first = events.first().map_or(0, |e| e.revision);
+        loop {
+            let behind = tokio::select! {
+                permit = self.data.reserve() => {
+                    return match permit {
+                        Ok(permit) => {
+                            permit.send(events);
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                }
+                changed = self.revisions.changed() => match changed {
+                    Ok(()) => *self.revisions.borrow() - first,
+                    Err(_) => return false,
+                },
+                _ = self.closing.wait_for(|c| *c) => return false,
+            };
+            if behind >= self.max_lag {
+                let e = Error::WatchTooSlow(format!(
+                    "the watch fell {behind} revisions behind while its client did not read; \
+                     resume with after_revision = {}",
+                    self.position
+                ));
+                self.finish(e);
+                return false;
+            }
+        }
+    }
+
+    /// Ends the watch with `e`, after the messages already handed over.
+    fn finish(&mut self, e: Error) {
+        if let Some(end) = self.end.take() {
+            // The client may have left; then nobody needs to know.
+            let _ = end.send(e);
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The change history: events appended in the transaction of the change they record, and
+//! read in revision order.
+//!
+//! How revisions follow commit order on every replica: a transaction takes its revision by
+//! incrementing the one row of `event_log` as its last statement before committing, and so
+//! holds that row's lock until its commit is visible. The next writer waits for the lock, so
+//! it increments only after the previous revision committed. The committed revisions are then
+//! always a gap-free prefix of the numbers handed out: a reader that sees revision R sees
+//! every revision below R (or learns from `pruned` that they were pruned), and a rolled-back
+//! transaction gives its number back. PostgreSQL sequences hand numbers out before commit,
+//! which is why none is used. The cost: writers of the whole deployment commit one after
+//! another for the time of two statements and a commit, where the change's own statements
+//! run concurrently before. On SQLite writers take turns anyway.
+
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
+
+use super::corrupt;
+use crate::domain::model::{Event, EventKind, EventObject, now};
+
+/// An event to append: everything but its revision and time, which the append assigns.
+#[derive(Debug, Clone)]
+pub(crate) struct NewEvent {
+    /// What kind of change.
+    pub(crate) kind: EventKind,
+    /// Name of the workspace changed.
+    pub(crate) workspace: String,
+    /// Its id.
+    pub(crate) workspace_id: String,
+    /// Subject of the caller; empty for the server.
+    pub(crate) actor: String,
+    /// The call's request id.
+    pub(crate) request_id: String,
+    /// The RPC.
+    pub(crate) method: String,
+    /// The changed object.
+    pub(crate) object: EventObject,
+}
+
+/// Appends `e` in the transaction `tx` and returns its revision. Call it last, just before
+/// the commit: the counter's lock is held from here to the commit.
+pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<i64, DbErr> {
+    let backend = tx.get_database_backend();
+    let row = tx
+        .query_one_raw(Statement::from_string(
+            backend,
+            "UPDATE event_log SET latest = latest + 1 WHERE id = 1 RETURNING latest",
+        ))
+        .await?
+        .ok_or_else(|| corrupt("event log", "no counter row"))?;
+    let revision: i64 = row.try_get("", "latest")?;
+    let object = serde_json::to_string(&e.object)
+        .map_err(|err| DbErr::Custom(format!("an event's object did not encode: {err}")))?;
+    tx.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
+         request_id, method, object) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            revision.into(),
+            now().timestamp_micros().into(),
+            e.kind.as_str().into(),
+            e.workspace.as_str().into(),
+            e.workspace_id.as_str().into(),
+            e.actor.as_str().into(),
+            e.request_id.as_str().into(),
+            e.method.as_str().into(),
+            object.into(),
+        ],
+    ))
+    .await?;
+    Ok(revision)
+}
+
+/// Which events a reader asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Filter {
+    /// Only events of workspaces of this name.
+    pub(crate) workspace: Option<String>,
+    /// Only events of the workspace with this id (a workspace's own members do not see the
+    /// history of an earlier workspace of the same name).
+    pub(crate) workspace_id: Option<String>,
+    /// Only these kinds; empty for all.
+    pub(crate) kinds: Vec<EventKind>,
+}
+
+/// Events read at one moment, with where the history stood at that moment.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Batch {
+    /// The highest committed revision.
+    pub(crate) latest: i64,
+    /// The highest pruned revision: events at or below it are gone.
+    pub(crate) pruned: i64,
+    /// The events asked for, in revision order.
+    pub(crate) events: Vec<Event>,
+}
+
+/// Up to `limit` events of `f` with revisions above `after`, in revision order, read in one
+/// statement together with the counter, so that `latest` and `pruned` describe the same
+/// moment as the events (one snapshot on both databases).
+pub(crate) async fn read<C: ConnectionTrait>(
+    c: &C,
+    f: &Filter,
+    after: i64,
+    limit: u64,
+) -> Result<Batch, DbErr> {
+    let backend = c.get_database_backend();
+    let mut values: Vec<Value> = vec![after.into(), (limit.min(i64::MAX as u64) as i64).into()];
+    let mut conditions = String::new();
+    if let Some(name) = &f.workspace {
+        values.push(name.as_str().into());
+        conditions.push_str(&format!(" AND workspace = ${}", values.len()));
+    }
+    if let Some(id) = &f.workspace_id {
+        values.push(id.as_str().into());
+        conditions.push_str(&format!(" AND workspace_id = ${}", values.len()));
+    }
+    if !f.kinds.is_empty() {
+        let start = values.len();
+        values.extend(f.kinds.iter().map(|k| Value::from(k.as_str())));
+        let marks: Vec<String> = (start + 1..=values.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        conditions.push_str(&format!(" AND kind IN ({})", marks.join(", ")));
+    }
+    // The counter's row first (part 0), then the events (part 1).
+    let sql = format!(
+        "SELECT 0 AS part, latest AS revision, pruned AS time_us, '' AS kind, '' AS workspace, \
+         '' AS workspace_id, '' AS actor, '' AS request_id, '' AS method, '' AS object \
+         FROM event_log WHERE id = 1 \
+         UNION ALL SELECT * FROM (SELECT 1 AS part, revision, time_us, kind, workspace, \
+         workspace_id, actor, request_id, method, object FROM events \
+         WHERE revision > $1{conditions} ORDER BY revision LIMIT $2) AS e"
+    );
+    let rows = c
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let mut batch = Batch::default();
+    for row in &rows {
+        let part: i32 = row.try_get("", "part")?;
+        if part == 0 {
+            batch.latest = row.try_get("", "revision")?;
+            batch.pruned = row.try_get("", "time_us")?;
+        } else {
+            batch.events.push(to_event(row)?);
+        }
+    }
+    batch.events.sort_by_key(|e| e.revision);
+    Ok(batch)
+}
+
+fn to_event(row: &QueryResult) -> Result<Event, DbErr> {
+    let kind: String = row.try_get("", "kind")?;
+    let time_us: i64 = row.try_get("", "time_us")?;
+    let object: String = row.try_get("", "object")?;
+    Ok(Event {
+        revision: row.try_get("", "revision")?,
+        time: chrono::DateTime::from_timestamp_micros(time_us)
+            .ok_or_else(|| corrupt("event time", &time_us.to_string()))?,
+        kind: EventKind::from_db(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
+        workspace: row.try_get("", "workspace")?,
+        workspace_id: row.try_get("", "workspace_id")?,
+        actor: row.try_get("", "actor")?,
+        request_id: row.try_get("", "request_id")?,
+        method: row.try_get("", "method")?,
+        object: serde_json::from_str(&object).map_err(|_| {
+            corrupt(
+                "event object",
+                &object.chars().take(200).collect::<String>(),
+            )
+        })?,
+    })
+}
+
+/// The highest committed revision.
+pub(crate) async fn latest<C: ConnectionTrait>(c: &C) -> Result<i64, DbErr> {
+    let row = c
+        .query_one_raw(Statement::from_string(
+            c.get_database_backend(),
+            "SELECT latest FROM event_log WHERE id = 1",
+        ))
+        .await?
+        .ok_or_else(|| corrupt("event log", "no counter row"))?;
+    row.try_get("", "latest")
+}
+
+/// The highest revision of the oldest events, at most `chunk` of them, that all committed
+/// before `cutoff_us`: the next prefix of the history to prune. `None` when the oldest event
+/// kept is younger. Walks the key, so it costs what it finds, without an index on time.
+pub(crate) async fn prunable<C: ConnectionTrait>(
+    c: &C,
+    cutoff_us: i64,
+    chunk: u64,
+) -> Result<Option<i64>, DbErr> {
+    let rows = c
+        .query_all_raw(Statement::from_sql_and_values(
+            c.get_database_backend(),
+            "SELECT revision, time_us FROM events ORDER BY revision LIMIT $1",
+            [(chunk.min(i64::MAX as u64) as i64).into()],
+        ))
+        .await?;
+    let mut upto = None;
+    for row in &rows {
+        let time_us: i64 = row.try_get("", "time_us")?;
+        if time_us >= cutoff_us {
+            break;
+        }
+        upto = Some(row.try_get::<i64>("", "revision")?);
+    }
+    Ok(upto)
+}
+
+/// Deletes the events up to `upto` and records that they are gone, in `tx`. The counter's
+/// row is updated last, so that writers wait for it only while this commits.
+pub(crate) async fn prune<C: ConnectionTrait>(tx: &C, upto: i64) -> Result<u64, DbErr> {
+    let backend = tx.get_database_backend();
+    let deleted = tx
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            "DELETE FROM events WHERE revision <= $1",
+            [upto.into()],
+        ))
+        .await?
+        .rows_affected();
+    tx.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "UPDATE event_log SET pruned = $1 WHERE id = 1 AND pruned < $1",
+        [upto.into()],
+    ))
+    .await?;
+    Ok(deleted)
+}

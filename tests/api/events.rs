@@ -1,0 +1,782 @@
+//! The change history: one event per committed change, in one gap-free order over every
+//! replica, read by ListEvents and followed by WatchEvents, pruned after the retention.
+
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use tonic::Code;
+use workspaced::{domain::events::EventSettings, pb::v1 as pb};
+
+use crate::common::*;
+
+use pb::EventType as T;
+
+/// Every event of `ws` (all workspaces when empty) after `after`, read as a platform admin
+/// a page at a time.
+async fn events_of(s: &TestServer, ws: &str, after: i64) -> Vec<pb::Event> {
+    let mut out = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = s
+            .list_events(
+                &platform_admin(),
+                pb::ListEventsRequest {
+                    workspace: ws.into(),
+                    after_revision: after,
+                    page_token,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        out.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn kinds(events: &[pb::Event]) -> Vec<T> {
+    events.iter().map(|e| e.r#type()).collect()
+}
+
+/// The highest committed revision.
+async fn latest(s: &TestServer) -> i64 {
+    s.list_events(
+        &platform_admin(),
+        pb::ListEventsRequest {
+            page_size: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .latest_revision
+}
+
+/// A request with `token` and the request id `id`.
+fn with_id<T>(msg: T, token: &str, id: &str) -> tonic::Request<T> {
+    let mut r = req(msg, token);
+    r.metadata_mut().insert("x-request-id", id.parse().unwrap());
+    r
+}
+
+#[tokio::test]
+async fn every_change_writes_one_event_and_nothing_else_does() {
+    let s = TestServer::spawn().await;
+    let (alice, root, sched) = (token("alice"), platform_admin(), platform_service());
+    // The built-ins' creation, by the server itself.
+    let built_ins = events_of(&s, "", 0).await;
+    assert_eq!(
+        kinds(&built_ins),
+        [T::WorkspaceCreated, T::WorkspaceCreated]
+    );
+    assert!(built_ins.iter().all(|e| e.actor.is_empty()));
+    let start = latest(&s).await;
+
+    let created = s
+        .workspaces()
+        .create_workspace(with_id(
+            pb::CreateWorkspaceRequest {
+                workspace: Some(new_ws("ev")),
+                request_id: "create-1".into(),
+            },
+            &alice,
+            "req-create",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .workspace
+        .unwrap();
+    // A retry of the create changes nothing.
+    s.create_workspace_with_request_id(&alice, new_ws("ev"), "create-1")
+        .await
+        .unwrap();
+    s.update_workspace(
+        &alice,
+        pb::Workspace {
+            name: "ev".into(),
+            description: "d".into(),
+            ..Default::default()
+        },
+        &["description"],
+        "",
+    )
+    .await
+    .unwrap();
+    s.add_member(&alice, "ev", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    // Refused: a viewer may not add members.
+    assert_denied(
+        s.add_member(&token("bob"), "ev", "carol", pb::Role::Viewer)
+            .await,
+    );
+    s.update_member(&alice, "ev", "bob", pb::Role::Editor, "")
+        .await
+        .unwrap();
+    s.add_group_member(&alice, "ev", "ml", pb::Role::Viewer, None)
+        .await
+        .unwrap();
+    s.remove_member(&alice, "ev", "bob").await.unwrap();
+    let policy = pb::Policy {
+        workspace: "ev".into(),
+        max_gprs: 1,
+        ..Default::default()
+    };
+    s.update_policy(&root, policy, &["max_gprs"], "")
+        .await
+        .unwrap();
+    s.register_resource(&alice, "ev", "model", "m1")
+        .await
+        .unwrap();
+    // Registering again is idempotent.
+    s.register_resource(&alice, "ev", "model", "m1")
+        .await
+        .unwrap();
+    s.unregister_resource(&alice, "ev", "model", "m1")
+        .await
+        .unwrap();
+    assert!(
+        s.admit_gpus(&sched, "ev", "g1", 1, 0)
+            .await
+            .unwrap()
+            .admitted
+    );
+    // A retry of the admission, a refused one and a renewal write nothing.
+    assert!(
+        s.admit_gpus(&sched, "ev", "g1", 1, 0)
+            .await
+            .unwrap()
+            .admitted
+    );
+    assert!(
+        !s.admit_gpus(&sched, "ev", "g2", 1, 0)
+            .await
+            .unwrap()
+            .admitted
+    );
+    s.renew_gpu_request(&sched, "ev", "g1", 60).await.unwrap();
+    s.release_gpu_request(&sched, "ev", "g1").await.unwrap();
+    s.archive_workspace(&alice, "ev", "").await.unwrap();
+    s.unarchive_workspace(&alice, "ev", "").await.unwrap();
+    // Unarchiving an active workspace changes nothing.
+    s.unarchive_workspace(&alice, "ev", "").await.unwrap();
+    s.delete_workspace(&alice, "ev", "").await.unwrap();
+
+    let events = events_of(&s, "", start).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            T::WorkspaceCreated,
+            T::WorkspaceUpdated,
+            T::MemberAdded,
+            T::MemberUpdated,
+            T::MemberAdded,
+            T::MemberRemoved,
+            T::PolicyUpdated,
+            T::ResourceRegistered,
+            T::ResourceUnregistered,
+            T::GpuRequestAdmitted,
+            T::GpuRequestReleased,
+            T::WorkspaceArchived,
+            T::WorkspaceUnarchived,
+            T::WorkspaceDeleted,
+        ]
+    );
+    // One order without gaps.
+    let revisions: Vec<i64> = events.iter().map(|e| e.revision).collect();
+    let expected: Vec<i64> = (start + 1..=start + events.len() as i64).collect();
+    assert_eq!(revisions, expected);
+    let secs = |e: &pb::Event| e.time.map(|t| (t.seconds, t.nanos)).unwrap();
+    assert!(events.windows(2).all(|w| secs(&w[0]) <= secs(&w[1])));
+    assert!(events.iter().all(|e| e.workspace == "ev"));
+
+    let first = &events[0];
+    assert_eq!(first.actor, "alice");
+    assert_eq!(first.request_id, "req-create");
+    assert_eq!(
+        first.method,
+        "workspaced.v1.WorkspaceService/CreateWorkspace"
+    );
+    match &first.object {
+        Some(pb::event::Object::WorkspaceState(w)) => assert_eq!(w.id, created.id),
+        other => panic!("{other:?}"),
+    }
+    // The objects: after the change, or before it for removals and deletions.
+    match &events[3].object {
+        Some(pb::event::Object::Member(m)) => {
+            assert_eq!((m.subject.as_str(), m.role()), ("bob", pb::Role::Editor))
+        }
+        other => panic!("{other:?}"),
+    }
+    match &events[4].object {
+        Some(pb::event::Object::Member(m)) => assert_eq!(m.group, "ml"),
+        other => panic!("{other:?}"),
+    }
+    match &events[5].object {
+        Some(pb::event::Object::Member(m)) => assert_eq!(m.subject, "bob"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        events[5].method,
+        "workspaced.v1.MembershipService/RemoveMember"
+    );
+    match &events[6].object {
+        Some(pb::event::Object::Policy(p)) => assert_eq!(p.max_gprs, 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events[6].actor, "root");
+    match &events[8].object {
+        Some(pb::event::Object::Resource(r)) => assert_eq!(r.resource_id, "m1"),
+        other => panic!("{other:?}"),
+    }
+    match &events[10].object {
+        Some(pb::event::Object::GpuRequest(g)) => assert_eq!(g.id, "g1"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events[10].actor, "svc");
+    match &events[13].object {
+        Some(pb::event::Object::WorkspaceState(w)) => {
+            assert_eq!(w.id, created.id);
+            assert_eq!(w.state(), pb::WorkspaceState::Active);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Filters: by kind, and after a revision.
+    let page = s
+        .list_events(
+            &root,
+            pb::ListEventsRequest {
+                workspace: "ev".into(),
+                types: vec![T::MemberAdded as i32, T::MemberRemoved as i32],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&page.events),
+        [T::MemberAdded, T::MemberAdded, T::MemberRemoved]
+    );
+    assert_eq!(page.latest_revision, start + 14);
+    assert_eq!(events_of(&s, "ev", start + 12).await.len(), 2);
+}
+
+#[tokio::test]
+async fn pages_follow_the_revisions_and_bad_filters_are_named() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("pages")).await;
+    for i in 0..5 {
+        s.add_member(&alice, "pages", &format!("u{i}"), pb::Role::Viewer)
+            .await
+            .unwrap();
+    }
+    let first = s
+        .list_events(
+            &alice,
+            pb::ListEventsRequest {
+                workspace: "pages".into(),
+                page_size: 4,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.events.len(), 4);
+    assert!(!first.next_page_token.is_empty());
+    let second = s
+        .list_events(
+            &alice,
+            pb::ListEventsRequest {
+                workspace: "pages".into(),
+                page_size: 4,
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.events.len(), 2);
+    assert!(second.next_page_token.is_empty());
+    assert_eq!(second.events[0].revision, first.events[3].revision + 1);
+    // A token is bound to its filters.
+    let other = s
+        .list_events(
+            &alice,
+            pb::ListEventsRequest {
+                workspace: "pages".into(),
+                page_size: 4,
+                page_token: first.next_page_token,
+                types: vec![T::MemberAdded as i32],
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(bad_fields_of(other), ["page_token"]);
+    // One violation per bad field.
+    let bad = s
+        .list_events(
+            &alice,
+            pb::ListEventsRequest {
+                workspace: "Not_A_Name".into(),
+                after_revision: -1,
+                types: vec![T::Unspecified as i32],
+                page_size: -1,
+                page_token: String::new(),
+            },
+        )
+        .await;
+    assert_eq!(
+        bad_fields_of(bad),
+        ["after_revision", "page_size", "types", "workspace"]
+    );
+    let bad = s
+        .watch_events(
+            &alice,
+            pb::WatchEventsRequest {
+                workspace: "pages".into(),
+                after_revision: 0,
+                types: vec![99],
+            },
+        )
+        .await;
+    assert_eq!(bad_fields_of(bad), ["types"]);
+}
+
+#[tokio::test]
+async fn only_admins_and_platform_callers_read_events_of_their_own_workspace() {
+    let s = TestServer::spawn().await;
+    let (alice, bob) = (token("alice"), token("bob"));
+    create(&s, &alice, new_ws("mine")).await;
+    s.add_member(&alice, "mine", "bob", pb::Role::Editor)
+        .await
+        .unwrap();
+    let ask = |ws: &str| pb::ListEventsRequest {
+        workspace: ws.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_events(&alice, ask("mine"))
+            .await
+            .unwrap()
+            .events
+            .len(),
+        2
+    );
+    // An editor, a stranger, and anyone without a platform role asking for all.
+    assert_denied(s.list_events(&bob, ask("mine")).await);
+    assert_denied(s.list_events(&token("eve"), ask("mine")).await);
+    assert_denied(s.list_events(&token("eve"), ask("no-such")).await);
+    assert_denied(s.list_events(&alice, ask("")).await);
+    assert_denied(
+        s.watch_events(&alice, pb::WatchEventsRequest::default())
+            .await,
+    );
+    assert_denied(
+        s.watch_events(
+            &bob,
+            pb::WatchEventsRequest {
+                workspace: "mine".into(),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    // Platform callers read any workspace's, even one that never existed.
+    let svc = platform_service();
+    assert_eq!(
+        s.list_events(&svc, ask("mine")).await.unwrap().events.len(),
+        2
+    );
+    assert!(
+        s.list_events(&svc, ask("no-such"))
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    assert!(s.list_events(&svc, ask("")).await.unwrap().events.len() >= 4);
+
+    // A deleted workspace's events stay readable by platform callers; the admin of a new
+    // workspace of the same name sees only the new one's.
+    s.remove_member(&alice, "mine", "bob").await.unwrap();
+    s.delete_workspace(&alice, "mine", "").await.unwrap();
+    create(&s, &bob, new_ws("mine")).await;
+    let bobs = s.list_events(&bob, ask("mine")).await.unwrap().events;
+    assert_eq!(kinds(&bobs), [T::WorkspaceCreated]);
+    assert_eq!(bobs[0].actor, "bob");
+    let all = s.list_events(&svc, ask("mine")).await.unwrap().events;
+    assert_eq!(
+        kinds(&all),
+        [
+            T::WorkspaceCreated,
+            T::MemberAdded,
+            T::MemberRemoved,
+            T::WorkspaceDeleted,
+            T::WorkspaceCreated
+        ]
+    );
+    // events.list is in CheckAccess: admins only.
+    for (who, allowed) in [("bob", true), ("alice", false)] {
+        let r = s
+            .check_access(&svc, "mine", "events.list", who)
+            .await
+            .unwrap();
+        assert_eq!(r.allowed, allowed, "{who}");
+    }
+}
+
+/// The next message of a watch, within 5 s.
+async fn next(w: &mut tonic::Streaming<pb::WatchEventsResponse>) -> Vec<pb::Event> {
+    tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("the watch goes on")
+        .expect("a message")
+        .events
+}
+
+/// The events of a watch until it has `n`.
+async fn take(w: &mut tonic::Streaming<pb::WatchEventsResponse>, n: usize) -> Vec<pb::Event> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        out.extend(next(w).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_watch_sends_what_commits_and_resumes_exactly_after_a_revision() {
+    let s = TestServer::spawn().await;
+    let (alice, root) = (token("alice"), platform_admin());
+    create(&s, &alice, new_ws("w")).await;
+    let mut from_now = s
+        .watch_events(
+            &alice,
+            pb::WatchEventsRequest {
+                workspace: "w".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut all = s
+        .watch_events(
+            &root,
+            pb::WatchEventsRequest {
+                types: vec![T::MemberAdded as i32],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    create(&s, &alice, new_ws("other")).await;
+    s.add_member(&alice, "w", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    s.add_member(&alice, "other", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    s.add_member(&alice, "w", "carol", pb::Role::Viewer)
+        .await
+        .unwrap();
+    let mine = take(&mut from_now, 2).await;
+    assert_eq!(kinds(&mine), [T::MemberAdded, T::MemberAdded]);
+    assert!(mine.iter().all(|e| e.workspace == "w"));
+    let added = take(&mut all, 3).await;
+    assert_eq!(kinds(&added), [T::MemberAdded; 3]);
+    assert!(added.windows(2).all(|w| w[0].revision < w[1].revision));
+
+    // Resumed after the first, it sends exactly what followed, then what commits next.
+    let mut resumed = s
+        .watch_events(
+            &root,
+            pb::WatchEventsRequest {
+                after_revision: added[0].revision,
+                types: vec![T::MemberAdded as i32],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let again = take(&mut resumed, 2).await;
+    assert_eq!(again, added[1..].to_vec());
+    s.add_member(&alice, "w", "dave", pb::Role::Viewer)
+        .await
+        .unwrap();
+    let dave = take(&mut resumed, 1).await;
+    assert_eq!(dave[0].revision, latest(&s).await);
+    let dave_too = take(&mut from_now, 1).await;
+    assert_eq!(dave, dave_too);
+}
+
+#[tokio::test]
+async fn pruned_history_is_revision_expired_and_a_follower_that_missed_nothing_goes_on() {
+    let s = TestServer::spawn_with(Options {
+        events: Some(EventSettings {
+            retention: Duration::from_secs(1),
+            ..EventSettings::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let (alice, root) = (token("alice"), platform_admin());
+    create(&s, &alice, new_ws("old")).await;
+    let seen = latest(&s).await;
+    // Pruned within max(1 s, a tenth of the retention) after the retention.
+    let mut pruned = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if events_of(&s, "", 0).await.is_empty() {
+            pruned = true;
+            break;
+        }
+    }
+    assert!(pruned, "the history was not pruned within 4 s");
+    // A follower that has seen everything is not refused.
+    let page = s
+        .list_events(
+            &root,
+            pb::ListEventsRequest {
+                after_revision: seen,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.events.is_empty());
+    assert_eq!(page.latest_revision, seen);
+    let mut watch = s
+        .watch_events(
+            &root,
+            pb::WatchEventsRequest {
+                after_revision: seen,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // One that missed events is told so.
+    let missed = pb::ListEventsRequest {
+        after_revision: seen - 1,
+        ..Default::default()
+    };
+    assert_refused(
+        s.list_events(&root, missed).await,
+        Code::FailedPrecondition,
+        "REVISION_EXPIRED",
+    );
+    assert_refused(
+        s.watch_events(
+            &root,
+            pb::WatchEventsRequest {
+                after_revision: 1,
+                ..Default::default()
+            },
+        )
+        .await,
+        Code::FailedPrecondition,
+        "REVISION_EXPIRED",
+    );
+    s.add_member(&alice, "old", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    let next = take(&mut watch, 1).await;
+    assert_eq!(next[0].revision, seen + 1);
+}
+
+#[tokio::test]
+async fn a_watch_whose_client_does_not_read_is_ended_too_slow() {
+    let s = TestServer::spawn_with(Options {
+        events: Some(EventSettings {
+            max_lag: 300,
+            ..EventSettings::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let root = platform_admin();
+    create(&s, &root, new_ws("busy")).await;
+    // A client with small HTTP/2 windows, so that what it does not read backs up soon.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.addr))
+        .unwrap()
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .connect_lazy();
+    let mut watch = pb::event_service_client::EventServiceClient::new(channel)
+        .watch_events(req(pb::WatchEventsRequest::default(), &root))
+        .await
+        .unwrap()
+        .into_inner();
+    // Labels make each event large, so that the buffers fill quickly.
+    let mut ws = new_ws("busy");
+    for i in 0..64 {
+        ws.labels.insert(format!("key-{i}"), "v".repeat(60));
+    }
+    // The client reads nothing while the workspace changes twice the bound; then it reads
+    // what was sent.
+    let writes = 600;
+    for i in 0..writes {
+        ws.description = format!("change {i}");
+        s.update_workspace(&root, ws.clone(), &["description", "labels"], "")
+            .await
+            .unwrap();
+    }
+    let mut ended = None;
+    let mut received = 0;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), watch.next()).await {
+        match msg {
+            Ok(m) => received += m.events.len(),
+            Err(status) => {
+                ended = Some(status);
+                break;
+            }
+        }
+    }
+    let status = ended.expect("the watch was ended");
+    assert_status(&status, Code::ResourceExhausted, "WATCH_TOO_SLOW");
+    assert!(received < writes, "{received} of {writes}");
+}
+
+/// How long `writers_on_two_replicas_give_every_watcher_one_order_without_gaps` writes:
+/// `WORKSPACED_TEST_EVENT_SECONDS`, 30 by default.
+fn write_for() -> Duration {
+    let secs = std::env::var("WORKSPACED_TEST_EVENT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// What a watcher saw: (revision, type, workspace) of each event, in order.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(i64, i32, String)>>>;
+
+/// Follows every event after `after` on `s` until the revision `until` arrives (or the
+/// task is aborted), recording each revision in `seen`.
+async fn follow(
+    s: &TestServer,
+    after: i64,
+    mut until: tokio::sync::watch::Receiver<i64>,
+    seen: Seen,
+) {
+    let mut w = s
+        .watch_events(
+            &platform_service(),
+            pb::WatchEventsRequest {
+                after_revision: after,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    loop {
+        let last = seen.lock().unwrap().last().map_or(after, |e| e.0);
+        if last >= *until.borrow() {
+            return;
+        }
+        tokio::select! {
+            msg = w.next() => {
+                let events = msg.expect("the watch goes on").expect("a message").events;
+                let mut seen = seen.lock().unwrap();
+                seen.extend(events.into_iter().map(|e| (e.revision, e.r#type, e.workspace)));
+            }
+            _ = until.changed() => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn writers_on_two_replicas_give_every_watcher_one_order_without_gaps() {
+    use std::sync::{Arc, Mutex};
+    let (a, b) = replicas().await;
+    let a = Arc::new(a);
+    // On SQLite, one process owns the file: the "other replica" is the same one.
+    let b = b.map_or_else(|| a.clone(), Arc::new);
+    let other = || b.clone();
+    let start = latest(&a).await;
+    let (target, until) = tokio::sync::watch::channel(i64::MAX);
+    let logs: Vec<Seen> = (0..3).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    // Two watchers for the whole run, on either replica.
+    let mut watchers = Vec::new();
+    for (i, on) in [a.clone(), other()].into_iter().enumerate() {
+        let (until, log) = (until.clone(), logs[i].clone());
+        watchers.push(tokio::spawn(
+            async move { follow(&on, start, until, log).await },
+        ));
+    }
+    // The third is killed halfway and resumed from its last revision on the other replica.
+    let third = {
+        let (on, until, log) = (other(), until.clone(), logs[2].clone());
+        tokio::spawn(async move { follow(&on, start, until, log).await })
+    };
+    let run = write_for();
+    let deadline = tokio::time::Instant::now() + run;
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let on = if w % 2 == 0 { a.clone() } else { other() };
+        writers.push(tokio::spawn(async move {
+            let alice = token("alice");
+            let mut acked = Vec::new();
+            let mut n = 0;
+            while tokio::time::Instant::now() < deadline {
+                let name = format!("wr-{w}-{n}");
+                n += 1;
+                on.create_workspace(&alice, new_ws(&name)).await.unwrap();
+                acked.push(name.clone());
+                on.add_member(&alice, &name, "bob", pb::Role::Viewer)
+                    .await
+                    .unwrap();
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(run / 2).await;
+    third.abort();
+    let _ = third.await;
+    let resume_from = logs[2].lock().unwrap().last().map_or(start, |e| e.0);
+    let resumed = {
+        let (until, log) = (until.clone(), logs[2].clone());
+        let on = a.clone();
+        tokio::spawn(async move { follow(&on, resume_from, until, log).await })
+    };
+    watchers.push(resumed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    let end = latest(&a).await;
+    target.send_replace(end);
+    for w in watchers {
+        tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("every watcher reached the last revision within 10 s")
+            .unwrap();
+    }
+    // Exactly the committed events, each once, in one order, on every watcher.
+    let expected: Vec<(i64, i32, String)> = events_of(&a, "", start)
+        .await
+        .into_iter()
+        .map(|e| (e.revision, e.r#type, e.workspace))
+        .collect();
+    let revisions: Vec<i64> = expected.iter().map(|e| e.0).collect();
+    assert_eq!(revisions, (start + 1..=end).collect::<Vec<_>>());
+    assert_eq!(
+        expected.len(),
+        acked.len() * 2,
+        "two events per acknowledged pair"
+    );
+    for (i, log) in logs.iter().enumerate() {
+        assert_eq!(*log.lock().unwrap(), expected, "watcher {i}");
+    }
+    let created: std::collections::HashSet<&str> = expected
+        .iter()
+        .filter(|e| e.1 == T::WorkspaceCreated as i32)
+        .map(|e| e.2.as_str())
+        .collect();
+    assert!(acked.iter().all(|n| created.contains(n.as_str())));
+    assert!(acked.len() > 20, "only {} writes", acked.len());
+}
