@@ -780,3 +780,54 @@ async fn writers_on_two_replicas_give_every_watcher_one_order_without_gaps() {
     assert!(acked.iter().all(|n| created.contains(n.as_str())));
     assert!(acked.len() > 20, "only {} writes", acked.len());
 }
+
+#[tokio::test]
+async fn a_members_watch_ends_when_it_loses_events_list_or_the_workspace_is_deleted() {
+    let s = TestServer::spawn().await;
+    let (alice, bob) = (token("alice"), token("bob"));
+    create(&s, &alice, new_ws("kept")).await;
+    s.add_member(&alice, "kept", "bob", pb::Role::Admin)
+        .await
+        .unwrap();
+    let watch = |tok: String| {
+        let s = &s;
+        async move {
+            s.watch_events(
+                &tok,
+                pb::WatchEventsRequest {
+                    workspace: "kept".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let mut bobs = watch(bob.clone()).await;
+    let mut alices = watch(alice.clone()).await;
+    // bob is demoted: the change that demotes him is the first he may no longer see.
+    s.update_member(&alice, "kept", "bob", pb::Role::Viewer, "")
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), bobs.next())
+        .await
+        .unwrap()
+        .expect("an answer");
+    assert_status(
+        &end.unwrap_err(),
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
+    assert_eq!(kinds(&take(&mut alices, 1).await), [T::MemberUpdated]);
+    // The workspace's deletion is its last event: alice's watch then ends.
+    s.remove_member(&alice, "kept", "bob").await.unwrap();
+    s.delete_workspace(&alice, "kept", "").await.unwrap();
+    assert_eq!(
+        kinds(&take(&mut alices, 2).await),
+        [T::MemberRemoved, T::WorkspaceDeleted]
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), alices.next())
+        .await
+        .unwrap();
+    assert!(end.is_none(), "{end:?}");
+}
