@@ -262,25 +262,29 @@ async fn run(a: Args) {
     std::fs::write(&key, KEY).expect("key");
     let ws_addr = free_addr();
     let echo_addr = free_addr();
-    let server = Proc(
-        start(
-            std::path::Path::new(env!("CARGO_BIN_EXE_workspaced")),
-            &[
-                "serve",
-                "--listen",
-                &ws_addr.to_string(),
-                "--database-url",
-                &url,
-            ],
-            a.pin,
+    let serve = |addr: SocketAddr, url: &str, extra: &[&str]| {
+        Proc(
+            start(
+                std::path::Path::new(env!("CARGO_BIN_EXE_workspaced")),
+                &[
+                    "serve",
+                    "--listen",
+                    &addr.to_string(),
+                    "--database-url",
+                    url,
+                ],
+                a.pin,
+            )
+            .args(extra)
+            .arg("--jwt-hs256-secret-file")
+            .arg(&key)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start workspaced"),
         )
-        .arg("--jwt-hs256-secret-file")
-        .arg(&key)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start workspaced"),
-    );
+    };
+    let server = serve(ws_addr, &url, &[]);
     let echo = Proc(
         start(
             &std::env::current_exe().expect("own path"),
@@ -317,6 +321,9 @@ async fn run(a: Args) {
         "ListWorkspaces first page",
         "ListWorkspaces last page",
         "CreateWorkspace",
+        "CreateWorkspace, no events",
+        "AddMember",
+        "AddMember, no events",
         "GetGpuUsage",
         "GPU admit+release, hot",
         "GPU admit+release, spread",
@@ -329,12 +336,28 @@ async fn run(a: Args) {
                 .is_none_or(|o| o.split(',').any(|p| t.starts_with(p)))
     })
     .collect();
+    // The writes without the change history, for what writing it costs: a second server,
+    // on a second database seeded alike, that writes no events.
+    let bare_writes = if targets.iter().any(|t| t.ends_with("no events")) {
+        let db2 = BenchDb::new(dir.path(), "wsbench_noev").await;
+        seed(&db2.url, a.workspaces, a.memberships).await;
+        let addr = free_addr();
+        let proc = serve(addr, &db2.url, &["--without-events"]);
+        Some((db2, proc, channels(addr).await))
+    } else {
+        None
+    };
     let mut totals: BTreeMap<(usize, &str), Total> = BTreeMap::new();
     for &c in &CONCURRENCY {
         for round in 0..a.rounds {
             for &target in &targets {
                 let (pid, chans) = if target == BASELINE {
                     (echo.0.id(), echo_channels.clone())
+                } else if let Some((_, proc, chans)) = bare_writes
+                    .as_ref()
+                    .filter(|_| target.ends_with("no events"))
+                {
+                    (proc.0.id(), chans.clone())
                 } else {
                     (server.0.id(), ws_channels.clone())
                 };
@@ -433,20 +456,37 @@ async fn run(a: Args) {
                                     .map(drop)
                                     .map_or_else(|e| ok::<()>(Err(e)), |()| true)
                             }
-                            "CreateWorkspace" => WorkspaceServiceClient::new(ch)
-                                .create_workspace(authed(
-                                    pb::CreateWorkspaceRequest {
-                                        workspace: Some(pb::Workspace {
-                                            name: format!("bench-c{c}-r{round}-w{w}-n{i}"),
+                            "AddMember" | "AddMember, no events" => {
+                                MembershipServiceClient::new(ch)
+                                    .add_member(authed(
+                                        pb::AddMemberRequest {
+                                            workspace: home.into(),
+                                            subject: format!("new-c{c}-r{round}-w{w}-n{i}"),
+                                            role: pb::Role::Viewer as i32,
                                             ..Default::default()
-                                        }),
-                                        request_id: String::new(),
-                                    },
-                                    &user,
-                                ))
-                                .await
-                                .map(drop)
-                                .map_or_else(|e| ok::<()>(Err(e)), |()| true),
+                                        },
+                                        &admin,
+                                    ))
+                                    .await
+                                    .map(drop)
+                                    .map_or_else(|e| ok::<()>(Err(e)), |()| true)
+                            }
+                            "CreateWorkspace" | "CreateWorkspace, no events" => {
+                                WorkspaceServiceClient::new(ch)
+                                    .create_workspace(authed(
+                                        pb::CreateWorkspaceRequest {
+                                            workspace: Some(pb::Workspace {
+                                                name: format!("bench-c{c}-r{round}-w{w}-n{i}"),
+                                                ..Default::default()
+                                            }),
+                                            request_id: String::new(),
+                                        },
+                                        &user,
+                                    ))
+                                    .await
+                                    .map(drop)
+                                    .map_or_else(|e| ok::<()>(Err(e)), |()| true)
+                            }
                             "GetGpuUsage" => PolicyServiceClient::new(ch)
                                 .get_gpu_usage(authed(
                                     pb::GetGpuUsageRequest {

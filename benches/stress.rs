@@ -9,8 +9,12 @@
 //!   reads, writes, listings, bad tokens and unknown paths at `--rate` calls/s; prints RSS
 //!   every 30 s, every status code, then kills
 //!   the server with SIGKILL, restarts it and checks that every acknowledged write is there.
+//! - `watch` (issue 15): CreateWorkspace at `--rate` calls/s for `--seconds` (default 20) on
+//!   one replica while a watcher follows the change history on another (on PostgreSQL; on
+//!   SQLite, one process owns the file, so the same one); prints the delay from each
+//!   event's commit time to its arrival at the watcher (p50, p99, max) and any missed.
 //!
-//! `cargo bench --bench stress -- overload|soak [--seconds S] [--rate R] [--max-in-flight N]
+//! `cargo bench --bench stress -- overload|soak|watch [--seconds S] [--rate R] [--max-in-flight N]
 //! [--warm-up S]`;
 //! on PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
 
@@ -35,7 +39,8 @@ use common::{
 use hdrhistogram::Histogram;
 use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
 use workspaced::pb::v1::{
-    self as pb, membership_service_client::MembershipServiceClient,
+    self as pb, event_service_client::EventServiceClient,
+    membership_service_client::MembershipServiceClient,
     workspace_service_client::WorkspaceServiceClient,
 };
 
@@ -55,7 +60,9 @@ struct Args {
 fn args() -> Args {
     let argv = Argv::from_env();
     Args {
-        mode: argv.word(&["overload", "soak"]).unwrap_or_default(),
+        mode: argv
+            .word(&["overload", "soak", "watch"])
+            .unwrap_or_default(),
         seconds: argv.number("--seconds"),
         rate: argv.number("--rate").unwrap_or(300.0),
         max_in_flight: argv.number("--max-in-flight").map(|v| v as u32),
@@ -525,6 +532,85 @@ async fn soak(a: &Args, url: &str, key: &Path) {
     drop(server);
 }
 
+/// The delay from commit to a watcher on another replica (issue 15).
+async fn watch(a: &Args, url: &str, key: &Path, replicas: bool) {
+    let secs = a.seconds.unwrap_or(20.0);
+    let writer = Server::start(url, key, Vec::new());
+    let follower = replicas.then(|| Server::start(url, key, Vec::new()));
+    let chans = channels(writer.addr).await;
+    let watch_chans = match &follower {
+        Some(f) => channels(f.addr).await,
+        None => chans.clone(),
+    };
+    let svc = token("svc", &["platform-service"], &[]);
+    let mut stream = EventServiceClient::new(watch_chans[0].clone())
+        .watch_events(authed(
+            pb::WatchEventsRequest {
+                types: vec![pb::EventType::WorkspaceCreated as i32],
+                ..Default::default()
+            },
+            &svc,
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let delays = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+    let seen = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (delays, seen) = (delays.clone(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = stream.message().await {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                for e in msg.events {
+                    let t = e.time.unwrap_or_default();
+                    let at = Duration::new(t.seconds as u64, t.nanos as u32);
+                    let delay = now.saturating_sub(at);
+                    let _ = delays.lock().unwrap().record(delay.as_micros() as u64);
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let alice = token("alice", &[], &[]);
+    let out = open_loop(a.rate, secs, move |i| {
+        create(
+            chans[i as usize % CONNECTIONS].clone(),
+            alice.clone(),
+            format!("watched-{i}"),
+        )
+    })
+    .await;
+    let ok = out.codes.get("Ok").copied().unwrap_or(0);
+    let until = Instant::now() + Duration::from_secs(10);
+    while seen.load(Ordering::Relaxed) < ok && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reader.abort();
+    let h = delays.lock().unwrap().clone();
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "watcher on {}: {} of {ok} acknowledged creates seen ({} calls offered at {}/s for {secs} s)",
+        if replicas {
+            "another replica"
+        } else {
+            "the same process"
+        },
+        seen.load(Ordering::Relaxed),
+        out.offered,
+        a.rate
+    );
+    println!(
+        "delay from commit to the watcher: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(0.5),
+        ms(0.99),
+        h.max() as f64 / 1000.0
+    );
+    drop(follower);
+    drop(writer);
+}
+
 fn main() {
     let a = args();
     if a.mode.is_empty() {
@@ -544,6 +630,8 @@ fn main() {
         println!("backend: {}", db.backend());
         if a.mode == "overload" {
             overload(&a, &url, &key).await;
+        } else if a.mode == "watch" {
+            watch(&a, &url, &key, db.backend() == "PostgreSQL").await;
         } else {
             soak(&a, &url, &key).await;
         }

@@ -123,6 +123,10 @@ pub struct ServeArgs {
     #[arg(long, env = "WORKSPACED_EVENT_RETENTION", default_value = "30d",
           allow_hyphen_values = true, value_parser = parse_retention)]
     pub event_retention: humantime::Duration,
+    /// Benchmarks only: write no change history, against the contract, to measure what
+    /// writing it costs.
+    #[arg(long, hide = true)]
+    pub without_events: bool,
     /// PEM file with the server's certificate chain, leaf first; with `--tls-key-file` the
     /// server speaks TLS (1.2 or 1.3) instead of plaintext HTTP/2.
     #[arg(long, env = "WORKSPACED_TLS_CERT_FILE", requires = "tls_key_file")]

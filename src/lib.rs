@@ -143,10 +143,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
-    let store = Store::connect(&cfg.database_url).await.map_err(|e| {
-        let why = crate::store::describe_open_error(&cfg.database_url, &e);
-        format!("cannot open the database: {why}")
-    })?;
+    let store = Store::connect(&cfg.database_url)
+        .await
+        .map_err(|e| {
+            let why = crate::store::describe_open_error(&cfg.database_url, &e);
+            format!("cannot open the database: {why}")
+        })?
+        .recording_events(cfg.events.record);
     store.migrate().await.map_err(|e| {
         let why = crate::store::describe(&e);
         format!("cannot migrate the database: {why}")

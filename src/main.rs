@@ -100,6 +100,7 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
                 tls,
                 events: workspaced::domain::events::EventSettings {
                     retention: args.event_retention.into(),
+                    record: !args.without_events,
                     ..defaults.events.clone()
                 },
                 ..defaults

@@ -76,6 +76,8 @@ pub struct EventSettings {
     /// How many revisions a watch may fall behind while its client does not read before it
     /// is ended (WATCH_TOO_SLOW).
     pub max_lag: i64,
+    /// Whether changes write events: always, but for a benchmark of what that costs.
+    pub record: bool,
 }
 
 impl Default for EventSettings {
@@ -85,6 +87,7 @@ impl Default for EventSettings {
             retention: Duration::from_secs(30 * 24 * 3600),
             max_watches: 1024,
             max_lag: 10_000,
+            record: true,
         }
     }
 }

@@ -2,17 +2,17 @@
 //! read in revision order.
 //!
 //! How revisions follow commit order on every replica: a transaction takes its revision by
-//! incrementing the one row of `event_log` as its last statement before committing, and so
-//! holds that row's lock until its commit is visible. The next writer waits for the lock, so
+//! incrementing the one row of `event_log` in its last statement before committing (the
+//! one that inserts the event), and so holds that row's lock until its commit is visible. The next writer waits for the lock, so
 //! it increments only after the previous revision committed. The committed revisions are then
 //! always a gap-free prefix of the numbers handed out: a reader that sees revision R sees
 //! every revision below R (or learns from `pruned` that they were pruned), and a rolled-back
 //! transaction gives its number back. PostgreSQL sequences hand numbers out before commit,
 //! which is why none is used. The cost: writers of the whole deployment commit one after
-//! another for the time of two statements and a commit, where the change's own statements
+//! another for the time of one statement and a commit, where the change's own statements
 //! run concurrently before. On SQLite writers take turns anyway.
 
-use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 
 use super::corrupt;
 use crate::domain::model::{Event, EventKind, EventObject, now};
@@ -40,34 +40,39 @@ pub(crate) struct NewEvent {
 /// the commit: the counter's lock is held from here to the commit.
 pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<i64, DbErr> {
     let backend = tx.get_database_backend();
+    let object = serde_json::to_string(&e.object)
+        .map_err(|err| DbErr::Custom(format!("an event's object did not encode: {err}")))?;
+    // One statement, so that the counter's lock is held for as short as can be. On
+    // PostgreSQL the counter's UPDATE takes the row lock; on SQLite, whose one writer holds
+    // the database's lock, a trigger (`events_latest`, see m0005) moves the counter.
+    let sql = if backend == DbBackend::Postgres {
+        "WITH r AS (UPDATE event_log SET latest = latest + 1 WHERE id = 1 RETURNING latest) \
+         INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
+         request_id, method, object) SELECT latest, $1, $2, $3, $4, $5, $6, $7, $8 FROM r \
+         RETURNING revision"
+    } else {
+        "INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
+         request_id, method, object) SELECT latest + 1, $1, $2, $3, $4, $5, $6, $7, $8 \
+         FROM event_log WHERE id = 1 RETURNING revision"
+    };
     let row = tx
-        .query_one_raw(Statement::from_string(
+        .query_one_raw(Statement::from_sql_and_values(
             backend,
-            "UPDATE event_log SET latest = latest + 1 WHERE id = 1 RETURNING latest",
+            sql,
+            [
+                now().timestamp_micros().into(),
+                e.kind.as_str().into(),
+                e.workspace.as_str().into(),
+                e.workspace_id.as_str().into(),
+                e.actor.as_str().into(),
+                e.request_id.as_str().into(),
+                e.method.as_str().into(),
+                object.into(),
+            ],
         ))
         .await?
         .ok_or_else(|| corrupt("event log", "no counter row"))?;
-    let revision: i64 = row.try_get("", "latest")?;
-    let object = serde_json::to_string(&e.object)
-        .map_err(|err| DbErr::Custom(format!("an event's object did not encode: {err}")))?;
-    tx.execute_raw(Statement::from_sql_and_values(
-        backend,
-        "INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
-         request_id, method, object) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            revision.into(),
-            now().timestamp_micros().into(),
-            e.kind.as_str().into(),
-            e.workspace.as_str().into(),
-            e.workspace_id.as_str().into(),
-            e.actor.as_str().into(),
-            e.request_id.as_str().into(),
-            e.method.as_str().into(),
-            object.into(),
-        ],
-    ))
-    .await?;
-    Ok(revision)
+    row.try_get("", "revision")
 }
 
 /// Which events a reader asks for.

@@ -85,6 +85,8 @@ pub struct Store {
     claim: lock::FileClaim,
     /// The highest revision this replica knows committed, for the watches to wait on.
     revisions: Arc<tokio::sync::watch::Sender<i64>>,
+    /// Whether changes write events (see `EventSettings::record`).
+    record_events: bool,
 }
 
 impl Store {
@@ -155,7 +157,14 @@ impl Store {
             usage: Arc::new(usage::UsageMemory::new(sqlite)),
             claim,
             revisions: Arc::new(tokio::sync::watch::Sender::new(0)),
+            record_events: true,
         })
+    }
+
+    /// This store, writing events with its changes or not (a benchmark's baseline).
+    pub fn recording_events(mut self, record: bool) -> Store {
+        self.record_events = record;
+        self
     }
 
     /// Applies pending migrations in one transaction, so that replicas starting at once
@@ -307,8 +316,8 @@ impl Store {
             .await?;
         }
         let revision = match &event {
-            Some(e) => Some(events::append(&tx, e).await?),
-            None => None,
+            Some(e) if self.record_events => Some(events::append(&tx, e).await?),
+            _ => None,
         };
         tx.commit().await?;
         self.cache.invalidate(name);
@@ -325,6 +334,9 @@ impl Store {
         tx: DatabaseTransaction,
         event: &events::NewEvent,
     ) -> Result<(), DbErr> {
+        if !self.record_events {
+            return tx.commit().await;
+        }
         let revision = events::append(&tx, event).await?;
         tx.commit().await?;
         self.committed(revision);

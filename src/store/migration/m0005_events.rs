@@ -84,6 +84,16 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        // SQLite: an event's insert moves the counter (PostgreSQL's insert does it in the same
+        // statement, under the row's lock; see `store::events::append`).
+        if m.get_database_backend() == sea_orm::DbBackend::Sqlite {
+            m.get_connection()
+                .execute_unprepared(
+                    "CREATE TRIGGER events_latest AFTER INSERT ON events BEGIN \
+                     UPDATE event_log SET latest = NEW.revision WHERE id = 1; END",
+                )
+                .await?;
+        }
         m.exec_stmt(
             Query::insert()
                 .into_table(EventLog::Table)
