@@ -567,7 +567,10 @@ async fn watch(a: &Args, url: &str, key: &Path, replicas: bool) {
                     let t = e.time.unwrap_or_default();
                     let at = Duration::new(t.seconds as u64, t.nanos as u32);
                     let delay = now.saturating_sub(at);
-                    let _ = delays.lock().unwrap().record(delay.as_micros() as u64);
+                    let _ = delays
+                        .lock()
+                        .expect("delays")
+                        .record(delay.as_micros() as u64);
                     seen.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -588,7 +591,7 @@ async fn watch(a: &Args, url: &str, key: &Path, replicas: bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     reader.abort();
-    let h = delays.lock().unwrap().clone();
+    let h = delays.lock().expect("delays").clone();
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "watcher on {}: {} of {ok} acknowledged creates seen ({} calls offered at {}/s for {secs} s)",
