@@ -598,5 +598,9 @@ async fn run(a: Args) {
         .unwrap_or_else(|| "?".into());
     println!("\nworkspaced peak resident memory: {rss} kB");
     drop((server, echo));
+    if let Some((db2, proc, _)) = bare_writes {
+        drop(proc);
+        db2.drop_it().await;
+    }
     db.drop_it().await;
 }
