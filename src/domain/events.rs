@@ -259,9 +259,16 @@ impl Events {
         if resumed && after < batch.pruned {
             return Err(expired(after, batch.pruned));
         }
-        let out = page::finish(batch.events, page.size, &fingerprint, 0, |e| {
-            vec![e.revision.to_string()]
-        });
+        beyond_latest(after_revision, batch.latest)?;
+        // A page stops short of its size rather than outgrow a response.
+        let out = page::finish_within(
+            batch.events,
+            page.size,
+            PAGE_BYTES,
+            |e| e.object.approx_bytes(),
+            &fingerprint,
+            |e| vec![e.revision.to_string()],
+        );
         Ok(EventPage {
             events: out.items,
             next_page_token: out.next_page_token,
@@ -294,6 +301,7 @@ impl Events {
             if after_revision < batch.pruned {
                 return Err(expired(after_revision, batch.pruned));
             }
+            beyond_latest(after_revision, batch.latest)?;
             (after_revision, batch)
         } else {
             let latest = self.store.latest_revision().await?;
@@ -327,6 +335,25 @@ impl Events {
             end: Some(end_rx),
         })
     }
+}
+
+/// How much of a ListEvents page's objects a response holds at most, well under the 4 MiB a
+/// response may take: a page of 1,000 large workspaces would not fit.
+const PAGE_BYTES: usize = 2 << 20;
+
+/// A revision above the latest is none this deployment has had (a follower of a database
+/// since restored from a backup, say): reading on from it would skip what comes first.
+fn beyond_latest(after: i64, latest: i64) -> Result<()> {
+    if after > latest {
+        return Err(Error::invalid(
+            "after_revision",
+            format!(
+                "{after} is above the latest revision, {latest}; follow from the latest, or \
+                 list from 0"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// REVISION_EXPIRED for a reader after `after`, when events up to `pruned` are gone.
@@ -396,6 +423,12 @@ impl Follower {
             let full = batch.events.len() as u64 >= WATCH_BATCH;
             let latest = batch.latest;
             if let Some(last) = batch.events.last().map(|e| e.revision) {
+                // A member's watch of one workspace ends with its deletion, its last event.
+                let deleted = self.scope.member_of.is_some()
+                    && batch
+                        .events
+                        .iter()
+                        .any(|e| e.kind == EventKind::WorkspaceDeleted);
                 match self.still_allowed().await {
                     Ok(true) => {}
                     // The workspace is gone: these are its last events.
@@ -405,7 +438,7 @@ impl Follower {
                     }
                     Err(e) => return self.finish(e),
                 }
-                if !self.deliver(batch.events).await {
+                if !self.deliver(batch.events).await || deleted {
                     return;
                 }
                 self.position = last;
@@ -438,6 +471,8 @@ impl Follower {
 
     /// Whether a caller without a platform role still holds `events.list` in the workspace
     /// it watches: `Ok(false)` when that workspace is gone, an error when access is lost.
+    /// Read from the database: the events about to be sent may be newer than this
+    /// replica's view.
     async fn still_allowed(&self) -> Result<bool> {
         let (Some(name), Some(id)) = (&self.scope.member_of, &self.scope.filter.workspace_id)
         else {
@@ -449,15 +484,17 @@ impl Follower {
             name,
             id,
             Permission::EventsList,
+            true,
         )
         .await
         .map(|ws| ws.is_some())
     }
 
     /// Hands `events` to the client, waiting while it reads; false when the watch is over:
-    /// the client left, or fell `max_lag` revisions behind without reading.
+    /// the client left, or read nothing while `max_lag` revisions committed. A client that
+    /// catches up from far behind is not too slow: only commits during a wait count.
     async fn deliver(&mut self, events: Vec<Event>) -> bool {
-        let first = events.first().map_or(0, |e| e.revision);
+        let first = *self.revisions.borrow_and_update();
         loop {
             let behind = tokio::select! {
                 permit = self.data.reserve() => {

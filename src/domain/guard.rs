@@ -32,16 +32,18 @@ pub(crate) async fn read(
 }
 
 /// Like `read`, for a workspace known by its id: `None` when no workspace of that id bears
-/// `name` any more (deleted, or another created under the name).
+/// `name` any more (deleted, or another created under the name). From the database when
+/// `consistent`.
 pub(crate) async fn read_same(
     store: &Store,
     principal: &Principal,
     name: &WorkspaceName,
     id: &str,
     need: impl Into<Need>,
+    consistent: bool,
 ) -> Result<Option<Arc<Workspace>>> {
     let found = store
-        .find_access(name, &principal.subject, &principal.groups, false)
+        .find_access(name, &principal.subject, &principal.groups, consistent)
         .await?;
     match found {
         Some((ws, held)) if ws.id == id => {

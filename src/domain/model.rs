@@ -467,6 +467,48 @@ pub enum EventObject {
     GpuRequest(GpuRequest),
 }
 
+impl EventObject {
+    /// About how many bytes the object takes in an answer: its strings, and a little for
+    /// the rest.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        const FIXED: usize = 160;
+        FIXED
+            + match self {
+                EventObject::Workspace(w) => {
+                    w.name.len()
+                        + w.display_name.len()
+                        + w.description.len()
+                        + w.created_by.len()
+                        + w.labels
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len() + 4)
+                            .sum::<usize>()
+                }
+                EventObject::Member(m) => {
+                    m.workspace.len()
+                        + m.key.parts().1.len()
+                        + m.email.as_ref().map_or(0, String::len)
+                        + m.added_by.len()
+                }
+                EventObject::Policy(p) => {
+                    p.workspace.len()
+                        + p.updated_by.len()
+                        + p.rules
+                            .gpu_shapes
+                            .iter()
+                            .map(|s| s.len() + 2)
+                            .sum::<usize>()
+                }
+                EventObject::Resource(r) => {
+                    r.workspace.len() + r.kind.len() + r.resource_id.len() + r.registered_by.len()
+                }
+                EventObject::GpuRequest(g) => {
+                    g.workspace.len() + g.id.len() + g.spec.gpu_shape.len() + g.admitted_by.len()
+                }
+            }
+    }
+}
+
 /// One committed change, as the history keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

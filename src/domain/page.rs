@@ -164,6 +164,33 @@ pub(crate) fn finish<T>(
     }
 }
 
+/// `finish` for items of very different sizes: the page also ends before the items' `weight`
+/// passes `budget` (it always holds one), with a token for the rest.
+pub(crate) fn finish_within<T>(
+    mut items: Vec<T>,
+    size: u64,
+    budget: usize,
+    weight: impl Fn(&T) -> usize,
+    filter: &str,
+    key: impl Fn(&T) -> Vec<String>,
+) -> Page<T> {
+    let mut total = 0;
+    let fits = items
+        .iter()
+        .take(size as usize)
+        .position(|item| {
+            total += weight(item);
+            total > budget
+        })
+        .map_or(size as usize, |i| i.max(1));
+    if fits < items.len().min(size as usize) {
+        // Cut short: keep one more, so that `finish` makes a token for what follows.
+        items.truncate(fits + 1);
+        return finish(items, fits as u64, filter, 0, key);
+    }
+    finish(items, size, filter, 0, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +218,19 @@ mod tests {
         assert!(parse(10, &token, "g", &mut v).is_none());
         assert!(parse(10, "not a token!", "f", &mut v).is_none());
         assert!(v.finish().is_err());
+    }
+
+    #[test]
+    fn a_page_ends_before_its_byte_budget_but_holds_one_item() {
+        let page = finish_within(vec![4, 4, 4, 4], 3, 9, |n| *n, "f", |i| vec![i.to_string()]);
+        assert_eq!(page.items, vec![4, 4]);
+        assert!(!page.next_page_token.is_empty());
+        let page = finish_within(vec![20, 1], 5, 9, |n| *n, "f", |i| vec![i.to_string()]);
+        assert_eq!(page.items, vec![20]);
+        assert!(!page.next_page_token.is_empty());
+        let page = finish_within(vec![1, 1], 5, 9, |n| *n, "f", |i| vec![i.to_string()]);
+        assert_eq!(page.items, vec![1, 1]);
+        assert!(page.next_page_token.is_empty());
     }
 
     #[test]

@@ -42,34 +42,34 @@ pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<i
     let backend = tx.get_database_backend();
     let object = serde_json::to_string(&e.object)
         .map_err(|err| DbErr::Custom(format!("an event's object did not encode: {err}")))?;
+    let mut values: Vec<Value> = vec![
+        e.kind.as_str().into(),
+        e.workspace.as_str().into(),
+        e.workspace_id.as_str().into(),
+        e.actor.as_str().into(),
+        e.request_id.as_str().into(),
+        e.method.as_str().into(),
+        object.into(),
+    ];
     // One statement, so that the counter's lock is held for as short as can be. On
-    // PostgreSQL the counter's UPDATE takes the row lock; on SQLite, whose one writer holds
-    // the database's lock, a trigger (`events_latest`, see m0005) moves the counter.
+    // PostgreSQL the counter's UPDATE takes the row lock, and the time is read from the
+    // database's clock once it is held, so that times follow revisions on every replica.
+    // On SQLite, whose one writer holds the database's lock already, a trigger
+    // (`events_latest`, see m0005) moves the counter.
     let sql = if backend == DbBackend::Postgres {
         "WITH r AS (UPDATE event_log SET latest = latest + 1 WHERE id = 1 RETURNING latest) \
          INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
-         request_id, method, object) SELECT latest, $1, $2, $3, $4, $5, $6, $7, $8 FROM r \
-         RETURNING revision"
+         request_id, method, object) SELECT latest, \
+         (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
+         $1, $2, $3, $4, $5, $6, $7 FROM r RETURNING revision"
     } else {
+        values.push(now().timestamp_micros().into());
         "INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
-         request_id, method, object) SELECT latest + 1, $1, $2, $3, $4, $5, $6, $7, $8 \
+         request_id, method, object) SELECT latest + 1, $8, $1, $2, $3, $4, $5, $6, $7 \
          FROM event_log WHERE id = 1 RETURNING revision"
     };
     let row = tx
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [
-                now().timestamp_micros().into(),
-                e.kind.as_str().into(),
-                e.workspace.as_str().into(),
-                e.workspace_id.as_str().into(),
-                e.actor.as_str().into(),
-                e.request_id.as_str().into(),
-                e.method.as_str().into(),
-                object.into(),
-            ],
-        ))
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?
         .ok_or_else(|| corrupt("event log", "no counter row"))?;
     row.try_get("", "revision")

@@ -601,13 +601,7 @@ async fn a_watch_whose_client_does_not_read_is_ended_too_slow() {
     .await;
     let root = platform_admin();
     create(&s, &root, new_ws("busy")).await;
-    // A client with small HTTP/2 windows, so that what it does not read backs up soon.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.addr))
-        .unwrap()
-        .initial_stream_window_size(16 * 1024)
-        .initial_connection_window_size(16 * 1024)
-        .connect_lazy();
-    let mut watch = pb::event_service_client::EventServiceClient::new(channel)
+    let mut watch = narrow_client(&s)
         .watch_events(req(pb::WatchEventsRequest::default(), &root))
         .await
         .unwrap()
@@ -830,4 +824,136 @@ async fn a_members_watch_ends_when_it_loses_events_list_or_the_workspace_is_dele
         .await
         .unwrap();
     assert!(end.is_none(), "{end:?}");
+}
+
+/// A client of `s` with small HTTP/2 windows, so that what it does not read backs up soon.
+fn narrow_client(
+    s: &TestServer,
+) -> pb::event_service_client::EventServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.addr))
+        .unwrap()
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .connect_lazy();
+    pb::event_service_client::EventServiceClient::new(channel)
+}
+
+#[tokio::test]
+async fn a_follower_catching_up_from_far_behind_is_not_too_slow() {
+    let s = TestServer::spawn_with(Options {
+        events: Some(EventSettings {
+            max_lag: 50,
+            ..EventSettings::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let root = platform_admin();
+    create(&s, &root, new_ws("far")).await;
+    for i in 0..600 {
+        s.add_member(&root, "far", &format!("u{i}"), pb::Role::Viewer)
+            .await
+            .unwrap();
+    }
+    let end = latest(&s).await;
+    // Far more than max_lag behind, reading as fast as it can while writes go on.
+    let mut watch = narrow_client(&s)
+        .watch_events(req(
+            pb::WatchEventsRequest {
+                after_revision: 1,
+                ..Default::default()
+            },
+            &root,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let writer = {
+        let root = root.clone();
+        let channel = s.channel.clone();
+        tokio::spawn(async move {
+            let mut c = pb::membership_service_client::MembershipServiceClient::new(channel);
+            for i in 0..30 {
+                let msg = pb::AddMemberRequest {
+                    workspace: "far".into(),
+                    subject: format!("late-{i}"),
+                    role: pb::Role::Viewer as i32,
+                    ..Default::default()
+                };
+                c.add_member(req(msg, &root)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let mut last = 1;
+    while last < end + 30 {
+        let events = next(&mut watch).await;
+        for e in events {
+            assert_eq!(e.revision, last + 1);
+            last = e.revision;
+        }
+    }
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn pages_hold_100_by_default_at_most_1000_and_stop_short_of_a_large_answer() {
+    let s = TestServer::spawn().await;
+    let root = platform_admin();
+    create(&s, &root, new_ws("big")).await;
+    let start = latest(&s).await;
+    // Each event carries about 9 KB of labels and description.
+    let mut ws = new_ws("big");
+    for i in 0..64 {
+        ws.labels
+            .insert(format!("key-{i:02}-{}", "k".repeat(50)), "v".repeat(63));
+    }
+    for i in 0..300 {
+        ws.description = format!("{i} {}", "d".repeat(900));
+        s.update_workspace(&root, ws.clone(), &["description", "labels"], "")
+            .await
+            .unwrap();
+    }
+    let ask = |page_size: i32, page_token: String| pb::ListEventsRequest {
+        after_revision: start,
+        page_size,
+        page_token,
+        ..Default::default()
+    };
+    let page = s.list_events(&root, ask(0, String::new())).await.unwrap();
+    assert_eq!(page.events.len(), 100);
+    // 1000 asked for: the page ends before 2 MiB of objects, and the rest follows.
+    let mut page = s
+        .list_events(&root, ask(5000, String::new()))
+        .await
+        .unwrap();
+    let first = page.events.len();
+    assert!((100..300).contains(&first), "{first}");
+    let mut all = page.events;
+    while !page.next_page_token.is_empty() {
+        page = s
+            .list_events(&root, ask(5000, page.next_page_token.clone()))
+            .await
+            .unwrap();
+        all.extend(page.events.clone());
+    }
+    let revisions: Vec<i64> = all.iter().map(|e| e.revision).collect();
+    assert_eq!(revisions, (start + 1..=start + 300).collect::<Vec<_>>());
+    // A revision this deployment never had.
+    let beyond = s
+        .list_events(&root, ask(0, String::new()))
+        .await
+        .unwrap()
+        .latest_revision
+        + 5;
+    let res = s
+        .list_events(
+            &root,
+            pb::ListEventsRequest {
+                after_revision: beyond,
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(bad_fields_of(res), ["after_revision"]);
 }
