@@ -7,10 +7,16 @@
 //! with a token of no groups and of 20 (one of them a member), and BatchCheckAccess with 100
 //! checks (the caller's workspace and 99 it cannot read).
 //!
+//! With `--rate R[,R...]` the load is open instead: calls start at R per second whatever the
+//! server does, each in its own task, and each call's latency counts from its intended
+//! start (no coordinated omission); the table then gives p50, p99 and p999, the server's CPU
+//! per call at that rate, and the calls that failed (OVERLOADED, say) instead of stopping.
+//!
 //! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]
-//! [--pin] [--only RPC[,RPC...]]` (defaults: 100000 workspaces, 1000000 memberships, 2 s per
-//! measurement, 3 rounds; `--pin` puts the servers on CPU 1 and the generator on CPU 0). On
-//! PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
+//! [--pin] [--only RPC[,RPC...]] [--rate R[,R...]]` (defaults: 100000 workspaces, 1000000
+//! memberships, 2 s per measurement, 3 rounds; `--pin` puts the servers on CPU 1 and the
+//! generator on CPU 0). On PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh
+//! database is made in it).
 
 use std::{
     collections::BTreeMap,
@@ -39,6 +45,32 @@ use workspaced::{
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
+/// How calls are offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Load {
+    /// This many callers, each starting its next call when the last is answered.
+    Closed(usize),
+    /// Calls starting at this many per second.
+    Open(u32),
+}
+
+impl Load {
+    /// The number that names the load in the table and in the names of what it creates.
+    fn number(self) -> usize {
+        match self {
+            Load::Closed(c) => c,
+            Load::Open(r) => r as usize,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Load::Closed(c) => c.to_string(),
+            Load::Open(r) => format!("{r}/s"),
+        }
+    }
+}
+
 struct Args {
     workspaces: usize,
     memberships: usize,
@@ -50,6 +82,8 @@ struct Args {
     /// Measures only the RPCs whose name starts with one of these comma-separated prefixes
     /// (and B), as for profiling one.
     only: Option<String>,
+    /// Open-loop rates, calls per second; closed loops at `CONCURRENCY` when empty.
+    rates: Vec<u32>,
 }
 
 fn args() -> Args {
@@ -63,6 +97,14 @@ fn args() -> Args {
         rounds: argv.number("--rounds").map_or(3, |v| v as usize),
         pin: argv.switch("--pin"),
         only: argv.text("--only"),
+        rates: argv
+            .text("--rate")
+            .map(|r| {
+                r.split(',')
+                    .map(|x| x.trim().parse().expect("--rate takes calls per second"))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -149,40 +191,71 @@ fn ok<T>(r: Result<T, tonic::Status>) -> bool {
 /// The baseline every RPC is compared with: grpc.health.v1 Check on a bare tonic server.
 const BASELINE: &str = "B (bare tonic)";
 
-/// One measurement: `concurrency` workers calling `call` in a closed loop for `secs`.
-async fn measure<F, Fut>(concurrency: usize, secs: f64, call: F) -> (u64, Duration, Histogram<u64>)
+/// One measurement of `call` under `load` for `secs`: calls made, time taken, the latency of
+/// the calls that succeeded (from their intended start in an open loop), calls that failed
+/// (a closed loop stops at the first).
+async fn measure<F, Fut>(load: Load, secs: f64, call: F) -> (u64, Duration, Histogram<u64>, u64)
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send,
+    Fut: Future<Output = bool> + Send + 'static,
 {
     let call = Arc::new(call);
     let start = Instant::now();
-    let until = start + Duration::from_secs_f64(secs);
-    let mut tasks = Vec::new();
-    for w in 0..concurrency {
-        let call = call.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-            let mut n = 0u64;
-            while Instant::now() < until {
-                let t = Instant::now();
-                assert!(call(w, n).await, "a benchmark call failed");
-                h.record(t.elapsed().as_micros().max(1) as u64).ok();
-                n += 1;
-            }
-            h
-        }));
-    }
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-    for t in tasks {
-        all.add(t.await.expect("worker")).expect("merge");
+    match load {
+        Load::Closed(concurrency) => {
+            let until = start + Duration::from_secs_f64(secs);
+            let mut tasks = Vec::new();
+            for w in 0..concurrency {
+                let call = call.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut h =
+                        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                    let mut n = 0u64;
+                    while Instant::now() < until {
+                        let t = Instant::now();
+                        assert!(call(w, n).await, "a benchmark call failed");
+                        h.record(t.elapsed().as_micros().max(1) as u64).ok();
+                        n += 1;
+                    }
+                    h
+                }));
+            }
+            for t in tasks {
+                all.add(t.await.expect("worker")).expect("merge");
+            }
+            (all.len(), start.elapsed(), all, 0)
+        }
+        Load::Open(rate) => {
+            let n = (f64::from(rate) * secs) as u64;
+            let mut tasks = Vec::with_capacity(n as usize);
+            for i in 0..n {
+                let intended = start + Duration::from_secs_f64(i as f64 / f64::from(rate));
+                tokio::time::sleep_until(intended.into()).await;
+                let call = call.clone();
+                tasks.push(tokio::spawn(async move {
+                    let ok = call(i as usize % 64, i).await;
+                    (ok, intended.elapsed())
+                }));
+            }
+            let mut failed = 0;
+            for t in tasks {
+                let (ok, latency) = t.await.expect("call");
+                if ok {
+                    all.record(latency.as_micros().max(1) as u64).ok();
+                } else {
+                    failed += 1;
+                }
+            }
+            (n, start.elapsed(), all, failed)
+        }
     }
-    (all.len(), start.elapsed(), all)
 }
 
 #[derive(Default)]
 struct Total {
     requests: u64,
+    failed: u64,
     elapsed: Duration,
     cpu: Duration,
     hist: Option<Histogram<u64>>,
@@ -284,6 +357,7 @@ async fn run(a: Args) {
             .expect("start workspaced"),
         )
     };
+    let started = Instant::now();
     let server = serve(ws_addr, &url, &[]);
     let echo = Proc(
         start(
@@ -295,6 +369,8 @@ async fn run(a: Args) {
         .expect("start the echo server"),
     );
     let ws_channels = channels(ws_addr).await;
+    common::wait_serving(&ws_channels[0]).await;
+    let start_up = started.elapsed();
     let echo_channels = channels(echo_addr).await;
 
     let user = token("user-42", &[], &[]);
@@ -347,8 +423,14 @@ async fn run(a: Args) {
     } else {
         None
     };
-    let mut totals: BTreeMap<(usize, &str), Total> = BTreeMap::new();
-    for &c in &CONCURRENCY {
+    let loads: Vec<Load> = if a.rates.is_empty() {
+        CONCURRENCY.into_iter().map(Load::Closed).collect()
+    } else {
+        a.rates.iter().map(|&r| Load::Open(r)).collect()
+    };
+    let mut totals: BTreeMap<(Load, &str), Total> = BTreeMap::new();
+    for &load in &loads {
+        let c = load.number();
         for round in 0..a.rounds {
             for &target in &targets {
                 let (pid, chans) = if target == BASELINE {
@@ -364,7 +446,7 @@ async fn run(a: Args) {
                 let (user, admin, last_token) = (user.clone(), admin.clone(), last_token.clone());
                 let (sched, grouped) = (sched.clone(), grouped.clone());
                 let cpu0 = cpu_time(pid);
-                let (n, elapsed, hist) = measure(c, a.seconds, move |w, i| {
+                let (n, elapsed, hist, failed) = measure(load, a.seconds, move |w, i| {
                     let home = home;
                     let ch = chans[w % CONNECTIONS].clone();
                     let (user, admin, last_token) =
@@ -544,8 +626,9 @@ async fn run(a: Args) {
                 })
                 .await;
                 let cpu = cpu_time(pid).saturating_sub(cpu0);
-                let t = totals.entry((c, target)).or_default();
+                let t = totals.entry((load, target)).or_default();
                 t.requests += n;
+                t.failed += failed;
                 t.elapsed += elapsed;
                 t.cpu += cpu;
                 match &mut t.hist {
@@ -570,24 +653,48 @@ async fn run(a: Args) {
             ""
         }
     );
-    println!(
-        "| RPC | concurrency | requests/s | p50 ms | p99 ms | ratio to B | server CPU µs/request |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for &c in &CONCURRENCY {
-        let b = &totals[&(c, targets[0])];
+    let open = !a.rates.is_empty();
+    if open {
+        println!(
+            "| RPC | offered | answered/s | p50 ms | p99 ms | p999 ms | failed | server CPU µs/call | CPU ratio to B |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    } else {
+        println!(
+            "| RPC | concurrency | requests/s | p50 ms | p99 ms | ratio to B | server CPU µs/request |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+    }
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    for &load in &loads {
+        let b = &totals[&(load, targets[0])];
         let b_rps = b.requests as f64 / b.elapsed.as_secs_f64();
+        let b_cpu = b.cpu.as_micros() as f64 / b.requests.max(1) as f64;
         for &target in &targets {
-            let t = &totals[&(c, target)];
+            let t = &totals[&(load, target)];
             let rps = t.requests as f64 / t.elapsed.as_secs_f64();
             let h = t.hist.as_ref().expect("histogram");
-            println!(
-                "| {target} | {c} | {rps:.0} | {:.2} | {:.2} | {:.2} | {:.0} |",
-                h.value_at_quantile(0.5) as f64 / 1000.0,
-                h.value_at_quantile(0.99) as f64 / 1000.0,
-                rps / b_rps,
-                t.cpu.as_micros() as f64 / t.requests.max(1) as f64,
-            );
+            let cpu = t.cpu.as_micros() as f64 / t.requests.max(1) as f64;
+            if open {
+                println!(
+                    "| {target} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {cpu:.1} | {:.2} |",
+                    load.label(),
+                    (t.requests - t.failed) as f64 / t.elapsed.as_secs_f64(),
+                    ms(h, 0.5),
+                    ms(h, 0.99),
+                    ms(h, 0.999),
+                    t.failed,
+                    cpu / b_cpu,
+                );
+            } else {
+                println!(
+                    "| {target} | {} | {rps:.0} | {:.2} | {:.2} | {:.2} | {cpu:.0} |",
+                    load.label(),
+                    ms(h, 0.5),
+                    ms(h, 0.99),
+                    rps / b_rps,
+                );
+            }
         }
     }
     let rss = std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))
@@ -597,6 +704,10 @@ async fn run(a: Args) {
         .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
         .unwrap_or_else(|| "?".into());
     println!("\nworkspaced peak resident memory: {rss} kB");
+    println!(
+        "workspaced reached SERVING {:.2} s after it was started",
+        start_up.as_secs_f64()
+    );
     drop((server, echo));
     if let Some((db2, proc, _)) = bare_writes {
         drop(proc);

@@ -125,6 +125,27 @@ pub async fn channels(addr: SocketAddr) -> Vec<Channel> {
     out
 }
 
+/// Waits until the server behind `ch` answers its health check SERVING (its database
+/// migrated, the built-ins there); panics after two minutes.
+pub async fn wait_serving(ch: &Channel) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    for _ in 0..12_000 {
+        let status = HealthClient::new(ch.clone())
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        if status.is_ok_and(|s| s == ServingStatus::Serving as i32) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the server did not become SERVING within two minutes");
+}
+
 /// `msg` with a bearer token.
 pub fn authed<T>(msg: T, token: &str) -> Request<T> {
     let mut r = Request::new(msg);
