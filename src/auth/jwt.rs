@@ -291,6 +291,7 @@ impl Verifier {
         p.email = email;
         // Truncated: a fractional `exp` counts as over a little early, never late.
         let exp = claims.get("exp").and_then(Value::as_f64).map(|e| e as i64);
+        p.expires_at = exp;
         Ok((p, exp))
     }
 }

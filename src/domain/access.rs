@@ -214,6 +214,9 @@ pub struct Principal {
     pub groups: std::sync::Arc<[String]>,
     /// The platform roles of the token's roles claim.
     pub platform: PlatformRoles,
+    /// When the token stops being valid, in seconds since the epoch (its `exp`); `None`
+    /// without tokens (`--insecure-no-auth`). A call that outlives it (a watch) ends then.
+    pub expires_at: Option<i64>,
 }
 
 impl Principal {
@@ -224,6 +227,7 @@ impl Principal {
             email: None,
             groups: normalize_groups(groups).into(),
             platform,
+            expires_at: None,
         }
     }
 }

@@ -325,6 +325,7 @@ impl Events {
             end: Some(end),
             max_lag: self.settings.max_lag,
             closing: self.closing.subscribe(),
+            expiry: expiry_of(principal),
         };
         tokio::spawn(async move {
             let _permit = permit;
@@ -411,6 +412,31 @@ struct Follower {
     end: Option<oneshot::Sender<Error>>,
     max_lag: i64,
     closing: watch::Receiver<bool>,
+    /// When the caller's token expires: the watch ends then (TOKEN_EXPIRED).
+    expiry: Option<tokio::time::Instant>,
+}
+
+/// When `p`'s token expires, on this process's clock.
+fn expiry_of(p: &Principal) -> Option<tokio::time::Instant> {
+    let exp = p.expires_at?;
+    let left = exp.saturating_sub(chrono::Utc::now().timestamp());
+    Some(tokio::time::Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0)))
+}
+
+/// Completes at `expiry`; never without one.
+async fn expired_at(expiry: Option<tokio::time::Instant>) {
+    match expiry {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How a watch ends when its caller's token expires.
+fn token_expired() -> Error {
+    Error::Unauthenticated {
+        reason: Reason::TokenExpired,
+        message: "the token expired during the watch; resume with a fresh one".into(),
+    }
 }
 
 impl Follower {
@@ -422,6 +448,12 @@ impl Follower {
             }
             let full = batch.events.len() as u64 >= WATCH_BATCH;
             let latest = batch.latest;
+            if self
+                .expiry
+                .is_some_and(|at| at <= tokio::time::Instant::now())
+            {
+                return self.finish(token_expired());
+            }
             if let Some(last) = batch.events.last().map(|e| e.revision) {
                 // A member's watch of one workspace ends with its deletion, its last event.
                 let deleted = self.scope.member_of.is_some()
@@ -448,14 +480,19 @@ impl Follower {
                 // snapshot): wait for a later commit, or for the client to leave.
                 self.position = self.position.max(latest);
                 let position = self.position;
-                tokio::select! {
+                let expired = tokio::select! {
                     changed = self.revisions.wait_for(|r| *r > position) => {
                         if changed.is_err() {
                             return;
                         }
+                        false
                     }
                     () = self.data.closed() => return,
                     _ = self.closing.wait_for(|c| *c) => return,
+                    () = expired_at(self.expiry) => true,
+                };
+                if expired {
+                    return self.finish(token_expired());
                 }
             }
             batch = match self
@@ -507,10 +544,15 @@ impl Follower {
                     };
                 }
                 changed = self.revisions.changed() => match changed {
-                    Ok(()) => *self.revisions.borrow() - first,
+                    Ok(()) => Some(*self.revisions.borrow() - first),
                     Err(_) => return false,
                 },
                 _ = self.closing.wait_for(|c| *c) => return false,
+                () = expired_at(self.expiry) => None,
+            };
+            let Some(behind) = behind else {
+                self.finish(token_expired());
+                return false;
             };
             if behind >= self.max_lag {
                 let e = Error::WatchTooSlow(format!(

@@ -957,3 +957,22 @@ async fn pages_hold_100_by_default_at_most_1000_and_stop_short_of_a_large_answer
         .await;
     assert_eq!(bad_fields_of(res), ["after_revision"]);
 }
+
+#[tokio::test]
+async fn a_watch_ends_when_its_token_expires() {
+    let s = TestServer::spawn().await;
+    let short = sign(&serde_json::json!({
+        "sub": "svc",
+        "roles": ["platform-service"],
+        "exp": now() + 2,
+    }));
+    let mut watch = s
+        .watch_events(&short, pb::WatchEventsRequest::default())
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(6), watch.next())
+        .await
+        .expect("the watch ended within 6 s")
+        .expect("an answer");
+    assert_status(&end.unwrap_err(), Code::Unauthenticated, "TOKEN_EXPIRED");
+}
