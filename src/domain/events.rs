@@ -326,6 +326,7 @@ impl Events {
             max_lag: self.settings.max_lag,
             closing: self.closing.subscribe(),
             expiry: expiry_of(principal),
+            gone: false,
         };
         tokio::spawn(async move {
             let _permit = permit;
@@ -414,6 +415,8 @@ struct Follower {
     closing: watch::Receiver<bool>,
     /// When the caller's token expires: the watch ends then (TOKEN_EXPIRED).
     expiry: Option<tokio::time::Instant>,
+    /// Whether the watched workspace of a member's watch was found deleted.
+    gone: bool,
 }
 
 /// When `p`'s token expires, on this process's clock.
@@ -461,14 +464,14 @@ impl Follower {
                         .events
                         .iter()
                         .any(|e| e.kind == EventKind::WorkspaceDeleted);
-                match self.still_allowed().await {
-                    Ok(true) => {}
-                    // The workspace is gone: these are its last events.
-                    Ok(false) => {
-                        self.deliver(batch.events).await;
-                        return;
+                // Once the workspace is gone, what remains are its last events, up to its
+                // deletion: the caller held events.list until then.
+                if !self.gone {
+                    match self.still_allowed().await {
+                        Ok(true) => {}
+                        Ok(false) => self.gone = true,
+                        Err(e) => return self.finish(e),
                     }
-                    Err(e) => return self.finish(e),
                 }
                 if !self.deliver(batch.events).await || deleted {
                     return;
@@ -495,15 +498,30 @@ impl Follower {
                     return self.finish(token_expired());
                 }
             }
-            batch = match self
-                .store
-                .read_events(&self.scope.filter, self.position, WATCH_BATCH)
-                .await
-            {
+            batch = match self.next_batch().await {
                 Ok(b) => b,
-                Err(e) => return self.finish(e.into()),
+                Err(e) => return self.finish(e),
             };
         }
+    }
+
+    /// The next events after the watch's position: from the replica's tail of newest events
+    /// when it reaches back that far (filled once for every watch), else from the database.
+    async fn next_batch(&mut self) -> Result<Batch> {
+        let target = *self.revisions.borrow();
+        if target > self.position {
+            self.store.fill_tail(target).await?;
+        }
+        if let Some(batch) = self
+            .store
+            .tail_events(&self.scope.filter, self.position, WATCH_BATCH)
+        {
+            return Ok(batch);
+        }
+        Ok(self
+            .store
+            .read_events(&self.scope.filter, self.position, WATCH_BATCH)
+            .await?)
     }
 
     /// Whether a caller without a platform role still holds `events.list` in the workspace

@@ -233,3 +233,190 @@ pub(crate) async fn prune<C: ConnectionTrait>(tx: &C, upto: i64) -> Result<u64, 
     .await?;
     Ok(deleted)
 }
+
+impl Filter {
+    /// Whether `e` is one of the events asked for.
+    pub(crate) fn matches(&self, e: &Event) -> bool {
+        self.workspace.as_ref().is_none_or(|w| *w == e.workspace)
+            && self
+                .workspace_id
+                .as_ref()
+                .is_none_or(|id| *id == e.workspace_id)
+            && (self.kinds.is_empty() || self.kinds.contains(&e.kind))
+    }
+}
+
+/// Most events the tail holds.
+const TAIL_EVENTS: usize = 10_000;
+/// Most bytes (as `EventObject::approx_bytes` counts them) the tail holds.
+const TAIL_BYTES: usize = 16 << 20;
+/// Events read at once into the tail.
+const TAIL_READ: u64 = 1_000;
+
+/// The newest events of the whole deployment, read once from the database for every watch
+/// on this replica: a commit wakes every watch, and without it each would query the
+/// database for itself. Holds every event of `(lo, hi]`, in order (revisions have no holes).
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    state: std::sync::Mutex<TailState>,
+    /// One watch at a time reads for all.
+    filling: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct TailState {
+    /// Whether it follows the history yet: it starts at the revision of its first fill.
+    started: bool,
+    lo: i64,
+    hi: i64,
+    events: std::collections::VecDeque<Event>,
+    bytes: usize,
+}
+
+impl TailState {
+    fn push(&mut self, e: Event) {
+        self.bytes += e.object.approx_bytes();
+        self.hi = e.revision;
+        self.events.push_back(e);
+        while self.events.len() > TAIL_EVENTS || self.bytes > TAIL_BYTES {
+            let Some(old) = self.events.pop_front() else {
+                break;
+            };
+            self.bytes -= old.object.approx_bytes();
+            self.lo = old.revision;
+        }
+    }
+
+    /// Starts again at `at`, empty.
+    fn restart(&mut self, at: i64) {
+        self.events.clear();
+        self.bytes = 0;
+        self.lo = at;
+        self.hi = at;
+        self.started = true;
+    }
+}
+
+impl Tail {
+    /// Reads the events up to `target` (a revision known committed) into the tail, unless
+    /// another watch did.
+    pub(crate) async fn fill<C: ConnectionTrait>(&self, c: &C, target: i64) -> Result<(), DbErr> {
+        let _one = self.filling.lock().await;
+        let mut hi = {
+            let mut st = self.lock();
+            if !st.started {
+                st.restart(target);
+            }
+            st.hi
+        };
+        while hi < target {
+            let batch = read(c, &Filter::default(), hi, TAIL_READ).await?;
+            let mut st = self.lock();
+            if batch.pruned > hi {
+                // Pruned past the tail while nobody watched: start after what is gone.
+                st.restart(batch.pruned);
+            }
+            let full = batch.events.len() as u64 >= TAIL_READ;
+            for e in batch.events {
+                if e.revision != st.hi + 1 {
+                    st.restart(e.revision - 1);
+                }
+                st.push(e);
+            }
+            hi = st.hi;
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` events of `f` after `after`, from the tail, when it holds every event
+    /// after `after`; the batch's `latest` is how far it looked.
+    pub(crate) fn take(&self, f: &Filter, after: i64, limit: u64) -> Option<Batch> {
+        let st = self.lock();
+        if !st.started || after < st.lo {
+            return None;
+        }
+        let skip = usize::try_from(after - st.lo).unwrap_or(usize::MAX);
+        let mut batch = Batch {
+            latest: st.hi.max(after),
+            ..Batch::default()
+        };
+        for e in st.events.iter().skip(skip) {
+            if f.matches(e) {
+                batch.events.push(e.clone());
+                if batch.events.len() as u64 >= limit {
+                    batch.latest = e.revision;
+                    break;
+                }
+            }
+        }
+        Some(batch)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TailState> {
+        // A panic while holding it leaves whole events only: the state stays usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::{Resource, now};
+
+    fn event(revision: i64, workspace: &str) -> Event {
+        Event {
+            revision,
+            time: now(),
+            kind: EventKind::ResourceRegistered,
+            workspace: workspace.into(),
+            workspace_id: format!("id-{workspace}"),
+            actor: String::new(),
+            request_id: String::new(),
+            method: String::new(),
+            object: EventObject::Resource(Resource {
+                workspace: workspace.into(),
+                kind: "model".into(),
+                resource_id: "m".into(),
+                registered_by: String::new(),
+                create_time: now(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_tail_serves_only_what_it_holds_whole_and_forgets_the_oldest() {
+        let tail = Tail::default();
+        assert!(
+            tail.take(&Filter::default(), 0, 10).is_none(),
+            "not started"
+        );
+        {
+            let mut st = tail.lock();
+            st.restart(5);
+            for r in 6..=TAIL_EVENTS as i64 + 10 {
+                st.push(event(r, if r % 2 == 0 { "even" } else { "odd" }));
+            }
+            // The oldest five went: it holds (10, hi].
+            assert_eq!(st.lo, 10);
+            assert_eq!(st.events.len(), TAIL_EVENTS);
+        }
+        assert!(tail.take(&Filter::default(), 9, 10).is_none(), "10 is gone");
+        let odd = Filter {
+            workspace: Some("odd".into()),
+            ..Filter::default()
+        };
+        let b = tail.take(&odd, 10, 3).unwrap();
+        let revisions: Vec<i64> = b.events.iter().map(|e| e.revision).collect();
+        assert_eq!(revisions, [11, 13, 15]);
+        assert_eq!(b.latest, 15, "a full batch looked as far as its last");
+        let hi = TAIL_EVENTS as i64 + 10;
+        let b = tail.take(&odd, hi - 3, 10).unwrap();
+        assert_eq!(b.events.len(), 1);
+        assert_eq!(b.latest, hi, "the rest looked up to the newest");
+    }
+}

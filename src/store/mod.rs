@@ -87,6 +87,8 @@ pub struct Store {
     revisions: Arc<tokio::sync::watch::Sender<i64>>,
     /// Whether changes write events (see `EventSettings::record`).
     record_events: bool,
+    /// The newest events, read once for every watch on this replica.
+    tail: Arc<events::Tail>,
 }
 
 impl Store {
@@ -158,6 +160,7 @@ impl Store {
             claim,
             revisions: Arc::new(tokio::sync::watch::Sender::new(0)),
             record_events: true,
+            tail: Arc::default(),
         })
     }
 
@@ -370,6 +373,22 @@ impl Store {
         let batch = events::read(&self.db, f, after, limit).await?;
         self.committed(batch.latest);
         Ok(batch)
+    }
+
+    /// Up to `limit` events of `f` after `after` from the tail of newest events, when it
+    /// holds every event after `after` (see `events::Tail`).
+    pub(crate) fn tail_events(
+        &self,
+        f: &events::Filter,
+        after: i64,
+        limit: u64,
+    ) -> Option<events::Batch> {
+        self.tail.take(f, after, limit)
+    }
+
+    /// Reads the events up to revision `target` into the tail, once for every watch.
+    pub(crate) async fn fill_tail(&self, target: i64) -> Result<(), DbErr> {
+        self.tail.fill(&self.db, target).await
     }
 
     /// The highest committed revision.
