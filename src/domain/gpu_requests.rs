@@ -221,12 +221,10 @@ impl GpuRequests {
         let tx = self.store.begin_write().await?;
         // After the wait for the writer, like renew.
         let now = now();
-        let Some(released) = q::find(&tx, &ws, &gpr.id, now).await? else {
+        // The request as it was, for the event.
+        let Some(released) = q::release(&tx, &ws, &gpr.id, now).await? else {
             return Err(not_found(&gpr));
         };
-        if !q::release(&tx, &ws.id, &gpr.id, now).await? {
-            return Err(not_found(&gpr));
-        }
         let event = record(
             EventKind::GpuRequestReleased,
             &ws,

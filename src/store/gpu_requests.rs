@@ -122,19 +122,20 @@ pub(crate) async fn renew<C: ConnectionTrait>(
     Ok(done.rows_affected > 0)
 }
 
-/// Deletes the active request `id`; false when no active request has that id.
+/// Deletes the active request `id` and returns it as it was; `None` when no active request
+/// has that id.
 pub(crate) async fn release<C: ConnectionTrait>(
     c: &C,
-    workspace_id: &str,
+    ws: &Workspace,
     id: &str,
     now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    let done = gpu_request::Entity::delete_many()
-        .filter(active(workspace_id, now))
+) -> Result<Option<GpuRequest>, DbErr> {
+    let gone = gpu_request::Entity::delete_many()
+        .filter(active(&ws.id, now))
         .filter(Column::Id.eq(id))
-        .exec(c)
+        .exec_with_returning(c)
         .await?;
-    Ok(done.rows_affected > 0)
+    Ok(gone.into_iter().next().map(|m| to_domain(&ws.name, m)))
 }
 
 /// What the requests of a workspace add up to at one instant (see `usage`).
