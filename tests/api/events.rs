@@ -55,6 +55,15 @@ async fn latest(s: &TestServer) -> i64 {
     .latest_revision
 }
 
+/// A server whose change history is kept and watched as `events` says.
+async fn spawn_with_events(events: EventSettings) -> TestServer {
+    TestServer::spawn_with(Options {
+        events: Some(events),
+        ..Options::default()
+    })
+    .await
+}
+
 /// A request with `token` and the request id `id`.
 fn with_id<T>(msg: T, token: &str, id: &str) -> tonic::Request<T> {
     let mut r = req(msg, token);
@@ -516,12 +525,9 @@ async fn a_watch_sends_what_commits_and_resumes_exactly_after_a_revision() {
 
 #[tokio::test]
 async fn pruned_history_is_revision_expired_and_a_follower_that_missed_nothing_goes_on() {
-    let s = TestServer::spawn_with(Options {
-        events: Some(EventSettings {
-            retention: Duration::from_secs(1),
-            ..EventSettings::default()
-        }),
-        ..Options::default()
+    let s = spawn_with_events(EventSettings {
+        retention: Duration::from_secs(1),
+        ..EventSettings::default()
     })
     .await;
     let (alice, root) = (token("alice"), platform_admin());
@@ -591,12 +597,9 @@ async fn pruned_history_is_revision_expired_and_a_follower_that_missed_nothing_g
 
 #[tokio::test]
 async fn a_watch_whose_client_does_not_read_is_ended_too_slow() {
-    let s = TestServer::spawn_with(Options {
-        events: Some(EventSettings {
-            max_lag: 300,
-            ..EventSettings::default()
-        }),
-        ..Options::default()
+    let s = spawn_with_events(EventSettings {
+        max_lag: 300,
+        ..EventSettings::default()
     })
     .await;
     let root = platform_admin();
@@ -840,12 +843,9 @@ fn narrow_client(
 
 #[tokio::test]
 async fn a_follower_catching_up_from_far_behind_is_not_too_slow() {
-    let s = TestServer::spawn_with(Options {
-        events: Some(EventSettings {
-            max_lag: 50,
-            ..EventSettings::default()
-        }),
-        ..Options::default()
+    let s = spawn_with_events(EventSettings {
+        max_lag: 50,
+        ..EventSettings::default()
     })
     .await;
     let root = platform_admin();
