@@ -526,8 +526,6 @@ impl Follower {
 
     /// Whether a caller without a platform role still holds `events.list` in the workspace
     /// it watches: `Ok(false)` when that workspace is gone, an error when access is lost.
-    /// Read from the database: the events about to be sent may be newer than this
-    /// replica's view.
     async fn still_allowed(&self) -> Result<bool> {
         let (Some(name), Some(id)) = (&self.scope.member_of, &self.scope.filter.workspace_id)
         else {
@@ -539,7 +537,6 @@ impl Follower {
             name,
             id,
             Permission::EventsList,
-            true,
         )
         .await
         .map(|ws| ws.is_some())
@@ -549,7 +546,7 @@ impl Follower {
     /// the client left, or read nothing while `max_lag` revisions committed. A client that
     /// catches up from far behind is not too slow: only commits during a wait count.
     async fn deliver(&mut self, events: Vec<Event>) -> bool {
-        let first = *self.revisions.borrow_and_update();
+        let at_wait = *self.revisions.borrow_and_update();
         loop {
             let behind = tokio::select! {
                 permit = self.data.reserve() => {
@@ -562,7 +559,7 @@ impl Follower {
                     };
                 }
                 changed = self.revisions.changed() => match changed {
-                    Ok(()) => Some(*self.revisions.borrow() - first),
+                    Ok(()) => Some(*self.revisions.borrow() - at_wait),
                     Err(_) => return false,
                 },
                 _ = self.closing.wait_for(|c| *c) => return false,

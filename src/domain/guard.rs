@@ -32,18 +32,17 @@ pub(crate) async fn read(
 }
 
 /// Like `read`, for a workspace known by its id: `None` when no workspace of that id bears
-/// `name` any more (deleted, or another created under the name). From the database when
-/// `consistent`.
+/// `name` any more (deleted, or another created under the name). Read from the database:
+/// its caller asks about changes newer than this replica's view may know.
 pub(crate) async fn read_same(
     store: &Store,
     principal: &Principal,
     name: &WorkspaceName,
     id: &str,
     need: impl Into<Need>,
-    consistent: bool,
 ) -> Result<Option<Arc<Workspace>>> {
     let found = store
-        .find_access(name, &principal.subject, &principal.groups, consistent)
+        .find_access(name, &principal.subject, &principal.groups, true)
         .await?;
     match found {
         Some((ws, held)) if ws.id == id => {

@@ -318,15 +318,8 @@ impl Store {
             ))
             .await?;
         }
-        let revision = match &event {
-            Some(e) if self.record_events => Some(events::append(&tx, e).await?),
-            _ => None,
-        };
-        tx.commit().await?;
+        self.commit_recorded(tx, event.as_ref()).await?;
         self.cache.invalidate(name);
-        if let Some(revision) = revision {
-            self.committed(revision);
-        }
         Ok(())
     }
 
@@ -337,12 +330,23 @@ impl Store {
         tx: DatabaseTransaction,
         event: &events::NewEvent,
     ) -> Result<(), DbErr> {
-        if !self.record_events {
-            return tx.commit().await;
-        }
-        let revision = events::append(&tx, event).await?;
+        self.commit_recorded(tx, Some(event)).await
+    }
+
+    /// Appends `event` (unless events are off), commits, and wakes this replica's watches.
+    async fn commit_recorded(
+        &self,
+        tx: DatabaseTransaction,
+        event: Option<&events::NewEvent>,
+    ) -> Result<(), DbErr> {
+        let revision = match event {
+            Some(e) if self.record_events => Some(events::append(&tx, e).await?),
+            _ => None,
+        };
         tx.commit().await?;
-        self.committed(revision);
+        if let Some(revision) = revision {
+            self.committed(revision);
+        }
         Ok(())
     }
 
