@@ -252,6 +252,7 @@ impl Events {
             },
             None => (after_revision, after_revision > 0),
         };
+        self.store.number_committed().await?;
         let batch = self
             .store
             .read_events(&scope.filter, after, page.size + 1)
@@ -293,6 +294,7 @@ impl Events {
         })?;
         // Subscribed before the first read, so that no commit after it goes unnoticed.
         let revisions = self.store.revisions();
+        self.store.number_committed().await?;
         let (position, first) = if after_revision > 0 {
             let batch = self
                 .store

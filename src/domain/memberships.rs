@@ -212,17 +212,6 @@ impl Memberships {
         ws.check_writable()?;
         let key = resolve(&tx, who).await?;
         let at = now();
-        m::delete_if_expired(&tx, &ws, &key, at).await?;
-        if m::find(&tx, &ws, &key, at).await?.is_some() {
-            return Err(Error::AlreadyExists {
-                reason: Reason::MemberExists,
-                message: format!(
-                    "{} is already a member of workspace \"{}\"",
-                    key.describe(),
-                    echo(&name)
-                ),
-            });
-        }
         let member = Member {
             workspace: ws.name.clone(),
             key,
@@ -234,7 +223,17 @@ impl Memberships {
             expire_time,
             version: 1,
         };
-        m::insert(&tx, &ws, &member).await?;
+        // In place of one that ended, whose end the sweep may not have reached yet.
+        if !m::add(&tx, &ws, &member, at).await? {
+            return Err(Error::AlreadyExists {
+                reason: Reason::MemberExists,
+                message: format!(
+                    "{} is already a member of workspace \"{}\"",
+                    member.key.describe(),
+                    echo(&name)
+                ),
+            });
+        }
         let member = m::with_email(&tx, member).await?;
         let event = record(MemberAdded, &ws, &p.subject, Object::Member(member.clone()));
         self.store.commit_change(tx, &name, Some(event)).await?;

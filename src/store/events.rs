@@ -1,16 +1,30 @@
-//! The change history: events appended in the transaction of the change they record, and
+//! The change history: events written in the transaction of the change they record, and
 //! read in revision order.
 //!
-//! How revisions follow commit order on every replica: a transaction takes its revision by
-//! incrementing the one row of `event_log` in its last statement before committing (the
-//! one that inserts the event), and so holds that row's lock until its commit is visible. The next writer waits for the lock, so
-//! it increments only after the previous revision committed. The committed revisions are then
-//! always a gap-free prefix of the numbers handed out: a reader that sees revision R sees
-//! every revision below R (or learns from `pruned` that they were pruned), and a rolled-back
-//! transaction gives its number back. PostgreSQL sequences hand numbers out before commit,
-//! which is why none is used. The cost: writers of the whole deployment commit one after
-//! another for the time of one statement and a commit, where the change's own statements
-//! run concurrently before. On SQLite writers take turns anyway.
+//! How revisions follow commit order on every replica, without holes: a revision is given
+//! only to an event whose change has committed, by a step that holds the one row of
+//! `event_log` locked while it numbers on from that row's `latest`. A reader that sees
+//! revision R therefore sees every revision below R (or learns from `pruned` that they were
+//! pruned); numbers handed out before commit, as by a PostgreSQL sequence, would let a reader
+//! see 11 committed while 10 is still in flight.
+//!
+//! - On SQLite, whose one writer holds the database's lock until it commits, the writing
+//!   transaction numbers its own event as it inserts it (a trigger moves `latest`).
+//! - On PostgreSQL a writing transaction that finds the counter free takes it in its last
+//!   statement and holds it until it commits, numbering any pending events and then its own
+//!   (one writer alone pays nothing more). One that finds it taken does not wait: it writes
+//!   its event into `pending_events` and commits concurrently with the others, sharing their
+//!   WAL flushes; then a numbering pass ([`sequence`]) moves every committed pending event
+//!   into `events` under the counter's lock, in the order they were written. Such a writer
+//!   answers at once and wakes its replica's numbering task, which runs one pass at a time,
+//!   each for every change committed before it began; a reader of the history waits for a
+//!   pass while events are pending, so it sees every change acknowledged before it asked;
+//!   and every replica sweeps what a crashed writer left. A change that saw another's rows
+//!   wrote its event after that one committed, so dependent changes are numbered in their
+//!   commit order; only changes that ran at once without seeing each other may be numbered
+//!   in the order they wrote their events rather than the order their commits finished.
+//!   Event times are the database's clock when the event was written, raised where needed
+//!   (`latest_time_us`) so that they never go back as revisions go up.
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 
@@ -36,9 +50,12 @@ pub(crate) struct NewEvent {
     pub(crate) object: EventObject,
 }
 
-/// Appends `e` in the transaction `tx` and returns its revision. Call it last, just before
-/// the commit: the counter's lock is held from here to the commit.
-pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<i64, DbErr> {
+/// Writes `e` in the transaction `tx`, as its last statement before the commit, and returns
+/// its revision when it has one already: always on SQLite; on PostgreSQL when no one holds
+/// the counter, which this transaction then holds until it commits, numbering the pending
+/// events before its own (so one writer alone pays no pass). Otherwise the event waits in
+/// `pending_events` for [`sequence`] (`None`).
+pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<Option<i64>, DbErr> {
     let backend = tx.get_database_backend();
     let object = serde_json::to_string(&e.object)
         .map_err(|err| DbErr::Custom(format!("an event's object did not encode: {err}")))?;
@@ -51,28 +68,130 @@ pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<i
         e.method.as_str().into(),
         object.into(),
     ];
-    // One statement, so that the counter's lock is held for as short as can be. On
-    // PostgreSQL the counter's UPDATE takes the row lock, and the time is read from the
-    // database's clock once it is held, so that times follow revisions on every replica.
-    // On SQLite, whose one writer holds the database's lock already, a trigger
-    // (`events_latest`, see m0005) moves the counter.
-    let sql = if backend == DbBackend::Postgres {
-        "WITH r AS (UPDATE event_log SET latest = latest + 1 WHERE id = 1 RETURNING latest) \
-         INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
-         request_id, method, object) SELECT latest, \
-         (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
-         $1, $2, $3, $4, $5, $6, $7 FROM r RETURNING revision"
-    } else {
-        values.push(now().timestamp_micros().into());
-        "INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
-         request_id, method, object) SELECT latest + 1, $8, $1, $2, $3, $4, $5, $6, $7 \
-         FROM event_log WHERE id = 1 RETURNING revision"
-    };
+    if backend == DbBackend::Postgres {
+        let (revision, _) = number(tx, Turn::IfFree(values)).await?;
+        return Ok(revision);
+    }
+    // The trigger `events_latest` (see m0005) moves the counter.
+    values.push(now().timestamp_micros().into());
     let row = tx
-        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
+             request_id, method, object) SELECT latest + 1, $8, $1, $2, $3, $4, $5, $6, $7 \
+             FROM event_log WHERE id = 1 RETURNING revision",
+            values,
+        ))
         .await?
         .ok_or_else(|| corrupt("event log", "no counter row"))?;
-    row.try_get("", "revision")
+    row.try_get("", "revision").map(Some)
+}
+
+/// Most events one numbering pass moves, so that a backlog (after an outage, say) is
+/// numbered in transactions of bounded size.
+const PASS_EVENTS: i64 = 10_000;
+
+/// PostgreSQL: gives revisions to every pending event whose change has committed, oldest
+/// first, and returns the highest committed revision. See the module's comment.
+pub(crate) async fn sequence<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
+    loop {
+        // Outside a transaction: the statement is one, and commits at once.
+        let (latest, moved) = number(db, Turn::Wait).await?;
+        let latest = latest.ok_or_else(|| corrupt("event log", "no counter row"))?;
+        if moved < PASS_EVENTS {
+            return Ok(latest);
+        }
+    }
+}
+
+/// How [`number`] takes the counter.
+enum Turn {
+    /// A writer's: only if no one holds it, to number the pending events and then its own
+    /// (its seven values, as `append` binds them); else its event is queued as pending.
+    IfFree(Vec<Value>),
+    /// A pass's: waiting for it, to number the oldest `PASS_EVENTS` pending events.
+    Wait,
+}
+
+/// PostgreSQL: one statement that takes the counter's row lock as `turn` says and, holding
+/// it, numbers the pending events, oldest written first, then the writer's own event, and
+/// moves the counter. Returns the highest revision (`None` when a writer's event was queued
+/// instead) and how many pending events it numbered.
+///
+/// Whatever the snapshot the statement started with, it numbers from the counter's current
+/// row (a locked row is read at its newest version), skips pending events that another
+/// holder numbered meanwhile, and leaves those committed since for the next holder. The
+/// delete waits for the counter (`EXISTS (…counter)` is a one-time filter, evaluated before
+/// any row is deleted), so holders lock in one order: the counter, then pending rows.
+async fn number<C: ConnectionTrait>(c: &C, turn: Turn) -> Result<(Option<i64>, i64), DbErr> {
+    let (lock, pending, own, values) = match turn {
+        Turn::IfFree(own) => (
+            "FOR UPDATE SKIP LOCKED",
+            "SELECT seq FROM pending_events",
+            // Last, after every pending event its transaction may have seen.
+            " UNION ALL SELECT 9223372036854775807, \
+             (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
+             $1, $2, $3, $4, $5, $6, $7 FROM counter",
+            own,
+        ),
+        Turn::Wait => (
+            "FOR UPDATE",
+            "SELECT seq FROM pending_events ORDER BY seq LIMIT $1",
+            "",
+            vec![PASS_EVENTS.into()],
+        ),
+    };
+    let queue = if own.is_empty() {
+        ""
+    } else {
+        "queued AS (INSERT INTO pending_events (time_us, kind, workspace, workspace_id, actor, \
+         request_id, method, object) SELECT \
+         (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, $1, $2, $3, $4, $5, $6, \
+         $7 WHERE NOT EXISTS (SELECT 1 FROM counter)),"
+    };
+    let sql = format!(
+        "WITH counter AS (SELECT latest, latest_time_us FROM event_log WHERE id = 1 {lock}), \
+         {queue} \
+         moved AS (DELETE FROM pending_events WHERE seq IN ({pending}) \
+         AND EXISTS (SELECT 1 FROM counter) \
+         RETURNING seq, time_us, kind, workspace, workspace_id, actor, request_id, method, \
+         object), \
+         numbered AS (SELECT counter.latest + row_number() OVER w AS revision, \
+         GREATEST(counter.latest_time_us, max(r.time_us) OVER w) AS time_us, r.kind, \
+         r.workspace, r.workspace_id, r.actor, r.request_id, r.method, r.object \
+         FROM (SELECT seq, time_us, kind, workspace, workspace_id, actor, request_id, method, \
+         object FROM moved{own}) AS r, counter WINDOW w AS (ORDER BY r.seq)), \
+         inserted AS (INSERT INTO events (revision, time_us, kind, workspace, workspace_id, \
+         actor, request_id, method, object) SELECT revision, time_us, kind, workspace, \
+         workspace_id, actor, request_id, method, object FROM numbered \
+         RETURNING revision, time_us), \
+         moved_on AS (UPDATE event_log SET latest = (SELECT max(revision) FROM inserted), \
+         latest_time_us = (SELECT max(time_us) FROM inserted) \
+         WHERE id = 1 AND EXISTS (SELECT 1 FROM inserted)) \
+         SELECT (SELECT count(*) FROM moved) AS moved, \
+         COALESCE((SELECT max(revision) FROM inserted), (SELECT latest FROM counter)) AS latest"
+    );
+    let row = c
+        .query_one_raw(Statement::from_sql_and_values(
+            c.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?
+        .ok_or_else(|| corrupt("event log", "no answer from numbering"))?;
+    Ok((row.try_get("", "latest")?, row.try_get("", "moved")?))
+}
+
+/// PostgreSQL: whether any event waits for a revision.
+pub(crate) async fn pending<C: ConnectionTrait>(c: &C) -> Result<bool, DbErr> {
+    let row = c
+        .query_one_raw(Statement::from_string(
+            c.get_database_backend(),
+            "SELECT EXISTS (SELECT 1 FROM pending_events) AS pending",
+        ))
+        .await?
+        .ok_or_else(|| corrupt("pending events", "no answer"))?;
+    row.try_get("", "pending")
 }
 
 /// Which events a reader asks for.

@@ -89,6 +89,22 @@ pub struct Store {
     record_events: bool,
     /// The newest events, read once for every watch on this replica.
     tail: Arc<events::Tail>,
+    /// On PostgreSQL, this replica's turns at numbering events (see `events::sequence`).
+    passes: Arc<Passes>,
+}
+
+/// One numbering pass at a time on a replica, each covering every change that committed
+/// before it began: the changes that commit meanwhile are numbered by the next pass together.
+#[derive(Debug, Default)]
+struct Passes {
+    /// Writers that asked for a pass so far.
+    asked: AtomicU64,
+    /// Writers covered by the passes done so far.
+    covered: AtomicU64,
+    /// Held while a pass runs.
+    turn: tokio::sync::Mutex<()>,
+    /// Wakes the replica's numbering task (`follow_events`).
+    wake: tokio::sync::Notify,
 }
 
 impl Store {
@@ -161,6 +177,7 @@ impl Store {
             revisions: Arc::new(tokio::sync::watch::Sender::new(0)),
             record_events: true,
             tail: Arc::default(),
+            passes: Arc::default(),
         })
     }
 
@@ -333,21 +350,58 @@ impl Store {
         self.commit_recorded(tx, Some(event)).await
     }
 
-    /// Appends `event` (unless events are off), commits, and wakes this replica's watches.
+    /// Writes `event` (unless events are off), commits, and wakes this replica's watches, or
+    /// on PostgreSQL, when the event was queued for a revision, this replica's numbering
+    /// (see `events::append`): readers wait for it (`number_committed`), the writer does not.
     async fn commit_recorded(
         &self,
         tx: DatabaseTransaction,
         event: Option<&events::NewEvent>,
     ) -> Result<(), DbErr> {
-        let revision = match event {
-            Some(e) if self.record_events => Some(events::append(&tx, e).await?),
-            _ => None,
+        let recorded = event.filter(|_| self.record_events);
+        let revision = match recorded {
+            Some(e) => events::append(&tx, e).await?,
+            None => None,
         };
         tx.commit().await?;
-        if let Some(revision) = revision {
-            self.committed(revision);
+        match revision {
+            Some(revision) => self.committed(revision),
+            None if recorded.is_some() => self.passes.wake.notify_one(),
+            None => {}
         }
         Ok(())
+    }
+
+    /// PostgreSQL: numbers the events of every change committed before this call, so that
+    /// a reader of the history sees every change acknowledged before it asked (writers that
+    /// found the counter taken answer before their events have revisions).
+    pub(crate) async fn number_committed(&self) -> Result<(), DbErr> {
+        if self.backend() == DbBackend::Postgres && events::pending(&self.db).await? {
+            self.number_events().await;
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: waits for a numbering pass that begins after this call, running it if
+    /// no pass is running. A failed pass is logged, not returned: the changes committed, and
+    /// the next pass (this replica's sweep at the latest, see `follow_events`) numbers them.
+    async fn number_events(&self) {
+        let p = &self.passes;
+        let ticket = p.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let _turn = p.turn.lock().await;
+        if p.covered.load(Ordering::SeqCst) >= ticket {
+            return;
+        }
+        // Every caller counted here asked after what it waits for committed, so before the
+        // pass's statement starts.
+        let covers = p.asked.load(Ordering::SeqCst);
+        match events::sequence(&self.db).await {
+            Ok(latest) => {
+                p.covered.fetch_max(covers, Ordering::SeqCst);
+                self.committed(latest);
+            }
+            Err(e) => tracing::warn!("numbering events failed: {}", describe(&e)),
+        }
     }
 
     /// Wakes the watches on this replica: `revision` committed.
@@ -402,8 +456,9 @@ impl Store {
         Ok(latest)
     }
 
-    /// On PostgreSQL, where other replicas commit events too, reads the highest committed
-    /// revision every `EVENT_POLL` while any watch waits on this replica, so that a watch
+    /// On PostgreSQL, where other replicas commit events too: numbers the events a writer
+    /// left pending (it crashed, or its pass failed), and reads the highest committed
+    /// revision while any watch waits on this replica, every `EVENT_POLL`, so that a watch
     /// sees another replica's commit within that. Runs until aborted.
     pub(crate) async fn follow_events(self) {
         if self.backend() != DbBackend::Postgres {
@@ -412,7 +467,20 @@ impl Store {
         let mut tick = tokio::time::interval(EVENT_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                // A writer of this replica queued its event: a pass numbers it and every
+                // other committed since the last, so passes keep up with any write rate.
+                _ = self.passes.wake.notified() => {
+                    self.number_events().await;
+                    continue;
+                }
+                _ = tick.tick() => {}
+            }
+            match events::pending(&self.db).await {
+                Ok(true) => self.number_events().await,
+                Ok(false) => {}
+                Err(e) => tracing::debug!("reading pending events failed: {e}"),
+            }
             if self.revisions.receiver_count() == 0 {
                 continue;
             }

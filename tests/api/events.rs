@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sea_orm::ConnectionTrait;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use workspaced::{domain::events::EventSettings, pb::v1 as pb};
@@ -753,9 +754,12 @@ async fn writers_on_two_replicas_give_every_watcher_one_order_without_gaps() {
             .expect("every watcher reached the last revision within 10 s")
             .unwrap();
     }
-    // Exactly the committed events, each once, in one order, on every watcher.
-    let expected: Vec<(i64, i32, String)> = events_of(&a, "", start)
-        .await
+    // Exactly the committed events, each once, in one order, on every watcher; their times
+    // never go back as revisions go up.
+    let listed = events_of(&a, "", start).await;
+    let time = |e: &pb::Event| e.time.map(|t| (t.seconds, t.nanos)).unwrap();
+    assert!(listed.windows(2).all(|w| time(&w[0]) <= time(&w[1])));
+    let expected: Vec<(i64, i32, String)> = listed
         .into_iter()
         .map(|e| (e.revision, e.r#type, e.workspace))
         .collect();
@@ -975,4 +979,42 @@ async fn a_watch_ends_when_its_token_expires() {
         .expect("the watch ended within 6 s")
         .expect("an answer");
     assert_status(&end.unwrap_err(), Code::Unauthenticated, "TOKEN_EXPIRED");
+}
+
+/// PostgreSQL: a writer that died after its commit, before its event had a revision (the
+/// event waits in `pending_events`), loses nothing: a replica's sweep numbers it, and a
+/// watcher that reads nothing else sees it.
+#[tokio::test]
+async fn an_event_a_writer_left_unnumbered_is_numbered_by_the_sweep() {
+    let s = TestServer::spawn().await;
+    if !s.db.is_postgres() {
+        return; // SQLite numbers events in the writing transaction.
+    }
+    let alice = token("alice");
+    create(&s, &alice, new_ws("left")).await;
+    let before = latest(&s).await;
+    let mut watch = s
+        .watch_events(&platform_service(), pb::WatchEventsRequest::default())
+        .await
+        .unwrap();
+    // What such a writer leaves behind: its change's event, committed but not numbered.
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    db.execute_unprepared(&format!(
+        "INSERT INTO pending_events (time_us, kind, workspace, workspace_id, actor, \
+         request_id, method, object) SELECT time_us, kind, workspace, workspace_id, actor, \
+         'left-behind', method, object FROM events WHERE revision = {before}"
+    ))
+    .await
+    .unwrap();
+    db.close().await.ok();
+    let seen = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("the pending event was numbered within 5 s")
+        .expect("the watch goes on")
+        .unwrap()
+        .events;
+    assert_eq!(kinds(&seen), [T::WorkspaceCreated]);
+    assert_eq!(seen[0].revision, before + 1);
+    assert_eq!(seen[0].request_id, "left-behind");
+    assert_eq!(latest(&s).await, before + 1);
 }

@@ -8,6 +8,7 @@ mod m0002_list_indexes;
 mod m0003_gpu_requests;
 mod m0004_group_members;
 mod m0005_events;
+mod m0006_pending_events;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_gpu_requests::Migration),
             Box::new(m0004_group_members::Migration),
             Box::new(m0005_events::Migration),
+            Box::new(m0006_pending_events::Migration),
         ]
     }
 }
