@@ -26,7 +26,10 @@
 //!   Event times are the database's clock when the event was written, raised where needed
 //!   (`latest_time_us`) so that they never go back as revisions go up.
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement,
+    TransactionTrait, Value,
+};
 
 use super::corrupt;
 use crate::domain::model::{Event, EventKind, EventObject, now};
@@ -90,13 +93,21 @@ pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<O
 /// Most events one numbering pass moves, so that a backlog (after an outage, say) is
 /// numbered in transactions of bounded size.
 const PASS_EVENTS: i64 = 10_000;
+/// Most pending events a writer numbers before its own.
+const INLINE_EVENTS: i64 = 100;
 
 /// PostgreSQL: gives revisions to every pending event whose change has committed, oldest
 /// first, and returns the highest committed revision. See the module's comment.
-pub(crate) async fn sequence<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
+pub(crate) async fn sequence(db: &DatabaseConnection) -> Result<i64, DbErr> {
     loop {
-        // Outside a transaction: the statement is one, and commits at once.
-        let (latest, moved) = number(db, Turn::Wait).await?;
+        let tx = db.begin().await?;
+        // The lock first, in a statement of its own, so that `number` reads a snapshot taken
+        // once it is held: it then sees every pending event as it stands, and a pass that
+        // numbers fewer than `PASS_EVENTS` has numbered every one committed before it.
+        tx.execute_unprepared("SELECT 1 FROM event_log WHERE id = 1 FOR UPDATE")
+            .await?;
+        let (latest, moved) = number(&tx, Turn::Wait).await?;
+        tx.commit().await?;
         let latest = latest.ok_or_else(|| corrupt("event log", "no counter row"))?;
         if moved < PASS_EVENTS {
             return Ok(latest);
@@ -106,8 +117,10 @@ pub(crate) async fn sequence<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
 
 /// How [`number`] takes the counter.
 enum Turn {
-    /// A writer's: only if no one holds it, to number the pending events and then its own
-    /// (its seven values, as `append` binds them); else its event is queued as pending.
+    /// A writer's: only if no one holds it and fewer than `INLINE_EVENTS` events are
+    /// pending (a backlog is left to the passes, which number it in bounded chunks), to
+    /// number the pending events and then its own (its seven values, as `append` binds
+    /// them); else its event is queued as pending.
     IfFree(Vec<Value>),
     /// A pass's: waiting for it, to number the oldest `PASS_EVENTS` pending events.
     Wait,
@@ -126,13 +139,16 @@ enum Turn {
 async fn number<C: ConnectionTrait>(c: &C, turn: Turn) -> Result<(Option<i64>, i64), DbErr> {
     let (lock, pending, own, values) = match turn {
         Turn::IfFree(own) => (
-            "FOR UPDATE SKIP LOCKED",
+            "AND (SELECT count(*) FROM (SELECT 1 FROM pending_events LIMIT $8) AS b) < $8 \
+             FOR UPDATE SKIP LOCKED",
             "SELECT seq FROM pending_events",
             // Last, after every pending event its transaction may have seen.
             " UNION ALL SELECT 9223372036854775807, \
              (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
              $1, $2, $3, $4, $5, $6, $7 FROM counter",
-            own,
+            own.into_iter()
+                .chain([Value::from(INLINE_EVENTS)])
+                .collect(),
         ),
         Turn::Wait => (
             "FOR UPDATE",

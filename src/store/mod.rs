@@ -377,31 +377,28 @@ impl Store {
     /// found the counter taken answer before their events have revisions).
     pub(crate) async fn number_committed(&self) -> Result<(), DbErr> {
         if self.backend() == DbBackend::Postgres && events::pending(&self.db).await? {
-            self.number_events().await;
+            self.number_events().await?;
         }
         Ok(())
     }
 
     /// PostgreSQL: waits for a numbering pass that begins after this call, running it if
-    /// no pass is running. A failed pass is logged, not returned: the changes committed, and
-    /// the next pass (this replica's sweep at the latest, see `follow_events`) numbers them.
-    async fn number_events(&self) {
+    /// no pass is running. A failed pass fails every caller waiting for it; its changes are
+    /// committed, and the next pass numbers them.
+    async fn number_events(&self) -> Result<(), DbErr> {
         let p = &self.passes;
         let ticket = p.asked.fetch_add(1, Ordering::SeqCst) + 1;
         let _turn = p.turn.lock().await;
         if p.covered.load(Ordering::SeqCst) >= ticket {
-            return;
+            return Ok(());
         }
         // Every caller counted here asked after what it waits for committed, so before the
-        // pass's statement starts.
+        // pass's snapshot.
         let covers = p.asked.load(Ordering::SeqCst);
-        match events::sequence(&self.db).await {
-            Ok(latest) => {
-                p.covered.fetch_max(covers, Ordering::SeqCst);
-                self.committed(latest);
-            }
-            Err(e) => tracing::warn!("numbering events failed: {}", describe(&e)),
-        }
+        let latest = events::sequence(&self.db).await?;
+        p.covered.fetch_max(covers, Ordering::SeqCst);
+        self.committed(latest);
+        Ok(())
     }
 
     /// Wakes the watches on this replica: `revision` committed.
@@ -471,15 +468,15 @@ impl Store {
                 // A writer of this replica queued its event: a pass numbers it and every
                 // other committed since the last, so passes keep up with any write rate.
                 _ = self.passes.wake.notified() => {
-                    self.number_events().await;
+                    if let Err(e) = self.number_events().await {
+                        tracing::warn!("numbering events failed: {}", describe(&e));
+                    }
                     continue;
                 }
                 _ = tick.tick() => {}
             }
-            match events::pending(&self.db).await {
-                Ok(true) => self.number_events().await,
-                Ok(false) => {}
-                Err(e) => tracing::debug!("reading pending events failed: {e}"),
+            if let Err(e) = self.number_committed().await {
+                tracing::debug!("numbering what a writer left failed: {}", describe(&e));
             }
             if self.revisions.receiver_count() == 0 {
                 continue;

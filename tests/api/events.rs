@@ -1018,3 +1018,42 @@ async fn an_event_a_writer_left_unnumbered_is_numbered_by_the_sweep() {
     assert_eq!(seen[0].request_id, "left-behind");
     assert_eq!(latest(&s).await, before + 1);
 }
+
+/// PostgreSQL: events waiting for revisions (here 150, as a replica that lost its database
+/// for a while leaves them) are numbered before a later write's, in the order they were
+/// written, and a reader sees them all.
+#[tokio::test]
+async fn a_backlog_of_pending_events_is_numbered_before_a_later_write() {
+    let s = TestServer::spawn().await;
+    if !s.db.is_postgres() {
+        return; // SQLite numbers events in the writing transaction.
+    }
+    let alice = token("alice");
+    create(&s, &alice, new_ws("backlog")).await;
+    let before = latest(&s).await;
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    db.execute_unprepared(&format!(
+        "INSERT INTO pending_events (time_us, kind, workspace, workspace_id, actor, \
+         request_id, method, object) SELECT time_us, kind, workspace, workspace_id, actor, \
+         'old-' || lpad(n::text, 3, '0'), method, object \
+         FROM events, generate_series(1, 150) AS n WHERE revision = {before} ORDER BY n"
+    ))
+    .await
+    .unwrap();
+    db.close().await.ok();
+    s.add_member(&alice, "backlog", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    let events = events_of(&s, "backlog", before).await;
+    let revisions: Vec<i64> = events.iter().map(|e| e.revision).collect();
+    assert_eq!(revisions, (before + 1..=before + 151).collect::<Vec<_>>());
+    let old: Vec<String> = (1..=150).map(|n| format!("old-{n:03}")).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.request_id.as_str()).collect();
+    assert_eq!(
+        ids[..150],
+        old.iter().map(String::as_str).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(events[150].r#type(), T::MemberAdded);
+    let time = |e: &pb::Event| e.time.map(|t| (t.seconds, t.nanos)).unwrap();
+    assert!(events.windows(2).all(|w| time(&w[0]) <= time(&w[1])));
+}
