@@ -10,21 +10,23 @@
 //!
 //! - On SQLite, whose one writer holds the database's lock until it commits, the writing
 //!   transaction numbers its own event as it inserts it (a trigger moves `latest`).
-//! - On PostgreSQL a writing transaction that finds the counter free takes it in its last
-//!   statement and holds it until it commits, numbering any pending events and then its own
-//!   (one writer alone pays nothing more). One that finds it taken does not wait: it writes
-//!   its event into `pending_events` and commits concurrently with the others, sharing their
-//!   WAL flushes; then a numbering pass ([`sequence`]) moves every committed pending event
-//!   into `events` under the counter's lock, in the order they were written. Such a writer
-//!   answers at once and wakes its replica's numbering task, which runs one pass at a time,
-//!   each for every change committed before it began; a reader of the history waits for a
-//!   pass while events are pending, so it sees every change acknowledged before it asked;
-//!   and every replica sweeps what a crashed writer left. A change that saw another's rows
-//!   wrote its event after that one committed, so dependent changes are numbered in their
-//!   commit order; only changes that ran at once without seeing each other may be numbered
-//!   in the order they wrote their events rather than the order their commits finished.
-//!   Event times are the database's clock when the event was written, raised where needed
-//!   (`latest_time_us`) so that they never go back as revisions go up.
+//! - On PostgreSQL a writing transaction that finds the counter free and no event pending
+//!   takes the counter in its last statement, numbers its event and holds the counter until
+//!   it commits (one writer alone pays nothing more). One that finds it taken, or events
+//!   pending, does not wait: it writes its event into `pending_events` and commits
+//!   concurrently with the others; then a numbering pass ([`sequence`]) moves every
+//!   committed pending event into `events` under the counter's lock, in the order they were
+//!   written. Such a writer answers at once and wakes its replica's numbering task, which
+//!   runs one pass at a time, each for every change committed before it began; a reader of
+//!   the history waits for a pass while events are pending, so it sees every change
+//!   acknowledged before it asked; and every replica sweeps what a crashed writer left. A
+//!   change that saw another's rows wrote its event after that one committed, so dependent
+//!   changes are numbered in their commit order (a writer numbers its own only when no
+//!   event it could have seen is still pending); only changes that ran at once without
+//!   seeing each other may be numbered in the order they wrote their events rather than the
+//!   order their commits finished. Event times are the database's clock when the event was
+//!   written, raised where needed (`latest_time_us`) so that they never go back as
+//!   revisions go up.
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement,
@@ -55,8 +57,8 @@ pub(crate) struct NewEvent {
 
 /// Writes `e` in the transaction `tx`, as its last statement before the commit, and returns
 /// its revision when it has one already: always on SQLite; on PostgreSQL when no one holds
-/// the counter, which this transaction then holds until it commits, numbering the pending
-/// events before its own (so one writer alone pays no pass). Otherwise the event waits in
+/// the counter and no event is pending, and this transaction then holds the counter until
+/// it commits (so one writer alone pays no pass). Otherwise the event waits in
 /// `pending_events` for [`sequence`] (`None`).
 pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<Option<i64>, DbErr> {
     let backend = tx.get_database_backend();
@@ -72,8 +74,32 @@ pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<O
         object.into(),
     ];
     if backend == DbBackend::Postgres {
-        let (revision, _) = number(tx, Turn::IfFree(values)).await?;
-        return Ok(revision);
+        // Numbered here only when no event is pending: every change this transaction saw
+        // committed before this statement's snapshot, so is numbered already, and the event
+        // can take the next revision. Otherwise it is queued, without waiting for the lock.
+        let row = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                "WITH counter AS (SELECT latest, latest_time_us FROM event_log WHERE id = 1 \
+                 AND NOT EXISTS (SELECT 1 FROM pending_events) FOR UPDATE SKIP LOCKED), \
+                 queued AS (INSERT INTO pending_events (time_us, kind, workspace, \
+                 workspace_id, actor, request_id, method, object) SELECT \
+                 (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
+                 $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM counter)), \
+                 moved_on AS (UPDATE event_log SET latest = counter.latest + 1, \
+                 latest_time_us = GREATEST(counter.latest_time_us, \
+                 (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT) \
+                 FROM counter WHERE event_log.id = 1 \
+                 RETURNING event_log.latest, event_log.latest_time_us), \
+                 inserted AS (INSERT INTO events (revision, time_us, kind, workspace, \
+                 workspace_id, actor, request_id, method, object) SELECT latest, \
+                 latest_time_us, $1, $2, $3, $4, $5, $6, $7 FROM moved_on RETURNING revision) \
+                 SELECT (SELECT revision FROM inserted) AS revision",
+                values,
+            ))
+            .await?
+            .ok_or_else(|| corrupt("event log", "no answer from the append"))?;
+        return row.try_get("", "revision");
     }
     // The trigger `events_latest` (see m0005) moves the counter.
     values.push(now().timestamp_micros().into());
@@ -93,8 +119,6 @@ pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<O
 /// Most events one numbering pass moves, so that a backlog (after an outage, say) is
 /// numbered in transactions of bounded size.
 const PASS_EVENTS: i64 = 10_000;
-/// Most pending events a writer numbers before its own.
-const INLINE_EVENTS: i64 = 100;
 
 /// PostgreSQL: gives revisions to every pending event whose change has committed, oldest
 /// first, and returns the highest committed revision. See the module's comment.
@@ -106,7 +130,7 @@ pub(crate) async fn sequence(db: &DatabaseConnection) -> Result<i64, DbErr> {
         // numbers fewer than `PASS_EVENTS` has numbered every one committed before it.
         tx.execute_unprepared("SELECT 1 FROM event_log WHERE id = 1 FOR UPDATE")
             .await?;
-        let (latest, moved) = number(&tx, Turn::Wait).await?;
+        let (latest, moved) = number(&tx).await?;
         tx.commit().await?;
         let latest = latest.ok_or_else(|| corrupt("event log", "no counter row"))?;
         if moved < PASS_EVENTS {
@@ -115,83 +139,32 @@ pub(crate) async fn sequence(db: &DatabaseConnection) -> Result<i64, DbErr> {
     }
 }
 
-/// How [`number`] takes the counter.
-enum Turn {
-    /// A writer's: only if no one holds it and fewer than `INLINE_EVENTS` events are
-    /// pending (a backlog is left to the passes, which number it in bounded chunks), to
-    /// number the pending events and then its own (its seven values, as `append` binds
-    /// them); else its event is queued as pending.
-    IfFree(Vec<Value>),
-    /// A pass's: waiting for it, to number the oldest `PASS_EVENTS` pending events.
-    Wait,
-}
-
-/// PostgreSQL: one statement that takes the counter's row lock as `turn` says and, holding
-/// it, numbers the pending events, oldest written first, then the writer's own event, and
-/// moves the counter. Returns the highest revision (`None` when a writer's event was queued
-/// instead) and how many pending events it numbered.
-///
-/// Whatever the snapshot the statement started with, it numbers from the counter's current
-/// row (a locked row is read at its newest version), skips pending events that another
-/// holder numbered meanwhile, and leaves those committed since for the next holder. The
-/// delete waits for the counter (`EXISTS (…counter)` is a one-time filter, evaluated before
-/// any row is deleted), so holders lock in one order: the counter, then pending rows.
-async fn number<C: ConnectionTrait>(c: &C, turn: Turn) -> Result<(Option<i64>, i64), DbErr> {
-    let (lock, pending, own, values) = match turn {
-        Turn::IfFree(own) => (
-            "AND (SELECT count(*) FROM (SELECT 1 FROM pending_events LIMIT $8) AS b) < $8 \
-             FOR UPDATE SKIP LOCKED",
-            "SELECT seq FROM pending_events",
-            // Last, after every pending event its transaction may have seen.
-            " UNION ALL SELECT 9223372036854775807, \
-             (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
-             $1, $2, $3, $4, $5, $6, $7 FROM counter",
-            own.into_iter()
-                .chain([Value::from(INLINE_EVENTS)])
-                .collect(),
-        ),
-        Turn::Wait => (
-            "FOR UPDATE",
-            "SELECT seq FROM pending_events ORDER BY seq LIMIT $1",
-            "",
-            vec![PASS_EVENTS.into()],
-        ),
-    };
-    let queue = if own.is_empty() {
-        ""
-    } else {
-        "queued AS (INSERT INTO pending_events (time_us, kind, workspace, workspace_id, actor, \
-         request_id, method, object) SELECT \
-         (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, $1, $2, $3, $4, $5, $6, \
-         $7 WHERE NOT EXISTS (SELECT 1 FROM counter)),"
-    };
-    let sql = format!(
-        "WITH counter AS (SELECT latest, latest_time_us FROM event_log WHERE id = 1 {lock}), \
-         {queue} \
-         moved AS (DELETE FROM pending_events WHERE seq IN ({pending}) \
-         AND EXISTS (SELECT 1 FROM counter) \
-         RETURNING seq, time_us, kind, workspace, workspace_id, actor, request_id, method, \
-         object), \
-         numbered AS (SELECT counter.latest + row_number() OVER w AS revision, \
-         GREATEST(counter.latest_time_us, max(r.time_us) OVER w) AS time_us, r.kind, \
-         r.workspace, r.workspace_id, r.actor, r.request_id, r.method, r.object \
-         FROM (SELECT seq, time_us, kind, workspace, workspace_id, actor, request_id, method, \
-         object FROM moved{own}) AS r, counter WINDOW w AS (ORDER BY r.seq)), \
-         inserted AS (INSERT INTO events (revision, time_us, kind, workspace, workspace_id, \
-         actor, request_id, method, object) SELECT revision, time_us, kind, workspace, \
-         workspace_id, actor, request_id, method, object FROM numbered \
-         RETURNING revision, time_us), \
-         moved_on AS (UPDATE event_log SET latest = (SELECT max(revision) FROM inserted), \
-         latest_time_us = (SELECT max(time_us) FROM inserted) \
-         WHERE id = 1 AND EXISTS (SELECT 1 FROM inserted)) \
-         SELECT (SELECT count(*) FROM moved) AS moved, \
-         COALESCE((SELECT max(revision) FROM inserted), (SELECT latest FROM counter)) AS latest"
-    );
+/// PostgreSQL, in a pass holding the counter's lock: numbers the oldest `PASS_EVENTS`
+/// pending events, in the order they were written, with times raised to the newest before
+/// them, and moves the counter. Returns the highest revision and how many it numbered.
+async fn number<C: ConnectionTrait>(c: &C) -> Result<(Option<i64>, i64), DbErr> {
     let row = c
         .query_one_raw(Statement::from_sql_and_values(
             c.get_database_backend(),
-            sql,
-            values,
+            "WITH counter AS (SELECT latest, latest_time_us FROM event_log WHERE id = 1), \
+             moved AS (DELETE FROM pending_events WHERE seq IN \
+             (SELECT seq FROM pending_events ORDER BY seq LIMIT $1) \
+             RETURNING seq, time_us, kind, workspace, workspace_id, actor, request_id, method, \
+             object), \
+             numbered AS (SELECT counter.latest + row_number() OVER w AS revision, \
+             GREATEST(counter.latest_time_us, max(m.time_us) OVER w) AS time_us, m.kind, \
+             m.workspace, m.workspace_id, m.actor, m.request_id, m.method, m.object \
+             FROM moved AS m, counter WINDOW w AS (ORDER BY m.seq)), \
+             inserted AS (INSERT INTO events (revision, time_us, kind, workspace, workspace_id, \
+             actor, request_id, method, object) SELECT revision, time_us, kind, workspace, \
+             workspace_id, actor, request_id, method, object FROM numbered \
+             RETURNING revision, time_us), \
+             moved_on AS (UPDATE event_log SET latest = (SELECT max(revision) FROM inserted), \
+             latest_time_us = (SELECT max(time_us) FROM inserted) \
+             WHERE id = 1 AND EXISTS (SELECT 1 FROM inserted)) \
+             SELECT (SELECT count(*) FROM moved) AS moved, \
+             COALESCE((SELECT max(revision) FROM inserted), (SELECT latest FROM counter)) AS latest",
+            [PASS_EVENTS.into()],
         ))
         .await?
         .ok_or_else(|| corrupt("event log", "no answer from numbering"))?;
