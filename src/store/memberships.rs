@@ -156,34 +156,23 @@ pub(crate) async fn add<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     use membership::Column as M;
-    let (is_group, principal) = m.key.parts();
-    let added = membership::Entity::insert(membership::ActiveModel {
-        workspace_id: Set(ws.id.clone()),
-        is_group: Set(is_group),
-        principal: Set(principal.to_owned()),
-        role: Set(m.role.as_str().to_owned()),
-        added_by: Set(m.added_by.clone()),
-        create_time: Set(m.create_time),
-        update_time: Set(m.update_time),
-        version: Set(m.version),
-        expire_us: Set(m.expire_time.map(micros)),
-    })
-    .on_conflict(
-        OnConflict::columns([M::WorkspaceId, M::IsGroup, M::Principal])
-            .update_columns([
-                M::Role,
-                M::AddedBy,
-                M::CreateTime,
-                M::UpdateTime,
-                M::Version,
-                M::ExpireUs,
-            ])
-            // The existing row's end (the column is qualified with the table's name).
-            .action_and_where(M::ExpireUs.lte(micros(now)))
-            .to_owned(),
-    )
-    .exec_without_returning(c)
-    .await?;
+    let added = membership::Entity::insert(row(ws, m))
+        .on_conflict(
+            OnConflict::columns([M::WorkspaceId, M::IsGroup, M::Principal])
+                .update_columns([
+                    M::Role,
+                    M::AddedBy,
+                    M::CreateTime,
+                    M::UpdateTime,
+                    M::Version,
+                    M::ExpireUs,
+                ])
+                // The existing row's end (the column is qualified with the table's name).
+                .action_and_where(M::ExpireUs.lte(micros(now)))
+                .to_owned(),
+        )
+        .exec_without_returning(c)
+        .await?;
     Ok(added > 0)
 }
 
@@ -193,8 +182,16 @@ pub(crate) async fn insert<C: ConnectionTrait>(
     ws: &Workspace,
     m: &Member,
 ) -> Result<(), DbErr> {
+    membership::Entity::insert(row(ws, m))
+        .exec_without_returning(c)
+        .await?;
+    Ok(())
+}
+
+/// The row of `m` in `ws`.
+fn row(ws: &Workspace, m: &Member) -> membership::ActiveModel {
     let (is_group, principal) = m.key.parts();
-    membership::Entity::insert(membership::ActiveModel {
+    membership::ActiveModel {
         workspace_id: Set(ws.id.clone()),
         is_group: Set(is_group),
         principal: Set(principal.to_owned()),
@@ -204,10 +201,7 @@ pub(crate) async fn insert<C: ConnectionTrait>(
         update_time: Set(m.update_time),
         version: Set(m.version),
         expire_us: Set(m.expire_time.map(micros)),
-    })
-    .exec_without_returning(c)
-    .await?;
-    Ok(())
+    }
 }
 
 /// `m` with the email last seen for its subject, if any.

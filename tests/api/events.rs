@@ -981,6 +981,21 @@ async fn a_watch_ends_when_its_token_expires() {
     assert_status(&end.unwrap_err(), Code::Unauthenticated, "TOKEN_EXPIRED");
 }
 
+/// PostgreSQL: queues `n` copies of the event at `revision` as events waiting for revisions,
+/// in order, with the request ids that the SQL `request_id` makes of `n` (1 to `n`).
+async fn queue_copies(s: &TestServer, revision: i64, n: u32, request_id: &str) {
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    db.execute_unprepared(&format!(
+        "INSERT INTO pending_events (time_us, kind, workspace, workspace_id, actor, \
+         request_id, method, object) SELECT time_us, kind, workspace, workspace_id, actor, \
+         {request_id}, method, object FROM events, generate_series(1, {n}) AS n \
+         WHERE revision = {revision} ORDER BY n"
+    ))
+    .await
+    .unwrap();
+    db.close().await.ok();
+}
+
 /// PostgreSQL: a writer that died after its commit, before its event had a revision (the
 /// event waits in `pending_events`), loses nothing: a replica's sweep numbers it, and a
 /// watcher that reads nothing else sees it.
@@ -998,15 +1013,7 @@ async fn an_event_a_writer_left_unnumbered_is_numbered_by_the_sweep() {
         .await
         .unwrap();
     // What such a writer leaves behind: its change's event, committed but not numbered.
-    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
-    db.execute_unprepared(&format!(
-        "INSERT INTO pending_events (time_us, kind, workspace, workspace_id, actor, \
-         request_id, method, object) SELECT time_us, kind, workspace, workspace_id, actor, \
-         'left-behind', method, object FROM events WHERE revision = {before}"
-    ))
-    .await
-    .unwrap();
-    db.close().await.ok();
+    queue_copies(&s, before, 1, "'left-behind'").await;
     let seen = tokio::time::timeout(Duration::from_secs(5), watch.next())
         .await
         .expect("the pending event was numbered within 5 s")
@@ -1031,16 +1038,7 @@ async fn a_backlog_of_pending_events_is_numbered_before_a_later_write() {
     let alice = token("alice");
     create(&s, &alice, new_ws("backlog")).await;
     let before = latest(&s).await;
-    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
-    db.execute_unprepared(&format!(
-        "INSERT INTO pending_events (time_us, kind, workspace, workspace_id, actor, \
-         request_id, method, object) SELECT time_us, kind, workspace, workspace_id, actor, \
-         'old-' || lpad(n::text, 3, '0'), method, object \
-         FROM events, generate_series(1, 150) AS n WHERE revision = {before} ORDER BY n"
-    ))
-    .await
-    .unwrap();
-    db.close().await.ok();
+    queue_copies(&s, before, 150, "'old-' || lpad(n::text, 3, '0')").await;
     s.add_member(&alice, "backlog", "bob", pb::Role::Viewer)
         .await
         .unwrap();
