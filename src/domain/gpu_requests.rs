@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     error::{Error, Reason, Result, echo},
-    store::{Store, gpu_requests as q, policies},
+    store::{Store, gpu_requests as q},
 };
 
 /// The lease a request gets when it asks for none.
@@ -108,10 +108,7 @@ impl GpuRequests {
         let ws = guard::write(&tx, p, &name, Permission::GpuRequestsAdmit).await?;
         ws.check_writable()?;
         let now = now();
-        let policy = policies::find(&tx, &ws, false)
-            .await?
-            .ok_or_else(|| no_policy(&name))?;
-        let tally = q::usage(&tx, &ws.id, now)
+        let (policy, tally) = q::policy_and_usage(&tx, &ws, now)
             .await?
             .ok_or_else(|| no_policy(&name))?;
         let mut usage = tally.usage;

@@ -6,12 +6,15 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    QueryOrder, QueryResult, QuerySelect, Statement,
     sea_query::{Expr, OnConflict},
 };
 
-use super::entity::gpu_request::{self, Column};
-use crate::domain::model::{GprSpec, GpuRequest, GpuUsage, Workspace};
+use super::{
+    entity::gpu_request::{self, Column},
+    policies,
+};
+use crate::domain::model::{GprSpec, GpuRequest, GpuUsage, Policy, Workspace};
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -157,6 +160,33 @@ pub(crate) async fn usage<C: ConnectionTrait>(
     workspace_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Tally>, DbErr> {
+    Ok(tally(c, workspace_id, now, false)
+        .await?
+        .map(|(_, tally)| tally))
+}
+
+/// The policy of `ws` and what its requests add up to at `now`, in one query, as an
+/// admission needs them (one statement less in the writer's turn). `None` when the
+/// workspace has no policy.
+pub(crate) async fn policy_and_usage<C: ConnectionTrait>(
+    c: &C,
+    ws: &Workspace,
+    now: DateTime<Utc>,
+) -> Result<Option<(Policy, Tally)>, DbErr> {
+    let Some((row, tally)) = tally(c, &ws.id, now, true).await? else {
+        return Ok(None);
+    };
+    let row = row.ok_or_else(|| DbErr::Custom("a policy row was not read".into()))?;
+    Ok(Some((policies::from_row(&ws.name, &row)?, tally)))
+}
+
+/// `usage`, with the policy's row too when `with_policy`.
+async fn tally<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    now: DateTime<Utc>,
+    with_policy: bool,
+) -> Result<Option<(Option<QueryResult>, Tally)>, DbErr> {
     let backend = c.get_database_backend();
     // Memory sums may pass i64::MAX (a policy without a memory limit takes any size), and
     // both databases fail an overflowing integer SUM: sum wider, and saturate.
@@ -166,14 +196,17 @@ pub(crate) async fn usage<C: ConnectionTrait>(
         }
         _ => "CAST(MIN(TOTAL(g.memory_bytes), 9223372036854775807.0) AS INTEGER)",
     };
+    // Grouped by the policy's key, so its columns may be selected as they are.
+    let policy = if with_policy { "p.*, " } else { "" };
     // One row per (shape, active or not); a single row of NULLs joined when there is none.
     let sql = format!(
-        "SELECT p.max_gprs AS max_gprs, g.gpu_shape AS gpu_shape, \
+        "SELECT {policy}p.max_gprs AS max_gprs, g.gpu_shape AS gpu_shape, \
          CASE WHEN g.expire_us > $2 THEN 1 ELSE 0 END AS active, \
          COUNT(g.id) AS n, CAST(COALESCE(SUM(g.gpu_count), 0) AS BIGINT) AS gpus, \
          {memory} AS memory, MIN(g.expire_us) AS next_end \
          FROM policies p LEFT JOIN gpu_requests g ON g.workspace_id = p.workspace_id \
-         WHERE p.workspace_id = $1 GROUP BY 1, 2, 3"
+         WHERE p.workspace_id = $1 \
+         GROUP BY p.workspace_id, g.gpu_shape, CASE WHEN g.expire_us > $2 THEN 1 ELSE 0 END"
     );
     let rows = c
         .query_all_raw(Statement::from_sql_and_values(
@@ -182,8 +215,8 @@ pub(crate) async fn usage<C: ConnectionTrait>(
             [workspace_id.into(), micros(now).into()],
         ))
         .await?;
-    let mut found = None;
-    for row in rows {
+    let mut found: Option<Tally> = None;
+    for row in &rows {
         let t: &mut Tally = found.get_or_insert_default();
         let u = &mut t.usage;
         u.max_gprs = row.try_get("", "max_gprs")?;
@@ -205,7 +238,12 @@ pub(crate) async fn usage<C: ConnectionTrait>(
         u.gpus_by_shape
             .insert(shape.unwrap_or_default(), row.try_get("", "gpus")?);
     }
-    Ok(found)
+    let first = if with_policy {
+        rows.into_iter().next()
+    } else {
+        None
+    };
+    Ok(found.map(|t| (first, t)))
 }
 
 /// One page of the active requests of `ws` ordered by id, after the id `after`, and how

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, ExprTrait, FromQueryResult, QueryFilter,
-    QuerySelect,
+    QueryResult, QuerySelect,
     sea_query::{Alias, Asterisk, Expr, OnConflict, Order, Query},
 };
 
@@ -22,6 +22,12 @@ use crate::domain::{
 fn shapes_json(shapes: &[String]) -> Result<String, DbErr> {
     serde_json::to_string(shapes)
         .map_err(|e| DbErr::Custom(format!("gpu_shapes cannot be stored: {e}")))
+}
+
+/// The policy of the workspace `workspace` in `row`, a query's row that holds every column
+/// of `policies` under its own name.
+pub(crate) fn from_row(workspace: &str, row: &QueryResult) -> Result<Policy, DbErr> {
+    to_domain(workspace, policy::Model::from_query_result(row, "")?)
 }
 
 fn to_domain(workspace: &str, m: policy::Model) -> Result<Policy, DbErr> {
