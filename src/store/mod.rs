@@ -97,9 +97,9 @@ pub struct Store {
 /// before it began: the changes that commit meanwhile are numbered by the next pass together.
 #[derive(Debug, Default)]
 struct Passes {
-    /// Writers that asked for a pass so far.
+    /// Callers that asked for a pass so far.
     asked: AtomicU64,
-    /// Writers covered by the passes done so far.
+    /// Callers covered by the passes done so far.
     covered: AtomicU64,
     /// Held while a pass runs.
     turn: tokio::sync::Mutex<()>,
