@@ -132,7 +132,6 @@ pub(crate) async fn sequence(db: &DatabaseConnection) -> Result<i64, DbErr> {
             .await?;
         let (latest, moved) = number(&tx).await?;
         tx.commit().await?;
-        let latest = latest.ok_or_else(|| corrupt("event log", "no counter row"))?;
         if moved < PASS_EVENTS {
             return Ok(latest);
         }
@@ -142,7 +141,7 @@ pub(crate) async fn sequence(db: &DatabaseConnection) -> Result<i64, DbErr> {
 /// PostgreSQL, in a pass holding the counter's lock: numbers the oldest `PASS_EVENTS`
 /// pending events, in the order they were written, with times raised to the newest before
 /// them, and moves the counter. Returns the highest revision and how many it numbered.
-async fn number<C: ConnectionTrait>(c: &C) -> Result<(Option<i64>, i64), DbErr> {
+async fn number<C: ConnectionTrait>(c: &C) -> Result<(i64, i64), DbErr> {
     let row = c
         .query_one_raw(Statement::from_sql_and_values(
             c.get_database_backend(),
