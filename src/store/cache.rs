@@ -1,15 +1,14 @@
 //! A replica's in-memory view of who may do what: each workspace (looked up by name) and the
 //! roles its members (subjects and groups) hold with when they end, read through from the
 //! database. It keeps the end of each membership, not only its role, so that a membership
-//! stops granting exactly at its `expire_time` without any change to announce. Every change is announced in its
-//! transaction and invalidates the view: at once on the replica that made it, and through
-//! PostgreSQL LISTEN/NOTIFY on the others, within milliseconds. On PostgreSQL the view serves
-//! only while it holds proof, younger than `CONFIRMED_FOR`, that it has heard every change
-//! committed so far: a heartbeat (`follow.rs`) that came back through the listener. A
-//! listener that stalls without an error thus turns the view off within the contract's
-//! 100 ms, and every read goes to the database until the beats come back. (SQLite is
-//! embedded: one process owns the file, so there are no other replicas to tell, and its view
-//! is always current.)
+//! stops granting exactly at its `expire_time` without any change to announce. Every change
+//! invalidates the view: at once on the replica that made it, and on the others when they
+//! next read the change history (`follow.rs`), every 20 ms. On PostgreSQL the view serves
+//! only while it holds proof, younger than `CONFIRMED_FOR`, that it has applied every change
+//! committed so far: a look at the history that came back, sent since. A connection that
+//! stalls without an error thus turns the view off within the contract's 100 ms, and every
+//! read goes to the database until looks come back. (SQLite is embedded: one process owns
+//! the file, so there are no other replicas to follow, and its view is always current.)
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -36,11 +35,12 @@ const MAX_TOTAL_KEY_BYTES: usize = 1024;
 /// reads the database every time, so that one such caller cannot empty the view for all.
 const MAX_GROUPS: usize = 256;
 
-/// How old the newest beat heard may be for the view to serve. A change committed before a
-/// beat was sent reaches the listener before that beat, so a view that serves under this
-/// bound misses no change older than it; the margin under the contract's 100 ms covers the
-/// time a call takes between its lookup and its answer, and a loaded machine's scheduling
-/// (beats go every 20 ms, so a healthy view is confirmed within about 25 ms).
+/// How old the newest look at the history that came back may be for the view to serve
+/// (counted from when it was sent). A look applies every change committed before it was
+/// sent, so a view that serves under this bound misses no change older than it; the margin
+/// under the contract's 100 ms covers the time a call takes between its lookup and its
+/// answer, and a loaded machine's scheduling (looks go every 20 ms, so a healthy view is
+/// confirmed within about 25 ms).
 pub const CONFIRMED_FOR: Duration = Duration::from_millis(60);
 
 /// What the view knows of one workspace name.
@@ -68,21 +68,21 @@ pub struct AccessCache {
     /// Bumped by every invalidation; a read that overlapped one does not fill the view, so a
     /// value read before a change can never be stored after it.
     generation: AtomicU64,
-    /// False while changes from other replicas might be missed (the listener is down): then
-    /// every lookup reads the database.
+    /// False until the view may fill: then every lookup reads the database.
     enabled: AtomicBool,
     size: AtomicU64,
     /// Match counts of workspace listings by filter, with the generation they were counted
     /// at and the instant (microseconds) the first membership ends after it: valid while
     /// nothing at all has changed since, and until then.
     totals: Mutex<HashMap<String, (u64, u64, i64)>>,
-    /// Whether the view serves only under a fresh beat (PostgreSQL), or whenever enabled.
-    beats: bool,
-    /// The origin of beat instants: they only ever meet instants of this process.
+    /// Whether the view serves only under a fresh confirmation (PostgreSQL), or whenever
+    /// enabled.
+    confirmed: bool,
+    /// The origin of confirmation instants: they only ever meet instants of this process.
     epoch: Instant,
-    /// When the newest beat heard was sent, as `now_nanos` gave it; 0 while none was heard
-    /// since the listener (re)connected.
-    heard: AtomicU64,
+    /// The newest instant, as `now_nanos` gave it, as of which every change is applied; 0
+    /// while none is confirmed since the view was enabled.
+    current_as_of: AtomicU64,
 }
 
 impl AccessCache {
@@ -95,32 +95,32 @@ impl AccessCache {
             enabled: AtomicBool::new(false),
             size: AtomicU64::new(0),
             totals: Mutex::default(),
-            beats: false,
+            confirmed: false,
             epoch: Instant::now(),
-            heard: AtomicU64::new(0),
+            current_as_of: AtomicU64::new(0),
         }
     }
 
-    /// A view that, once enabled, serves lookups only while the newest beat heard
-    /// (`beat_heard`) was sent less than `CONFIRMED_FOR` ago.
-    pub(crate) fn confirmed_by_beats() -> Self {
+    /// A view that, once enabled, serves lookups only while it was confirmed current
+    /// (`current_as_of`) less than `CONFIRMED_FOR` ago.
+    pub(crate) fn confirmed_by_follower() -> Self {
         AccessCache {
-            beats: true,
+            confirmed: true,
             ..Self::new()
         }
     }
 
     /// Turns the view on or off, forgetting everything either way: a read that started
-    /// while changes could be missed must not fill the view once it is back on. The beats
-    /// heard so far are forgotten too: they were heard by a listener that is gone.
+    /// while changes could be missed must not fill the view once it is back on. Its
+    /// confirmations are forgotten too: they vouched for what is gone.
     pub(crate) fn set_enabled(&self, on: bool) {
         self.clear();
-        self.heard.store(0, Ordering::SeqCst);
+        self.current_as_of.store(0, Ordering::SeqCst);
         self.enabled.store(on, Ordering::SeqCst);
         self.clear();
     }
 
-    /// This instant as a beat carries it: nanoseconds since the view was made, from 1 so
+    /// This instant as confirmations name it: nanoseconds since the view was made, from 1 so
     /// that 0 can mean "never".
     pub(crate) fn now_nanos(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos())
@@ -128,13 +128,12 @@ impl AccessCache {
             .saturating_add(1)
     }
 
-    /// Records that the listener heard a beat sent at `sent` (from `now_nanos`): every
-    /// change committed before then has been heard and applied.
-    pub(crate) fn beat_heard(&self, sent: u64) {
-        // Only this process sends on its beat channel; a payload from the future is not one
-        // of its beats and proves nothing.
-        if sent <= self.now_nanos() {
-            self.heard.fetch_max(sent, Ordering::SeqCst);
+    /// Records that every change committed before `instant` (from `now_nanos`) has been
+    /// applied.
+    pub(crate) fn current_as_of(&self, instant: u64) {
+        // An instant from the future is none of this process's and proves nothing.
+        if instant <= self.now_nanos() {
+            self.current_as_of.fetch_max(instant, Ordering::SeqCst);
         }
     }
 
@@ -143,11 +142,11 @@ impl AccessCache {
         if !self.enabled.load(Ordering::SeqCst) {
             return false;
         }
-        if !self.beats {
+        if !self.confirmed {
             return true;
         }
-        let heard = self.heard.load(Ordering::SeqCst);
-        heard != 0 && u128::from(self.now_nanos().saturating_sub(heard)) < CONFIRMED_FOR.as_nanos()
+        let at = self.current_as_of.load(Ordering::SeqCst);
+        at != 0 && u128::from(self.now_nanos().saturating_sub(at)) < CONFIRMED_FOR.as_nanos()
     }
 
     /// The cached answer for (`name`, `subject`, `groups`); `None` on a miss, which is any
@@ -177,9 +176,10 @@ impl AccessCache {
     }
 
     /// Stores what a read that started at generation `since` found, unless a change came
-    /// in meanwhile. It is stored even while no fresh beat lets the view serve: the read is
-    /// current as of its start, and a later change reaches the listener ahead of every beat
-    /// sent after it committed, so none of those lets the view serve it stale.
+    /// in meanwhile. It is stored even while no fresh confirmation lets the view serve: the
+    /// read is current as of its start, and a later change is applied by the first look at
+    /// the history sent after it committed, before that look confirms the view, so no
+    /// confirmation lets the view serve it stale.
     pub(crate) fn put(
         &self,
         since: u64,
@@ -309,6 +309,17 @@ impl AccessCache {
         if let Ok(mut entries) = self.entries.write() {
             self.generation.fetch_add(1, Ordering::SeqCst);
             entries.remove(name);
+        }
+    }
+
+    /// Forgets everything about the workspaces `names`, at once: a lookup sees all of them
+    /// forgotten or none.
+    pub(crate) fn invalidate_all<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut entries) = self.entries.write() {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            for name in names {
+                entries.remove(name);
+            }
         }
     }
 
@@ -454,24 +465,27 @@ mod tests {
     }
 
     #[test]
-    fn a_view_confirmed_by_beats_serves_only_under_a_fresh_one() {
-        let c = AccessCache::confirmed_by_beats();
+    fn a_view_confirmed_by_its_follower_serves_only_under_a_fresh_confirmation() {
+        let c = AccessCache::confirmed_by_follower();
         c.set_enabled(true);
         put_alice(&c, &[], holds(Role::Admin));
-        assert!(c.get("w", "alice", &[]).is_none(), "no beat heard yet");
-        c.beat_heard(c.now_nanos());
+        assert!(c.get("w", "alice", &[]).is_none(), "not confirmed yet");
+        c.current_as_of(c.now_nanos());
         assert!(c.get("w", "alice", &[]).is_some());
         std::thread::sleep(CONFIRMED_FOR);
-        assert!(c.get("w", "alice", &[]).is_none(), "the beat is too old");
-        // A beat from the future is none of this process's.
-        c.beat_heard(c.now_nanos() + 10 * CONFIRMED_FOR.as_nanos() as u64);
+        assert!(
+            c.get("w", "alice", &[]).is_none(),
+            "the confirmation is too old"
+        );
+        // An instant from the future is none of this process's.
+        c.current_as_of(c.now_nanos() + 10 * CONFIRMED_FOR.as_nanos() as u64);
         assert!(c.get("w", "alice", &[]).is_none());
-        // An older beat heard late does not hide a newer one.
+        // An older confirmation applied late does not hide a newer one.
         let newer = c.now_nanos();
-        c.beat_heard(newer);
-        c.beat_heard(newer - 1);
+        c.current_as_of(newer);
+        c.current_as_of(newer - 1);
         assert!(c.get("w", "alice", &[]).is_some());
-        // A new listener must hear beats of its own.
+        // Enabled anew, the view needs a confirmation of its own.
         c.set_enabled(true);
         put_alice(&c, &[], holds(Role::Admin));
         assert!(c.get("w", "alice", &[]).is_none());

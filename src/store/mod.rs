@@ -11,7 +11,7 @@ use std::{
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, QuerySelect, Select, SqliteTransactionMode, Statement, TransactionOptions,
+    DbErr, EntityTrait, QuerySelect, Select, SqliteTransactionMode, TransactionOptions,
     TransactionTrait, sea_query::Expr,
 };
 
@@ -60,8 +60,8 @@ pub(crate) async fn count<E: EntityTrait, C: ConnectionTrait>(
 /// How long a request waits for a pooled connection before the database counts as
 /// unavailable; well under the contract's 5 s.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often a PostgreSQL replica with watches reads the highest committed revision.
-pub(crate) const EVENT_POLL: Duration = Duration::from_millis(100);
+/// How often a PostgreSQL replica checks for events that a writer left without a revision.
+const EVENT_SWEEP: Duration = Duration::from_millis(100);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -160,11 +160,11 @@ impl Store {
             db.clone()
         };
         // SQLite has no other replicas, so nothing can change behind this process's back;
-        // on PostgreSQL the view waits for the listener and its beats (`follow_changes`).
+        // on PostgreSQL the view waits for its follower (`follow_changes`).
         let cache = Arc::new(if sqlite {
             AccessCache::new()
         } else {
-            AccessCache::confirmed_by_beats()
+            AccessCache::confirmed_by_follower()
         });
         cache.set_enabled(sqlite);
         Ok(Store {
@@ -318,23 +318,15 @@ impl Store {
     }
 
     /// Commits a transaction that changed the workspace `name` or its members, with the
-    /// event that records the change, telling every replica's view of it: the others through
-    /// the database, in the same commit, and this one's after it (which may also remember
-    /// that no workspace had this name). `None` for a change that writes no event.
+    /// event that records the change, and tells this replica's view of it (which may also
+    /// remember that no workspace had this name); the other replicas' views learn of it
+    /// from the event (`follow_changes`). `None` for a transaction that changed nothing.
     pub(crate) async fn commit_change(
         &self,
         tx: DatabaseTransaction,
         name: &str,
         event: Option<events::NewEvent>,
     ) -> Result<(), DbErr> {
-        if tx.get_database_backend() == DbBackend::Postgres {
-            tx.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [follow::CHANGES_CHANNEL.into(), name.into()],
-            ))
-            .await?;
-        }
         self.commit_recorded(tx, event.as_ref()).await?;
         self.cache.invalidate(name);
         Ok(())
@@ -412,8 +404,9 @@ impl Store {
         });
     }
 
-    /// A receiver of the highest revision this replica knows committed: it changes within
-    /// `EVENT_POLL` of a commit on another replica, at once for one on this.
+    /// A receiver of the highest revision this replica knows committed: it changes at once
+    /// for a commit on this replica, and for one on another when the follower next reads
+    /// the history (every 20 ms, see `follow_changes`).
     pub(crate) fn revisions(&self) -> tokio::sync::watch::Receiver<i64> {
         self.revisions.subscribe()
     }
@@ -453,15 +446,14 @@ impl Store {
         Ok(latest)
     }
 
-    /// On PostgreSQL, where other replicas commit events too: numbers the events a writer
-    /// left pending (it crashed, or its pass failed), and reads the highest committed
-    /// revision while any watch waits on this replica, every `EVENT_POLL`, so that a watch
-    /// sees another replica's commit within that. Runs until aborted.
+    /// On PostgreSQL: numbers the events this replica's writers queue, and every
+    /// `EVENT_SWEEP` those a writer of any replica left queued (it crashed, or its pass
+    /// failed). Runs until aborted.
     pub(crate) async fn follow_events(self) {
         if self.backend() != DbBackend::Postgres {
             return;
         }
-        let mut tick = tokio::time::interval(EVENT_POLL);
+        let mut tick = tokio::time::interval(EVENT_SWEEP);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -477,13 +469,6 @@ impl Store {
             }
             if let Err(e) = self.number_committed().await {
                 tracing::debug!("numbering what a writer left failed: {}", describe(&e));
-            }
-            if self.revisions.receiver_count() == 0 {
-                continue;
-            }
-            match events::latest(&self.db).await {
-                Ok(latest) => self.committed(latest),
-                Err(e) => tracing::debug!("reading the latest revision failed: {e}"),
             }
         }
     }
@@ -505,12 +490,15 @@ impl Store {
         Ok(deleted)
     }
 
-    /// On PostgreSQL, follows the changes other replicas announce and keeps the view in step;
-    /// the view serves reads only while a heartbeat proves, within `cache::CONFIRMED_FOR`,
-    /// that the listener has heard them all (see `follow.rs`). Runs until aborted.
+    /// On PostgreSQL, follows the change history, which holds every replica's changes, and
+    /// keeps the view in step; the view serves reads only while a look at the history
+    /// proves, within `cache::CONFIRMED_FOR`, that it applied them all (see `follow.rs`).
+    /// Without events (a benchmark's baseline) there is nothing to follow, and the view
+    /// never serves. Runs until aborted.
     pub(crate) async fn follow_changes(self) {
-        if self.backend() == DbBackend::Postgres {
-            follow::follow(self.db.get_postgres_connection_pool(), &self.cache).await;
+        if self.backend() == DbBackend::Postgres && self.record_events {
+            let pool = self.db.get_postgres_connection_pool();
+            follow::follow(pool, &self.cache, |latest| self.committed(latest)).await;
         }
     }
 

@@ -181,8 +181,8 @@ async fn a_database_that_stops_answering_is_unavailable_within_5_s() {
         );
         assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     }
-    // The change listener's connection is cut off too, unknown to it: its heartbeat turns
-    // the view off within 4 s, so what it held is not served stale.
+    // The follower's connection to the change history is cut off too, unknown to it: its
+    // looks stop coming back, which turns the view off, so what it held is not served stale.
     let err = s.get_workspace(&alice, "before").await.unwrap_err();
     assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     wait_health(&s, ServingStatus::NotServing, Duration::from_secs(10)).await;
