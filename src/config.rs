@@ -124,8 +124,8 @@ pub struct ServeArgs {
           allow_hyphen_values = true, value_parser = parse_retention)]
     pub event_retention: humantime::Duration,
     /// Benchmarks only: write no change history, against the contract, to measure what
-    /// writing it costs. On PostgreSQL the view then has no history to follow and never
-    /// serves: every read goes to the database.
+    /// writing it costs. On PostgreSQL the view then has no history to follow, and serves
+    /// as if this replica were the database's only one: never run two so.
     #[arg(long, hide = true)]
     pub without_events: bool,
     /// PEM file with the server's certificate chain, leaf first; with `--tls-key-file` the

@@ -13,7 +13,10 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    store::{Store, memberships, workspaces},
+    store::{
+        Store, memberships,
+        workspaces::{self, RowLock},
+    },
 };
 
 /// The workspace `name`, if `principal` may act on it as `need` says, from this replica's
@@ -61,8 +64,31 @@ pub(crate) async fn write<C: ConnectionTrait>(
     name: &WorkspaceName,
     need: impl Into<Need>,
 ) -> Result<Workspace> {
+    locked(tx, principal, name, need, RowLock::Exclusive).await
+}
+
+/// Like `write`, with the row shared with other such writers (see `RowLock::Shared`): for a
+/// change that no rule of the workspace forbids because of another such change (adding a
+/// member: only removals and demotions can leave it without an admin). The caller's role and
+/// the workspace's state still cannot change before the transaction ends.
+pub(crate) async fn write_shared<C: ConnectionTrait>(
+    tx: &C,
+    principal: &Principal,
+    name: &WorkspaceName,
+    need: impl Into<Need>,
+) -> Result<Workspace> {
+    locked(tx, principal, name, need, RowLock::Shared).await
+}
+
+async fn locked<C: ConnectionTrait>(
+    tx: &C,
+    principal: &Principal,
+    name: &WorkspaceName,
+    need: impl Into<Need>,
+    lock: RowLock,
+) -> Result<Workspace> {
     let found =
-        workspaces::find_with_holdings(tx, name, &principal.subject, &principal.groups, true)
+        workspaces::find_with_holdings(tx, name, &principal.subject, &principal.groups, lock)
             .await?;
     decide(principal, name, found, need)
 }

@@ -208,7 +208,8 @@ impl Memberships {
             expire_time,
         } = input;
         let tx = self.store.begin_write().await?;
-        let ws = guard::write(&tx, p, &name, Permission::MembersManage).await?;
+        // Adds into one workspace run at once: an add cannot take its last admin away.
+        let ws = guard::write_shared(&tx, p, &name, Permission::MembersManage).await?;
         ws.check_writable()?;
         let key = resolve(&tx, who).await?;
         let at = now();

@@ -184,6 +184,14 @@ impl Store {
     /// This store, writing events with its changes or not (a benchmark's baseline).
     pub fn recording_events(mut self, record: bool) -> Store {
         self.record_events = record;
+        if !record && self.backend() == DbBackend::Postgres {
+            // No history for the view to follow: it serves as if this replica were the
+            // database's only one (a benchmark's baseline runs one), so that the baseline's
+            // reads cost what they cost with the history.
+            let cache = AccessCache::new();
+            cache.set_enabled(true);
+            self.cache = Arc::new(cache);
+        }
         self
     }
 
@@ -241,9 +249,15 @@ impl Store {
             return Ok(found);
         }
         let since = self.cache.generation();
-        let found = workspaces::find_with_holdings(&self.db, name, subject, groups, false)
-            .await?
-            .map(|(ws, held)| (Arc::new(ws), held));
+        let found = workspaces::find_with_holdings(
+            &self.db,
+            name,
+            subject,
+            groups,
+            workspaces::RowLock::None,
+        )
+        .await?
+        .map(|(ws, held)| (Arc::new(ws), held));
         self.cache.put(since, name, subject, groups, &found);
         Ok(found)
     }
@@ -493,8 +507,8 @@ impl Store {
     /// On PostgreSQL, follows the change history, which holds every replica's changes, and
     /// keeps the view in step; the view serves reads only while a look at the history
     /// proves, within `cache::CONFIRMED_FOR`, that it applied them all (see `follow.rs`).
-    /// Without events (a benchmark's baseline) there is nothing to follow, and the view
-    /// never serves. Runs until aborted.
+    /// Without events (a benchmark's baseline) there is nothing to follow: that baseline
+    /// runs one replica alone. Runs until aborted.
     pub(crate) async fn follow_changes(self) {
         if self.backend() == DbBackend::Postgres && self.record_events {
             let pool = self.db.get_postgres_connection_pool();

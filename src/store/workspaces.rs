@@ -61,21 +61,35 @@ fn to_row(w: &Workspace) -> workspace::ActiveModel {
     }
 }
 
+/// How a write transaction holds the workspace row it read, until it ends. SQLite's
+/// `BEGIN IMMEDIATE` already holds the database's write lock, so these matter on PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowLock {
+    /// Not held: a read.
+    None,
+    /// Shared with other writers that hold it so (`FOR SHARE`): for changes that break no
+    /// rule that another change of the workspace's keeps, so that they run at once; a change
+    /// of the workspace itself, or of its admins, waits for them, and they for it.
+    Shared,
+    /// Held alone (`FOR UPDATE`).
+    Exclusive,
+}
+
 /// The workspace named `name` and the memberships of `subject` and of `groups` in it, in
-/// one query. With `lock`, the workspace row stays locked until the transaction ends (`FOR
-/// UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
+/// one query, with its row held as `lock` says.
 pub(crate) async fn find_with_holdings<C: ConnectionTrait>(
     c: &C,
     name: &str,
     subject: &str,
     groups: &[String],
-    lock: bool,
+    lock: RowLock,
 ) -> Result<Option<(Workspace, Holdings)>, DbErr> {
     let backend = c.get_database_backend();
-    let lock = if lock && backend == DbBackend::Postgres {
-        " FOR UPDATE OF w"
-    } else {
-        ""
+    let lock = match lock {
+        _ if backend != DbBackend::Postgres => "",
+        RowLock::None => "",
+        RowLock::Shared => " FOR SHARE OF w",
+        RowLock::Exclusive => " FOR UPDATE OF w",
     };
     let mut values: Vec<sea_orm::Value> = vec![name.into(), subject.into()];
     let in_groups = if groups.is_empty() {

@@ -609,3 +609,36 @@ async fn revocation_whose_event_waits_for_a_revision_reaches_the_other_replica_w
     counter.rollback().await.unwrap();
     db.close().await.ok();
 }
+
+/// PostgreSQL: adds into one workspace do not wait for each other (each holds the row
+/// shared), and a change of the workspace itself still waits for an add in flight.
+#[tokio::test]
+async fn adds_into_one_workspace_do_not_wait_for_each_other_but_an_archive_waits_for_them() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let s = Arc::new(TestServer::spawn().await);
+    if !s.db.is_postgres() {
+        return; // SQLite has one writer at a time.
+    }
+    let alice = token("alice");
+    create(&s, &alice, new_ws("hot")).await;
+    // An add in flight: it holds the row as every add does.
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    let add = db.begin().await.unwrap();
+    add.execute_unprepared("SELECT 1 FROM workspaces WHERE name = 'hot' FOR SHARE")
+        .await
+        .unwrap();
+    let second_add = s.add_member(&alice, "hot", "bob", pb::Role::Viewer);
+    tokio::time::timeout(std::time::Duration::from_secs(2), second_add)
+        .await
+        .expect("an add waited for another")
+        .unwrap();
+    let archive = tokio::spawn({
+        let (s, alice) = (s.clone(), alice.clone());
+        async move { s.archive_workspace(&alice, "hot", "").await.map(drop) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!archive.is_finished(), "the archive did not wait for the add");
+    add.rollback().await.unwrap();
+    archive.await.unwrap().unwrap();
+    db.close().await.ok();
+}
