@@ -44,6 +44,8 @@ use workspaced::{
 };
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
+/// The subject `seed` makes a viewer of every workspace.
+const MEMBER_OF_ALL: &str = "member-of-all";
 
 /// How calls are offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -109,7 +111,8 @@ fn args() -> Args {
 }
 
 /// Fills the database with `n` private workspaces, each with its policy and an admin, and
-/// `m` memberships spread over them, in large batched inserts.
+/// `m` memberships spread over them (and one subject in all of them), in large batched
+/// inserts.
 async fn seed(url: &str, n: usize, m: usize) {
     let store = Store::connect(url).await.expect("connect");
     store.migrate().await.expect("migrate");
@@ -151,18 +154,21 @@ async fn seed(url: &str, n: usize, m: usize) {
         (k / per % n.max(1), false, format!("user-{k}"), role)
     });
     let groups = (0..n).map(|i| (i, true, format!("team-{}", i % 1000), "viewer"));
+    // One subject is a viewer of every workspace, for the listings of a member of many.
+    let everywhere = (0..n).map(|i| (i, false, MEMBER_OF_ALL.to_owned(), "viewer"));
     let mut rows = subjects
         .chain(groups)
+        .chain(everywhere)
         .map(|(i, is_group, principal, role)| {
             format!(
-                "('00000000-0000-4000-8000-{i:012}', {is_group}, '{principal}', '{role}', 'seed', '{now}', '{now}', 1)"
+                "('00000000-0000-4000-8000-{i:012}', 'ws-{i:06}', {is_group}, '{principal}', '{role}', 'seed', '{now}', '{now}', 1)"
             )
         })
         .peekable();
     while rows.peek().is_some() {
         let chunk: Vec<String> = rows.by_ref().take(batch).collect();
         tx.execute_unprepared(&format!(
-            "INSERT INTO memberships (workspace_id, is_group, principal, role, added_by, create_time, update_time, version) VALUES {}",
+            "INSERT INTO memberships (workspace_id, workspace_name, is_group, principal, role, added_by, create_time, update_time, version) VALUES {}",
             chunk.join(",")
         ))
         .await
@@ -374,6 +380,7 @@ async fn run(a: Args) {
     let echo_channels = channels(echo_addr).await;
 
     let user = token("user-42", &[], &[]);
+    let member_of_all = token(MEMBER_OF_ALL, &[], &[]);
     // The same user in 20 groups, one of which is a member of its workspace.
     let teams: Vec<String> = (0..20).map(|t| format!("team-{t}")).collect();
     let grouped = token("user-42", &[], &teams);
@@ -396,6 +403,8 @@ async fn run(a: Args) {
         "GetWorkspace",
         "ListWorkspaces first page",
         "ListWorkspaces last page",
+        "ListWorkspaces, member of 1",
+        "ListWorkspaces, member of all",
         "CreateWorkspace",
         "CreateWorkspace, no events",
         "AddMember",
@@ -444,14 +453,16 @@ async fn run(a: Args) {
                     (server.0.id(), ws_channels.clone())
                 };
                 let (user, admin, last_token) = (user.clone(), admin.clone(), last_token.clone());
-                let (sched, grouped) = (sched.clone(), grouped.clone());
+                let (sched, grouped, member_of_all) =
+                    (sched.clone(), grouped.clone(), member_of_all.clone());
                 let cpu0 = cpu_time(pid);
                 let (n, elapsed, hist, failed) = measure(load, a.seconds, move |w, i| {
                     let home = home;
                     let ch = chans[w % CONNECTIONS].clone();
                     let (user, admin, last_token) =
                         (user.clone(), admin.clone(), last_token.clone());
-                    let (sched, grouped) = (sched.clone(), grouped.clone());
+                    let (sched, grouped, member_of_all) =
+                        (sched.clone(), grouped.clone(), member_of_all.clone());
                     async move {
                         match target {
                             "CheckAccess" | "CheckAccess, 20 groups" => {
@@ -519,11 +530,19 @@ async fn run(a: Args) {
                                 .await
                                 .map(drop)
                                 .map_or_else(|e| ok::<()>(Err(e)), |()| true),
-                            "ListWorkspaces first page" | "ListWorkspaces last page" => {
+                            "ListWorkspaces first page"
+                            | "ListWorkspaces last page"
+                            | "ListWorkspaces, member of 1"
+                            | "ListWorkspaces, member of all" => {
                                 let page_token = if target.ends_with("last page") {
                                     last_token
                                 } else {
                                     String::new()
+                                };
+                                let caller = match target {
+                                    "ListWorkspaces, member of 1" => &user,
+                                    "ListWorkspaces, member of all" => &member_of_all,
+                                    _ => &admin,
                                 };
                                 WorkspaceServiceClient::new(ch)
                                     .list_workspaces(authed(
@@ -532,7 +551,7 @@ async fn run(a: Args) {
                                             page_token,
                                             ..Default::default()
                                         },
-                                        &admin,
+                                        caller,
                                     ))
                                     .await
                                     .map(drop)

@@ -201,6 +201,7 @@ fn row(ws: &Workspace, m: &Member) -> membership::ActiveModel {
         update_time: Set(m.update_time),
         version: Set(m.version),
         expire_us: Set(m.expire_time.map(micros)),
+        workspace_name: Set(ws.name.clone()),
     }
 }
 

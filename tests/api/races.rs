@@ -637,7 +637,10 @@ async fn adds_into_one_workspace_do_not_wait_for_each_other_but_an_archive_waits
         async move { s.archive_workspace(&alice, "hot", "").await.map(drop) }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!archive.is_finished(), "the archive did not wait for the add");
+    assert!(
+        !archive.is_finished(),
+        "the archive did not wait for the add"
+    );
     add.rollback().await.unwrap();
     archive.await.unwrap().unwrap();
     db.close().await.ok();

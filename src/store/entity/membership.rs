@@ -27,6 +27,9 @@ pub struct Model {
     pub version: i64,
     /// When it ends, in microseconds since the epoch; `None` for never.
     pub expire_us: Option<i64>,
+    /// The workspace's name (names never change), for walking a principal's workspaces
+    /// in name order (index `memberships_principal_name`).
+    pub workspace_name: String,
 }
 
 /// No relations are navigated through the ORM.

@@ -9,6 +9,7 @@ mod m0003_gpu_requests;
 mod m0004_group_members;
 mod m0005_events;
 mod m0006_pending_events;
+mod m0007_membership_names;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_group_members::Migration),
             Box::new(m0005_events::Migration),
             Box::new(m0006_pending_events::Migration),
+            Box::new(m0007_membership_names::Migration),
         ]
     }
 }
