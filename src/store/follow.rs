@@ -72,8 +72,6 @@ pub(super) async fn follow(pool: &PgPool, cache: &AccessCache, committed: impl F
     // view would turn off just when it saves the most.
     let options = PgConnectOptions::clone(&pool.connect_options()).application_name(FOLLOWER_NAME);
     cache.set_enabled(true);
-    // The revision read up to; `None` until the first look, which forgets the whole view.
-    let mut last: Option<i64> = None;
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -82,6 +80,11 @@ pub(super) async fn follow(pool: &PgPool, cache: &AccessCache, committed: impl F
             tokio::time::sleep(RETRY_AFTER).await;
             continue;
         };
+        // The revision read up to; `None` until a connection's first look, which forgets
+        // the whole view: the database behind a new connection may not be the one that
+        // numbered `last` (a failover to a standby that lagged, a restore), and its new
+        // changes could take revisions already read.
+        let mut last: Option<i64> = None;
         loop {
             tick.tick().await;
             // Taken before sending: every change committed before this instant is in the
@@ -89,8 +92,7 @@ pub(super) async fn follow(pool: &PgPool, cache: &AccessCache, committed: impl F
             let sent = cache.now_nanos();
             let look = look(&mut conn, last.unwrap_or(i64::MAX));
             let Ok(Ok(look)) = tokio::time::timeout(POLL_TIMEOUT, look).await else {
-                // Dropped without a goodbye: a stopped backend would never read it. The
-                // revision read up to stays good for the next connection.
+                // Dropped without a goodbye: a stopped backend would never read it.
                 break;
             };
             apply(cache, last, &look);
@@ -125,9 +127,9 @@ async fn look(conn: &mut PgConnection, after: i64) -> Result<Look, sqlx::Error> 
 
 /// Forgets what `look` shows changed since the look that read up to `last`: the named
 /// workspaces, or everything when the names may be incomplete (the first look, more than
-/// `MAX_NAMES`, or events pruned before they were read).
+/// `MAX_NAMES`, events pruned before they were read, or a history that went back).
 fn apply(cache: &AccessCache, last: Option<i64>, look: &Look) {
-    let complete = last.is_some_and(|last| look.pruned <= last)
+    let complete = last.is_some_and(|last| look.pruned <= last && look.latest >= last)
         && look.numbered.len() <= MAX_NAMES as usize
         && look.pending.len() <= MAX_NAMES as usize;
     if !complete {

@@ -76,7 +76,8 @@ pub(crate) enum RowLock {
 }
 
 /// The workspace named `name` and the memberships of `subject` and of `groups` in it, in
-/// one query, with its row held as `lock` says.
+/// one query, with its row held as `lock` says (on PostgreSQL, taken first by a statement
+/// of its own).
 pub(crate) async fn find_with_holdings<C: ConnectionTrait>(
     c: &C,
     name: &str,
@@ -85,13 +86,35 @@ pub(crate) async fn find_with_holdings<C: ConnectionTrait>(
     lock: RowLock,
 ) -> Result<Option<(Workspace, Holdings)>, DbErr> {
     let backend = c.get_database_backend();
-    let lock = match lock {
-        _ if backend != DbBackend::Postgres => "",
-        RowLock::None => "",
-        RowLock::Shared => " FOR SHARE OF w",
-        RowLock::Exclusive => " FOR UPDATE OF w",
+    let clause = match lock {
+        _ if backend != DbBackend::Postgres => None,
+        RowLock::None => None,
+        RowLock::Shared => Some("FOR SHARE"),
+        RowLock::Exclusive => Some("FOR UPDATE"),
     };
-    let mut values: Vec<sea_orm::Value> = vec![name.into(), subject.into()];
+    // A statement that waits for a row lock still reads what it joins from the snapshot it
+    // began with: memberships read with the lock could predate a change that held it (the
+    // caller's own removal). So the lock comes first, and the read after it sees every
+    // change committed before the lock was granted; by id, so that a workspace created
+    // under the name meanwhile is not read in place of the one locked.
+    let (key_column, key) = match clause {
+        Some(clause) => {
+            let locked = c
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    format!("SELECT id FROM workspaces WHERE name = $1 {clause}"),
+                    [name.into()],
+                ))
+                .await?;
+            let Some(locked) = locked else {
+                return Ok(None);
+            };
+            let id: String = locked.try_get("", "id")?;
+            ("w.id", id)
+        }
+        None => ("w.name", name.to_owned()),
+    };
+    let mut values: Vec<sea_orm::Value> = vec![key.into(), subject.into()];
     let in_groups = if groups.is_empty() {
         String::new()
     } else {
@@ -108,7 +131,7 @@ pub(crate) async fn find_with_holdings<C: ConnectionTrait>(
          m.expire_us AS m_expire_us FROM workspaces w \
          LEFT JOIN memberships m ON m.workspace_id = w.id \
          AND ((m.is_group = FALSE AND m.principal = $2){in_groups}) \
-         WHERE w.name = $1{lock}"
+         WHERE {key_column} = $1"
     );
     let rows = c
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -444,8 +467,10 @@ pub fn list_query(f: &ListFilter, after: Option<&str>, limit: u64) -> SelectStat
 }
 
 /// Up to `limit` workspaces matching `f`'s filters after the name `after`, in name order,
-/// in which `subject` or one of `groups` holds a membership that has not ended: a walk of
-/// `memberships_principal_name` that stops at the page's end, each workspace read by id.
+/// in which `subject` or one of `groups` holds a membership that has not ended. A subject's
+/// is a walk of `memberships_principal_name` that stops at the page's end, each workspace
+/// read by id; groups' are read and sorted, once each however many of the groups hold one
+/// (repeats would use up the page's rows before the merge removes them).
 fn through_memberships(
     f: &ListFilter,
     subject: Option<&str>,
@@ -464,12 +489,17 @@ fn through_memberships(
     if let Some(after) = after {
         q.and_where(membership::Column::WorkspaceName.gt(after));
     }
-    q.order_by(
-        (membership::Entity, membership::Column::WorkspaceName),
-        Order::Asc,
-    )
-    .limit(limit)
-    .to_owned()
+    if groups.is_empty() {
+        // One membership per subject and workspace: no repeats.
+        q.order_by(
+            (membership::Entity, membership::Column::WorkspaceName),
+            Order::Asc,
+        );
+    } else {
+        q.distinct()
+            .order_by((workspace::Entity, workspace::Column::Name), Order::Asc);
+    }
+    q.limit(limit).to_owned()
 }
 
 /// One page of workspace rows, as `list_query` selects them.

@@ -389,3 +389,58 @@ async fn pages_merge_shared_and_own_workspaces_and_counts_follow_every_change() 
         count_rows(&s, "SELECT COUNT(*) FROM workspaces").await
     );
 }
+
+/// A caller who reaches one private workspace through several of its groups sees it once,
+/// and every other workspace on some page: repeats of one workspace must not use up a
+/// page's rows before they are merged away.
+#[tokio::test]
+async fn a_workspace_reached_through_several_groups_takes_one_place_on_a_page() {
+    let s = TestServer::spawn().await;
+    let root = platform_admin();
+    for name in ["aaa", "aab"] {
+        create(&s, &root, visible_ws(name, pb::Visibility::Private)).await;
+    }
+    for name in ["aac", "aad", "aae"] {
+        create(&s, &root, visible_ws(name, pb::Visibility::Internal)).await;
+    }
+    let viewer = pb::Role::Viewer;
+    add_groups(
+        &s,
+        &root,
+        "aaa",
+        &[("g1", viewer), ("g2", viewer), ("g3", viewer)],
+    )
+    .await;
+    add_groups(&s, &root, "aab", &[("g1", viewer)]).await;
+    let carol = token_with_groups("carol", &["g1", "g2", "g3"]);
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let r = s
+            .list_workspaces(
+                &carol,
+                pb::ListWorkspacesRequest {
+                    page_size: 2,
+                    page_token,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        seen.extend(r.workspaces.into_iter().map(|w| w.name));
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        page_token = r.next_page_token;
+    }
+    let mine: Vec<&str> = seen
+        .iter()
+        .map(String::as_str)
+        .filter(|n| n.starts_with("aa"))
+        .collect();
+    assert_eq!(
+        mine,
+        ["aaa", "aab", "aac", "aad", "aae"],
+        "all pages: {seen:?}"
+    );
+}

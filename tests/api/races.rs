@@ -645,3 +645,45 @@ async fn adds_into_one_workspace_do_not_wait_for_each_other_but_an_archive_waits
     archive.await.unwrap().unwrap();
     db.close().await.ok();
 }
+
+/// PostgreSQL: a write that waited for its workspace's lock decides with the roles as they
+/// stand once it holds it: a caller removed by the change it waited for is refused, though
+/// its statement began while it was still an admin.
+#[tokio::test]
+async fn a_write_that_waited_for_its_callers_removal_is_refused() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let s = Arc::new(TestServer::spawn().await);
+    if !s.db.is_postgres() {
+        return; // SQLite's writers take turns for the whole database.
+    }
+    let alice = token("alice");
+    create(&s, &alice, new_ws("held")).await;
+    s.add_member(&alice, "held", "bob", pb::Role::Admin)
+        .await
+        .unwrap();
+    // bob's removal, as RemoveMember makes it: under the workspace's lock.
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    let removal = db.begin().await.unwrap();
+    removal
+        .execute_unprepared("SELECT 1 FROM workspaces WHERE name = 'held' FOR UPDATE")
+        .await
+        .unwrap();
+    removal
+        .execute_unprepared("DELETE FROM memberships WHERE principal = 'bob'")
+        .await
+        .unwrap();
+    let add = tokio::spawn({
+        let s = s.clone();
+        async move {
+            s.add_member(&token("bob"), "held", "carol", pb::Role::Viewer)
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!add.is_finished(), "the add did not wait for the removal");
+    removal.commit().await.unwrap();
+    // As to any principal without a role in a private workspace.
+    let err = add.await.unwrap().unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    db.close().await.ok();
+}

@@ -22,6 +22,15 @@ impl MigrationTrait for Migration {
              (SELECT name FROM workspaces w WHERE w.id = memberships.workspace_id)",
         )
         .await?;
+        if m.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // An insert that does not name it (a replica from before this migration) then
+            // fails instead of hiding its workspace from listings. SQLite cannot drop a
+            // default without copying the table, and has no older replicas to fear.
+            c.execute_unprepared(
+                "ALTER TABLE memberships ALTER COLUMN workspace_name DROP DEFAULT",
+            )
+            .await?;
+        }
         // Takes over from `memberships_principal` (a principal's workspace ids and ends,
         // for the `member` filters), with the name before the id: the same lookups, and
         // the walk in name order besides.
