@@ -396,7 +396,20 @@ async fn a_group_removal_and_an_expiry_revoke_on_every_replica_in_time() {
     .await;
     let left = (end - chrono::Utc::now()).to_std().unwrap();
     tokio::time::sleep(left).await;
-    assert_eq!(check_from_view(b, "dave").await, (false, true));
+    // Refused at every try; from the view at one of a few (a background statement, such
+    // as the sweep for queued events, can land between the metric's two scrapes, and on
+    // PostgreSQL a late look at the history turns the view off for a moment).
+    let mut from_view = false;
+    for _ in 0..20 {
+        let (allowed, answered_from_view) = check_from_view(b, "dave").await;
+        assert!(!allowed, "dave allowed after his membership ended");
+        if answered_from_view {
+            from_view = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(from_view, "b never refused dave from its view");
     assert!(!check_on(&a, "dave", "workspaces.get", true).await);
 }
 
