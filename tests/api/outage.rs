@@ -241,13 +241,11 @@ async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_still_completes
     create(&s, &alice, new_ws("held")).await;
     // Another session holds the workspace's row lock, so the update's query waits on a
     // connection that is fine.
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-    let other = sea_orm::Database::connect(&s.db.url).await.unwrap();
-    let holder = other.begin().await.unwrap();
-    holder
-        .execute_unprepared("SELECT id FROM workspaces WHERE name = 'held' FOR UPDATE")
-        .await
-        .unwrap();
+    let holder = holding(
+        &s.db,
+        "SELECT id FROM workspaces WHERE name = 'held' FOR UPDATE",
+    )
+    .await;
     let changed = pb::Workspace {
         name: "held".into(),
         description: "changed".into(),

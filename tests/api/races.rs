@@ -580,7 +580,7 @@ async fn revocation_reaches_a_replica_whose_follower_stalls_within_100ms() {
 /// reads the queued events too, not only the numbered ones.
 #[tokio::test]
 async fn revocation_whose_event_waits_for_a_revision_reaches_the_other_replica_within_100ms() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm::ConnectionTrait;
     // SQLite numbers every event in its writing transaction.
     let Some((a, b, _)) = replicas_with_backends().await else {
         return;
@@ -598,20 +598,15 @@ async fn revocation_whose_event_waits_for_a_revision_reaches_the_other_replica_w
     .await;
 
     // Holds the counter: no writer numbers its own event and no pass runs meanwhile.
-    let db = sea_orm::Database::connect(&a.db.url).await.unwrap();
-    let counter = db.begin().await.unwrap();
-    counter
-        .execute_unprepared("SELECT 1 FROM event_log WHERE id = 1 FOR UPDATE")
-        .await
-        .unwrap();
+    let counter = holding(&a.db, "SELECT 1 FROM event_log WHERE id = 1 FOR UPDATE").await;
     a.remove_member(&alice, "revoke", "bob").await.unwrap();
     within_100ms("the removal", || async {
         !check_on(&b, "bob", "workspaces.get", false).await
     })
     .await;
-    let pending = db
+    let pending = counter
         .query_one_raw(sea_orm::Statement::from_string(
-            db.get_database_backend(),
+            counter.get_database_backend(),
             "SELECT count(*) AS n FROM pending_events",
         ))
         .await
@@ -620,14 +615,12 @@ async fn revocation_whose_event_waits_for_a_revision_reaches_the_other_replica_w
     let n: i64 = pending.try_get("", "n").unwrap();
     assert_eq!(n, 1, "the removal's event still waits for a revision");
     counter.rollback().await.unwrap();
-    db.close().await.ok();
 }
 
 /// PostgreSQL: adds into one workspace do not wait for each other (each holds the row
 /// shared), and a change of the workspace itself still waits for an add in flight.
 #[tokio::test]
 async fn adds_into_one_workspace_do_not_wait_for_each_other_but_an_archive_waits_for_them() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
     let s = Arc::new(TestServer::spawn().await);
     if !s.db.is_postgres() {
         return; // SQLite has one writer at a time.
@@ -635,11 +628,11 @@ async fn adds_into_one_workspace_do_not_wait_for_each_other_but_an_archive_waits
     let alice = token("alice");
     create(&s, &alice, new_ws("hot")).await;
     // An add in flight: it holds the row as every add does.
-    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
-    let add = db.begin().await.unwrap();
-    add.execute_unprepared("SELECT 1 FROM workspaces WHERE name = 'hot' FOR SHARE")
-        .await
-        .unwrap();
+    let add = holding(
+        &s.db,
+        "SELECT 1 FROM workspaces WHERE name = 'hot' FOR SHARE",
+    )
+    .await;
     let second_add = s.add_member(&alice, "hot", "bob", pb::Role::Viewer);
     tokio::time::timeout(std::time::Duration::from_secs(2), second_add)
         .await
@@ -656,7 +649,6 @@ async fn adds_into_one_workspace_do_not_wait_for_each_other_but_an_archive_waits
     );
     add.rollback().await.unwrap();
     archive.await.unwrap().unwrap();
-    db.close().await.ok();
 }
 
 /// PostgreSQL: a write that waited for its workspace's lock decides with the roles as they
@@ -664,7 +656,7 @@ async fn adds_into_one_workspace_do_not_wait_for_each_other_but_an_archive_waits
 /// its statement began while it was still an admin.
 #[tokio::test]
 async fn a_write_that_waited_for_its_callers_removal_is_refused() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm::ConnectionTrait;
     let s = Arc::new(TestServer::spawn().await);
     if !s.db.is_postgres() {
         return; // SQLite's writers take turns for the whole database.
@@ -675,12 +667,11 @@ async fn a_write_that_waited_for_its_callers_removal_is_refused() {
         .await
         .unwrap();
     // bob's removal, as RemoveMember makes it: under the workspace's lock.
-    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
-    let removal = db.begin().await.unwrap();
-    removal
-        .execute_unprepared("SELECT 1 FROM workspaces WHERE name = 'held' FOR UPDATE")
-        .await
-        .unwrap();
+    let removal = holding(
+        &s.db,
+        "SELECT 1 FROM workspaces WHERE name = 'held' FOR UPDATE",
+    )
+    .await;
     removal
         .execute_unprepared("DELETE FROM memberships WHERE principal = 'bob'")
         .await
@@ -698,5 +689,4 @@ async fn a_write_that_waited_for_its_callers_removal_is_refused() {
     // As to any principal without a role in a private workspace.
     let err = add.await.unwrap().unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
-    db.close().await.ok();
 }

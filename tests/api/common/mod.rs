@@ -575,6 +575,16 @@ pub async fn metric(s: &TestServer, prefix: &str) -> f64 {
     )
 }
 
+/// A transaction of its own on `db` that has run `sql` (a row lock to hold, say), for a
+/// test to hold while it calls the server; rolled back when dropped.
+pub async fn holding(db: &TestDb, sql: &str) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let c = Database::connect(&db.url).await.unwrap();
+    let tx = c.begin().await.unwrap();
+    tx.execute_unprepared(sql).await.unwrap();
+    tx
+}
+
 /// Two replicas on one PostgreSQL database, or one SQLite instance (SQLite is embedded:
 /// one process owns the file). Callers reach the second with `second(&a, &b)`.
 pub async fn replicas() -> (TestServer, Option<TestServer>) {
