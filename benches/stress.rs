@@ -17,6 +17,8 @@
 //! `cargo bench --bench stress -- overload|soak|watch [--seconds S] [--rate R] [--max-in-flight N]
 //! [--warm-up S]`;
 //! on PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
+//! The server logs at `warn`; `STRESS_LOG=info` gives its log line per call (with the latency
+//! it saw) on standard error.
 
 mod common;
 
@@ -94,7 +96,10 @@ impl Server {
                 .arg("--jwt-hs256-secret-file")
                 .arg(key)
                 .args(&extra)
-                .env("RUST_LOG", "warn")
+                .env(
+                    "RUST_LOG",
+                    std::env::var("STRESS_LOG").unwrap_or("warn".into()),
+                )
                 .stderr(Stdio::inherit())
                 .spawn()
                 .expect("start workspaced"),

@@ -7,8 +7,8 @@ use std::{collections::HashSet, future::Future, sync::Arc, time::Duration};
 
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 
@@ -23,6 +23,7 @@ pub struct Metrics {
     latency: HistogramVec,
     pool: IntGaugeVec,
     statements: IntCounter,
+    places: IntGauge,
     /// Every served method's path (`/package.Service/Method`); any other path is counted
     /// under the one label `unknown`.
     known: HashSet<String>,
@@ -77,6 +78,10 @@ impl Metrics {
             &["state"],
         )?;
         let statements = IntCounter::new("db_statements_total", "SQL statements run")?;
+        let places = IntGauge::new(
+            "calls_in_flight_limit",
+            "Calls run at once now: --max-in-flight, fewer while overload lasts",
+        )?;
         let build = IntGaugeVec::new(
             Opts::new("build_info", "Build information; always 1"),
             &["version"],
@@ -86,6 +91,7 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
         registry.register(Box::new(statements.clone()))?;
+        registry.register(Box::new(places.clone()))?;
         registry.register(Box::new(build))?;
         Ok(Metrics {
             registry,
@@ -93,6 +99,7 @@ impl Metrics {
             latency,
             pool,
             statements,
+            places,
             known: served_methods(),
         })
     }
@@ -112,6 +119,11 @@ impl Metrics {
         self.latency
             .with_label_values(&[service, method])
             .observe(latency.as_secs_f64());
+    }
+
+    /// Records how many calls may run at once now.
+    pub fn set_places(&self, places: usize) {
+        self.places.set(i64::try_from(places).unwrap_or(i64::MAX));
     }
 
     /// The metrics in Prometheus text format, with the pool gauges read now.

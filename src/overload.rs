@@ -8,11 +8,21 @@
 //! stood longer, calls wait at most `STANDING_WAIT`, and overload is refused almost at once
 //! while admitted calls keep a short wait. The line empties again as soon as a call finds a
 //! free place at once.
+//!
+//! The places in flight adapt too. A call in flight waits for the database (one SQLite
+//! writer, a pool, row locks), so with all places taken an admitted call waits for the calls
+//! ahead of it, however short the line: 64 writes in flight at 1,500 a second are 40 ms each.
+//! A closed loop of callers no larger than the places never waits in line (each waits for its
+//! answer before it calls again), so it keeps every place, and that wait is its own doing. A
+//! call that waited in line longer than `STANDING_WAIT` means calls arrive faster than places
+//! free: more places would not complete more, only make each admitted call wait longer. So
+//! the places then halve, at most once per `SHRINK_STEP`, down to a sixteenth of the bound;
+//! each call that finds a free place at once gives one back.
 
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -26,17 +36,49 @@ use tokio::{
 /// shortens.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
-/// The longest wait in a line that has stood for longer than `INTERVAL`.
+/// The longest wait in a line that has stood for longer than `INTERVAL`; a call that waited
+/// this long halves the places.
 pub const STANDING_WAIT: Duration = Duration::from_millis(5);
+
+/// How often, at most, the places halve.
+pub const SHRINK_STEP: Duration = Duration::from_millis(10);
 
 /// The places in flight and the line before them; cheap to share.
 #[derive(Debug)]
 pub struct Line {
     places: Arc<Semaphore>,
+    /// The bound, and the fewest places the line shrinks to.
+    max: usize,
+    min: usize,
+    /// The places now, and how many of them are still held by calls in flight and are to be
+    /// forgotten, instead of given back, when those calls end.
+    limit: AtomicUsize,
+    owed: Arc<AtomicUsize>,
     burst_wait: Duration,
     epoch: Instant,
-    /// When a call last found a free place at once, in µs since `epoch`.
+    /// When a call last found a free place at once, and when the places last shrank, in µs
+    /// since `epoch`.
     last_empty: AtomicU64,
+    last_shrink: AtomicU64,
+}
+
+/// A place in flight, given back (or forgotten, if the line has shrunk) when dropped.
+#[derive(Debug)]
+pub struct Place {
+    permit: Option<OwnedSemaphorePermit>,
+    owed: Arc<AtomicUsize>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let paid = self
+            .owed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1))
+            .is_ok();
+        if let (true, Some(permit)) = (paid, self.permit.take()) {
+            permit.forget();
+        }
+    }
 }
 
 impl Line {
@@ -45,9 +87,14 @@ impl Line {
     pub fn new(places: usize, burst_wait: Duration) -> Self {
         Line {
             places: Arc::new(Semaphore::new(places)),
+            max: places,
+            min: (places / 16).max(1),
+            limit: AtomicUsize::new(places),
+            owed: Arc::new(AtomicUsize::new(0)),
             burst_wait,
             epoch: Instant::now(),
             last_empty: AtomicU64::new(0),
+            last_shrink: AtomicU64::new(0),
         }
     }
 
@@ -55,23 +102,84 @@ impl Line {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// A place in flight, held until the permit is dropped; `None` when none came free
-    /// within the line's current wait.
-    pub async fn enter(&self) -> Option<OwnedSemaphorePermit> {
+    /// The places in flight now.
+    pub fn places(&self) -> usize {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    fn place(&self, permit: OwnedSemaphorePermit) -> Place {
+        Place {
+            permit: Some(permit),
+            owed: self.owed.clone(),
+        }
+    }
+
+    /// One place more, up to the bound: first by cancelling a place still owed, else by
+    /// adding one.
+    fn grow(&self) {
+        let grown = self
+            .limit
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
+                (l < self.max).then_some(l + 1)
+            })
+            .is_ok();
+        if grown
+            && self
+                .owed
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1))
+                .is_err()
+        {
+            self.places.add_permits(1);
+        }
+    }
+
+    /// Halves the places, at most once per `SHRINK_STEP`, down to the floor: free places are
+    /// forgotten now, the rest as the calls holding them end.
+    fn shrink(&self, now: u64) {
+        let last = self.last_shrink.load(Ordering::Acquire);
+        if now.saturating_sub(last) < SHRINK_STEP.as_micros() as u64
+            || self
+                .last_shrink
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let Ok(before) = self
+            .limit
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
+                (l > self.min).then_some((l / 2).max(self.min))
+            })
+        else {
+            return;
+        };
+        let cut = before - (before / 2).max(self.min);
+        let forgotten = self.places.forget_permits(cut);
+        self.owed.fetch_add(cut - forgotten, Ordering::AcqRel);
+    }
+
+    /// A place in flight, held until it is dropped; `None` when none came free within the
+    /// line's current wait.
+    pub async fn enter(&self) -> Option<Place> {
         if let Ok(permit) = self.places.clone().try_acquire_owned() {
             self.last_empty.store(self.now(), Ordering::Relaxed);
-            return Some(permit);
+            self.grow();
+            return Some(self.place(permit));
         }
-        let standing = self
-            .now()
-            .saturating_sub(self.last_empty.load(Ordering::Relaxed));
+        let start = self.now();
+        let standing = start.saturating_sub(self.last_empty.load(Ordering::Relaxed));
         let wait = if u128::from(standing) > INTERVAL.as_micros() {
             self.burst_wait.min(STANDING_WAIT)
         } else {
             self.burst_wait
         };
-        match tokio::time::timeout(wait, self.places.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Some(permit),
+        let got = tokio::time::timeout(wait, self.places.clone().acquire_owned()).await;
+        let end = self.now();
+        if u128::from(end.saturating_sub(start)) >= STANDING_WAIT.as_micros() {
+            self.shrink(end);
+        }
+        match got {
+            Ok(Ok(permit)) => Some(self.place(permit)),
             _ => None,
         }
     }
@@ -119,6 +227,73 @@ mod tests {
         let held = line.enter().await.expect("a free place");
         assert_eq!(wait(&line).await, (Duration::from_millis(50), false));
         drop(held);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_that_wait_long_halve_the_places_to_a_sixteenth_and_free_places_bring_them_back()
+    {
+        let line = Arc::new(Line::new(64, Duration::from_millis(50)));
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            held.push(line.enter().await.expect("a free place"));
+        }
+        // A call that waits less than the standing wait leaves the places as they are.
+        let waiter = tokio::spawn({
+            let line = line.clone();
+            async move { line.enter().await }
+        });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        held.pop();
+        held.push(waiter.await.unwrap().expect("the freed place"));
+        assert_eq!(line.places(), 64);
+        // Calls that wait longer halve the places, at most once per SHRINK_STEP.
+        assert_eq!(wait(&line).await, (Duration::from_millis(50), false));
+        assert_eq!(line.places(), 32);
+        tokio::time::advance(INTERVAL).await;
+        assert_eq!(wait(&line).await, (STANDING_WAIT, false));
+        assert_eq!(line.places(), 16);
+        assert_eq!(wait(&line).await, (STANDING_WAIT, false));
+        assert_eq!(line.places(), 16, "5 ms after the last halving");
+        for expected in [8, 4, 4] {
+            tokio::time::advance(SHRINK_STEP).await;
+            wait(&line).await;
+            assert_eq!(line.places(), expected);
+        }
+        // The places the calls in flight hold are forgotten as they end, until 4 are left.
+        held.truncate(4);
+        assert_eq!(line.places.available_permits(), 0);
+        held.clear();
+        assert_eq!(line.places.available_permits(), 4);
+        assert_eq!(line.owed.load(Ordering::Acquire), 0);
+        // Each call that finds a free place at once gives one back, up to the bound.
+        for _ in 0..100 {
+            held.push(line.enter().await.expect("a free place"));
+            held.clear();
+        }
+        assert_eq!(line.places(), 64);
+        assert_eq!(line.places.available_permits(), 64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_places_in_use_and_free_always_add_up_to_the_limit() {
+        let line = Line::new(16, Duration::from_millis(50));
+        let mut held = Vec::new();
+        for _ in 0..16 {
+            held.push(line.enter().await.expect("a free place"));
+        }
+        let free = |line: &Line| line.places.available_permits();
+        wait(&line).await;
+        assert_eq!((line.places(), line.owed.load(Ordering::Acquire)), (8, 8));
+        // Calls end: their places are forgotten while any is owed, then given back.
+        held.truncate(14);
+        assert_eq!((free(&line), line.owed.load(Ordering::Acquire)), (0, 6));
+        held.truncate(6);
+        assert_eq!((free(&line), line.owed.load(Ordering::Acquire)), (2, 0));
+        assert_eq!(held.len() + free(&line), line.places());
+        // A call that finds a place at once adds one.
+        held.push(line.enter().await.expect("a free place"));
+        assert_eq!(line.places(), 9);
+        assert_eq!(held.len() + free(&line), line.places());
     }
 
     #[tokio::test(start_paused = true)]

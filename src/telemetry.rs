@@ -9,9 +9,10 @@
 //!   well-framed gRPC message, before any work starts; so a body that never arrives is
 //!   DEADLINE_EXCEEDED (never a false database alarm), and bad framing is INVALID_ARGUMENT
 //!   (tonic itself answers INTERNAL);
-//! - at most `max_in_flight` calls run at once; the next ones wait in line (see
-//!   [`crate::overload`]: at most `queue_wait` for a burst, 5 ms once the line stands), and
-//!   are then answered UNAVAILABLE (reason OVERLOADED) instead of queueing without limit (Health and reflection are exempt, so probes still see the server). The
+//! - at most `max_in_flight` calls run at once (fewer while overload lasts); the next ones
+//!   wait in line (see [`crate::overload`]: at most `queue_wait` for a burst, 5 ms once the
+//!   line stands), and are then answered UNAVAILABLE (reason OVERLOADED) instead of queueing
+//!   without limit (Health and reflection are exempt, so probes still see the server). The
 //!   short line absorbs bursts; the bound on calls running keeps the database's own queues
 //!   (pool, locks) short;
 //! - every call is answered within `DEADLINE` (its place in flight given back then), and
@@ -65,7 +66,8 @@ pub struct CallLimits {
     /// Calls run at once, past which the next ones wait in line.
     pub max_in_flight: usize,
     /// How long a call waits in line in a burst before it is answered OVERLOADED (a line
-    /// that stands waits less; see [`crate::overload`]).
+    /// that stands waits less; see [`crate::overload`]). Short, because a call admitted after
+    /// it still waits for the calls in flight ahead of it.
     pub queue_wait: Duration,
     /// How long a call's request may take to arrive.
     pub body_timeout: Duration,
@@ -85,7 +87,7 @@ impl Default for CallLimits {
     fn default() -> Self {
         CallLimits {
             max_in_flight: 64,
-            queue_wait: Duration::from_millis(50),
+            queue_wait: Duration::from_millis(20),
             body_timeout: Duration::from_secs(10),
             request_bytes: 64 << 20,
             abandon_after: Duration::from_secs(60),
@@ -106,9 +108,11 @@ pub struct RequestLogLayer {
 impl RequestLogLayer {
     /// A layer recording into `metrics`, under `limits`.
     pub fn new(metrics: Arc<Metrics>, limits: CallLimits) -> Self {
+        let line = Line::new(limits.max_in_flight, limits.queue_wait);
+        metrics.set_places(line.places());
         RequestLogLayer {
             metrics,
-            line: Arc::new(Line::new(limits.max_in_flight, limits.queue_wait)),
+            line: Arc::new(line),
             request_bytes: Arc::new(Semaphore::new(limits.request_bytes)),
             body_timeout: limits.body_timeout,
             abandon_after: limits.abandon_after,
@@ -331,7 +335,9 @@ where
                 let permit = if exempt(&method) {
                     None
                 } else {
-                    let Some(permit) = line.enter().await else {
+                    let entered = line.enter().await;
+                    metrics.set_places(line.places());
+                    let Some(permit) = entered else {
                         return Err(Error::Overloaded(
                             "the server is at its limit of calls in flight; retry with backoff"
                                 .into(),

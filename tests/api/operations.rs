@@ -167,6 +167,7 @@ async fn metrics_count_requests_by_method_and_code() {
     assert!(sample(&body, "workspaced_db_pool_connections{state=\"idle\"}") >= 0.0);
     assert!(body.contains("workspaced_db_pool_connections{state=\"in_use\"}"));
     assert_eq!(sample(&body, "workspaced_build_info{version="), 1.0);
+    assert_eq!(sample(&body, "workspaced_calls_in_flight_limit "), 64.0);
     // The counters move with more calls.
     create(&s, &alice, new_ws("metered-3")).await;
     assert_eq!(sample(&scrape(addr).await, created), 3.0);
