@@ -122,6 +122,7 @@ async fn seed(url: &str, n: usize, m: usize) {
     let tx = db.begin().await.expect("begin");
     if backend == DbBackend::Postgres {
         seed_postgres(&tx, n, m, now).await;
+        seed_lists(&tx, now).await;
         tx.commit().await.expect("commit");
         db.execute_unprepared("ANALYZE").await.expect("analyze");
         store.close().await.ok();
@@ -181,11 +182,39 @@ async fn seed(url: &str, n: usize, m: usize) {
         .await
         .expect("insert memberships");
     }
+    seed_lists(&tx, now).await;
     tx.commit().await.expect("commit");
     db.execute_raw(Statement::from_string(backend, "ANALYZE".to_owned()))
         .await
         .expect("analyze");
     store.close().await.ok();
+}
+
+/// How many members and resources `seed_lists` puts in `ws-000000`.
+const CROWD: usize = 200;
+
+/// `CROWD` more viewers and `CROWD` resources in `ws-000000`, so that its listings have
+/// pages of 50 to read.
+async fn seed_lists(tx: &sea_orm::DatabaseTransaction, now: &str) {
+    let id = "00000000-0000-4000-8000-000000000000";
+    let members: Vec<String> = (0..CROWD)
+        .map(|j| format!("('{id}', 'ws-000000', false, 'crowd-{j:03}', 'viewer', 'seed', '{now}', '{now}', 1)"))
+        .collect();
+    tx.execute_unprepared(&format!(
+        "INSERT INTO memberships (workspace_id, workspace_name, is_group, principal, role, added_by, create_time, update_time, version) VALUES {}",
+        members.join(",")
+    ))
+    .await
+    .expect("insert the crowd");
+    let resources: Vec<String> = (0..CROWD)
+        .map(|j| format!("('{id}', 'model', 'model-{j:03}', 'seed', '{now}')"))
+        .collect();
+    tx.execute_unprepared(&format!(
+        "INSERT INTO resources (workspace_id, kind, resource_id, registered_by, create_time) VALUES {}",
+        resources.join(",")
+    ))
+    .await
+    .expect("insert resources");
 }
 
 /// `seed` on PostgreSQL: the same rows, made by the database from `generate_series` (10M
@@ -250,6 +279,13 @@ async fn seed_postgres(tx: &sea_orm::DatabaseTransaction, n: usize, m: usize, no
     ))
     .await
     .expect("seed");
+}
+
+/// A listing that should have filled its page of 50 but held `n`: a failure, printed.
+fn full_page(n: usize) -> bool {
+    ok::<()>(Err(tonic::Status::internal(format!(
+        "a page of {n} where 50 were expected"
+    ))))
 }
 
 /// Whether a call succeeded; the first failures are printed, since a benchmark of errors
@@ -472,6 +508,9 @@ async fn run(a: Args) {
         "ListWorkspaces last page",
         "ListWorkspaces, member of 1",
         "ListWorkspaces, member of all",
+        "ListMembers",
+        "ListResources",
+        "ListPolicies",
         "CreateWorkspace",
         "CreateWorkspace, no events",
         "AddMember",
@@ -624,6 +663,43 @@ async fn run(a: Args) {
                                     .map(drop)
                                     .map_or_else(|e| ok::<()>(Err(e)), |()| true)
                             }
+                            // First pages of 50, as a platform admin: members and
+                            // resources of ws-000000 (CROWD of each), policies of all.
+                            "ListMembers" => MembershipServiceClient::new(ch)
+                                .list_members(authed(
+                                    pb::ListMembersRequest {
+                                        workspace: "ws-000000".into(),
+                                        page_size: 50,
+                                        ..Default::default()
+                                    },
+                                    &admin,
+                                ))
+                                .await
+                                .map(|r| r.into_inner().members.len())
+                                .map_or_else(|e| ok::<()>(Err(e)), |n| n == 50 || full_page(n)),
+                            "ListResources" => WorkspaceServiceClient::new(ch)
+                                .list_resources(authed(
+                                    pb::ListResourcesRequest {
+                                        workspace: "ws-000000".into(),
+                                        page_size: 50,
+                                        ..Default::default()
+                                    },
+                                    &admin,
+                                ))
+                                .await
+                                .map(|r| r.into_inner().resources.len())
+                                .map_or_else(|e| ok::<()>(Err(e)), |n| n == 50 || full_page(n)),
+                            "ListPolicies" => PolicyServiceClient::new(ch)
+                                .list_policies(authed(
+                                    pb::ListPoliciesRequest {
+                                        page_size: 50,
+                                        ..Default::default()
+                                    },
+                                    &admin,
+                                ))
+                                .await
+                                .map(|r| r.into_inner().policies.len())
+                                .map_or_else(|e| ok::<()>(Err(e)), |n| n == 50 || full_page(n)),
                             "AddMember" | "AddMember, no events" => {
                                 MembershipServiceClient::new(ch)
                                     .add_member(authed(
