@@ -587,12 +587,15 @@ async fn run(a: Args) {
                                     ))
                                     .await
                                     .map(|r| r.into_inner().allowed)
-                                    .is_ok_and(|allowed| {
-                                        allowed
-                                            || ok::<()>(Err(tonic::Status::permission_denied(
-                                                "not allowed",
-                                            )))
-                                    })
+                                    .map_or_else(
+                                        |e| ok::<()>(Err(e)),
+                                        |allowed| {
+                                            allowed
+                                                || ok::<()>(Err(tonic::Status::permission_denied(
+                                                    "not allowed",
+                                                )))
+                                        },
+                                    )
                             }
                             // Its home and 99 workspaces it is not a member of.
                             "BatchCheckAccess of 100" => {

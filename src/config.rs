@@ -113,7 +113,7 @@ pub struct ServeArgs {
     /// soon as they are accepted.
     #[arg(long, env = "WORKSPACED_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Calls running at once; more wait in line for at most 20 ms, and are then answered
+    /// Calls running at once; more wait in line for at most 50 ms, and are then answered
     /// UNAVAILABLE (reason OVERLOADED). While calls wait longer than 5 ms, fewer run (down to
     /// a sixteenth), so that the admitted ones stay fast.
     #[arg(long, env = "WORKSPACED_MAX_IN_FLIGHT", default_value_t = 64,

@@ -24,6 +24,7 @@ pub mod cache;
 pub mod create_requests;
 pub mod entity;
 pub mod events;
+mod flight;
 mod follow;
 pub mod gpu_requests;
 mod lock;
@@ -91,6 +92,8 @@ pub struct Store {
     tail: Arc<events::Tail>,
     /// On PostgreSQL, this replica's turns at numbering events (see `events::sequence`).
     passes: Arc<Passes>,
+    /// Counts of workspaces under way, shared by the callers waiting for them.
+    counts: Arc<flight::Flights>,
 }
 
 /// One numbering pass at a time on a replica, each covering every change that committed
@@ -178,6 +181,7 @@ impl Store {
             record_events: true,
             tail: Arc::default(),
             passes: Arc::default(),
+            counts: Arc::default(),
         })
     }
 
@@ -264,11 +268,22 @@ impl Store {
 
     /// How many workspaces match `f`, from this replica's view when nothing at all changed
     /// since it last counted them, and no membership ended since.
+    /// Callers that miss the view at once share one count (see `flight`).
     pub(crate) async fn count_workspaces(&self, f: &workspaces::ListFilter) -> Result<u64, DbErr> {
         let key = f.key();
         if let Some(n) = self.cache.total(&key, f.now_us) {
             return Ok(n);
         }
+        self.counts
+            .count(&key, || self.count_workspaces_now(f, &key))
+            .await
+    }
+
+    async fn count_workspaces_now(
+        &self,
+        f: &workspaces::ListFilter,
+        key: &str,
+    ) -> Result<u64, DbErr> {
         let since = self.cache.generation();
         // Read before the count: a membership ending after this read was there to count
         // (the sweep, which deletes ended ones unannounced, cannot hide it), and one added
@@ -281,7 +296,7 @@ impl Store {
             i64::MAX
         };
         let n = workspaces::count_matching(&self.db, f).await?;
-        self.cache.put_total(since, &key, n, valid_until);
+        self.cache.put_total(since, key, n, valid_until);
         Ok(n)
     }
 

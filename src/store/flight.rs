@@ -1,0 +1,146 @@
+//! Counts that many callers ask for at once: one runs at a time per key, and every caller
+//! that arrived before it began takes its answer instead of running its own.
+//!
+//! A listing's `total_size` of a member of very many workspaces costs a walk of all its
+//! memberships. The replica's view keeps it between changes, but after any change 64 callers
+//! listing at once would each run that walk, queue for the pool's few connections and run
+//! past the call's deadline. Sharing keeps the count exact: an answer is only taken by a
+//! caller that arrived before that count began, so it counts every change the caller could
+//! have seen.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+/// The counts running or just run, by key; cheap to share.
+#[derive(Debug, Default)]
+pub(crate) struct Flights {
+    keys: Mutex<HashMap<String, Arc<Flight>>>,
+}
+
+#[derive(Debug, Default)]
+struct Flight {
+    /// Counts begun so far under this key.
+    begun: AtomicU64,
+    /// Held while a count runs: the number and the answer of the last one that finished.
+    last: tokio::sync::Mutex<Option<(u64, u64)>>,
+}
+
+/// Forgets a key when its last caller leaves, so that the map holds only keys in use.
+struct Leave<'a> {
+    flights: &'a Flights,
+    key: &'a str,
+    flight: Arc<Flight>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut keys = self
+            .flights
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The map's and this caller's: no one else waits under the key.
+        if Arc::strong_count(&self.flight) == 2 {
+            keys.remove(self.key);
+        }
+    }
+}
+
+impl Flights {
+    /// The answer of `run`, or of a count under `key` that began after this call.
+    pub(crate) async fn count<E, F, Fut>(&self, key: &str, run: F) -> Result<u64, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<u64, E>>,
+    {
+        let flight = self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        let leave = Leave {
+            flights: self,
+            key,
+            flight,
+        };
+        let arrived = leave.flight.begun.load(Ordering::Acquire);
+        let mut last = leave.flight.last.lock().await;
+        if let Some((n, answer)) = *last
+            && n > arrived
+        {
+            return Ok(answer);
+        }
+        let n = leave.flight.begun.fetch_add(1, Ordering::AcqRel) + 1;
+        let answer = run().await?;
+        *last = Some((n, answer));
+        Ok(answer)
+    }
+
+    /// Keys with a caller now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{sync::atomic::AtomicUsize, time::Duration};
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_that_arrive_during_a_count_share_the_next_one() {
+        let flights = Arc::new(Flights::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let count = |flights: Arc<Flights>, runs: Arc<AtomicUsize>| async move {
+            flights
+                .count("k", || async {
+                    let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, ()>(n as u64)
+                })
+                .await
+                .unwrap()
+        };
+        let first = tokio::spawn(count(flights.clone(), runs.clone()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Ten callers arrive while the first count runs: it began before them, so they
+        // do not take its answer; one more count answers all ten.
+        let later: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(count(flights.clone(), runs.clone())))
+            .collect();
+        assert_eq!(first.await.unwrap(), 1);
+        for c in later {
+            assert_eq!(c.await.unwrap(), 2);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(flights.len(), 0, "no key is kept once its callers left");
+        // A caller after all of them counts again.
+        assert_eq!(count(flights.clone(), runs.clone()).await, 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_count_is_not_shared() {
+        let flights = Flights::default();
+        assert_eq!(
+            flights.count("k", || async { Err::<u64, _>("down") }).await,
+            Err("down")
+        );
+        assert_eq!(
+            flights.count("k", || async { Ok::<_, &str>(7) }).await,
+            Ok(7)
+        );
+        assert_eq!(flights.len(), 0);
+    }
+}
