@@ -281,11 +281,15 @@ async fn seed_postgres(tx: &sea_orm::DatabaseTransaction, n: usize, m: usize, no
     .expect("seed");
 }
 
-/// A listing that should have filled its page of 50 but held `n`: a failure, printed.
-fn full_page(n: usize) -> bool {
-    ok::<()>(Err(tonic::Status::internal(format!(
-        "a page of {n} where 50 were expected"
-    ))))
+/// Whether a listing answered a full page of 50 items; anything else is a failure, printed.
+fn page_of_50(items: Result<usize, tonic::Status>) -> bool {
+    match items {
+        Ok(50) => true,
+        Ok(n) => ok::<()>(Err(tonic::Status::internal(format!(
+            "a page of {n} where 50 were expected"
+        )))),
+        Err(e) => ok::<()>(Err(e)),
+    }
 }
 
 /// Whether a call succeeded; the first failures are printed, since a benchmark of errors
@@ -668,41 +672,44 @@ async fn run(a: Args) {
                             }
                             // First pages of 50, as a platform admin: members and
                             // resources of ws-000000 (CROWD of each), policies of all.
-                            "ListMembers" => MembershipServiceClient::new(ch)
-                                .list_members(authed(
-                                    pb::ListMembersRequest {
-                                        workspace: "ws-000000".into(),
-                                        page_size: 50,
-                                        ..Default::default()
-                                    },
-                                    &admin,
-                                ))
-                                .await
-                                .map(|r| r.into_inner().members.len())
-                                .map_or_else(|e| ok::<()>(Err(e)), |n| n == 50 || full_page(n)),
-                            "ListResources" => WorkspaceServiceClient::new(ch)
-                                .list_resources(authed(
-                                    pb::ListResourcesRequest {
-                                        workspace: "ws-000000".into(),
-                                        page_size: 50,
-                                        ..Default::default()
-                                    },
-                                    &admin,
-                                ))
-                                .await
-                                .map(|r| r.into_inner().resources.len())
-                                .map_or_else(|e| ok::<()>(Err(e)), |n| n == 50 || full_page(n)),
-                            "ListPolicies" => PolicyServiceClient::new(ch)
-                                .list_policies(authed(
-                                    pb::ListPoliciesRequest {
-                                        page_size: 50,
-                                        ..Default::default()
-                                    },
-                                    &admin,
-                                ))
-                                .await
-                                .map(|r| r.into_inner().policies.len())
-                                .map_or_else(|e| ok::<()>(Err(e)), |n| n == 50 || full_page(n)),
+                            "ListMembers" => page_of_50(
+                                MembershipServiceClient::new(ch)
+                                    .list_members(authed(
+                                        pb::ListMembersRequest {
+                                            workspace: "ws-000000".into(),
+                                            page_size: 50,
+                                            ..Default::default()
+                                        },
+                                        &admin,
+                                    ))
+                                    .await
+                                    .map(|r| r.into_inner().members.len()),
+                            ),
+                            "ListResources" => page_of_50(
+                                WorkspaceServiceClient::new(ch)
+                                    .list_resources(authed(
+                                        pb::ListResourcesRequest {
+                                            workspace: "ws-000000".into(),
+                                            page_size: 50,
+                                            ..Default::default()
+                                        },
+                                        &admin,
+                                    ))
+                                    .await
+                                    .map(|r| r.into_inner().resources.len()),
+                            ),
+                            "ListPolicies" => page_of_50(
+                                PolicyServiceClient::new(ch)
+                                    .list_policies(authed(
+                                        pb::ListPoliciesRequest {
+                                            page_size: 50,
+                                            ..Default::default()
+                                        },
+                                        &admin,
+                                    ))
+                                    .await
+                                    .map(|r| r.into_inner().policies.len()),
+                            ),
                             "AddMember" | "AddMember, no events" => {
                                 MembershipServiceClient::new(ch)
                                     .add_member(authed(
