@@ -115,7 +115,7 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// Calls running at once; more wait in line for at most 50 ms, and are then answered
     /// UNAVAILABLE (reason OVERLOADED). While calls wait longer than 5 ms, fewer run (down to
-    /// a sixteenth), so that the admitted ones stay fast.
+    /// 4 on SQLite, 16 on PostgreSQL), so that the admitted ones stay fast.
     #[arg(long, env = "WORKSPACED_MAX_IN_FLIGHT", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,

@@ -234,7 +234,13 @@ pub async fn serve(
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .layer(telemetry::RequestLogLayer::new(metrics, cfg.call_limits))
+        .layer(telemetry::RequestLogLayer::new(
+            metrics,
+            telemetry::CallLimits {
+                min_in_flight: store.parallelism(),
+                ..cfg.call_limits
+            },
+        ))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

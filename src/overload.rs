@@ -16,8 +16,10 @@
 //! answer before it calls again), so it keeps every place, and that wait is its own doing. A
 //! call that waited in line longer than `STANDING_WAIT` means calls arrive faster than places
 //! free: more places would not complete more, only make each admitted call wait longer. So
-//! the places then halve, at most once per `SHRINK_STEP`, down to a sixteenth of the bound;
-//! each call that finds a free place at once gives one back.
+//! the places then halve, at most once per `SHRINK_STEP`, down to the database's own
+//! parallelism (fewer would refuse calls the database could run side by side, and keep
+//! refusing them: with too few places the line never empties); each call that finds a free
+//! place at once gives one back.
 
 use std::{
     sync::{
@@ -82,13 +84,13 @@ impl Drop for Place {
 }
 
 impl Line {
-    /// A line before `places` places, where a call waits at most `burst_wait` while the line
-    /// is new.
-    pub fn new(places: usize, burst_wait: Duration) -> Self {
+    /// A line before `places` places, never shrunk below `min`, where a call waits at most
+    /// `burst_wait` while the line is new.
+    pub fn new(places: usize, min: usize, burst_wait: Duration) -> Self {
         Line {
             places: Arc::new(Semaphore::new(places)),
             max: places,
-            min: (places / 16).max(1),
+            min: min.clamp(1, places.max(1)),
             limit: AtomicUsize::new(places),
             owed: Arc::new(AtomicUsize::new(0)),
             burst_wait,
@@ -198,7 +200,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_line_waits_for_bursts_and_refuses_standing_overload_quickly() {
-        let line = Line::new(1, Duration::from_millis(50));
+        let line = Line::new(1, 1, Duration::from_millis(50));
         let held = line
             .enter()
             .await
@@ -230,9 +232,8 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn calls_that_wait_long_halve_the_places_to_a_sixteenth_and_free_places_bring_them_back()
-    {
-        let line = Arc::new(Line::new(64, Duration::from_millis(50)));
+    async fn calls_that_wait_long_halve_the_places_to_the_floor_and_free_places_bring_them_back() {
+        let line = Arc::new(Line::new(64, 4, Duration::from_millis(50)));
         let mut held = Vec::new();
         for _ in 0..64 {
             held.push(line.enter().await.expect("a free place"));
@@ -276,7 +277,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_places_in_use_and_free_always_add_up_to_the_limit() {
-        let line = Line::new(16, Duration::from_millis(50));
+        let line = Line::new(16, 4, Duration::from_millis(50));
         let mut held = Vec::new();
         for _ in 0..16 {
             held.push(line.enter().await.expect("a free place"));
@@ -298,7 +299,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_bound_shorter_than_the_standing_wait_is_kept() {
-        let line = Line::new(1, Duration::from_millis(1));
+        let line = Line::new(1, 1, Duration::from_millis(1));
         let _held = line.enter().await.unwrap();
         tokio::time::advance(INTERVAL * 2).await;
         assert_eq!(wait(&line).await, (Duration::from_millis(1), false));

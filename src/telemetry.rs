@@ -65,6 +65,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct CallLimits {
     /// Calls run at once, past which the next ones wait in line.
     pub max_in_flight: usize,
+    /// The fewest calls run at once while overload lasts (see [`crate::overload`]): the
+    /// database's own parallelism.
+    pub min_in_flight: usize,
     /// How long a call waits in line in a burst before it is answered OVERLOADED (a line
     /// that stands waits less; see [`crate::overload`]). Long enough to ride out a database
     /// stall of a few tens of ms without refusing calls: 20 ms cut the admitted p99 under
@@ -88,6 +91,7 @@ impl Default for CallLimits {
     fn default() -> Self {
         CallLimits {
             max_in_flight: 64,
+            min_in_flight: 4,
             queue_wait: Duration::from_millis(50),
             body_timeout: Duration::from_secs(10),
             request_bytes: 64 << 20,
@@ -109,7 +113,11 @@ pub struct RequestLogLayer {
 impl RequestLogLayer {
     /// A layer recording into `metrics`, under `limits`.
     pub fn new(metrics: Arc<Metrics>, limits: CallLimits) -> Self {
-        let line = Line::new(limits.max_in_flight, limits.queue_wait);
+        let line = Line::new(
+            limits.max_in_flight,
+            limits.min_in_flight,
+            limits.queue_wait,
+        );
         metrics.set_places(line.places());
         RequestLogLayer {
             metrics,

@@ -58,6 +58,8 @@ pub(crate) async fn count<E: EntityTrait, C: ConnectionTrait>(
     Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
 }
 
+/// Connections in a PostgreSQL replica's pool.
+const PG_POOL: usize = 16;
 /// How long a request waits for a pooled connection before the database counts as
 /// unavailable; well under the contract's 5 s.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -115,7 +117,7 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store, DbErr> {
         let mut opt = ConnectOptions::new(url);
         let sqlite = url.starts_with("sqlite:");
-        opt.max_connections(if sqlite { 8 } else { 16 })
+        opt.max_connections(if sqlite { 8 } else { PG_POOL as u32 })
             .min_connections(1)
             .connect_timeout(ACQUIRE_TIMEOUT)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -264,6 +266,16 @@ impl Store {
         .map(|(ws, held)| (Arc::new(ws), held));
         self.cache.put(since, name, subject, groups, &found);
         Ok(found)
+    }
+
+    /// How many calls the database runs side by side: on PostgreSQL its pool's connections;
+    /// on SQLite, whose writes take turns on one connection, 4 (two cores' worth of reads).
+    pub fn parallelism(&self) -> usize {
+        if self.backend() == DbBackend::Postgres {
+            PG_POOL
+        } else {
+            4
+        }
     }
 
     /// How many workspaces match `f`, from this replica's view when nothing at all changed
