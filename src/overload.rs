@@ -71,13 +71,16 @@ pub struct Place {
     owed: Arc<AtomicUsize>,
 }
 
+/// Takes one from `count` unless it is 0; whether it did.
+fn take_one(count: &AtomicUsize) -> bool {
+    count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+}
+
 impl Drop for Place {
     fn drop(&mut self) {
-        let paid = self
-            .owed
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1))
-            .is_ok();
-        if let (true, Some(permit)) = (paid, self.permit.take()) {
+        if let (true, Some(permit)) = (take_one(&self.owed), self.permit.take()) {
             permit.forget();
         }
     }
@@ -125,12 +128,7 @@ impl Line {
                 (l < self.max).then_some(l + 1)
             })
             .is_ok();
-        if grown
-            && self
-                .owed
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| o.checked_sub(1))
-                .is_err()
-        {
+        if grown && !take_one(&self.owed) {
             self.places.add_permits(1);
         }
     }
