@@ -34,6 +34,7 @@ pub mod policies;
 pub mod principals;
 pub mod resources;
 mod usage;
+mod vacuum;
 pub mod workspaces;
 
 pub use migration::Migrator;
@@ -510,6 +511,24 @@ impl Store {
             }
             if let Err(e) = self.number_committed().await {
                 tracing::debug!("numbering what a writer left failed: {}", describe(&e));
+            }
+        }
+    }
+
+    /// On PostgreSQL: vacuums the tables whose rows come and go all the time once they hold
+    /// many dead rows (see `vacuum`). Runs until aborted.
+    pub(crate) async fn vacuum_churn(self) {
+        if self.backend() != DbBackend::Postgres {
+            return;
+        }
+        let mut tick = tokio::time::interval(vacuum::EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match vacuum::vacuum_dead(&self.db).await {
+                Ok(tables) if tables.is_empty() => {}
+                Ok(tables) => tracing::debug!(?tables, "vacuumed"),
+                Err(e) => tracing::warn!("vacuuming failed: {}", describe(&e)),
             }
         }
     }
