@@ -258,7 +258,7 @@ impl GpuRequests {
         // Missing only when the workspace was deleted since this replica's view read it.
         let mut usage = self
             .store
-            .gpu_usage(&ws.id, now())
+            .gpu_usage(&ws.id)
             .await?
             .ok_or_else(|| Error::workspace_not_found(&name))?;
         usage.workspace = ws.name.clone();

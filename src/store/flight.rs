@@ -1,4 +1,4 @@
-//! Counts that many callers ask for at once: one runs at a time per key, and every caller
+//! Reads that many callers ask for at once: one runs at a time per key, and every caller
 //! that arrived before it began takes its answer instead of running its own.
 //!
 //! A listing's `total_size` of a member of very many workspaces costs a walk of all its
@@ -6,7 +6,9 @@
 //! listing at once would each run that walk, queue for the pool's few connections and run
 //! past the call's deadline. Sharing keeps the count exact: an answer is only taken by a
 //! caller that arrived before that count began, so it counts every change the caller could
-//! have seen.
+//! have seen. GetGpuUsage on PostgreSQL shares its reads likewise: schedulers poll the
+//! usage of the same workspaces, and every read must count what any replica acknowledged
+//! before the caller asked, which a read begun after the caller arrived does.
 
 use std::{
     collections::HashMap,
@@ -17,28 +19,45 @@ use std::{
     },
 };
 
-/// The counts running or just run, by key; cheap to share.
-#[derive(Debug, Default)]
-pub(crate) struct Flights {
-    keys: Mutex<HashMap<String, Arc<Flight>>>,
+/// The reads running or just run, by key.
+#[derive(Debug)]
+pub(crate) struct Flights<T> {
+    keys: Mutex<HashMap<String, Arc<Flight<T>>>>,
 }
 
-#[derive(Debug, Default)]
-struct Flight {
-    /// Counts begun so far under this key.
+impl<T> Default for Flights<T> {
+    fn default() -> Self {
+        Flights {
+            keys: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Flight<T> {
+    /// Reads begun so far under this key.
     begun: AtomicU64,
-    /// Held while a count runs: the number and the answer of the last one that finished.
-    last: tokio::sync::Mutex<Option<(u64, u64)>>,
+    /// Held while a read runs: the number and the answer of the last one that finished.
+    last: tokio::sync::Mutex<Option<(u64, T)>>,
+}
+
+impl<T> Default for Flight<T> {
+    fn default() -> Self {
+        Flight {
+            begun: AtomicU64::new(0),
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// Forgets a key when its last caller leaves, so that the map holds only keys in use.
-struct Leave<'a> {
-    flights: &'a Flights,
+struct Leave<'a, T> {
+    flights: &'a Flights<T>,
     key: &'a str,
-    flight: Arc<Flight>,
+    flight: Arc<Flight<T>>,
 }
 
-impl Drop for Leave<'_> {
+impl<T> Drop for Leave<'_, T> {
     fn drop(&mut self) {
         let mut keys = self
             .flights
@@ -52,12 +71,12 @@ impl Drop for Leave<'_> {
     }
 }
 
-impl Flights {
-    /// The answer of `run`, or of a count under `key` that began after this call.
-    pub(crate) async fn count<E, F, Fut>(&self, key: &str, run: F) -> Result<u64, E>
+impl<T: Clone> Flights<T> {
+    /// The answer of `run`, or of a read under `key` that began after this call.
+    pub(crate) async fn run<E, F, Fut>(&self, key: &str, run: F) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<u64, E>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         let flight = self
             .keys
@@ -73,14 +92,14 @@ impl Flights {
         };
         let arrived = leave.flight.begun.load(Ordering::Acquire);
         let mut last = leave.flight.last.lock().await;
-        if let Some((n, answer)) = *last
-            && n > arrived
+        if let Some((n, answer)) = &*last
+            && *n > arrived
         {
-            return Ok(answer);
+            return Ok(answer.clone());
         }
         let n = leave.flight.begun.fetch_add(1, Ordering::AcqRel) + 1;
         let answer = run().await?;
-        *last = Some((n, answer));
+        *last = Some((n, answer.clone()));
         Ok(answer)
     }
 
@@ -101,11 +120,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn callers_that_arrive_during_a_count_share_the_next_one() {
-        let flights = Arc::new(Flights::default());
+        let flights = Arc::new(Flights::<u64>::default());
         let runs = Arc::new(AtomicUsize::new(0));
-        let count = |flights: Arc<Flights>, runs: Arc<AtomicUsize>| async move {
+        let count = |flights: Arc<Flights<u64>>, runs: Arc<AtomicUsize>| async move {
             flights
-                .count("k", || async {
+                .run("k", || async {
                     let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     Ok::<_, ()>(n as u64)
@@ -132,15 +151,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_count_is_not_shared() {
-        let flights = Flights::default();
+        let flights = Flights::<u64>::default();
         assert_eq!(
-            flights.count("k", || async { Err::<u64, _>("down") }).await,
+            flights.run("k", || async { Err::<u64, _>("down") }).await,
             Err("down")
         );
-        assert_eq!(
-            flights.count("k", || async { Ok::<_, &str>(7) }).await,
-            Ok(7)
-        );
+        assert_eq!(flights.run("k", || async { Ok::<_, &str>(7) }).await, Ok(7));
         assert_eq!(flights.len(), 0);
     }
 }

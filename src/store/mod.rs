@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use self::cache::{AccessCache, Found};
-use crate::domain::model::Workspace;
+use crate::domain::model::{GpuUsage, Workspace, now};
 use sea_orm_migration::MigratorTrait;
 use std::collections::BTreeMap;
 
@@ -96,7 +96,9 @@ pub struct Store {
     /// On PostgreSQL, this replica's turns at numbering events (see `events::sequence`).
     passes: Arc<Passes>,
     /// Counts of workspaces under way, shared by the callers waiting for them.
-    counts: Arc<flight::Flights>,
+    counts: Arc<flight::Flights<u64>>,
+    /// Reads of GPU usage under way, by workspace id, likewise.
+    usage_reads: Arc<flight::Flights<Option<GpuUsage>>>,
 }
 
 /// One numbering pass at a time on a replica, each covering every change that committed
@@ -185,6 +187,7 @@ impl Store {
             tail: Arc::default(),
             passes: Arc::default(),
             counts: Arc::default(),
+            usage_reads: Arc::default(),
         })
     }
 
@@ -288,7 +291,7 @@ impl Store {
             return Ok(n);
         }
         self.counts
-            .count(&key, || self.count_workspaces_now(f, &key))
+            .run(&key, || self.count_workspaces_now(f, &key))
             .await
     }
 
@@ -333,24 +336,25 @@ impl Store {
         Ok(counts)
     }
 
-    /// The GPU usage of the workspace with id `workspace_id` at `now` (`None` when it has no
+    /// The GPU usage of the workspace with id `workspace_id` now (`None` when it has no
     /// policy), remembered on SQLite until a change here or the end of its first lease.
-    pub(crate) async fn gpu_usage(
-        &self,
-        workspace_id: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<crate::domain::model::GpuUsage>, DbErr> {
-        let now_us = now.timestamp_micros();
-        if let Some(usage) = self.usage.get(workspace_id, now_us) {
+    /// Callers that miss the memory share one read begun after they asked (see `flight`),
+    /// which counts the leases active at the instant it begins.
+    pub(crate) async fn gpu_usage(&self, workspace_id: &str) -> Result<Option<GpuUsage>, DbErr> {
+        if let Some(usage) = self.usage.get(workspace_id, now().timestamp_micros()) {
             return Ok(Some(usage));
         }
-        let since = self.usage.generation();
-        let Some(tally) = gpu_requests::usage(&self.db, workspace_id, now).await? else {
-            return Ok(None);
-        };
-        let until = tally.next_end_us.unwrap_or(i64::MAX);
-        self.usage.put(since, workspace_id, &tally.usage, until);
-        Ok(Some(tally.usage))
+        self.usage_reads
+            .run(workspace_id, || async {
+                let since = self.usage.generation();
+                let Some(tally) = gpu_requests::usage(&self.db, workspace_id, now()).await? else {
+                    return Ok(None);
+                };
+                let until = tally.next_end_us.unwrap_or(i64::MAX);
+                self.usage.put(since, workspace_id, &tally.usage, until);
+                Ok(Some(tally.usage))
+            })
+            .await
     }
 
     /// Tells this process's memory of GPU usage that the workspace's changed: call after

@@ -601,3 +601,54 @@ async fn usage_follows_every_change_and_lease_end_also_between_reads() {
     s.release_gpu_request(&sched, "mem", "long").await.unwrap();
     assert_eq!(active().await, 0, "after a release");
 }
+
+/// On PostgreSQL, callers that ask for a workspace's usage while a read of it runs share
+/// the next read, which begins after they asked: 31 callers, two reads, one answer that
+/// counts every admission acknowledged before they asked.
+#[tokio::test]
+async fn concurrent_usage_reads_share_one_read_begun_after_they_asked() {
+    let db = std::sync::Arc::new(TestDb::new().await);
+    if !db.is_postgres() {
+        eprintln!("skipped: SQLite answers usage from this process's memory");
+        return;
+    }
+    let options = Options {
+        metrics: true,
+        ..Default::default()
+    };
+    let s = TestServer::spawn_on(db.clone(), options).await;
+    let sched = platform_service();
+    workspace_with_slots(&s, "shared", 5).await;
+    let read = || s.get_gpu_usage(&sched, "shared");
+    read().await.unwrap();
+    // The first read waits for the table while the others arrive.
+    let lock = holding(&db, "LOCK TABLE gpu_requests IN ACCESS EXCLUSIVE MODE").await;
+    let before = metric(&s, "workspaced_db_statements_total ").await;
+    let first = read();
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        futures::future::join_all((0..30).map(|_| read())).await
+    };
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        lock.rollback().await.unwrap();
+    };
+    let (first, later, ()) = tokio::join!(first, later, release);
+    assert_eq!(first.unwrap().active_gprs, 0);
+    for usage in later {
+        assert_eq!(usage.unwrap().active_gprs, 0);
+    }
+    // Two reads, beside the replica's own statements in the background (a look for
+    // pending events every 100 ms, one for dead rows every second); one read per caller
+    // would be 31.
+    let statements = metric(&s, "workspaced_db_statements_total ").await - before;
+    assert!(statements < 20.0, "{statements} statements for 31 reads");
+    // A caller after an admission reads again and counts it.
+    assert!(
+        s.admit_gpus(&sched, "shared", "pod", 1, 0)
+            .await
+            .unwrap()
+            .admitted
+    );
+    assert_eq!(read().await.unwrap().active_gprs, 1);
+}
