@@ -29,8 +29,7 @@
 //!   revisions go up.
 
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement,
-    TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value,
 };
 
 use super::corrupt;
@@ -121,53 +120,25 @@ pub(crate) async fn append<C: ConnectionTrait>(tx: &C, e: &NewEvent) -> Result<O
 const PASS_EVENTS: i64 = 10_000;
 
 /// PostgreSQL: gives revisions to every pending event whose change has committed, oldest
-/// first, and returns the highest committed revision. See the module's comment.
+/// first, and returns the highest committed revision. See the module's comment; a pass is
+/// one statement, the function `number_pending_events` (migration m0008), which takes the
+/// counter's lock and then numbers what it sees pending.
 pub(crate) async fn sequence(db: &DatabaseConnection) -> Result<i64, DbErr> {
     loop {
-        let tx = db.begin().await?;
-        // The lock first, in a statement of its own, so that `number` reads a snapshot taken
-        // once it is held: it then sees every pending event as it stands, and a pass that
-        // numbers fewer than `PASS_EVENTS` has numbered every one committed before it.
-        tx.execute_unprepared("SELECT 1 FROM event_log WHERE id = 1 FOR UPDATE")
-            .await?;
-        let (latest, moved) = number(&tx).await?;
-        tx.commit().await?;
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT top_revision, numbered FROM number_pending_events($1)",
+                [PASS_EVENTS.into()],
+            ))
+            .await?
+            .ok_or_else(|| corrupt("event log", "no answer from numbering"))?;
+        let latest: i64 = row.try_get("", "top_revision")?;
+        let moved: i64 = row.try_get("", "numbered")?;
         if moved < PASS_EVENTS {
             return Ok(latest);
         }
     }
-}
-
-/// PostgreSQL, in a pass holding the counter's lock: numbers the oldest `PASS_EVENTS`
-/// pending events, in the order they were written, with times raised to the newest before
-/// them, and moves the counter. Returns the highest revision and how many it numbered.
-async fn number<C: ConnectionTrait>(c: &C) -> Result<(i64, i64), DbErr> {
-    let row = c
-        .query_one_raw(Statement::from_sql_and_values(
-            c.get_database_backend(),
-            "WITH counter AS (SELECT latest, latest_time_us FROM event_log WHERE id = 1), \
-             moved AS (DELETE FROM pending_events WHERE seq IN \
-             (SELECT seq FROM pending_events ORDER BY seq LIMIT $1) \
-             RETURNING seq, time_us, kind, workspace, workspace_id, actor, request_id, method, \
-             object), \
-             numbered AS (SELECT counter.latest + row_number() OVER w AS revision, \
-             GREATEST(counter.latest_time_us, max(m.time_us) OVER w) AS time_us, m.kind, \
-             m.workspace, m.workspace_id, m.actor, m.request_id, m.method, m.object \
-             FROM moved AS m, counter WINDOW w AS (ORDER BY m.seq)), \
-             inserted AS (INSERT INTO events (revision, time_us, kind, workspace, workspace_id, \
-             actor, request_id, method, object) SELECT revision, time_us, kind, workspace, \
-             workspace_id, actor, request_id, method, object FROM numbered \
-             RETURNING revision, time_us), \
-             moved_on AS (UPDATE event_log SET latest = (SELECT max(revision) FROM inserted), \
-             latest_time_us = (SELECT max(time_us) FROM inserted) \
-             WHERE id = 1 AND EXISTS (SELECT 1 FROM inserted)) \
-             SELECT (SELECT count(*) FROM moved) AS moved, \
-             COALESCE((SELECT max(revision) FROM inserted), (SELECT latest FROM counter)) AS latest",
-            [PASS_EVENTS.into()],
-        ))
-        .await?
-        .ok_or_else(|| corrupt("event log", "no answer from numbering"))?;
-    Ok((row.try_get("", "latest")?, row.try_get("", "moved")?))
 }
 
 /// PostgreSQL: whether any event waits for a revision.

@@ -66,6 +66,10 @@ const PG_POOL: usize = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a PostgreSQL replica checks for events that a writer left without a revision.
 const EVENT_SWEEP: Duration = Duration::from_millis(100);
+/// How long a PostgreSQL replica gathers the events its writers queue before it numbers
+/// them in one pass: writers never wait for it, and a pass costs about as much for one
+/// event as for fifty.
+const PASS_GATHER: Duration = Duration::from_millis(5);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -506,6 +510,7 @@ impl Store {
                 // A writer of this replica queued its event: a pass numbers it and every
                 // other committed since the last, so passes keep up with any write rate.
                 _ = self.passes.wake.notified() => {
+                    tokio::time::sleep(PASS_GATHER).await;
                     if let Err(e) = self.number_events().await {
                         tracing::warn!("numbering events failed: {}", describe(&e));
                     }

@@ -10,6 +10,7 @@ mod m0004_group_members;
 mod m0005_events;
 mod m0006_pending_events;
 mod m0007_membership_names;
+mod m0008_numbering_pass;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_events::Migration),
             Box::new(m0006_pending_events::Migration),
             Box::new(m0007_membership_names::Migration),
+            Box::new(m0008_numbering_pass::Migration),
         ]
     }
 }
