@@ -58,9 +58,11 @@ pub struct Line {
     owed: Arc<AtomicUsize>,
     burst_wait: Duration,
     epoch: Instant,
-    /// When a call last found a free place at once, and when the places last shrank, in µs
-    /// since `epoch`.
+    /// When the line was last empty (a call found a free place at once while no call had
+    /// waited long within `INTERVAL`), when a call last waited `STANDING_WAIT` or longer,
+    /// and when the places last shrank, in µs since `epoch`.
     last_empty: AtomicU64,
+    last_long: AtomicU64,
     last_shrink: AtomicU64,
 }
 
@@ -99,6 +101,7 @@ impl Line {
             burst_wait,
             epoch: Instant::now(),
             last_empty: AtomicU64::new(0),
+            last_long: AtomicU64::new(0),
             last_shrink: AtomicU64::new(0),
         }
     }
@@ -162,7 +165,15 @@ impl Line {
     /// line's current wait.
     pub async fn enter(&self) -> Option<Place> {
         if let Ok(permit) = self.places.clone().try_acquire_owned() {
-            self.last_empty.store(self.now(), Ordering::Relaxed);
+            // Under standing overload a place is also free now and then, when the calls in
+            // line all gave up at once (a stall of the database or of the machine): that
+            // does not end the overload, and must not give the next calls the burst's wait.
+            let now = self.now();
+            if now.saturating_sub(self.last_long.load(Ordering::Relaxed))
+                > INTERVAL.as_micros() as u64
+            {
+                self.last_empty.store(now, Ordering::Relaxed);
+            }
             self.grow();
             return Some(self.place(permit));
         }
@@ -176,6 +187,7 @@ impl Line {
         let got = tokio::time::timeout(wait, self.places.clone().acquire_owned()).await;
         let end = self.now();
         if u128::from(end.saturating_sub(start)) >= STANDING_WAIT.as_micros() {
+            self.last_long.store(end, Ordering::Relaxed);
             self.shrink(end);
         }
         match got {
@@ -223,7 +235,13 @@ mod tests {
             (Duration::from_millis(2), true),
             "the freed place goes to the call in line"
         );
-        // A call that finds a free place at once empties the line: bursts wait long again.
+        // A place free while calls waited long within INTERVAL does not end the overload.
+        let held = line.enter().await.expect("a free place");
+        assert_eq!(wait(&line).await, (STANDING_WAIT, false));
+        drop(held);
+        // Once no call has waited long for INTERVAL, a call that finds a free place at once
+        // empties the line: bursts wait long again.
+        tokio::time::advance(INTERVAL + Duration::from_millis(1)).await;
         let held = line.enter().await.expect("a free place");
         assert_eq!(wait(&line).await, (Duration::from_millis(50), false));
         drop(held);
