@@ -7,7 +7,11 @@
 //! burst bound only while the line has been empty within the last `INTERVAL`; once it has
 //! stood longer, calls wait at most `STANDING_WAIT`, and overload is refused almost at once
 //! while admitted calls keep a short wait. The line empties again as soon as a call finds a
-//! free place at once.
+//! free place at once, unless a call was refused within the last `INTERVAL`: under
+//! standing overload a place also comes free now and then because every call in line gave
+//! up at once (a stall of the database or of the machine), which does not end the overload
+//! (on PostgreSQL at 4x, each such moment gave a few hundred admitted calls the burst's
+//! 50 ms wait).
 //!
 //! The places in flight adapt too. A call in flight waits for the database (one SQLite
 //! writer, a pool, row locks), so with all places taken an admitted call waits for the calls
@@ -35,7 +39,7 @@ use tokio::{
 };
 
 /// How long the line may stand (no call finding a free place at once) before its wait
-/// shortens.
+/// shortens, and how long after a refusal a free place does not empty it.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
 /// The longest wait in a line that has stood for longer than `INTERVAL`; a call that waited
@@ -58,11 +62,11 @@ pub struct Line {
     owed: Arc<AtomicUsize>,
     burst_wait: Duration,
     epoch: Instant,
-    /// When the line was last empty (a call found a free place at once while no call had
-    /// waited long within `INTERVAL`), when a call last waited `STANDING_WAIT` or longer,
-    /// and when the places last shrank, in µs since `epoch`.
+    /// When the line was last empty (a call found a free place at once and none was
+    /// refused within `INTERVAL`), when a call was last refused, and when the places last
+    /// shrank, in µs since `epoch`.
     last_empty: AtomicU64,
-    last_long: AtomicU64,
+    last_refused: AtomicU64,
     last_shrink: AtomicU64,
 }
 
@@ -101,7 +105,7 @@ impl Line {
             burst_wait,
             epoch: Instant::now(),
             last_empty: AtomicU64::new(0),
-            last_long: AtomicU64::new(0),
+            last_refused: AtomicU64::new(0),
             last_shrink: AtomicU64::new(0),
         }
     }
@@ -165,11 +169,8 @@ impl Line {
     /// line's current wait.
     pub async fn enter(&self) -> Option<Place> {
         if let Ok(permit) = self.places.clone().try_acquire_owned() {
-            // Under standing overload a place is also free now and then, when the calls in
-            // line all gave up at once (a stall of the database or of the machine): that
-            // does not end the overload, and must not give the next calls the burst's wait.
             let now = self.now();
-            if now.saturating_sub(self.last_long.load(Ordering::Relaxed))
+            if now.saturating_sub(self.last_refused.load(Ordering::Relaxed))
                 > INTERVAL.as_micros() as u64
             {
                 self.last_empty.store(now, Ordering::Relaxed);
@@ -187,12 +188,14 @@ impl Line {
         let got = tokio::time::timeout(wait, self.places.clone().acquire_owned()).await;
         let end = self.now();
         if u128::from(end.saturating_sub(start)) >= STANDING_WAIT.as_micros() {
-            self.last_long.store(end, Ordering::Relaxed);
             self.shrink(end);
         }
         match got {
             Ok(Ok(permit)) => Some(self.place(permit)),
-            _ => None,
+            _ => {
+                self.last_refused.store(end, Ordering::Relaxed);
+                None
+            }
         }
     }
 }
@@ -235,11 +238,11 @@ mod tests {
             (Duration::from_millis(2), true),
             "the freed place goes to the call in line"
         );
-        // A place free while calls waited long within INTERVAL does not end the overload.
+        // A place free while calls were refused within INTERVAL does not end the overload.
         let held = line.enter().await.expect("a free place");
         assert_eq!(wait(&line).await, (STANDING_WAIT, false));
         drop(held);
-        // Once no call has waited long for INTERVAL, a call that finds a free place at once
+        // Once no call has been refused for INTERVAL, a call that finds a free place at once
         // empties the line: bursts wait long again.
         tokio::time::advance(INTERVAL + Duration::from_millis(1)).await;
         let held = line.enter().await.expect("a free place");

@@ -15,7 +15,7 @@ use std::{
     future::Future,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -35,6 +35,9 @@ impl<T> Default for Flights<T> {
 
 #[derive(Debug)]
 struct Flight<T> {
+    /// Callers under this key now; changed only under the map's lock, so that the last to
+    /// leave knows it is the last.
+    callers: AtomicUsize,
     /// Reads begun so far under this key.
     begun: AtomicU64,
     /// Held while a read runs: the number and the answer of the last one that finished.
@@ -44,6 +47,7 @@ struct Flight<T> {
 impl<T> Default for Flight<T> {
     fn default() -> Self {
         Flight {
+            callers: AtomicUsize::new(0),
             begun: AtomicU64::new(0),
             last: tokio::sync::Mutex::new(None),
         }
@@ -64,8 +68,7 @@ impl<T> Drop for Leave<'_, T> {
             .keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // The map's and this caller's: no one else waits under the key.
-        if Arc::strong_count(&self.flight) == 2 {
+        if self.flight.callers.fetch_sub(1, Ordering::AcqRel) == 1 {
             keys.remove(self.key);
         }
     }
@@ -78,13 +81,12 @@ impl<T: Clone> Flights<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let flight = self
-            .keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.to_owned())
-            .or_default()
-            .clone();
+        let flight = {
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            let flight = keys.entry(key.to_owned()).or_default().clone();
+            flight.callers.fetch_add(1, Ordering::AcqRel);
+            flight
+        };
         let leave = Leave {
             flights: self,
             key,
@@ -116,7 +118,7 @@ impl<T: Clone> Flights<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::{sync::atomic::AtomicUsize, time::Duration};
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn callers_that_arrive_during_a_count_share_the_next_one() {

@@ -9,8 +9,12 @@
 //! second that check scanned 31,000 dead rows (0.5 ms, of every write, growing all the
 //! time) and PostgreSQL spent 1.2 ms of CPU per CreateWorkspace. So every replica asks
 //! PostgreSQL's statistics each second which of these tables hold `DEAD_ROWS` dead rows or
-//! more, and vacuums them (`SKIP_LOCKED`: a vacuum another replica runs is enough). A
-//! vacuum of a small table takes about a millisecond and blocks no reader or writer.
+//! more (and a twentieth of their live rows), not vacuumed in the last `BACKOFF`, and
+//! vacuums them. `SKIP_LOCKED`: a vacuum another replica runs is enough. `TRUNCATE false`:
+//! a queue that empties leaves empty pages at its end, and cutting them off takes a lock
+//! that every writer's check would wait for; without it a vacuum blocks no reader or
+//! writer, and of a small table takes about a millisecond. `BACKOFF` bounds the vacuums
+//! when an old transaction keeps the dead rows alive, so that vacuums cannot remove them.
 
 use std::time::Duration;
 
@@ -25,7 +29,10 @@ pub(crate) const DEAD_ROWS: i64 = 1_000;
 /// How often the statistics are read.
 pub(crate) const EVERY: Duration = Duration::from_secs(1);
 
-/// Vacuums those of `TABLES` that hold `DEAD_ROWS` dead rows or more, by PostgreSQL's
+/// The least time between two vacuums of a table, by any replica or autovacuum.
+pub(crate) const BACKOFF: Duration = Duration::from_secs(2);
+
+/// Vacuums those of `TABLES` that need it (see the module's comment), by PostgreSQL's
 /// statistics (which lag by up to a second); returns their names.
 pub(crate) async fn vacuum_dead(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     let names = TABLES
@@ -39,9 +46,11 @@ pub(crate) async fn vacuum_dead(db: &DatabaseConnection) -> Result<Vec<String>, 
             format!(
                 "SELECT relname::TEXT AS name FROM pg_stat_user_tables \
                  WHERE schemaname = current_schema() AND relname IN ({names}) \
-                 AND n_dead_tup >= $1"
+                 AND n_dead_tup >= $1 + n_live_tup / 20 \
+                 AND COALESCE(GREATEST(last_vacuum, last_autovacuum), '-infinity') \
+                 < now() - make_interval(secs => $2)"
             ),
-            [DEAD_ROWS.into()],
+            [DEAD_ROWS.into(), BACKOFF.as_secs_f64().into()],
         ))
         .await?;
     let mut vacuumed = Vec::with_capacity(rows.len());
@@ -49,7 +58,7 @@ pub(crate) async fn vacuum_dead(db: &DatabaseConnection) -> Result<Vec<String>, 
         let name: String = row.try_get("", "name")?;
         // Only a name of `TABLES` can come back, so it is safe to put into the statement.
         if TABLES.contains(&name.as_str()) {
-            db.execute_unprepared(&format!("VACUUM (SKIP_LOCKED) {name}"))
+            db.execute_unprepared(&format!("VACUUM (SKIP_LOCKED, TRUNCATE false) {name}"))
                 .await?;
             vacuumed.push(name);
         }
