@@ -29,7 +29,10 @@ use std::{
 
 mod common;
 
-use common::{Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, cpu_time, free_addr, token};
+use common::{
+    Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, cpu_time, database_cpu_time,
+    free_addr, token,
+};
 use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -371,6 +374,8 @@ struct Total {
     failed: u64,
     elapsed: Duration,
     cpu: Duration,
+    /// PostgreSQL's, when it is the store.
+    db_cpu: Duration,
     hist: Option<Histogram<u64>>,
 }
 
@@ -566,6 +571,7 @@ async fn run(a: Args) {
                 let (sched, grouped, member_of_all) =
                     (sched.clone(), grouped.clone(), member_of_all.clone());
                 let cpu0 = cpu_time(pid);
+                let db_cpu0 = database_cpu_time();
                 let (n, elapsed, hist, failed) = measure(load, a.seconds, move |w, i| {
                     let home = home;
                     let ch = chans[w % CONNECTIONS].clone();
@@ -798,11 +804,13 @@ async fn run(a: Args) {
                 })
                 .await;
                 let cpu = cpu_time(pid).saturating_sub(cpu0);
+                let db_cpu = database_cpu_time().saturating_sub(db_cpu0);
                 let t = totals.entry((load, target)).or_default();
                 t.requests += n;
                 t.failed += failed;
                 t.elapsed += elapsed;
                 t.cpu += cpu;
+                t.db_cpu += db_cpu;
                 match &mut t.hist {
                     Some(h) => h.add(&hist).expect("merge"),
                     None => t.hist = Some(hist),
@@ -833,9 +841,9 @@ async fn run(a: Args) {
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     } else {
         println!(
-            "| RPC | concurrency | requests/s | p50 ms | p99 ms | ratio to B | server CPU µs/request |"
+            "| RPC | concurrency | requests/s | p50 ms | p99 ms | ratio to B | server CPU µs/request | PostgreSQL CPU µs/request |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     }
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     for &load in &loads {
@@ -859,8 +867,16 @@ async fn run(a: Args) {
                     cpu / b_cpu,
                 );
             } else {
+                let db_cpu = if backend == "PostgreSQL" {
+                    format!(
+                        "{:.0}",
+                        t.db_cpu.as_micros() as f64 / t.requests.max(1) as f64
+                    )
+                } else {
+                    "-".to_owned()
+                };
                 println!(
-                    "| {target} | {} | {rps:.0} | {:.2} | {:.2} | {:.2} | {cpu:.0} |",
+                    "| {target} | {} | {rps:.0} | {:.2} | {:.2} | {:.2} | {cpu:.0} | {db_cpu} |",
                     load.label(),
                     ms(h, 0.5),
                     ms(h, 0.99),

@@ -6,7 +6,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sea_orm::{
@@ -71,6 +71,11 @@ const EVENT_SWEEP: Duration = Duration::from_millis(100);
 /// event as for fifty. Watches learn of such events that much later (p99 21 ms to a
 /// watcher on another replica); readers of the history run their own pass.
 const PASS_GATHER: Duration = Duration::from_millis(5);
+
+/// On PostgreSQL, how long after a writer found the event counter taken this replica's
+/// writers queue their events without trying for it (see `events::append`); then one tries
+/// again, so a writer left alone is back to numbering its own within this time.
+const QUEUE_FOR: Duration = Duration::from_millis(50);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -110,6 +115,9 @@ pub struct Store {
 /// before it began: the changes that commit meanwhile are numbered by the next pass together.
 #[derive(Debug, Default)]
 struct Passes {
+    /// When a writer of this replica last tried for the counter and found it taken (or
+    /// events pending): for `QUEUE_FOR` after, writers queue their events at once.
+    contended: std::sync::Mutex<Option<Instant>>,
     /// Callers that asked for a pass so far.
     asked: AtomicU64,
     /// Callers covered by the passes done so far.
@@ -118,6 +126,24 @@ struct Passes {
     turn: tokio::sync::Mutex<()>,
     /// Wakes the replica's numbering task (`follow_events`).
     wake: tokio::sync::Notify,
+}
+
+impl Passes {
+    /// A writer found the counter taken just now.
+    fn contended(&self) {
+        if let Ok(mut at) = self.contended.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
+    /// Whether a writer found the counter taken within `span`.
+    fn contended_within(&self, span: Duration) -> bool {
+        self.contended
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() < span)
+    }
 }
 
 impl Store {
@@ -403,7 +429,14 @@ impl Store {
     ) -> Result<(), DbErr> {
         let recorded = event.filter(|_| self.record_events);
         let revision = match recorded {
-            Some(e) => events::append(&tx, e).await?,
+            Some(e) => {
+                let queue = self.passes.contended_within(QUEUE_FOR);
+                let revision = events::append(&tx, e, queue).await?;
+                if revision.is_none() && !queue {
+                    self.passes.contended();
+                }
+                revision
+            }
             None => None,
         };
         tx.commit().await?;
@@ -782,5 +815,18 @@ mod tests {
         for (url, hint) in cases {
             assert_eq!(sqlite_missing_file(&url), hint, "{url}");
         }
+    }
+
+    #[test]
+    fn writers_queue_at_once_only_for_a_while_after_the_counter_was_taken() {
+        let p = Passes::default();
+        assert!(!p.contended_within(QUEUE_FOR), "nothing contended yet");
+        p.contended();
+        assert!(p.contended_within(QUEUE_FOR));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            !p.contended_within(Duration::from_millis(10)),
+            "a writer tries for the counter again once the span is over"
+        );
     }
 }

@@ -11,6 +11,7 @@ mod m0005_events;
 mod m0006_pending_events;
 mod m0007_membership_names;
 mod m0008_numbering_pass;
+mod m0009_counts_in_plpgsql;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_pending_events::Migration),
             Box::new(m0007_membership_names::Migration),
             Box::new(m0008_numbering_pass::Migration),
+            Box::new(m0009_counts_in_plpgsql::Migration),
         ]
     }
 }
