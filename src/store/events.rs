@@ -96,11 +96,15 @@ pub(crate) async fn append<C: ConnectionTrait>(
         // Numbered here only when no event is pending: every change this transaction saw
         // committed before this statement's snapshot, so is numbered already, and the event
         // can take the next revision. Otherwise it is queued, without waiting for the lock.
+        // The queue is read through its index on `seq` here and wherever it is only looked
+        // into: its table keeps the pages of its longest backlog (vacuumed without
+        // truncating, see `vacuum.rs`), and a scan of the table reads them all each time.
         let row = tx
             .query_one_raw(Statement::from_sql_and_values(
                 backend,
                 "WITH counter AS (SELECT latest, latest_time_us FROM event_log WHERE id = 1 \
-                 AND NOT EXISTS (SELECT 1 FROM pending_events) FOR UPDATE SKIP LOCKED), \
+                 AND (SELECT seq FROM pending_events ORDER BY seq LIMIT 1) IS NULL \
+                 FOR UPDATE SKIP LOCKED), \
                  queued AS (INSERT INTO pending_events (time_us, kind, workspace, \
                  workspace_id, actor, request_id, method, object) SELECT \
                  (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
@@ -166,7 +170,7 @@ pub(crate) async fn pending<C: ConnectionTrait>(c: &C) -> Result<bool, DbErr> {
     let row = c
         .query_one_raw(Statement::from_string(
             c.get_database_backend(),
-            "SELECT EXISTS (SELECT 1 FROM pending_events) AS pending",
+            "SELECT (SELECT seq FROM pending_events ORDER BY seq LIMIT 1) IS NOT NULL AS pending",
         ))
         .await?
         .ok_or_else(|| corrupt("pending events", "no answer"))?;

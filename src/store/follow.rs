@@ -110,7 +110,7 @@ async fn look(conn: &mut PgConnection, after: i64) -> Result<Look, sqlx::Error> 
     let (latest, pruned, numbered, pending) = sqlx::query_as(
         "SELECT latest, pruned, \
          ARRAY(SELECT workspace FROM events WHERE revision > $1 ORDER BY revision LIMIT $2), \
-         ARRAY(SELECT workspace FROM pending_events LIMIT $2) \
+         ARRAY(SELECT workspace FROM pending_events ORDER BY seq LIMIT $2) \
          FROM event_log WHERE id = 1",
     )
     .bind(after)
