@@ -131,7 +131,9 @@ async fn seed(url: &str, n: usize, m: usize) {
         // Writes the seed out now: a checkpoint that falls into a measurement (the seed's
         // WAL triggers one) makes reads wait for its I/O, which is the seed's cost, not the
         // calls'.
-        db.execute_unprepared("CHECKPOINT").await.expect("checkpoint");
+        db.execute_unprepared("CHECKPOINT")
+            .await
+            .expect("checkpoint");
         store.close().await.ok();
         return;
     }
