@@ -51,7 +51,9 @@ pub fn cpu_time(pid: u32) -> Duration {
 }
 
 /// CPU time of every PostgreSQL process on this machine (its backends serve the benchmark's
-/// servers when the database is local), for what a call costs the database as well.
+/// servers when the database is local), for what a call costs the database as well. Rough:
+/// it includes PostgreSQL's own background work and the idle server's looks at the history,
+/// and a process that exits between two readings takes its time with it.
 pub fn database_cpu_time() -> Duration {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Duration::ZERO;

@@ -14,10 +14,11 @@
 //!   takes the counter in its last statement, numbers its event and holds the counter until
 //!   it commits (one writer alone pays nothing more). One that finds it taken, or events
 //!   pending, does not wait: it writes its event into `pending_events` and commits
-//!   concurrently with the others (and for a short while after, its replica's writers queue
-//!   their events without trying for the counter, see `Store::commit_recorded`); then a numbering pass ([`sequence`]) moves every
-//!   committed pending event into `events` under the counter's lock, in the order they were
-//!   written. Such a writer answers at once and wakes its replica's numbering task, which
+//!   concurrently with the others (its replica's writers then queue their events without
+//!   trying for the counter for a short while, and while their own queued events wait, see
+//!   `Passes::queue_at_once` in `store/mod.rs`); then a numbering pass ([`sequence`]) moves
+//!   every committed pending event into `events` under the counter's lock, in the order
+//!   they were written. Such a writer answers at once and wakes its replica's numbering task, which
 //!   runs one pass at a time, each for every change committed before it began; a reader of
 //!   the history waits for a pass while events are pending, so it sees every change
 //!   acknowledged before it asked; and every replica sweeps what a crashed writer left. A
@@ -62,7 +63,8 @@ pub(crate) struct NewEvent {
 /// `pending_events` for [`sequence`] (`None`), as it does at once, without trying for the
 /// counter, when `queue` is set on PostgreSQL: under concurrent writes the counter is
 /// nearly always taken, and the statement that tries for it (and checks for pending events)
-/// cost PostgreSQL a third more than the plain insert.
+/// cost PostgreSQL about 1.6 times the plain insert (`pgbench`, 8 clients: 4,039 against
+/// 6,374 writes a second).
 pub(crate) async fn append<C: ConnectionTrait>(
     tx: &C,
     e: &NewEvent,

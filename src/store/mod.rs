@@ -73,9 +73,9 @@ const EVENT_SWEEP: Duration = Duration::from_millis(100);
 /// their own pass.
 const PASS_GATHER: Duration = Duration::from_millis(20);
 
-/// On PostgreSQL, how long after a writer found the event counter taken this replica's
-/// writers queue their events without trying for it (see `events::append`); then one tries
-/// again, so a writer left alone is back to numbering its own within this time.
+/// On PostgreSQL, how long after a writer tried for the event counter in vain (taken by
+/// another writer, or events pending) this replica's writers queue their events without
+/// trying (see `events::append` and `Passes::queue_at_once`).
 const QUEUE_FOR: Duration = Duration::from_millis(50);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
@@ -116,9 +116,14 @@ pub struct Store {
 /// before it began: the changes that commit meanwhile are numbered by the next pass together.
 #[derive(Debug, Default)]
 struct Passes {
-    /// When a writer of this replica last tried for the counter and found it taken (or
-    /// events pending): for `QUEUE_FOR` after, writers queue their events at once.
+    /// When a writer of this replica last tried for the counter in vain (taken, or events
+    /// pending): for `QUEUE_FOR` after, writers queue their events at once.
     contended: std::sync::Mutex<Option<Instant>>,
+    /// Events this replica's writers queued, counted after their commit, and how many of
+    /// those a pass of this replica has numbered (it counts those queued before it began).
+    /// While some are not numbered, a try for the counter would only find them pending.
+    queued: AtomicU64,
+    numbered: AtomicU64,
     /// Callers that asked for a pass so far.
     asked: AtomicU64,
     /// Callers covered by the passes done so far.
@@ -130,14 +135,23 @@ struct Passes {
 }
 
 impl Passes {
-    /// A writer found the counter taken just now.
+    /// Whether a writer should queue its event without trying for the counter: while this
+    /// replica's own queued events wait for a pass (the try would find them pending), and
+    /// for `QUEUE_FOR` after a try failed. Neither renews itself: a writer left alone tries
+    /// again once its events are numbered and the span is over.
+    fn queue_at_once(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) > self.numbered.load(Ordering::SeqCst)
+            || self.contended_within(QUEUE_FOR)
+    }
+
+    /// A writer tried for the counter in vain just now.
     fn contended(&self) {
         if let Ok(mut at) = self.contended.lock() {
             *at = Some(Instant::now());
         }
     }
 
-    /// Whether a writer found the counter taken within `span`.
+    /// Whether a writer tried for the counter in vain within `span`.
     fn contended_within(&self, span: Duration) -> bool {
         self.contended
             .lock()
@@ -431,7 +445,7 @@ impl Store {
         let recorded = event.filter(|_| self.record_events);
         let revision = match recorded {
             Some(e) => {
-                let queue = self.passes.contended_within(QUEUE_FOR);
+                let queue = self.passes.queue_at_once();
                 let revision = events::append(&tx, e, queue).await?;
                 if revision.is_none() && !queue {
                     self.passes.contended();
@@ -443,7 +457,10 @@ impl Store {
         tx.commit().await?;
         match revision {
             Some(revision) => self.committed(revision),
-            None if recorded.is_some() => self.passes.wake.notify_one(),
+            None if recorded.is_some() => {
+                self.passes.queued.fetch_add(1, Ordering::SeqCst);
+                self.passes.wake.notify_one();
+            }
             None => {}
         }
         Ok(())
@@ -472,7 +489,9 @@ impl Store {
         // Every caller counted here asked after what it waits for committed, so before the
         // pass's snapshot.
         let covers = p.asked.load(Ordering::SeqCst);
+        let queued = p.queued.load(Ordering::SeqCst);
         let latest = events::sequence(&self.db).await?;
+        p.numbered.fetch_max(queued, Ordering::SeqCst);
         p.covered.fetch_max(covers, Ordering::SeqCst);
         self.committed(latest);
         Ok(())
@@ -821,13 +840,27 @@ mod tests {
     #[test]
     fn writers_queue_at_once_only_for_a_while_after_the_counter_was_taken() {
         let p = Passes::default();
-        assert!(!p.contended_within(QUEUE_FOR), "nothing contended yet");
+        assert!(!p.queue_at_once(), "nothing contended yet");
         p.contended();
-        assert!(p.contended_within(QUEUE_FOR));
+        assert!(p.queue_at_once());
         std::thread::sleep(Duration::from_millis(20));
         assert!(
             !p.contended_within(Duration::from_millis(10)),
             "a writer tries for the counter again once the span is over"
+        );
+    }
+
+    #[test]
+    fn writers_queue_at_once_while_their_replicas_queued_events_wait_for_a_pass() {
+        let p = Passes::default();
+        p.queued.fetch_add(2, Ordering::SeqCst);
+        assert!(p.queue_at_once(), "a try would find them pending");
+        p.numbered.fetch_max(1, Ordering::SeqCst);
+        assert!(p.queue_at_once(), "one still waits");
+        p.numbered.fetch_max(2, Ordering::SeqCst);
+        assert!(
+            !p.queue_at_once(),
+            "all numbered: a writer alone numbers its own again"
         );
     }
 }
