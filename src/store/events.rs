@@ -18,17 +18,17 @@
 //!   trying for the counter for a short while, and while their own queued events wait, see
 //!   `Passes::queue_at_once` in `store/mod.rs`); then a numbering pass ([`sequence`]) moves
 //!   every committed pending event into `events` under the counter's lock, in the order
-//!   they were written. Such a writer answers at once and wakes its replica's numbering task, which
-//!   runs one pass at a time, each for every change committed before it began; a reader of
-//!   the history waits for a pass while events are pending, so it sees every change
-//!   acknowledged before it asked; and every replica sweeps what a crashed writer left. A
-//!   change that saw another's rows wrote its event after that one committed, so dependent
-//!   changes are numbered in their commit order (a writer numbers its own only when no
-//!   event it could have seen is still pending); only changes that ran at once without
-//!   seeing each other may be numbered in the order they wrote their events rather than the
-//!   order their commits finished. Event times are the database's clock when the event was
-//!   written, raised where needed (`latest_time_us`) so that they never go back as
-//!   revisions go up.
+//!   they were written. Such a writer answers at once and wakes its replica's numbering
+//!   task, which runs one pass at a time, each for every change committed before it began;
+//!   a reader of the history waits for a pass while events are pending, so it sees every
+//!   change acknowledged before it asked; and every replica sweeps what a crashed writer
+//!   left. A change that saw another's rows wrote its event after that one committed, so
+//!   dependent changes are numbered in their commit order (a writer numbers its own only
+//!   when no event it could have seen is still pending); only changes that ran at once
+//!   without seeing each other may be numbered in the order they wrote their events rather
+//!   than the order their commits finished. Event times are the database's clock when the
+//!   event was written, raised where needed (`latest_time_us`) so that they never go back
+//!   as revisions go up.
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value,
