@@ -79,6 +79,13 @@ const PASS_GATHER: Duration = Duration::from_millis(20);
 const QUEUE_FOR: Duration = Duration::from_millis(50);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a PostgreSQL connection may have sat idle in the pool before it is pinged when
+/// handed out. A ping is a round trip, and sqlx pings by default on every hand-out (besides
+/// the ping with which it takes each connection back), which cost every statement outside
+/// a transaction, and every transaction, one round trip more. A connection in use within
+/// this span was found alive when it came back; one idle longer may have been closed by
+/// the server or a proxy meanwhile.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The database, shared by every request.
 #[derive(Clone, Debug)]
@@ -161,29 +168,43 @@ impl Passes {
     }
 }
 
+/// How the pools for `url` connect, and what they check before handing out a connection.
+fn connect_options(url: &str) -> ConnectOptions {
+    let mut opt = ConnectOptions::new(url);
+    let sqlite = url.starts_with("sqlite:");
+    opt.max_connections(if sqlite { 8 } else { PG_POOL as u32 })
+        .min_connections(1)
+        .connect_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .sqlx_logging(false);
+    if sqlite {
+        // A SQLite connection is a file open in this process: nothing can close it
+        // behind the pool's back, and a ping is one more hand-over to its worker thread.
+        opt.test_before_acquire(false);
+    } else {
+        opt.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
+    }
+    opt.map_sqlx_sqlite_opts(|o| {
+        use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+        // WAL with synchronous=NORMAL keeps every committed write across a process
+        // crash (kill -9); only a power loss can take the last commits.
+        o.journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true)
+            // A page cache of 512 KiB per connection instead of SQLite's 2 MB: the
+            // operating system caches the file anyway, and nine full 2 MB caches made
+            // the server's memory grow with the database for its first hour.
+            .pragma("cache_size", "-512")
+    });
+    opt
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, DbErr> {
-        let mut opt = ConnectOptions::new(url);
+        let mut opt = connect_options(url);
         let sqlite = url.starts_with("sqlite:");
-        opt.max_connections(if sqlite { 8 } else { PG_POOL as u32 })
-            .min_connections(1)
-            .connect_timeout(ACQUIRE_TIMEOUT)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|o| {
-                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                // WAL with synchronous=NORMAL keeps every committed write across a process
-                // crash (kill -9); only a power loss can take the last commits.
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                    .foreign_keys(true)
-                    // A page cache of 512 KiB per connection instead of SQLite's 2 MB: the
-                    // operating system caches the file anyway, and nine full 2 MB caches made
-                    // the server's memory grow with the database for its first hour.
-                    .pragma("cache_size", "-512")
-            });
         let mut db = Database::connect(opt.clone()).await?;
         let claim = if sqlite {
             match lock::FileClaim::take(url) {
@@ -747,6 +768,19 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn pooled_connections_are_pinged_only_when_they_may_have_been_closed() {
+        let sqlite = connect_options("sqlite://workspaced.db?mode=rwc");
+        assert!(!sqlite.get_test_before_acquire());
+        assert_eq!(sqlite.get_test_before_acquire_if_idle_for(), None);
+        let postgres = connect_options("postgres://postgres@127.0.0.1:5432/test");
+        assert!(!postgres.get_test_before_acquire());
+        assert_eq!(
+            postgres.get_test_before_acquire_if_idle_for(),
+            Some(PING_IF_IDLE_FOR)
+        );
+    }
 
     /// A database error as sqlx renders PostgreSQL's: its `Display` appends the server's
     /// source line, its `message` is the database's own words.
