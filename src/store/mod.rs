@@ -168,10 +168,15 @@ impl Passes {
     }
 }
 
+/// Whether `url` names a SQLite database (else PostgreSQL).
+fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
 /// How the pools for `url` connect, and what they check before handing out a connection.
 fn connect_options(url: &str) -> ConnectOptions {
     let mut opt = ConnectOptions::new(url);
-    let sqlite = url.starts_with("sqlite:");
+    let sqlite = is_sqlite(url);
     opt.max_connections(if sqlite { 8 } else { PG_POOL as u32 })
         .min_connections(1)
         .connect_timeout(ACQUIRE_TIMEOUT)
@@ -204,7 +209,7 @@ impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, DbErr> {
         let mut opt = connect_options(url);
-        let sqlite = url.starts_with("sqlite:");
+        let sqlite = is_sqlite(url);
         let mut db = Database::connect(opt.clone()).await?;
         let claim = if sqlite {
             match lock::FileClaim::take(url) {
@@ -720,7 +725,7 @@ pub fn describe_open_error(url: &str, e: &DbErr) -> String {
 /// not ask SQLite to create it. None for other URLs, in-memory databases and existing files.
 fn sqlite_missing_file(url: &str) -> Option<String> {
     use std::{path::Path, str::FromStr};
-    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+    if !is_sqlite(url) || url.contains(":memory:") || url.contains("mode=memory") {
         return None;
     }
     let opts = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
