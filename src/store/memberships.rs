@@ -293,12 +293,11 @@ pub(crate) async fn list<C: ConnectionTrait>(
                     ),
             )
         });
-    let rows = q
+    let q = q
         .order_by_asc(membership::Column::IsGroup)
         .order_by_asc(membership::Column::Principal)
-        .limit(limit)
-        .all(c)
-        .await?;
+        .limit(limit);
+    let rows = super::packed::all::<membership::Entity, _>(c, &q.into_query()).await?;
     Ok((members(c, ws, rows).await?, total))
 }
 

@@ -30,6 +30,7 @@ pub mod gpu_requests;
 mod lock;
 pub mod memberships;
 mod migration;
+mod packed;
 pub mod policies;
 pub mod principals;
 pub mod resources;

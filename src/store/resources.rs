@@ -97,12 +97,12 @@ pub(crate) async fn list<C: ConnectionTrait>(
             ),
         );
     }
-    let rows = q
+    let q = q
         .order_by_asc(resource::Column::Kind)
         .order_by_asc(resource::Column::ResourceId)
-        .limit(limit)
-        .all(c)
-        .await?;
+        .limit(limit);
+    let rows =
+        super::packed::all::<resource::Entity, _>(c, &sea_orm::QueryTrait::into_query(q)).await?;
     Ok((
         rows.into_iter()
             .map(|m| to_domain(&workspace.name, m))

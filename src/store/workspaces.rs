@@ -509,8 +509,7 @@ pub(crate) async fn list_rows<C: ConnectionTrait>(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<workspace::Model>, DbErr> {
-    let stmt = c.get_database_backend().build(&list_query(f, after, limit));
-    workspace::Model::find_by_statement(stmt).all(c).await
+    super::packed::all::<workspace::Entity, _>(c, &list_query(f, after, limit)).await
 }
 
 /// One page of workspaces ordered by name, after the name `after`, with up to `limit` rows.
