@@ -28,15 +28,45 @@ where
     E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
     C: ConnectionTrait,
 {
+    let rows = all_with::<E, C>(c, q, &[]).await?;
+    Ok(rows.into_iter().map(|(model, _)| model).collect())
+}
+
+/// As [`all`], with the text columns named `extra`, which `q` also selects, beside each
+/// model.
+pub(crate) async fn all_with<E, C>(
+    c: &C,
+    q: &SelectStatement,
+    extra: &[&str],
+) -> Result<Vec<(E::Model, Vec<String>)>, DbErr>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
+    C: ConnectionTrait,
+{
     let backend = c.get_database_backend();
     let stmt = backend.build(q);
     if backend != DbBackend::Sqlite {
-        return E::Model::find_by_statement(stmt).all(c).await;
+        return c
+            .query_all_raw(stmt)
+            .await?
+            .iter()
+            .map(|row| {
+                let extras = extra
+                    .iter()
+                    .map(|name| row.try_get("", name))
+                    .collect::<Result<_, _>>()?;
+                Ok((E::Model::from_query_result(row, "")?, extras))
+            })
+            .collect();
     }
     let columns: Vec<E::Column> = E::Column::iter().collect();
     let fields = columns
         .iter()
-        .map(|col| format!("\"{}\"", col.as_str()))
+        .map(|col| col.as_str())
+        .chain(extra.iter().copied())
+        .map(|name| format!("\"{name}\""))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
@@ -53,14 +83,21 @@ where
         serde_json::from_str(&text).map_err(|e| corrupt("page", &e.to_string()))?;
     rows.into_iter()
         .map(|row| {
-            if row.len() != columns.len() {
+            if row.len() != columns.len() + extra.len() {
                 return Err(corrupt("page row", &format!("{} columns", row.len())));
             }
+            let mut row = row.into_iter();
             let mut model = <E::ActiveModel as ActiveModelTrait>::default();
-            for (col, v) in columns.iter().zip(row) {
+            for (col, v) in columns.iter().zip(row.by_ref()) {
                 model.try_set(*col, value(col, v)?)?;
             }
-            model.try_into_model()
+            let extras = row
+                .map(|v| match v {
+                    serde_json::Value::String(s) => Ok(s),
+                    v => Err(corrupt("page row", &v.to_string())),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((model.try_into_model()?, extras))
         })
         .collect()
 }
@@ -111,12 +148,14 @@ fn time(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
-    use sea_orm::{ActiveValue::Set, EntityTrait, QueryFilter, QueryOrder, QueryTrait};
+    use sea_orm::{
+        ActiveValue::Set, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    };
 
     use super::*;
     use crate::store::{
         Store,
-        entity::{membership, workspace},
+        entity::{membership, policy, workspace},
     };
 
     #[test]
@@ -215,5 +254,55 @@ mod tests {
         .await
         .expect("empty page");
         assert!(none.is_empty());
+
+        policy::Entity::insert(policy::ActiveModel {
+            workspace_id: Set("id-alpha".into()),
+            priority_min: Set(-5),
+            priority_max: Set(i32::MAX),
+            max_gprs: Set(7),
+            max_exit_duration_us: Set(3_600_000_000),
+            enforce_idle_timeout: Set(true),
+            requeue_on_failure: Set(false),
+            enable_auto_eviction: Set(true),
+            gpu_shapes: Set(r#"["a100","h100"]"#.into()),
+            max_gpu_per_gpr: Set(8),
+            max_memory_per_gpr_bytes: Set(80 << 30),
+            updated_by: Set("u".into()),
+            update_time: Set(t),
+            version: Set(3),
+        })
+        .exec_without_returning(c)
+        .await
+        .expect("insert policy");
+        let q = policy::Entity::find()
+            .filter(policy::Column::WorkspaceId.eq("id-alpha"))
+            .into_query();
+        let packed = all::<policy::Entity, _>(c, &q).await.expect("packed");
+        let rows = policy::Entity::find()
+            .filter(policy::Column::WorkspaceId.eq("id-alpha"))
+            .all(c)
+            .await
+            .expect("rows");
+        assert_eq!(packed.len(), 1);
+        assert_eq!(packed, rows);
+
+        // Extra text columns come beside each model, in the order named.
+        let q = workspace::Entity::find()
+            .column_as(workspace::Column::CreatedBy, "creator")
+            .column_as(workspace::Column::Labels, "labels_again")
+            .filter(workspace::Column::Name.eq("alpha"))
+            .into_query();
+        let with = all_with::<workspace::Entity, _>(c, &q, &["creator", "labels_again"])
+            .await
+            .expect("packed with extras");
+        let alpha = workspace::Entity::find_by_id("id-alpha".to_owned())
+            .one(c)
+            .await
+            .expect("read")
+            .expect("alpha");
+        assert_eq!(
+            with,
+            vec![(alpha, vec!["u".to_owned(), r#"{"k":"v"}"#.to_owned()])]
+        );
     }
 }

@@ -131,11 +131,11 @@ pub(crate) async fn list<C: ConnectionTrait>(
         )
         .order_by((page, Alias::new("name")), Order::Asc)
         .to_owned();
-    let rows = c.query_all_raw(c.get_database_backend().build(&q)).await?;
-    rows.iter()
-        .map(|row| {
-            let name: String = row.try_get("", "workspace_name")?;
-            to_domain(&name, policy::Model::from_query_result(row, "")?)
+    let rows = super::packed::all_with::<policy::Entity, _>(c, &q, &["workspace_name"]).await?;
+    rows.into_iter()
+        .map(|(model, names)| match names.as_slice() {
+            [name] => to_domain(name, model),
+            _ => Err(super::corrupt("policy page", "no workspace name")),
         })
         .collect()
 }
