@@ -3,8 +3,8 @@
 //!
 //! sqlx runs each SQLite connection on a thread of its own and sends every row of an answer
 //! through a channel to the task that asked: a page of 50 rows was 50 hand-overs between
-//! threads, each a wake-up, and they cost more than the query (about 370 µs of a listing's
-//! CPU at 64 concurrent, measured in `benches/RESULTS.md`). Here SQLite itself gathers the
+//! threads, each a wake-up, and together they cost more than the query: a tenth to a quarter
+//! of a listing's server CPU (`benches/RESULTS.md`, "SQLite pages read as one value"). Here SQLite itself gathers the
 //! page's rows into one JSON array, which is decoded column by column into the entity's
 //! model; PostgreSQL, which has no such thread, reads rows as they are.
 
