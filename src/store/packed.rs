@@ -91,9 +91,13 @@ where
             for (col, v) in columns.iter().zip(row.by_ref()) {
                 model.try_set(*col, value(col, v)?)?;
             }
+            // Text that SQLite knows to be JSON (made by a JSON function) comes as JSON.
             let extras = row
                 .map(|v| match v {
                     serde_json::Value::String(s) => Ok(s),
+                    v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_)) => {
+                        Ok(v.to_string())
+                    }
                     v => Err(corrupt("page row", &v.to_string())),
                 })
                 .collect::<Result<_, _>>()?;

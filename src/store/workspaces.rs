@@ -502,16 +502,6 @@ fn through_memberships(
     q.limit(limit).to_owned()
 }
 
-/// One page of workspace rows, as `list_query` selects them.
-pub(crate) async fn list_rows<C: ConnectionTrait>(
-    c: &C,
-    f: &ListFilter,
-    after: Option<&str>,
-    limit: u64,
-) -> Result<Vec<workspace::Model>, DbErr> {
-    super::packed::all::<workspace::Entity, _>(c, &list_query(f, after, limit)).await
-}
-
 /// One page of workspaces ordered by name, after the name `after`, with up to `limit` rows.
 pub(crate) async fn list<C: ConnectionTrait>(
     c: &C,
@@ -519,9 +509,37 @@ pub(crate) async fn list<C: ConnectionTrait>(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Workspace>, DbErr> {
-    let rows = list_rows(c, f, after, limit).await?;
-    let list = rows.into_iter().map(to_domain).collect::<Result<_, _>>()?;
-    with_counts(c, list).await
+    // Each workspace's resource counts come in the page's own statement, as a JSON object.
+    let counts = match c.get_database_backend() {
+        DbBackend::Postgres => {
+            "(SELECT COALESCE(json_object_agg(kind, n), '{}')::TEXT FROM (SELECT kind, \
+             COUNT(*) AS n FROM resources WHERE resources.workspace_id = page.id \
+             GROUP BY kind) AS by_kind)"
+        }
+        _ => {
+            "(SELECT json_group_object(kind, n) FROM (SELECT kind, COUNT(*) AS n \
+             FROM resources WHERE resources.workspace_id = page.id GROUP BY kind))"
+        }
+    };
+    let page = Alias::new("page");
+    let q = Query::select()
+        .column((page.clone(), Asterisk))
+        .expr_as(Expr::cust(counts), Alias::new("resource_counts"))
+        .from_subquery(list_query(f, after, limit), page.clone())
+        .order_by((page, Alias::new("name")), Order::Asc)
+        .to_owned();
+    let rows = super::packed::all_with::<workspace::Entity, _>(c, &q, &["resource_counts"]).await?;
+    rows.into_iter()
+        .map(|(m, extra)| {
+            let counts = extra.first().map(String::as_str).unwrap_or_default();
+            let resource_counts = serde_json::from_str(counts)
+                .map_err(|_| super::corrupt("resource counts", counts))?;
+            Ok(Workspace {
+                resource_counts,
+                ..to_domain(m)?
+            })
+        })
+        .collect()
 }
 
 /// The query of how many workspaces match `f`, built so that its cost does not grow with

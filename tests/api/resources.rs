@@ -50,6 +50,28 @@ async fn register_is_idempotent_and_counted() {
     assert_eq!(now.resource_counts.get("dataset"), Some(&1));
     // The counts are part of the workspace, so its etag moved.
     assert_ne!(now.etag, ws.etag);
+    // A listing carries the same counts (read in the page's own statement), and none for a
+    // workspace without resources.
+    s.register_resource(&alice, "res", "model", "bert")
+        .await
+        .unwrap();
+    create(&s, &alice, new_ws("bare")).await;
+    let page = s
+        .list_workspaces(&alice, pb::ListWorkspacesRequest::default())
+        .await
+        .unwrap();
+    let counts = |name: &str| {
+        page.workspaces
+            .iter()
+            .find(|w| w.name == name)
+            .map(|w| w.resource_counts.clone())
+            .unwrap_or_else(|| panic!("{name} listed"))
+    };
+    assert_eq!(
+        counts("res"),
+        [("dataset".to_owned(), 1), ("model".to_owned(), 2)].into()
+    );
+    assert!(counts("bare").is_empty());
 }
 
 #[tokio::test]
