@@ -509,18 +509,18 @@ pub(crate) async fn list<C: ConnectionTrait>(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Workspace>, DbErr> {
-    // Each workspace's resource counts come in the page's own statement, as a JSON object.
-    let counts = match c.get_database_backend() {
-        DbBackend::Postgres => {
-            "(SELECT COALESCE(json_object_agg(kind, n), '{}')::TEXT FROM (SELECT kind, \
-             COUNT(*) AS n FROM resources WHERE resources.workspace_id = page.id \
-             GROUP BY kind) AS by_kind)"
-        }
-        _ => {
-            "(SELECT json_group_object(kind, n) FROM (SELECT kind, COUNT(*) AS n \
-             FROM resources WHERE resources.workspace_id = page.id GROUP BY kind))"
-        }
-    };
+    // On SQLite, where a statement costs two hand-overs between threads (see `packed`),
+    // each workspace's resource counts come in the page's own statement, as a JSON object.
+    // PostgreSQL runs such a subquery once per row, which cost it 2.4-2.9 times the CPU of
+    // the page and one grouped query for the counts (`benches/RESULTS.md`).
+    if c.get_database_backend() != DbBackend::Sqlite {
+        let rows =
+            super::packed::all::<workspace::Entity, _>(c, &list_query(f, after, limit)).await?;
+        let list = rows.into_iter().map(to_domain).collect::<Result<_, _>>()?;
+        return with_counts(c, list).await;
+    }
+    let counts = "(SELECT json_group_object(kind, n) FROM (SELECT kind, COUNT(*) AS n \
+                  FROM resources WHERE resources.workspace_id = page.id GROUP BY kind))";
     let page = Alias::new("page");
     let q = Query::select()
         .column((page.clone(), Asterisk))

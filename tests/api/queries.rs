@@ -93,14 +93,14 @@ async fn list_rpcs_cost_the_same_whatever_the_page_size() {
                 s.list_policies(alice, page_size, "").await.unwrap();
             }
         };
-        // The budgets: a page, one query for what the page's rows carry (emails; a
-        // workspace page carries its resource counts in its own statement), and a count (of
-        // workspaces: from the replica's view while nothing changes); the workspace and
-        // the caller's role come from the view once read; policies come joined to their
-        // workspaces.
+        // The budgets: a page, one query for what the page's rows carry (resource counts,
+        // emails; on SQLite a workspace page carries its resource counts in its own
+        // statement), and a count (of workspaces: from the replica's view while nothing
+        // changes); the workspace and the caller's role come from the view once read;
+        // policies come joined to their workspaces.
         assert_eq!(
             cost(&s, list_ws).await,
-            1.0,
+            if s.db.is_postgres() { 2.0 } else { 1.0 },
             "ListWorkspaces, page size {page_size}"
         );
         assert_eq!(
