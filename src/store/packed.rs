@@ -32,13 +32,13 @@ where
     Ok(rows.into_iter().map(|(model, _)| model).collect())
 }
 
-/// As [`all`], with the text columns named `extra`, which `q` also selects, beside each
-/// model.
+/// As [`all`], with the text columns named `extra` (which `q` also selects, and which may
+/// be null) beside each model.
 pub(crate) async fn all_with<E, C>(
     c: &C,
     q: &SelectStatement,
     extra: &[&str],
-) -> Result<Vec<(E::Model, Vec<String>)>, DbErr>
+) -> Result<Vec<(E::Model, Vec<Option<String>>)>, DbErr>
 where
     E: EntityTrait,
     E::Model: FromQueryResult,
@@ -94,9 +94,10 @@ where
             // Text that SQLite knows to be JSON (made by a JSON function) comes as JSON.
             let extras = row
                 .map(|v| match v {
-                    serde_json::Value::String(s) => Ok(s),
+                    serde_json::Value::Null => Ok(None),
+                    serde_json::Value::String(s) => Ok(Some(s)),
                     v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_)) => {
-                        Ok(v.to_string())
+                        Ok(Some(v.to_string()))
                     }
                     v => Err(corrupt("page row", &v.to_string())),
                 })
@@ -306,7 +307,10 @@ mod tests {
             .expect("alpha");
         assert_eq!(
             with,
-            vec![(alpha, vec!["u".to_owned(), r#"{"k":"v"}"#.to_owned()])]
+            vec![(
+                alpha,
+                vec![Some("u".to_owned()), Some(r#"{"k":"v"}"#.to_owned())]
+            )]
         );
     }
 }

@@ -134,7 +134,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
     let rows = super::packed::all_with::<policy::Entity, _>(c, &q, &["workspace_name"]).await?;
     rows.into_iter()
         .map(|(model, names)| match names.as_slice() {
-            [name] => to_domain(name, model),
+            [Some(name)] => to_domain(name, model),
             _ => Err(super::corrupt("policy page", "no workspace name")),
         })
         .collect()

@@ -531,9 +531,9 @@ pub(crate) async fn list<C: ConnectionTrait>(
     let rows = super::packed::all_with::<workspace::Entity, _>(c, &q, &["resource_counts"]).await?;
     rows.into_iter()
         .map(|(m, extra)| {
-            let counts = extra.first().map(String::as_str).unwrap_or_default();
-            let resource_counts = serde_json::from_str(counts)
-                .map_err(|_| super::corrupt("resource counts", counts))?;
+            let counts = extra.first().cloned().flatten().unwrap_or_default();
+            let resource_counts = serde_json::from_str(&counts)
+                .map_err(|_| super::corrupt("resource counts", &counts))?;
             Ok(Workspace {
                 resource_counts,
                 ..to_domain(m)?

@@ -31,6 +31,30 @@ async fn add_member_by_subject_or_email() {
     assert_eq!(m.email, "bob@example.com");
     // Bob can now see the private workspace.
     s.get_workspace(&token("bob"), "team").await.unwrap();
+    // A listing names each subject's email, and none for one that never signed in.
+    let page = s
+        .list_members(
+            &alice,
+            pb::ListMembersRequest {
+                workspace: "team".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let emails: Vec<(&str, &str)> = page
+        .members
+        .iter()
+        .map(|m| (m.subject.as_str(), m.email.as_str()))
+        .collect();
+    assert_eq!(
+        emails,
+        [
+            ("alice", "alice@example.com"),
+            ("bob", "bob@example.com"),
+            ("never-seen", "")
+        ]
+    );
     // An email nobody signed in with.
     let err = s
         .add_member_by_email(&alice, "team", "ghost@example.com", pb::Role::Viewer)
