@@ -511,7 +511,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
 ) -> Result<Vec<Workspace>, DbErr> {
     // On SQLite, where a statement costs two hand-overs between threads (see `packed`),
     // each workspace's resource counts come in the page's own statement, as a JSON object.
-    // PostgreSQL runs such a subquery once per row, which cost it 2.4-2.9 times the CPU of
+    // PostgreSQL runs such a subquery once per row, which cost it 2.3-2.9 times the CPU of
     // the page and one grouped query for the counts (`benches/RESULTS.md`).
     if c.get_database_backend() != DbBackend::Sqlite {
         let rows =
