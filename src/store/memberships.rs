@@ -278,7 +278,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
     if let Some(role) = role {
         cond = cond.add(membership::Column::Role.eq(role.as_str()));
     }
-    let total = super::count(c, membership::Entity::find().filter(cond.clone())).await?;
+    let count = super::count_query(membership::Entity::find().filter(cond.clone()));
     let q = membership::Entity::find()
         .filter(cond)
         .apply_if(after, |q, after| {
@@ -298,11 +298,12 @@ pub(crate) async fn list<C: ConnectionTrait>(
         .order_by_asc(membership::Column::Principal)
         .limit(limit);
     if c.get_database_backend() != DbBackend::Sqlite {
+        let total = super::count_of(c, &count).await?;
         let rows = q.all(c).await?;
         return Ok((members(c, ws, rows).await?, total));
     }
     // On SQLite, where a statement costs two hand-overs between threads (see `packed`), the
-    // subjects' emails come in the page's own statement.
+    // count and the subjects' emails come in the page's own statement.
     let q = q
         .into_query()
         .expr_as(
@@ -313,7 +314,8 @@ pub(crate) async fn list<C: ConnectionTrait>(
             Alias::new("email"),
         )
         .to_owned();
-    let rows = super::packed::all_with::<membership::Entity, _>(c, &q, &["email"]).await?;
+    let (rows, total) =
+        super::packed::counted::<membership::Entity, _>(c, &q, &["email"], &count).await?;
     let page = rows
         .into_iter()
         .map(|(m, mut extra)| {

@@ -11,8 +11,9 @@ use std::{
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, QuerySelect, Select, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait, sea_query::Expr,
+    DbErr, EntityTrait, QuerySelect, QueryTrait, Select, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+    sea_query::{Expr, SelectStatement},
 };
 
 use self::cache::{AccessCache, Found};
@@ -51,13 +52,24 @@ pub(crate) async fn count<E: EntityTrait, C: ConnectionTrait>(
     c: &C,
     q: Select<E>,
 ) -> Result<u64, DbErr> {
-    let n: Option<i64> = q
-        .select_only()
+    count_of(c, &count_query(q)).await
+}
+
+/// The number that a [`count_query`] answers.
+pub(crate) async fn count_of<C: ConnectionTrait>(c: &C, q: &SelectStatement) -> Result<u64, DbErr> {
+    let row = c.query_one_raw(c.get_database_backend().build(q)).await?;
+    let n: i64 = match row {
+        Some(row) => row.try_get("", "n")?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The statement of [`count`].
+pub(crate) fn count_query<E: EntityTrait>(q: Select<E>) -> SelectStatement {
+    q.select_only()
         .column_as(Expr::cust("COUNT(*)"), "n")
-        .into_tuple()
-        .one(c)
-        .await?;
-    Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+        .into_query()
 }
 
 /// Connections in a PostgreSQL replica's pool.

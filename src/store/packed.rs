@@ -32,13 +32,49 @@ where
     Ok(rows.into_iter().map(|(model, _)| model).collect())
 }
 
+/// A page's models, each with its extra columns.
+type Rows<M> = Vec<(M, Vec<Option<String>>)>;
+
 /// As [`all`], with the text columns named `extra` (which `q` also selects, and which may
 /// be null) beside each model.
 pub(crate) async fn all_with<E, C>(
     c: &C,
     q: &SelectStatement,
     extra: &[&str],
-) -> Result<Vec<(E::Model, Vec<Option<String>>)>, DbErr>
+) -> Result<Rows<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
+    C: ConnectionTrait,
+{
+    Ok(read::<E, C>(c, q, extra, None).await?.0)
+}
+
+/// As [`all_with`], with the number that `count` (a query of one column, `COUNT(*)`)
+/// answers, in the page's own statement on SQLite.
+pub(crate) async fn counted<E, C>(
+    c: &C,
+    q: &SelectStatement,
+    extra: &[&str],
+    count: &SelectStatement,
+) -> Result<(Rows<E::Model>, u64), DbErr>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
+    C: ConnectionTrait,
+{
+    let (rows, total) = read::<E, C>(c, q, extra, Some(count)).await?;
+    Ok((rows, total.unwrap_or_default()))
+}
+
+async fn read<E, C>(
+    c: &C,
+    q: &SelectStatement,
+    extra: &[&str],
+    count: Option<&SelectStatement>,
+) -> Result<(Rows<E::Model>, Option<u64>), DbErr>
 where
     E: EntityTrait,
     E::Model: FromQueryResult,
@@ -48,7 +84,11 @@ where
     let backend = c.get_database_backend();
     let stmt = backend.build(q);
     if backend != DbBackend::Sqlite {
-        return c
+        let total = match count {
+            Some(count) => Some(super::count_of(c, count).await?),
+            None => None,
+        };
+        let rows = c
             .query_all_raw(stmt)
             .await?
             .iter()
@@ -59,7 +99,8 @@ where
                     .collect::<Result<_, _>>()?;
                 Ok((E::Model::from_query_result(row, "")?, extras))
             })
-            .collect();
+            .collect::<Result<_, DbErr>>()?;
+        return Ok((rows, total));
     }
     let columns: Vec<E::Column> = E::Column::iter().collect();
     let fields = columns
@@ -69,19 +110,34 @@ where
         .map(|name| format!("\"{name}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    // SQLite's placeholders are bare `?`s: the values go in the order the text names them.
+    let mut values = Vec::new();
+    let counted = match count {
+        Some(count) => {
+            let count = backend.build(count);
+            values.extend(count.values.map(|v| v.0).unwrap_or_default());
+            format!(", ({}) AS total", count.sql)
+        }
+        None => String::new(),
+    };
     let sql = format!(
-        "SELECT json_group_array(json_array({fields})) AS page FROM ({}) AS page_rows",
+        "SELECT json_group_array(json_array({fields})) AS page{counted} FROM ({}) AS page_rows",
         stmt.sql
     );
-    let values = stmt.values.map(|v| v.0).unwrap_or_default();
+    values.extend(stmt.values.map(|v| v.0).unwrap_or_default());
     let row = c
         .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?
         .ok_or_else(|| corrupt("page", "no answer from the aggregate"))?;
     let text: String = row.try_get("", "page")?;
+    let total = match count {
+        Some(_) => Some(u64::try_from(row.try_get::<i64>("", "total")?).unwrap_or(0)),
+        None => None,
+    };
     let rows: Vec<Vec<serde_json::Value>> =
         serde_json::from_str(&text).map_err(|e| corrupt("page", &e.to_string()))?;
-    rows.into_iter()
+    let rows = rows
+        .into_iter()
         .map(|row| {
             if row.len() != columns.len() + extra.len() {
                 return Err(corrupt("page row", &format!("{} columns", row.len())));
@@ -104,7 +160,8 @@ where
                 .collect::<Result<_, _>>()?;
             Ok((model.try_into_model()?, extras))
         })
-        .collect()
+        .collect::<Result<_, DbErr>>()?;
+    Ok((rows, total))
 }
 
 /// The value of column `col` from its JSON form: what SQLite's `json_array` makes of what
@@ -250,6 +307,20 @@ mod tests {
             .expect("rows");
         assert_eq!(packed.len(), 3);
         assert_eq!(packed, rows);
+        // With the count in the same statement: the count's values come before the page's.
+        let matching =
+            || membership::Entity::find().filter(membership::Column::Principal.starts_with("p-"));
+        let page = matching()
+            .filter(membership::Column::Principal.gt("p-alpha"))
+            .order_by_asc(membership::Column::Principal)
+            .limit(1)
+            .into_query();
+        let count = crate::store::count_query(matching());
+        let (first, total) = counted::<membership::Entity, _>(c, &page, &[], &count)
+            .await
+            .expect("counted");
+        assert_eq!(total, 3);
+        assert_eq!(first, vec![(rows[1].clone(), vec![])]);
         let none = all::<membership::Entity, _>(
             c,
             &membership::Entity::find()

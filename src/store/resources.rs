@@ -86,7 +86,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
     if let Some(kind) = kind {
         cond = cond.add(resource::Column::Kind.eq(kind));
     }
-    let total = super::count(c, resource::Entity::find().filter(cond.clone())).await?;
+    let count = super::count_query(resource::Entity::find().filter(cond.clone()));
     let mut q = resource::Entity::find().filter(cond);
     if let Some((k, r)) = after {
         q = q.filter(
@@ -101,11 +101,13 @@ pub(crate) async fn list<C: ConnectionTrait>(
         .order_by_asc(resource::Column::Kind)
         .order_by_asc(resource::Column::ResourceId)
         .limit(limit);
-    let rows =
-        super::packed::all::<resource::Entity, _>(c, &sea_orm::QueryTrait::into_query(q)).await?;
+    // On SQLite the count comes in the page's statement (see `packed`).
+    let page = sea_orm::QueryTrait::into_query(q);
+    let (rows, total) =
+        super::packed::counted::<resource::Entity, _>(c, &page, &[], &count).await?;
     Ok((
         rows.into_iter()
-            .map(|m| to_domain(&workspace.name, m))
+            .map(|(m, _)| to_domain(&workspace.name, m))
             .collect(),
         total,
     ))
