@@ -4,9 +4,10 @@
 //! sqlx runs each SQLite connection on a thread of its own and sends every row of an answer
 //! through a channel to the task that asked: a page of 50 rows was 50 hand-overs between
 //! threads, each a wake-up, and together they cost more than the query: a tenth to a quarter
-//! of a listing's server CPU (`benches/RESULTS.md`, "SQLite pages read as one value"). Here SQLite itself gathers the
-//! page's rows into one JSON array, which is decoded column by column into the entity's
-//! model; PostgreSQL, which has no such thread, reads rows as they are.
+//! of a listing's server CPU (`benches/RESULTS.md`, "SQLite pages read as one value"). Here
+//! SQLite itself gathers the page's rows into one JSON array, which is decoded column by
+//! column into the entity's model; PostgreSQL, which has no such thread, reads rows as they
+//! are.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{
