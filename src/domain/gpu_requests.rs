@@ -172,7 +172,7 @@ impl GpuRequests {
                     ),
                 });
             }
-            tx.commit().await?;
+            self.store.commit(tx).await?;
             self.store.gpu_usage_changed(&ws.id);
             return Ok(Admission {
                 admitted: Some(existing),
@@ -180,13 +180,14 @@ impl GpuRequests {
                 usage,
             });
         }
-        let event = record(
+        // Recorded only now: the insert above may have been a retry's, which records none.
+        tx.record(record(
             EventKind::GpuRequestAdmitted,
             &ws,
             &p.subject,
             EventObject::GpuRequest(gpr.clone()),
-        );
-        self.store.commit_event(tx, &event).await?;
+        ));
+        self.store.commit(tx).await?;
         self.store.gpu_usage_changed(&ws.id);
         add(&mut usage, &gpr.spec);
         Ok(Admission {
@@ -207,7 +208,7 @@ impl GpuRequests {
             return Err(not_found(&gpr));
         }
         let renewed = q::find(&tx, &ws, &gpr.id, now).await?;
-        tx.commit().await?;
+        self.store.commit(tx).await?;
         self.store.gpu_usage_changed(&ws.id);
         renewed.ok_or_else(|| not_found(&gpr))
     }
@@ -222,13 +223,13 @@ impl GpuRequests {
         let Some(released) = q::release(&tx, &ws, &gpr.id, now).await? else {
             return Err(not_found(&gpr));
         };
-        let event = record(
+        tx.record(record(
             EventKind::GpuRequestReleased,
             &ws,
             &p.subject,
             EventObject::GpuRequest(released),
-        );
-        self.store.commit_event(tx, &event).await?;
+        ));
+        self.store.commit(tx).await?;
         self.store.gpu_usage_changed(&ws.id);
         Ok(())
     }

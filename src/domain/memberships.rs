@@ -224,6 +224,13 @@ impl Memberships {
             expire_time,
             version: 1,
         };
+        let member = m::with_email(&tx, member).await?;
+        tx.record(record(
+            MemberAdded,
+            &ws,
+            &p.subject,
+            Object::Member(member.clone()),
+        ));
         // In place of one that ended, whose end the sweep may not have reached yet.
         if !m::add(&tx, &ws, &member, at).await? {
             return Err(Error::AlreadyExists {
@@ -235,9 +242,7 @@ impl Memberships {
                 ),
             });
         }
-        let member = m::with_email(&tx, member).await?;
-        let event = record(MemberAdded, &ws, &p.subject, Object::Member(member.clone()));
-        self.store.commit_change(tx, &name, Some(event)).await?;
+        self.store.commit_change(tx, &name).await?;
         Ok(member)
     }
 
@@ -284,17 +289,17 @@ impl Memberships {
         member.expire_time = expire_time;
         member.version += 1;
         member.update_time = at;
-        // None when the sweep deleted it since it was read, having ended meanwhile.
-        if m::update(&tx, &ws, &member).await? == 0 {
-            return Err(member_not_found(&name, &key));
-        }
-        let event = record(
+        tx.record(record(
             MemberUpdated,
             &ws,
             &p.subject,
             Object::Member(member.clone()),
-        );
-        self.store.commit_change(tx, &name, Some(event)).await?;
+        ));
+        // None when the sweep deleted it since it was read, having ended meanwhile.
+        if m::update(&tx, &ws, &member).await? == 0 {
+            return Err(member_not_found(&name, &key));
+        }
+        self.store.commit_change(tx, &name).await?;
         Ok(member)
     }
 
@@ -323,13 +328,18 @@ impl Memberships {
             .await?
             .ok_or_else(|| member_not_found(&name, &key))?;
         keep_an_admin(&tx, &ws, &member, None).await?;
+        tx.record(record(
+            MemberRemoved,
+            &ws,
+            &p.subject,
+            Object::Member(member),
+        ));
         let removed = m::delete(&tx, &ws, &key).await?;
         if removed == 0 {
             // The sweep deleted it since it was read, having ended meanwhile.
             return Err(member_not_found(&name, &key));
         }
-        let event = record(MemberRemoved, &ws, &p.subject, Object::Member(member));
-        self.store.commit_change(tx, &name, Some(event)).await?;
+        self.store.commit_change(tx, &name).await?;
         Ok(removed)
     }
 

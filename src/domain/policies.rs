@@ -117,14 +117,14 @@ impl Policies {
         policy.version += 1;
         policy.update_time = now();
         policy.updated_by = p.subject.clone();
-        q::update(&tx, &policy).await?;
-        let event = record(
+        tx.record(record(
             EventKind::PolicyUpdated,
             &ws,
             &p.subject,
             EventObject::Policy(policy.clone()),
-        );
-        self.store.commit_event(tx, &event).await?;
+        ));
+        q::update(&tx, &policy).await?;
+        self.store.commit(tx).await?;
         // max_gprs is part of the usage answer.
         self.store.gpu_usage_changed(&ws.id);
         Ok(policy)

@@ -196,18 +196,17 @@ impl Workspaces {
                 resource_counts: BTreeMap::new(),
             };
             let tx = self.store.begin_write().await?;
-            let mut event = None;
             if q::insert_if_absent(&tx, &ws).await? {
-                policies::insert_default(&tx, &ws.id, &self.defaults, "system", t).await?;
                 // The server's own change: no actor.
-                event = Some(record(
+                tx.record(record(
                     Kind::WorkspaceCreated,
                     &ws,
                     "",
                     Object::Workspace(ws.clone()),
                 ));
+                policies::insert_default(&tx, &ws.id, &self.defaults, "system", t).await?;
             }
-            self.store.commit_change(tx, name, event).await?;
+            self.store.commit_change(tx, name).await?;
         }
         Ok(())
     }
@@ -259,19 +258,19 @@ impl Workspaces {
                 version: 1,
             };
             memberships::insert(&tx, &ws, &creator).await?;
+            tx.record(record(
+                Kind::WorkspaceCreated,
+                &ws,
+                &principal.subject,
+                Object::Workspace(ws.clone()),
+            ));
             policies::insert_default(&tx, &ws.id, &self.defaults, &principal.subject, t).await?;
             if !request_id.is_empty() {
                 create_requests::insert(&tx, &principal.subject, request_id, &ws.id, t).await?;
             }
             // Also tells this replica's view, which may remember that no workspace had
             // this name.
-            let event = record(
-                Kind::WorkspaceCreated,
-                &ws,
-                &principal.subject,
-                Object::Workspace(ws.clone()),
-            );
-            self.store.commit_change(tx, &ws.name, Some(event)).await
+            self.store.commit_change(tx, &ws.name).await
         }
         .await;
         match result {
@@ -404,18 +403,19 @@ impl Workspaces {
         }
         ws.version += 1;
         ws.update_time = now();
-        q::update(&tx, &before, &ws).await?;
+        // Counted before the update, under the row lock that registrations take too.
         let ws = q::with_counts(&tx, vec![ws])
             .await?
             .pop()
             .ok_or_else(|| unreachable_ws(name))?;
-        let event = record(
+        tx.record(record(
             Kind::WorkspaceUpdated,
             &ws,
             &principal.subject,
             Object::Workspace(ws.clone()),
-        );
-        self.store.commit_change(tx, name, Some(event)).await?;
+        ));
+        q::update(&tx, &before, &ws).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(ws)
     }
 
@@ -465,14 +465,14 @@ impl Workspaces {
                 violations,
             });
         }
-        q::delete(&tx, &ws.id).await?;
-        let event = record(
+        tx.record(record(
             Kind::WorkspaceDeleted,
             &ws,
             &principal.subject,
             Object::Workspace(ws.clone()),
-        );
-        self.store.commit_change(tx, name, Some(event)).await?;
+        ));
+        q::delete(&tx, &ws.id).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(())
     }
 
@@ -499,14 +499,14 @@ impl Workspaces {
             ws.state = WorkspaceState::Active;
         } else {
             // Unarchiving an active workspace changes nothing.
-            tx.commit().await?;
+            self.store.commit(tx).await?;
             return self
                 .get(principal, WorkspaceRef::Name(name.to_owned()))
                 .await;
         }
         ws.version += 1;
         ws.update_time = now();
-        q::update(&tx, &before, &ws).await?;
+        // Counted before the update, under the row lock that registrations take too.
         let ws = q::with_counts(&tx, vec![ws])
             .await?
             .pop()
@@ -516,8 +516,14 @@ impl Workspaces {
         } else {
             Kind::WorkspaceUnarchived
         };
-        let event = record(kind, &ws, &principal.subject, Object::Workspace(ws.clone()));
-        self.store.commit_change(tx, name, Some(event)).await?;
+        tx.record(record(
+            kind,
+            &ws,
+            &principal.subject,
+            Object::Workspace(ws.clone()),
+        ));
+        q::update(&tx, &before, &ws).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(ws)
     }
 
@@ -537,7 +543,7 @@ impl Workspaces {
         let mut ws = guard::write(&tx, principal, name, Permission::ResourcesWrite).await?;
         ws.check_writable()?;
         if let Some(existing) = resources::find(&tx, &ws, &kind, &resource_id).await? {
-            tx.commit().await?;
+            self.store.commit(tx).await?;
             return Ok(existing);
         }
         let r = Resource {
@@ -550,14 +556,14 @@ impl Workspaces {
         resources::insert(&tx, &ws.id, &r).await?;
         // The workspace's resource_counts changed, so its etag does too.
         ws.version += 1;
-        q::touch(&tx, &ws.id, ws.version, r.create_time).await?;
-        let event = record(
+        tx.record(record(
             Kind::ResourceRegistered,
             &ws,
             &principal.subject,
             Object::Resource(r.clone()),
-        );
-        self.store.commit_change(tx, name, Some(event)).await?;
+        ));
+        q::touch(&tx, &ws.id, ws.version, r.create_time).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(r)
     }
 
@@ -587,14 +593,14 @@ impl Workspaces {
         if resources::delete(&tx, &ws.id, kind, resource_id).await? == 0 {
             return Err(not_found());
         }
-        q::touch(&tx, &ws.id, ws.version + 1, now()).await?;
-        let event = record(
+        tx.record(record(
             Kind::ResourceUnregistered,
             &ws,
             &principal.subject,
             Object::Resource(r),
-        );
-        self.store.commit_change(tx, name, Some(event)).await?;
+        ));
+        q::touch(&tx, &ws.id, ws.version + 1, now()).await?;
+        self.store.commit_change(tx, name).await?;
         Ok(())
     }
 

@@ -71,24 +71,11 @@ pub(crate) async fn append<C: ConnectionTrait>(
     queue: bool,
 ) -> Result<Option<i64>, DbErr> {
     let backend = tx.get_database_backend();
-    let object = serde_json::to_string(&e.object)
-        .map_err(|err| DbErr::Custom(format!("an event's object did not encode: {err}")))?;
-    let mut values: Vec<Value> = vec![
-        e.kind.as_str().into(),
-        e.workspace.as_str().into(),
-        e.workspace_id.as_str().into(),
-        e.actor.as_str().into(),
-        e.request_id.as_str().into(),
-        e.method.as_str().into(),
-        object.into(),
-    ];
+    let mut values = queue_values(e)?;
     if backend == DbBackend::Postgres && queue {
         tx.execute_raw(Statement::from_sql_and_values(
             backend,
-            "INSERT INTO pending_events (time_us, kind, workspace, workspace_id, actor, \
-             request_id, method, object) VALUES \
-             ((EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
-             $1, $2, $3, $4, $5, $6, $7)",
+            queue_insert(1),
             values,
         ))
         .await?;
@@ -139,6 +126,34 @@ pub(crate) async fn append<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| corrupt("event log", "no counter row"))?;
     row.try_get("", "revision").map(Some)
+}
+
+/// PostgreSQL: the insert that queues an event for a numbering pass, its values bound from
+/// placeholder `$first` on (see [`queue_values`]), so that it can also ride in another
+/// statement (`change.rs`).
+pub(crate) fn queue_insert(first: usize) -> String {
+    let p: Vec<String> = (first..first + 7).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO pending_events (time_us, kind, workspace, workspace_id, actor, \
+         request_id, method, object) VALUES \
+         ((EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, {})",
+        p.join(", ")
+    )
+}
+
+/// The values of `e` for [`queue_insert`] and the append, in their order.
+pub(crate) fn queue_values(e: &NewEvent) -> Result<Vec<Value>, DbErr> {
+    let object = serde_json::to_string(&e.object)
+        .map_err(|err| DbErr::Custom(format!("an event's object did not encode: {err}")))?;
+    Ok(vec![
+        e.kind.as_str().into(),
+        e.workspace.as_str().into(),
+        e.workspace_id.as_str().into(),
+        e.actor.as_str().into(),
+        e.request_id.as_str().into(),
+        e.method.as_str().into(),
+        object.into(),
+    ])
 }
 
 /// Most events one numbering pass moves, so that a backlog (after an outage, say) is

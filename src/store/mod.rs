@@ -17,11 +17,14 @@ use sea_orm::{
 };
 
 use self::cache::{AccessCache, Found};
+pub(crate) use self::change::Change;
+use self::change::{Carry, Recorded};
 use crate::domain::model::{GpuUsage, Workspace, now};
 use sea_orm_migration::MigratorTrait;
 use std::collections::BTreeMap;
 
 pub mod cache;
+mod change;
 pub mod create_requests;
 pub mod entity;
 pub mod events;
@@ -294,7 +297,7 @@ impl Store {
     /// take turns: SQLite's `BEGIN IMMEDIATE` holds the write lock, and on PostgreSQL an
     /// advisory lock serializes them (its DDL is transactional too).
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        let tx = self.begin_write().await?;
+        let tx = self.begin_immediate().await?;
         if self.backend() == DbBackend::Postgres {
             tx.execute_unprepared("SELECT pg_advisory_xact_lock(7201050051)")
                 .await?;
@@ -318,10 +321,22 @@ impl Store {
         &self.writer
     }
 
+    /// Starts a transaction that changes workspaces, members, policies, resources or GPU
+    /// requests, and records the change's event (`Change::record`); commit it with
+    /// [`Store::commit`] or [`Store::commit_change`].
+    pub(crate) async fn begin_write(&self) -> Result<Change, DbErr> {
+        let carry = match self.backend() {
+            _ if !self.record_events => Carry::Off,
+            DbBackend::Postgres => Carry::InStatement,
+            _ => Carry::AtCommit,
+        };
+        Ok(Change::new(self.begin_immediate().await?, carry))
+    }
+
     /// Starts a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so that it never fails to upgrade a read lock with "database is
     /// locked"; PostgreSQL serializes writers with row locks (`SELECT … FOR UPDATE`).
-    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+    async fn begin_immediate(&self) -> Result<DatabaseTransaction, DbErr> {
         self.writer
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -448,42 +463,24 @@ impl Store {
         self.usage.forget(workspace_id);
     }
 
-    /// Commits a transaction that changed the workspace `name` or its members, with the
-    /// event that records the change, and tells this replica's view of it (which may also
-    /// remember that no workspace had this name); the other replicas' views learn of it
-    /// from the event (`follow_changes`). `None` for a transaction that changed nothing.
-    pub(crate) async fn commit_change(
-        &self,
-        tx: DatabaseTransaction,
-        name: &str,
-        event: Option<events::NewEvent>,
-    ) -> Result<(), DbErr> {
-        self.commit_recorded(tx, event.as_ref()).await?;
+    /// Commits a transaction that changed the workspace `name` or its members (see
+    /// [`Store::commit`]), and tells this replica's view of it (which may also remember
+    /// that no workspace had this name); the other replicas' views learn of it from the
+    /// event (`follow_changes`).
+    pub(crate) async fn commit_change(&self, tx: Change, name: &str) -> Result<(), DbErr> {
+        self.commit(tx).await?;
         self.cache.invalidate(name);
         Ok(())
     }
 
-    /// Commits a transaction that changed no workspace or member (a policy, a GPU pod
-    /// request), with the event that records the change.
-    pub(crate) async fn commit_event(
-        &self,
-        tx: DatabaseTransaction,
-        event: &events::NewEvent,
-    ) -> Result<(), DbErr> {
-        self.commit_recorded(tx, Some(event)).await
-    }
-
-    /// Writes `event` (unless events are off), commits, and wakes this replica's watches, or
-    /// on PostgreSQL, when the event was queued for a revision, this replica's numbering
-    /// (see `events::append`): readers wait for it (`number_committed`), the writer does not.
-    async fn commit_recorded(
-        &self,
-        tx: DatabaseTransaction,
-        event: Option<&events::NewEvent>,
-    ) -> Result<(), DbErr> {
-        let recorded = event.filter(|_| self.record_events);
-        let revision = match recorded {
-            Some(e) => {
+    /// Commits a change with its recorded event, written now if no statement carried it
+    /// (see `change.rs` and `events::append`), and wakes this replica's watches, or on
+    /// PostgreSQL, when the event was queued for a revision, this replica's numbering:
+    /// readers wait for it (`number_committed`), the writer does not.
+    pub(crate) async fn commit(&self, change: Change) -> Result<(), DbErr> {
+        let (tx, recorded) = change.finish();
+        let revision = match &recorded {
+            Recorded::Waiting(e) => {
                 let queue = self.passes.queue_at_once();
                 let revision = events::append(&tx, e, queue).await?;
                 if revision.is_none() && !queue {
@@ -491,16 +488,16 @@ impl Store {
                 }
                 revision
             }
-            None => None,
+            Recorded::None | Recorded::Queued => None,
         };
         tx.commit().await?;
-        match revision {
-            Some(revision) => self.committed(revision),
-            None if recorded.is_some() => {
+        match (revision, recorded) {
+            (Some(revision), _) => self.committed(revision),
+            (None, Recorded::None) => {}
+            (None, _) => {
                 self.passes.queued.fetch_add(1, Ordering::SeqCst);
                 self.passes.wake.notify_one();
             }
-            None => {}
         }
         Ok(())
     }
@@ -641,7 +638,7 @@ impl Store {
         const CHUNK: u64 = 5_000;
         let mut deleted = 0;
         while let Some(upto) = events::prunable(&self.db, cutoff_us, CHUNK).await? {
-            let tx = self.begin_write().await?;
+            let tx = self.begin_immediate().await?;
             let n = events::prune(&tx, upto).await?;
             tx.commit().await?;
             deleted += n;

@@ -1055,3 +1055,75 @@ async fn a_backlog_of_pending_events_is_numbered_before_a_later_write() {
     let time = |e: &pb::Event| e.time.map(|t| (t.seconds, t.nanos)).unwrap();
     assert!(events.windows(2).all(|w| time(&w[0]) <= time(&w[1])));
 }
+
+/// PostgreSQL: a change's event rides in the change's last statement (`store/change.rs`),
+/// and is queued only once that statement has waited for its row locks, so a change that
+/// committed while it waited is numbered first.
+#[tokio::test]
+async fn a_change_carries_its_event_and_queues_it_after_its_statements_waits() {
+    let s = std::sync::Arc::new(TestServer::spawn().await);
+    if !s.db.is_postgres() {
+        return; // SQLite numbers every event in its writing transaction, one at a time.
+    }
+    let alice = token("alice");
+    create(&s, &alice, new_ws("held")).await;
+    s.add_member(&alice, "held", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    // Holds bob's membership: UpdateMember's last statement, its UPDATE, waits for it.
+    let row = holding(
+        &s.db,
+        "SELECT 1 FROM memberships WHERE principal = 'bob' FOR UPDATE",
+    )
+    .await;
+    let update = tokio::spawn({
+        let (s, alice) = (s.clone(), alice.clone());
+        async move {
+            s.update_member(&alice, "held", "bob", pb::Role::Editor, "")
+                .await
+                .map(drop)
+        }
+    });
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                   AND query LIKE 'WITH recorded_event AS (INSERT INTO pending_events%' \
+                   AND query LIKE '%UPDATE \"memberships\"%'";
+    let start = std::time::Instant::now();
+    loop {
+        let n: i64 = row
+            .query_one_raw(sea_orm::Statement::from_string(
+                row.get_database_backend(),
+                waiting,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "n")
+            .unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no UPDATE of memberships carrying its event waits for bob's row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A change that commits while the update waits.
+    create(&s, &alice, new_ws("meanwhile")).await;
+    row.rollback().await.unwrap();
+    update.await.unwrap().unwrap();
+
+    let events = events_of(&s, "", 0).await;
+    let revision = |ws: &str, kind: T| {
+        events
+            .iter()
+            .find(|e| e.workspace == ws && e.r#type() == kind)
+            .map(|e| e.revision)
+            .unwrap_or_else(|| panic!("no {kind:?} event of {ws}"))
+    };
+    assert!(
+        revision("meanwhile", T::WorkspaceCreated) < revision("held", T::MemberUpdated),
+        "the waiting update's event was queued before its wait: {:?}",
+        kinds(&events)
+    );
+}
