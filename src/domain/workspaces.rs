@@ -465,13 +465,16 @@ impl Workspaces {
                 violations,
             });
         }
+        q::delete(&tx, &ws.id).await?;
+        // Recorded after the delete, so written at commit: the delete's cascade may wait for
+        // a GPU pod request's release (which takes no workspace lock), and a carried event
+        // would be queued before that wait (see `store/change.rs`).
         tx.record(record(
             Kind::WorkspaceDeleted,
             &ws,
             &principal.subject,
             Object::Workspace(ws.clone()),
         ));
-        q::delete(&tx, &ws.id).await?;
         self.store.commit_change(tx, name).await?;
         Ok(())
     }

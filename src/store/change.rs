@@ -1,20 +1,29 @@
-//! A write transaction together with the event that records its change, which on PostgreSQL
-//! rides in the change's own last statement instead of costing a round trip of its own.
+//! A write transaction together with the event that records its change, which rides in
+//! one of the change's own statements instead of costing a round trip of its own.
 //!
 //! An event is written in the transaction of its change (see `events.rs`). Written as a
 //! statement of its own it was one round trip in about six for CreateWorkspace and
 //! AddMember on PostgreSQL, and the transaction holds a pooled connection across every
-//! round trip, so it cost writes 10-20% of their rate. Here the change's last statement
-//! carries it instead: `WITH recorded_event AS (INSERT INTO pending_events …) <statement>`.
+//! round trip, so it cost writes 10-20% of their rate; on SQLite every statement is a
+//! hand-over to sqlx's worker thread and back while the one writer's turn lasts. Here the
+//! first change statement after `Change::record` carries it instead: on PostgreSQL as
+//! `WITH recorded_event AS (INSERT INTO pending_events …) <statement>`, on SQLite as an
+//! insert into the view `recorded_events` sent in the same call (see [`carried`]). SQLite
+//! has one writer at a time, so there the event's place in the order is never in doubt.
 //!
-//! Why the event still follows every change its own change saw: PostgreSQL runs a
-//! data-modifying `WITH` part that the statement does not read after the statement itself
-//! has run to completion (`ExecPostprocessPlan`), so the event is queued after every row
+//! Why the event still follows every change its own change saw: a use case records its
+//! event after every statement that reads what the change depends on, and PostgreSQL runs
+//! a data-modifying `WITH` part that the statement does not read after the statement's
+//! own rows are written (`ExecPostprocessPlan`), so the event is queued after every row
 //! lock the statement waited for, as it was when it came last on its own. The test
 //! `events::a_change_carries_its_event_and_queues_it_after_its_statements_waits` holds
-//! PostgreSQL to that. An event that found no statement to ride in (on SQLite, where the
-//! event is numbered by the insert itself, or a change whose last statement came before
-//! its event was known) is written on its own at commit, as before.
+//! PostgreSQL to that. It runs before the statement's AFTER triggers, though: foreign-key
+//! cascades and checks, and the workspace-count tally. So a statement whose cascade may
+//! wait for another change's rows must not carry an event (DeleteWorkspace's, whose
+//! cascade may wait for a GPU pod request's release: it records its event after the
+//! delete; `events::a_deletes_event_follows_the_changes_its_cascade_waited_for`); the
+//! tally's waits are for count rows, which no event shows. An event recorded after the
+//! change's last statement is written on its own at commit.
 
 use std::sync::Mutex;
 
@@ -29,20 +38,9 @@ use super::events::{self, NewEvent};
 /// `Store::commit_change`, which also write its event if no statement carried it.
 pub(crate) struct Change {
     tx: DatabaseTransaction,
-    /// Whether events are recorded, and on which backend.
-    carry: Carry,
+    /// Whether events are written (`EventSettings::record`).
+    records: bool,
     event: Mutex<Recorded>,
-}
-
-/// Where a recorded event goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Carry {
-    /// Events are off: a recorded event is dropped.
-    Off,
-    /// In a statement of its own at commit (SQLite).
-    AtCommit,
-    /// In the next change statement, else at commit (PostgreSQL).
-    InStatement,
 }
 
 /// The transaction's event, and whether a statement has written it yet.
@@ -53,25 +51,27 @@ pub(crate) enum Recorded {
     None,
     /// Not written yet: at commit it is.
     Waiting(Box<NewEvent>),
-    /// Written into `pending_events` by a statement, waiting for a numbering pass.
-    Queued,
+    /// Written by a statement: on PostgreSQL queued in `pending_events` for a numbering
+    /// pass, on SQLite numbered.
+    Carried,
 }
 
 impl Change {
-    pub(crate) fn new(tx: DatabaseTransaction, carry: Carry) -> Self {
+    pub(crate) fn new(tx: DatabaseTransaction, records: bool) -> Self {
         Change {
             tx,
-            carry,
+            records,
             event: Mutex::new(Recorded::None),
         }
     }
 
     /// Records the change's event: on PostgreSQL the next statement that inserts, updates
     /// or deletes writes it too. Call it after every statement whose reads the change
-    /// depends on and before the last one; an event recorded after the last statement is
-    /// written at commit, costing a round trip.
+    /// depends on, and before a write whose foreign-key cascades wait for no other
+    /// change's rows (see the module's comment); an event recorded after the last
+    /// statement is written at commit, costing a round trip.
     pub(crate) fn record(&self, event: NewEvent) {
-        if self.carry == Carry::Off {
+        if !self.records {
             return;
         }
         *self.slot() = Recorded::Waiting(Box::new(event));
@@ -91,7 +91,7 @@ impl Change {
     /// `stmt`, carrying the waiting event when it is a change statement that can, and
     /// whether it does. The slot stays `Waiting` until the statement succeeds.
     fn carrying(&self, stmt: Statement) -> Result<(Statement, bool), DbErr> {
-        if self.carry != Carry::InStatement {
+        if !self.records {
             return Ok((stmt, false));
         }
         let slot = self.slot();
@@ -107,20 +107,25 @@ impl Change {
     /// A statement that carried the event succeeded.
     fn carried(&self, did: bool) {
         if did {
-            *self.slot() = Recorded::Queued;
+            *self.slot() = Recorded::Carried;
         }
     }
 }
 
-/// `stmt` with `e`'s insert into the queue as a `WITH` part, or `stmt` unchanged when it is
-/// not a plain INSERT, UPDATE or DELETE (a read, or one with its own `WITH`).
+/// `stmt` carrying `e`, or `stmt` unchanged when it is not a plain INSERT, UPDATE or DELETE
+/// (a read, or one with its own `WITH`). On PostgreSQL the event's insert into the queue
+/// becomes a `WITH` part. On SQLite, which has no such parts, it goes before the statement
+/// in the same call (sqlx runs each statement of a call in turn, binding the call's values
+/// in order), as an insert into the view `recorded_events` (migration m0010): an insert
+/// into a view counts no changed rows, so the call's count is the statement's, and a
+/// caller that reads only the statement's first returned row still runs the insert.
 fn carried(stmt: Statement, e: &NewEvent) -> Result<Result<Statement, Statement>, DbErr> {
     let head = stmt.sql.trim_start();
     let changes = ["INSERT", "UPDATE", "DELETE"].iter().any(|verb| {
         head.get(..verb.len())
             .is_some_and(|h| h.eq_ignore_ascii_case(verb))
     });
-    if stmt.db_backend != DbBackend::Postgres || !changes {
+    if !changes {
         return Ok(Err(stmt));
     }
     let Statement {
@@ -129,13 +134,31 @@ fn carried(stmt: Statement, e: &NewEvent) -> Result<Result<Statement, Statement>
         db_backend,
     } = stmt;
     let mut values = values.map(|v| v.0).unwrap_or_default();
-    let first = values.len() + 1;
-    values.extend(events::queue_values(e)?);
+    let sql = match db_backend {
+        DbBackend::Postgres => {
+            let first = values.len() + 1;
+            values.extend(events::queue_values(e)?);
+            format!(
+                "WITH recorded_event AS ({}) {sql}",
+                events::queue_insert(first)
+            )
+        }
+        DbBackend::Sqlite => {
+            let mut all = events::record_values(e)?;
+            all.append(&mut values);
+            values = all;
+            format!("{}; {sql}", events::RECORD_SQLITE)
+        }
+        _ => {
+            return Ok(Err(Statement {
+                sql,
+                values: Some(Values(values)),
+                db_backend,
+            }));
+        }
+    };
     Ok(Ok(Statement {
-        sql: format!(
-            "WITH recorded_event AS ({}) {sql}",
-            events::queue_insert(first)
-        ),
+        sql,
         values: Some(Values(values)),
         db_backend,
     }))
@@ -207,27 +230,32 @@ mod tests {
     }
 
     #[test]
-    fn only_a_postgresql_change_statement_carries_the_event() {
-        let pg = DbBackend::Postgres;
-        for sql in [
-            "SELECT 1",
-            "WITH x AS (SELECT 1) UPDATE t SET a = 1",
-            "  select 2",
-        ] {
-            assert!(
-                carried(stmt(pg, sql, 0), &event()).unwrap().is_err(),
-                "{sql}"
-            );
+    fn only_a_change_statement_carries_the_event() {
+        for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
+            for sql in [
+                "SELECT 1",
+                "WITH x AS (SELECT 1) UPDATE t SET a = 1",
+                "  select 2",
+            ] {
+                assert!(
+                    carried(stmt(backend, sql, 0), &event()).unwrap().is_err(),
+                    "{sql}"
+                );
+            }
         }
-        let sqlite = stmt(DbBackend::Sqlite, "INSERT INTO t VALUES (?)", 1);
-        assert!(carried(sqlite, &event()).unwrap().is_err());
+    }
+
+    #[test]
+    fn on_postgresql_the_event_is_a_with_part_numbered_after_the_statements_values() {
         for sql in [
             "INSERT INTO t VALUES ($1, $2)",
             " update t SET a = $1",
             "DELETE FROM t",
         ] {
             let n = sql.matches('$').count();
-            let s = carried(stmt(pg, sql, n), &event()).unwrap().unwrap();
+            let s = carried(stmt(DbBackend::Postgres, sql, n), &event())
+                .unwrap()
+                .unwrap();
             assert!(
                 s.sql
                     .starts_with("WITH recorded_event AS (INSERT INTO pending_events")
@@ -245,5 +273,22 @@ mod tests {
             assert!(!s.sql.contains(&format!("${}", n + 8)));
             assert_eq!(values[n], Value::from("workspace_deleted"));
         }
+    }
+
+    #[test]
+    fn on_sqlite_the_event_goes_first_in_the_same_call() {
+        let sql = "INSERT INTO t VALUES (?, ?)";
+        let s = carried(stmt(DbBackend::Sqlite, sql, 2), &event())
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.sql, format!("{}; {sql}", events::RECORD_SQLITE));
+        let values = s.values.unwrap().0;
+        assert_eq!(
+            values.len(),
+            8 + 2,
+            "the event's values, then the statement's"
+        );
+        assert_eq!(values[1], Value::from("workspace_deleted"));
+        assert_eq!(values[8..], [Value::from(0i64), Value::from(1i64)]);
     }
 }

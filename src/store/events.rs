@@ -10,25 +10,25 @@
 //!
 //! - On SQLite, whose one writer holds the database's lock until it commits, the writing
 //!   transaction numbers its own event as it inserts it (a trigger moves `latest`).
-//! - On PostgreSQL a writing transaction that finds the counter free and no event pending
-//!   takes the counter in its last statement, numbers its event and holds the counter until
-//!   it commits (one writer alone pays nothing more). One that finds it taken, or events
-//!   pending, does not wait: it writes its event into `pending_events` and commits
-//!   concurrently with the others (its replica's writers then queue their events without
-//!   trying for the counter for a short while, and while their own queued events wait, see
-//!   `Passes::queue_at_once` in `store/mod.rs`); then a numbering pass ([`sequence`]) moves
-//!   every committed pending event into `events` under the counter's lock, in the order
-//!   they were written. Such a writer answers at once and wakes its replica's numbering
-//!   task, which runs one pass at a time, each for every change committed before it began;
-//!   a reader of the history waits for a pass while events are pending, so it sees every
-//!   change acknowledged before it asked; and every replica sweeps what a crashed writer
-//!   left. A change that saw another's rows wrote its event after that one committed, so
-//!   dependent changes are numbered in their commit order (a writer numbers its own only
-//!   when no event it could have seen is still pending); only changes that ran at once
-//!   without seeing each other may be numbered in the order they wrote their events rather
-//!   than the order their commits finished. Event times are the database's clock when the
-//!   event was written, raised where needed (`latest_time_us`) so that they never go back
-//!   as revisions go up.
+//! - On PostgreSQL most changes write their event into `pending_events` within one of their
+//!   own statements (`change.rs`) and commit concurrently with the others. An event written
+//!   on its own at commit ([`append`]) takes the counter in that statement when it finds it
+//!   free and no event pending, numbers itself and holds the counter until it commits; one
+//!   that finds it taken, or events pending, does not wait but is queued the same way (its
+//!   replica's writers then queue their events without trying for the counter for a short
+//!   while, and while their own queued events wait, see `Passes::queue_at_once` in
+//!   `store/mod.rs`). A numbering pass ([`sequence`]) moves every committed pending event
+//!   into `events` under the counter's lock, in the order they were written. A writer that
+//!   queued answers at once and wakes its replica's numbering task, which runs one pass at
+//!   a time, each for every change committed before it began; a reader of the history waits
+//!   for a pass while events are pending, so it sees every change acknowledged before it
+//!   asked; and every replica sweeps what a crashed writer left. A change that saw
+//!   another's rows wrote its event after that one committed, so dependent changes are
+//!   numbered in their commit order (a writer numbers its own only when no event it could
+//!   have seen is still pending); only changes that ran at once without seeing each other
+//!   may be numbered in the order they wrote their events rather than the order their
+//!   commits finished. Event times are the database's clock when the event was written,
+//!   raised where needed (`latest_time_us`) so that they never go back as revisions go up.
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value,
@@ -56,10 +56,11 @@ pub(crate) struct NewEvent {
     pub(crate) object: EventObject,
 }
 
-/// Writes `e` in the transaction `tx`, as its last statement before the commit, and returns
-/// its revision when it has one already: always on SQLite; on PostgreSQL when no one holds
-/// the counter and no event is pending, and this transaction then holds the counter until
-/// it commits (so one writer alone pays no pass). Otherwise the event waits in
+/// Writes `e` in the transaction `tx`, as its last statement before the commit (for an
+/// event that no statement of its change carried, see `change.rs`), and returns its
+/// revision when it has one already: always on SQLite; on PostgreSQL when no one holds the
+/// counter and no event is pending, and this transaction then holds the counter until it
+/// commits (so such a writer alone pays no pass). Otherwise the event waits in
 /// `pending_events` for [`sequence`] (`None`), as it does at once, without trying for the
 /// counter, when `queue` is set on PostgreSQL: under concurrent writes the counter is
 /// nearly always taken, and the statement that tries for it (and checks for pending events)
@@ -154,6 +155,18 @@ pub(crate) fn queue_values(e: &NewEvent) -> Result<Vec<Value>, DbErr> {
         e.method.as_str().into(),
         object.into(),
     ])
+}
+
+/// SQLite: the insert that numbers an event in the same call as its change's statement
+/// (see `change.rs`), its values from [`record_values`].
+pub(crate) const RECORD_SQLITE: &str = "INSERT INTO recorded_events (time_us, kind, \
+     workspace, workspace_id, actor, request_id, method, object) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// The values of `e` for [`RECORD_SQLITE`]: its time (now), then [`queue_values`].
+pub(crate) fn record_values(e: &NewEvent) -> Result<Vec<Value>, DbErr> {
+    let mut values = vec![now().timestamp_micros().into()];
+    values.extend(queue_values(e)?);
+    Ok(values)
 }
 
 /// Most events one numbering pass moves, so that a backlog (after an outage, say) is

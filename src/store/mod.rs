@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -18,7 +18,7 @@ use sea_orm::{
 
 use self::cache::{AccessCache, Found};
 pub(crate) use self::change::Change;
-use self::change::{Carry, Recorded};
+use self::change::Recorded;
 use crate::domain::model::{GpuUsage, Workspace, now};
 use sea_orm_migration::MigratorTrait;
 use std::collections::BTreeMap;
@@ -90,8 +90,8 @@ const EVENT_SWEEP: Duration = Duration::from_millis(100);
 const PASS_GATHER: Duration = Duration::from_millis(20);
 
 /// On PostgreSQL, how long after a writer tried for the event counter in vain (taken by
-/// another writer, or events pending) this replica's writers queue their events without
-/// trying (see `events::append` and `Passes::queue_at_once`).
+/// another writer, or events pending) this replica's writers queue the events that no
+/// statement carried without trying (see `events::append` and `Passes::queue_at_once`).
 const QUEUE_FOR: Duration = Duration::from_millis(50);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
@@ -123,6 +123,12 @@ pub struct Store {
     claim: lock::FileClaim,
     /// The highest revision this replica knows committed, for the watches to wait on.
     revisions: Arc<tokio::sync::watch::Sender<i64>>,
+    /// On SQLite, the highest revision committed as this process counts it: read from the
+    /// database by `migrate`, then one more for each event committed since, for an event
+    /// numbered in its change's statement comes back without its revision (see
+    /// `change.rs`). Every commit of an event adds one after it committed, so the count
+    /// never runs ahead of the database. -1 until `migrate`.
+    sqlite_latest: Arc<AtomicI64>,
     /// Whether changes write events (see `EventSettings::record`).
     record_events: bool,
     /// The newest events, read once for every watch on this replica.
@@ -271,6 +277,7 @@ impl Store {
             usage: Arc::new(usage::UsageMemory::new(sqlite)),
             claim,
             revisions: Arc::new(tokio::sync::watch::Sender::new(0)),
+            sqlite_latest: Arc::new(AtomicI64::new(-1)),
             record_events: true,
             tail: Arc::default(),
             passes: Arc::default(),
@@ -303,6 +310,11 @@ impl Store {
                 .await?;
         }
         Migrator::up(&tx, None).await?;
+        if self.backend() == DbBackend::Sqlite {
+            // Under the write lock: no event commits meanwhile.
+            let latest = events::latest(&tx).await?;
+            self.sqlite_latest.store(latest, Ordering::SeqCst);
+        }
         tx.commit().await
     }
 
@@ -325,12 +337,10 @@ impl Store {
     /// requests, and records the change's event (`Change::record`); commit it with
     /// [`Store::commit`] or [`Store::commit_change`].
     pub(crate) async fn begin_write(&self) -> Result<Change, DbErr> {
-        let carry = match self.backend() {
-            _ if !self.record_events => Carry::Off,
-            DbBackend::Postgres => Carry::InStatement,
-            _ => Carry::AtCommit,
-        };
-        Ok(Change::new(self.begin_immediate().await?, carry))
+        Ok(Change::new(
+            self.begin_immediate().await?,
+            self.record_events,
+        ))
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write lock at once
@@ -488,18 +498,41 @@ impl Store {
                 }
                 revision
             }
-            Recorded::None | Recorded::Queued => None,
+            Recorded::None | Recorded::Carried => None,
         };
         tx.commit().await?;
         match (revision, recorded) {
+            (_, Recorded::None) => {}
+            (_, _) if self.backend() == DbBackend::Sqlite => self.sqlite_committed().await,
             (Some(revision), _) => self.committed(revision),
-            (None, Recorded::None) => {}
             (None, _) => {
                 self.passes.queued.fetch_add(1, Ordering::SeqCst);
                 self.passes.wake.notify_one();
             }
         }
         Ok(())
+    }
+
+    /// SQLite: an event committed; wakes the watches with the count of revisions (see
+    /// `sqlite_latest`), or without a count (a store that was not migrated), with the
+    /// database's latest. The change is acknowledged whatever happens here.
+    async fn sqlite_committed(&self) {
+        let counted = self
+            .sqlite_latest
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n >= 0).then_some(n + 1)
+            });
+        let latest = match counted {
+            Ok(before) => before + 1,
+            Err(_) => match events::latest(&self.db).await {
+                Ok(latest) => latest,
+                Err(e) => {
+                    tracing::debug!("reading the latest revision failed: {}", describe(&e));
+                    return;
+                }
+            },
+        };
+        self.committed(latest);
     }
 
     /// PostgreSQL: numbers the events of every change committed before this call, so that

@@ -1084,15 +1084,70 @@ async fn a_change_carries_its_event_and_queues_it_after_its_statements_waits() {
                 .map(drop)
         }
     });
-    let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                   AND query LIKE 'WITH recorded_event AS (INSERT INTO pending_events%' \
-                   AND query LIKE '%UPDATE \"memberships\"%'";
+    waits_for_a_lock(
+        &s.db,
+        "WITH recorded_event AS (INSERT INTO pending_events%UPDATE \"memberships\"%",
+    )
+    .await;
+    // A change that commits while the update waits.
+    create(&s, &alice, new_ws("meanwhile")).await;
+    row.rollback().await.unwrap();
+    update.await.unwrap().unwrap();
+    assert_numbered_first(
+        &s,
+        ("meanwhile", T::WorkspaceCreated),
+        ("held", T::MemberUpdated),
+    )
+    .await;
+}
+
+/// PostgreSQL: DeleteWorkspace's cascade may wait for rows another change holds (a GPU
+/// pod request's release takes no workspace lock), and a carried event would be queued
+/// before the cascade's wait (PostgreSQL runs cascades after a statement's `WITH` parts):
+/// the delete's event follows the change that committed while the cascade waited.
+#[tokio::test]
+async fn a_deletes_event_follows_the_changes_its_cascade_waited_for() {
+    let s = std::sync::Arc::new(TestServer::spawn().await);
+    if !s.db.is_postgres() {
+        return; // SQLite numbers every event in its writing transaction, one at a time.
+    }
+    let alice = token("alice");
+    create(&s, &alice, new_ws("held")).await;
+    // Holds alice's membership, which the delete's cascade removes.
+    let row = holding(
+        &s.db,
+        "SELECT 1 FROM memberships WHERE principal = 'alice' FOR UPDATE",
+    )
+    .await;
+    let delete = tokio::spawn({
+        let (s, alice) = (s.clone(), alice.clone());
+        async move { s.delete_workspace(&alice, "held", "").await.map(drop) }
+    });
+    waits_for_a_lock(&s.db, "%DELETE FROM \"workspaces\"%").await;
+    create(&s, &alice, new_ws("meanwhile")).await;
+    row.rollback().await.unwrap();
+    delete.await.unwrap().unwrap();
+    assert_numbered_first(
+        &s,
+        ("meanwhile", T::WorkspaceCreated),
+        ("held", T::WorkspaceDeleted),
+    )
+    .await;
+}
+
+/// Polls until one backend of `db` running a statement like `pattern` waits for a lock;
+/// fails after 5 s. Each look is a transaction of its own: a transaction sees
+/// `pg_stat_activity` as it was at its first look.
+async fn waits_for_a_lock(db: &TestDb, pattern: &str) {
+    let c = sea_orm::Database::connect(&db.url).await.unwrap();
     let start = std::time::Instant::now();
     loop {
-        let n: i64 = row
-            .query_one_raw(sea_orm::Statement::from_string(
-                row.get_database_backend(),
-                waiting,
+        let n: i64 = c
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                c.get_database_backend(),
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                [pattern.into()],
             ))
             .await
             .unwrap()
@@ -1100,21 +1155,29 @@ async fn a_change_carries_its_event_and_queues_it_after_its_statements_waits() {
             .try_get("", "n")
             .unwrap();
         if n == 1 {
-            break;
+            return;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "no UPDATE of memberships carrying its event waits for bob's row"
-        );
+        if start.elapsed() > Duration::from_secs(5) {
+            let rows = c
+                .query_all_raw(sea_orm::Statement::from_string(
+                    c.get_database_backend(),
+                    "SELECT coalesce(wait_event_type, '') || ' ' || state || ' ' || \
+                     left(query, 300) AS q FROM pg_stat_activity WHERE datname = current_database()",
+                ))
+                .await
+                .unwrap();
+            let now: Vec<String> = rows.iter().map(|r| r.try_get("", "q").unwrap()).collect();
+            panic!("no statement like {pattern} waits for a lock; sessions: {now:#?}");
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // A change that commits while the update waits.
-    create(&s, &alice, new_ws("meanwhile")).await;
-    row.rollback().await.unwrap();
-    update.await.unwrap().unwrap();
+}
 
-    let events = events_of(&s, "", 0).await;
-    let revision = |ws: &str, kind: T| {
+/// Asserts that the event `first` (a workspace's name and the event's type) has a lower
+/// revision than `then`.
+async fn assert_numbered_first(s: &TestServer, first: (&str, T), then: (&str, T)) {
+    let events = events_of(s, "", 0).await;
+    let revision = |(ws, kind): (&str, T)| {
         events
             .iter()
             .find(|e| e.workspace == ws && e.r#type() == kind)
@@ -1122,8 +1185,8 @@ async fn a_change_carries_its_event_and_queues_it_after_its_statements_waits() {
             .unwrap_or_else(|| panic!("no {kind:?} event of {ws}"))
     };
     assert!(
-        revision("meanwhile", T::WorkspaceCreated) < revision("held", T::MemberUpdated),
-        "the waiting update's event was queued before its wait: {:?}",
+        revision(first) < revision(then),
+        "{then:?} was numbered before {first:?}, which committed while it waited: {:?}",
         kinds(&events)
     );
 }

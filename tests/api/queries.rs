@@ -32,6 +32,53 @@ where
     best
 }
 
+/// A change's event rides in one of the change's own statements (`store/change.rs`): a
+/// write runs as many statements with the history as without it.
+#[tokio::test]
+async fn an_event_costs_its_change_no_statement() {
+    let mut costs = Vec::new();
+    for record in [true, false] {
+        let s = TestServer::spawn_with(Options {
+            metrics: true,
+            events: Some(workspaced::domain::events::EventSettings {
+                record,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+        let alice = token("alice");
+        create(&s, &alice, new_ws("w")).await;
+        s.add_member(&alice, "w", "bob", pb::Role::Viewer)
+            .await
+            .unwrap();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let next = || n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let update_member = cost(&s, || async {
+            let role = [pb::Role::Editor, pb::Role::Viewer][next() % 2];
+            s.update_member(&alice, "w", "bob", role, "").await.unwrap();
+        })
+        .await;
+        let update_workspace = cost(&s, || async {
+            let mut ws = new_ws("w");
+            ws.description = format!("take {}", next());
+            s.update_workspace(&alice, ws, &["description"], "")
+                .await
+                .unwrap();
+        })
+        .await;
+        let create_workspace = cost(&s, || async {
+            create(&s, &alice, new_ws(&format!("made-{}", next()))).await;
+        })
+        .await;
+        costs.push((update_member, update_workspace, create_workspace));
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "statements of UpdateMember, UpdateWorkspace and CreateWorkspace with events, then without"
+    );
+}
+
 #[tokio::test]
 async fn list_rpcs_cost_the_same_whatever_the_page_size() {
     let s = TestServer::spawn_with(Options {

@@ -12,6 +12,7 @@ mod m0006_pending_events;
 mod m0007_membership_names;
 mod m0008_numbering_pass;
 mod m0009_counts_in_plpgsql;
+mod m0010_recorded_events;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_membership_names::Migration),
             Box::new(m0008_numbering_pass::Migration),
             Box::new(m0009_counts_in_plpgsql::Migration),
+            Box::new(m0010_recorded_events::Migration),
         ]
     }
 }
