@@ -189,6 +189,7 @@ pub async fn serve(
     let event_follower = tokio::spawn(store.clone().follow_events());
     let pruner = tokio::spawn(prune_events(ctx.events.clone()));
     let vacuumer = tokio::spawn(store.clone().vacuum_churn());
+    let checkpointer = tokio::spawn(store.clone().checkpoint_wal());
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -294,6 +295,7 @@ pub async fn serve(
     event_follower.abort();
     pruner.abort();
     vacuumer.abort();
+    checkpointer.abort();
     let _ = stop_metrics.send(true);
     if let Some(task) = metrics_task {
         let _ = task.await;

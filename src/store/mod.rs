@@ -93,6 +93,8 @@ const PASS_GATHER: Duration = Duration::from_millis(20);
 /// another writer, or events pending) this replica's writers queue the events that no
 /// statement carried without trying (see `events::append` and `Passes::queue_at_once`).
 const QUEUE_FOR: Duration = Duration::from_millis(50);
+/// How often SQLite's write-ahead log is copied into the database file (`checkpoint_wal`).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// How long SQLite waits for another writer's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a PostgreSQL connection may have sat idle in the pool before it is pinged when
@@ -223,6 +225,12 @@ fn connect_options(url: &str) -> ConnectOptions {
             // operating system caches the file anyway, and nine full 2 MB caches made
             // the server's memory grow with the database for its first hour.
             .pragma("cache_size", "-512")
+            // The log is copied into the file by `Store::checkpoint_wal`, beside the writer.
+            // SQLite's own checkpoint, every 1,000 pages by default, runs in the commit that
+            // crosses the mark, so one write in so many waited for it (p99 4.7 ms against
+            // 1.5 ms for single writes); this one only bounds the log (40 MB) should the
+            // background checkpoints fall behind.
+            .pragma("wal_autocheckpoint", "10000")
     });
     opt
 }
@@ -649,6 +657,28 @@ impl Store {
 
     /// On PostgreSQL: vacuums the tables whose rows come and go all the time once they hold
     /// many dead rows (see `vacuum`). Runs until aborted.
+    /// On SQLite: copies the write-ahead log into the database file every
+    /// `CHECKPOINT_EVERY`, beside the writer instead of in its turn (see `connect_options`).
+    /// A passive checkpoint waits for no one: what readers still use waits for the next.
+    /// Runs until aborted.
+    pub(crate) async fn checkpoint_wal(self) {
+        if self.backend() != DbBackend::Sqlite {
+            return;
+        }
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self
+                .db
+                .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                .await
+            {
+                tracing::warn!("checkpointing the WAL failed: {}", describe(&e));
+            }
+        }
+    }
+
     pub(crate) async fn vacuum_churn(self) {
         if self.backend() != DbBackend::Postgres {
             return;

@@ -179,3 +179,28 @@ async fn postgres_tables_that_churn_are_vacuumed_without_waiting_for_autovacuum(
     }
     assert!(count(&c, dead).await < 1000);
 }
+
+/// SQLite: the write-ahead log is copied into the database file in the background, well
+/// before SQLite's own checkpoint (10,000 pages) would run in some writer's commit.
+#[tokio::test]
+async fn sqlite_copies_its_log_into_the_file_beside_the_writer() {
+    let s = TestServer::spawn().await;
+    let Some(dir) = &s.db.dir else {
+        return; // PostgreSQL.
+    };
+    let name = "checkpointed-qzx";
+    create(&s, &token("alice"), new_ws(name)).await;
+    let file = dir.path().join("test.db");
+    let start = std::time::Instant::now();
+    while !std::fs::read(&file)
+        .unwrap()
+        .windows(name.len())
+        .any(|w| w == name.as_bytes())
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(3),
+            "the new workspace is still only in the log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
