@@ -58,8 +58,8 @@ pub(crate) struct NewEvent {
 
 /// Writes `e` in the transaction `tx`, as its last statement before the commit (for an
 /// event that no statement of its change carried, see `change.rs`), and returns its
-/// revision when it has one already: always on SQLite; on PostgreSQL when no one holds the
-/// counter and no event is pending, and this transaction then holds the counter until it
+/// revision when it has one already: on PostgreSQL when no one holds the counter and no
+/// event is pending, and this transaction then holds the counter until it
 /// commits (so such a writer alone pays no pass). Otherwise the event waits in
 /// `pending_events` for [`sequence`] (`None`), as it does at once, without trying for the
 /// counter, when `queue` is set on PostgreSQL: under concurrent writes the counter is
@@ -72,8 +72,18 @@ pub(crate) async fn append<C: ConnectionTrait>(
     queue: bool,
 ) -> Result<Option<i64>, DbErr> {
     let backend = tx.get_database_backend();
-    let mut values = queue_values(e)?;
-    if backend == DbBackend::Postgres && queue {
+    if backend != DbBackend::Postgres {
+        // Numbered as a carried event is (the view's trigger, m0010); the store counts it.
+        tx.execute_raw(Statement::from_sql_and_values(
+            backend,
+            RECORD_SQLITE,
+            record_values(e)?,
+        ))
+        .await?;
+        return Ok(None);
+    }
+    let values = queue_values(e)?;
+    if queue {
         tx.execute_raw(Statement::from_sql_and_values(
             backend,
             queue_insert(1),
@@ -82,51 +92,36 @@ pub(crate) async fn append<C: ConnectionTrait>(
         .await?;
         return Ok(None);
     }
-    if backend == DbBackend::Postgres {
-        // Numbered here only when no event is pending: every change this transaction saw
-        // committed before this statement's snapshot, so is numbered already, and the event
-        // can take the next revision. Otherwise it is queued, without waiting for the lock.
-        // The queue is read through its index on `seq` here and wherever it is only looked
-        // into: its table keeps the pages of its longest backlog (vacuumed without
-        // truncating, see `vacuum.rs`), and a scan of the table reads them all each time.
-        let row = tx
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                "WITH counter AS (SELECT latest, latest_time_us FROM event_log WHERE id = 1 \
-                 AND (SELECT seq FROM pending_events ORDER BY seq LIMIT 1) IS NULL \
-                 FOR UPDATE SKIP LOCKED), \
-                 queued AS (INSERT INTO pending_events (time_us, kind, workspace, \
-                 workspace_id, actor, request_id, method, object) SELECT \
-                 (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
-                 $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM counter)), \
-                 moved_on AS (UPDATE event_log SET latest = counter.latest + 1, \
-                 latest_time_us = GREATEST(counter.latest_time_us, \
-                 (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT) \
-                 FROM counter WHERE event_log.id = 1 \
-                 RETURNING event_log.latest, event_log.latest_time_us), \
-                 inserted AS (INSERT INTO events (revision, time_us, kind, workspace, \
-                 workspace_id, actor, request_id, method, object) SELECT latest, \
-                 latest_time_us, $1, $2, $3, $4, $5, $6, $7 FROM moved_on RETURNING revision) \
-                 SELECT (SELECT revision FROM inserted) AS revision",
-                values,
-            ))
-            .await?
-            .ok_or_else(|| corrupt("event log", "no answer from the append"))?;
-        return row.try_get("", "revision");
-    }
-    // The trigger `events_latest` (see m0005) moves the counter.
-    values.push(now().timestamp_micros().into());
+    // Numbered here only when no event is pending: every change this transaction saw
+    // committed before this statement's snapshot, so is numbered already, and the event
+    // can take the next revision. Otherwise it is queued, without waiting for the lock.
+    // The queue is read through its index on `seq` here and wherever it is only looked
+    // into: its table keeps the pages of its longest backlog (vacuumed without
+    // truncating, see `vacuum.rs`), and a scan of the table reads them all each time.
     let row = tx
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            "INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
-             request_id, method, object) SELECT latest + 1, $8, $1, $2, $3, $4, $5, $6, $7 \
-             FROM event_log WHERE id = 1 RETURNING revision",
+            "WITH counter AS (SELECT latest, latest_time_us FROM event_log WHERE id = 1 \
+             AND (SELECT seq FROM pending_events ORDER BY seq LIMIT 1) IS NULL \
+             FOR UPDATE SKIP LOCKED), \
+             queued AS (INSERT INTO pending_events (time_us, kind, workspace, \
+             workspace_id, actor, request_id, method, object) SELECT \
+             (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, \
+             $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM counter)), \
+             moved_on AS (UPDATE event_log SET latest = counter.latest + 1, \
+             latest_time_us = GREATEST(counter.latest_time_us, \
+             (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT) \
+             FROM counter WHERE event_log.id = 1 \
+             RETURNING event_log.latest, event_log.latest_time_us), \
+             inserted AS (INSERT INTO events (revision, time_us, kind, workspace, \
+             workspace_id, actor, request_id, method, object) SELECT latest, \
+             latest_time_us, $1, $2, $3, $4, $5, $6, $7 FROM moved_on RETURNING revision) \
+             SELECT (SELECT revision FROM inserted) AS revision",
             values,
         ))
         .await?
-        .ok_or_else(|| corrupt("event log", "no counter row"))?;
-    row.try_get("", "revision").map(Some)
+        .ok_or_else(|| corrupt("event log", "no answer from the append"))?;
+    row.try_get("", "revision")
 }
 
 /// PostgreSQL: the insert that queues an event for a numbering pass, its values bound from

@@ -501,7 +501,7 @@ impl Store {
             Recorded::Waiting(e) => {
                 let queue = self.passes.queue_at_once();
                 let revision = events::append(&tx, e, queue).await?;
-                if revision.is_none() && !queue {
+                if revision.is_none() && !queue && self.backend() == DbBackend::Postgres {
                     self.passes.contended();
                 }
                 revision
