@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     error::{BadField, Error, Reason, Result, echo},
-    store::{Store, memberships as m, principals},
+    store::{Store, cache::Found, memberships as m, principals},
 };
 
 /// Who a request names: a subject, the email of a principal seen before, or a group.
@@ -385,45 +385,13 @@ impl Memberships {
             groups,
             consistent,
         } = input;
-        let other = subject.filter(|s| *s != p.subject);
-        if other.is_some() && !access::may_act_for_others(p) {
-            return Err(Error::PermissionDenied(
-                "checking another subject's access needs a platform role".into(),
-            ));
-        }
-        let other = other.map(|s| {
-            // Another subject is judged by its memberships, its groups' and the visibility.
-            Principal::new(s, groups, Default::default())
-        });
+        let other = check_target(p, subject, groups)?;
         let target = other.as_ref().unwrap_or(p);
-        let Some((ws, held)) = self
+        let found = self
             .store
             .find_access(&name, &target.subject, &target.groups, consistent)
-            .await?
-        else {
-            return if p.platform.any() {
-                Err(Error::workspace_not_found(&name))
-            } else {
-                Ok(Decision::default())
-            };
-        };
-        let at = now();
-        let access = ws.access(&held, at);
-        if !access::allows(target, &access, Permission::WorkspacesGet) {
-            // Outsiders learn nothing, not even their own lack of a role's reason.
-            return Ok(Decision::default());
-        }
-        let granted_by = access::granted_by(target, &access, permission);
-        let group = match granted_by {
-            Some(Grant::Group) => held.at(at).1.map(|(_, g)| g.to_owned()),
-            _ => None,
-        };
-        Ok(Decision {
-            allowed: granted_by.is_some(),
-            role: access::effective_role(&access),
-            granted_by,
-            group,
-        })
+            .await?;
+        decide_check(p, target, &name, permission, found)
     }
 
     /// Deletes the memberships that have ended; returns how many.
@@ -433,20 +401,120 @@ impl Memberships {
 
     /// BatchCheckAccess: each check answered as `check` answers it alone, except that one
     /// it would refuse (another subject without a platform role, a missing workspace) is
-    /// answered not allowed. A failure of the database fails the whole batch.
+    /// answered not allowed. The checks about one subject (and groups) are looked up
+    /// together (`Store::find_access_many`). A failure of the database fails the whole batch.
     pub(crate) async fn check_batch(
         &self,
         p: &Principal,
         checks: Vec<CheckAccess>,
     ) -> Result<Vec<Decision>> {
-        let mut out = Vec::with_capacity(checks.len());
-        for check in checks {
-            out.push(match self.check(p, check).await {
-                Ok(d) => d,
-                Err(Error::PermissionDenied(_) | Error::NotFound { .. }) => Decision::default(),
+        let mut out = vec![Decision::default(); checks.len()];
+        // The checks by whom they are about and how they are read, in order of first use.
+        let mut asks: Vec<Asks> = Vec::new();
+        for (i, check) in checks.into_iter().enumerate() {
+            let other = match check_target(p, check.subject, check.groups) {
+                Ok(other) => other,
+                Err(Error::PermissionDenied(_)) => continue,
                 Err(e) => return Err(e),
-            });
+            };
+            let same = |a: &&mut Asks| {
+                a.consistent == check.consistent
+                    && a.other.as_ref().map(|o| (&o.subject, &o.groups))
+                        == other.as_ref().map(|o| (&o.subject, &o.groups))
+            };
+            let item = (i, check.workspace, check.permission);
+            match asks.iter_mut().find(same) {
+                Some(a) => a.items.push(item),
+                None => asks.push(Asks {
+                    other,
+                    consistent: check.consistent,
+                    items: vec![item],
+                }),
+            }
+        }
+        for Asks {
+            other,
+            consistent,
+            items,
+        } in asks
+        {
+            let target = other.as_ref().unwrap_or(p);
+            let names: Vec<&str> = items.iter().map(|(_, name, _)| name.as_str()).collect();
+            let found = self
+                .store
+                .find_access_many(&names, &target.subject, &target.groups, consistent)
+                .await?;
+            for ((i, name, permission), found) in items.into_iter().zip(found) {
+                out[i] = match decide_check(p, target, &name, permission, found) {
+                    Ok(d) => d,
+                    Err(Error::PermissionDenied(_) | Error::NotFound { .. }) => Decision::default(),
+                    Err(e) => return Err(e),
+                };
+            }
         }
         Ok(out)
     }
+}
+
+/// BatchCheckAccess's checks about one subject (and groups), read alike.
+struct Asks {
+    /// Whom they are about: `None` for the caller.
+    other: Option<Principal>,
+    /// Read from the database rather than the view.
+    consistent: bool,
+    /// Each check's place in the batch, workspace and permission.
+    items: Vec<(usize, WorkspaceName, Permission)>,
+}
+
+/// Whom a check is about: `None` for the caller, else another subject (judged by its
+/// memberships, its groups' and the visibility), which only a platform role may ask about.
+fn check_target(
+    p: &Principal,
+    subject: Option<String>,
+    groups: Vec<String>,
+) -> Result<Option<Principal>> {
+    let Some(other) = subject.filter(|s| *s != p.subject) else {
+        return Ok(None);
+    };
+    if !access::may_act_for_others(p) {
+        return Err(Error::PermissionDenied(
+            "checking another subject's access needs a platform role".into(),
+        ));
+    }
+    Ok(Some(Principal::new(other, groups, Default::default())))
+}
+
+/// CheckAccess's answer for `target` asked by `p`, from what the lookup `found` of the
+/// workspace `name` read.
+fn decide_check(
+    p: &Principal,
+    target: &Principal,
+    name: &WorkspaceName,
+    permission: Permission,
+    found: Found,
+) -> Result<Decision> {
+    let Some((ws, held)) = found else {
+        return if p.platform.any() {
+            Err(Error::workspace_not_found(name))
+        } else {
+            Ok(Decision::default())
+        };
+    };
+    let at = now();
+    let access = ws.access(&held, at);
+    if !access::allows(target, &access, Permission::WorkspacesGet) {
+        // Outsiders learn nothing, not even their own lack of a role's reason.
+        return Ok(Decision::default());
+    }
+    let granted_by = access::granted_by(target, &access, permission);
+    let group = match granted_by {
+        Some(Grant::Group) => held.at(at).1.map(|(_, g)| g.to_owned()),
+        _ => None,
+    };
+    Ok(Decision {
+        allowed: granted_by.is_some(),
+        role: access::effective_role(&access),
+        granted_by,
+        group,
+    })
 }

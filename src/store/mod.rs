@@ -19,9 +19,9 @@ use sea_orm::{
 use self::cache::{AccessCache, Found};
 pub(crate) use self::change::Change;
 use self::change::Recorded;
-use crate::domain::model::{GpuUsage, Workspace, now};
+use crate::domain::model::{GpuUsage, Holdings, Workspace, now};
 use sea_orm_migration::MigratorTrait;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub mod cache;
 mod change;
@@ -388,6 +388,55 @@ impl Store {
         .map(|(ws, held)| (Arc::new(ws), held));
         self.cache.put(since, name, subject, groups, &found);
         Ok(found)
+    }
+
+    /// `find_access` for the workspaces `names` at once, in their order: what the view
+    /// knows, and one statement for all the rest. A batch of checks that misses the view
+    /// (after a change, or while it awaits its confirmation) must not cost the database a
+    /// statement per check: under load that multiplied a cold view's misses by the batch's
+    /// size and ran the calls past their deadline.
+    pub(crate) async fn find_access_many(
+        &self,
+        names: &[&str],
+        subject: &str,
+        groups: &[String],
+        consistent: bool,
+    ) -> Result<Vec<Found>, DbErr> {
+        let mut found: Vec<Option<Found>> = names
+            .iter()
+            .map(|name| {
+                (!consistent)
+                    .then(|| self.cache.get(name, subject, groups))
+                    .flatten()
+            })
+            .collect();
+        let mut missing: Vec<&str> = names
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let since = self.cache.generation();
+            let mut read: HashMap<String, (Arc<Workspace>, Holdings)> =
+                workspaces::find_many_with_holdings(&self.db, &missing, subject, groups)
+                    .await?
+                    .into_iter()
+                    .map(|(ws, held)| (ws.name.clone(), (Arc::new(ws), held)))
+                    .collect();
+            for name in missing {
+                let answer = read.remove(name);
+                self.cache.put(since, name, subject, groups, &answer);
+                for (n, f) in names.iter().zip(found.iter_mut()) {
+                    if f.is_none() && *n == name {
+                        *f = Some(answer.clone());
+                    }
+                }
+            }
+        }
+        Ok(found.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// How many calls the database runs side by side: on PostgreSQL its pool's connections;

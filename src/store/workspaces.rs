@@ -1,7 +1,7 @@
 //! Queries on workspaces, their labels and their counts, and the listings over them. Every
 //! function takes the connection or transaction to run on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -114,42 +114,90 @@ pub(crate) async fn find_with_holdings<C: ConnectionTrait>(
         }
         None => ("w.name", name.to_owned()),
     };
-    let mut values: Vec<sea_orm::Value> = vec![key.into(), subject.into()];
+    Ok(
+        read_with_holdings(c, key_column, &[key.as_str()], subject, groups)
+            .await?
+            .pop(),
+    )
+}
+
+/// The workspaces named `names` that exist, each with the memberships of `subject` and of
+/// `groups` in it, in one statement (BatchCheckAccess's lookups: a batch costs the database
+/// one statement, not one per check). Unlocked; in no particular order.
+pub(crate) async fn find_many_with_holdings<C: ConnectionTrait>(
+    c: &C,
+    names: &[&str],
+    subject: &str,
+    groups: &[String],
+) -> Result<Vec<(Workspace, Holdings)>, DbErr> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    read_with_holdings(c, "w.name", names, subject, groups).await
+}
+
+/// The workspaces whose `key_column` is one of `keys`, each with the memberships of
+/// `subject` and of `groups` in it: one statement, one row per membership found, or one with
+/// NULLs for a workspace where there is none.
+async fn read_with_holdings<C: ConnectionTrait>(
+    c: &C,
+    key_column: &str,
+    keys: &[&str],
+    subject: &str,
+    groups: &[String],
+) -> Result<Vec<(Workspace, Holdings)>, DbErr> {
+    let backend = c.get_database_backend();
+    let mark = |i: usize| format!("${i}");
+    let key_marks: Vec<String> = (1..=keys.len()).map(mark).collect();
+    let subject_mark = mark(keys.len() + 1);
+    let mut values: Vec<sea_orm::Value> = keys.iter().map(|&k| k.into()).collect();
+    values.push(subject.into());
     let in_groups = if groups.is_empty() {
         String::new()
     } else {
-        let marks: Vec<String> = (0..groups.len()).map(|i| format!("${}", i + 3)).collect();
+        let marks: Vec<String> = (keys.len() + 2..keys.len() + 2 + groups.len())
+            .map(mark)
+            .collect();
         values.extend(groups.iter().map(|g| g.as_str().into()));
         format!(
             " OR (m.is_group = TRUE AND m.principal IN ({}))",
             marks.join(", ")
         )
     };
-    // One row per membership found, or one with NULLs when there is none.
     let sql = format!(
         "SELECT w.*, m.is_group AS m_is_group, m.principal AS m_principal, m.role AS m_role, \
          m.expire_us AS m_expire_us FROM workspaces w \
          LEFT JOIN memberships m ON m.workspace_id = w.id \
-         AND ((m.is_group = FALSE AND m.principal = $2){in_groups}) \
-         WHERE {key_column} = $1"
+         AND ((m.is_group = FALSE AND m.principal = {subject_mark}){in_groups}) \
+         WHERE {key_column} IN ({})",
+        key_marks.join(", ")
     );
     let rows = c
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let ws = to_domain(workspace::Model::from_query_result(first, "")?)?;
-    let mut held = Holdings::default();
+    let mut found: Vec<(Workspace, Holdings)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
     for row in &rows {
+        let id: String = row.try_get("", "id")?;
+        let i = match at.get(&id) {
+            Some(&i) => i,
+            None => {
+                let ws = to_domain(workspace::Model::from_query_result(row, "")?)?;
+                at.insert(id, found.len());
+                found.push((ws, Holdings::default()));
+                found.len() - 1
+            }
+        };
         let role: Option<String> = row.try_get("", "m_role")?;
         let Some(role) = role else { continue };
         let is_group: bool = row.try_get("", "m_is_group")?;
         let principal: String = row.try_get("", "m_principal")?;
         let expire_us: Option<i64> = row.try_get("", "m_expire_us")?;
-        held.add(is_group, principal, memberships::grant(&role, expire_us)?);
+        found[i]
+            .1
+            .add(is_group, principal, memberships::grant(&role, expire_us)?);
     }
-    Ok(Some((ws, held)))
+    Ok(found)
 }
 
 /// The workspace with this id.

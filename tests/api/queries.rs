@@ -79,6 +79,54 @@ async fn an_event_costs_its_change_no_statement() {
     );
 }
 
+/// BatchCheckAccess reads the workspaces its checks about one subject name in one statement
+/// (`Store::find_access_many`): read from the database, 100 checks cost what 1 does. (One
+/// statement a check let 64 batches at once with the view cold take past their deadline.)
+#[tokio::test]
+async fn a_batch_of_checks_reads_its_workspaces_in_one_statement() {
+    let s = TestServer::spawn_with(Options {
+        metrics: true,
+        ..Default::default()
+    })
+    .await;
+    let alice = token("alice");
+    for i in 0..10 {
+        create(&s, &alice, new_ws(&format!("w{i}"))).await;
+    }
+    let consistent = |workspace: String| pb::CheckAccessRequest {
+        workspace,
+        permission: "workspaces.get".into(),
+        fully_consistent: true,
+        ..Default::default()
+    };
+    let one = cost(&s, || async {
+        let got = s
+            .batch_check_access(&alice, vec![consistent("w0".into())])
+            .await
+            .unwrap();
+        assert!(got[0].allowed);
+    })
+    .await;
+    // Ten workspaces, each named nine times, and ten missing ones.
+    let many = cost(&s, || async {
+        let checks = (0..100)
+            .map(|k| {
+                consistent(if k % 10 == 9 {
+                    format!("missing-{k}")
+                } else {
+                    format!("w{}", k % 10)
+                })
+            })
+            .collect();
+        let got = s.batch_check_access(&alice, checks).await.unwrap();
+        let allowed: Vec<bool> = got.iter().map(|r| r.allowed).collect();
+        let expected: Vec<bool> = (0..100).map(|k| k % 10 != 9).collect();
+        assert_eq!(allowed, expected);
+    })
+    .await;
+    assert_eq!(one, many, "statements of a batch of 1 check and of 100");
+}
+
 #[tokio::test]
 async fn list_rpcs_cost_the_same_whatever_the_page_size() {
     let s = TestServer::spawn_with(Options {
