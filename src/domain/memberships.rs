@@ -401,8 +401,9 @@ impl Memberships {
 
     /// BatchCheckAccess: each check answered as `check` answers it alone, except that one
     /// it would refuse (another subject without a platform role, a missing workspace) is
-    /// answered not allowed. The checks about one subject (and groups) are looked up
-    /// together (`Store::find_access_many`). A failure of the database fails the whole batch.
+    /// answered not allowed. The checks about one subject (and groups) that read alike
+    /// (`consistent` or not) are looked up together (`Store::find_access_many`). A failure
+    /// of the database fails the whole batch.
     pub(crate) async fn check_batch(
         &self,
         p: &Principal,

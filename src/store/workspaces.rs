@@ -130,10 +130,15 @@ pub(crate) async fn find_many_with_holdings<C: ConnectionTrait>(
     subject: &str,
     groups: &[String],
 ) -> Result<Vec<(Workspace, Holdings)>, DbErr> {
-    if names.is_empty() {
+    let Some(&last) = names.last() else {
         return Ok(Vec::new());
-    }
-    read_with_holdings(c, "w.name", names, subject, groups).await
+    };
+    // The list padded to a power of two (repeating a name changes nothing): a statement's
+    // text is prepared once per connection and kept among its last 100, and a text for
+    // every length of batch would push the hot statements of other calls out.
+    let mut keys = names.to_vec();
+    keys.resize(names.len().next_power_of_two(), last);
+    read_with_holdings(c, "w.name", &keys, subject, groups).await
 }
 
 /// The workspaces whose `key_column` is one of `keys`, each with the memberships of

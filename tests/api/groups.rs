@@ -871,6 +871,15 @@ async fn batch_check_access_answers_each_check_in_order() {
         ask("missing", "workspaces.get"),
         check_request("team", "workspaces.get", "bob", &[]),
         ask("system", "workspaces.update"),
+        // Read from the database, beside the same checks read from the view.
+        pb::CheckAccessRequest {
+            fully_consistent: true,
+            ..ask("team", "resources.write")
+        },
+        pb::CheckAccessRequest {
+            fully_consistent: true,
+            ..ask("missing", "workspaces.get")
+        },
     ];
     let expected = vec![
         refused(R::Editor),
@@ -879,6 +888,8 @@ async fn batch_check_access_answers_each_check_in_order() {
         nothing(),
         granted(R::Editor, G::Membership, ""),
         refused(R::Viewer),
+        granted(R::Editor, G::Membership, ""),
+        nothing(),
     ];
     let got = s.batch_check_access(&bob, checks.clone()).await.unwrap();
     assert_eq!(got, expected);

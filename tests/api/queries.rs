@@ -107,7 +107,7 @@ async fn a_batch_of_checks_reads_its_workspaces_in_one_statement() {
         assert!(got[0].allowed);
     })
     .await;
-    // Ten workspaces, each named nine times, and ten missing ones.
+    // Nine workspaces, each named ten times, and ten missing ones.
     let many = cost(&s, || async {
         let checks = (0..100)
             .map(|k| {
