@@ -56,6 +56,13 @@ struct Entry {
     counts: Option<Arc<BTreeMap<String, i64>>>,
 }
 
+impl Entry {
+    /// How many entries of the bound it holds: itself, and each subject and group known.
+    fn weight(&self) -> u64 {
+        (1 + self.subjects.len() + self.groups.len()) as u64
+    }
+}
+
 /// A lookup's answer: the workspace, if any, and the memberships of a subject and its
 /// groups in it.
 pub type Found = Option<(Arc<Workspace>, Holdings)>;
@@ -70,6 +77,8 @@ pub struct AccessCache {
     generation: AtomicU64,
     /// False until the view may fill: then every lookup reads the database.
     enabled: AtomicBool,
+    /// The entries held: workspaces, and subjects and groups known in them. Changed only
+    /// under the `entries` write lock.
     size: AtomicU64,
     /// Match counts of workspace listings by filter, with the generation they were counted
     /// at and the instant (microseconds) the first membership ends after it: valid while
@@ -205,6 +214,7 @@ impl AccessCache {
             entries.clear();
             self.size.store(0, Ordering::Relaxed);
         }
+        let before = entries.get(name).map_or(0, Entry::weight);
         let entry = entries.entry(name.to_owned()).or_default();
         match found {
             None => *entry = Entry::default(),
@@ -223,8 +233,13 @@ impl AccessCache {
                 }
             }
         }
+        // What the view holds, not how often it was filled: a hot workspace read again
+        // after each of its changes must not count again, or the bound would empty the
+        // whole view every few thousand changes.
+        let after = entry.weight();
+        let size = self.size.load(Ordering::Relaxed);
         self.size
-            .fetch_add(1 + groups.len() as u64, Ordering::Relaxed);
+            .store((size + after).saturating_sub(before), Ordering::Relaxed);
     }
 
     /// The cached resource counts of the workspace `name` with id `id`.
@@ -308,7 +323,7 @@ impl AccessCache {
     pub(crate) fn invalidate(&self, name: &str) {
         if let Ok(mut entries) = self.entries.write() {
             self.generation.fetch_add(1, Ordering::SeqCst);
-            entries.remove(name);
+            self.forget(&mut entries, name);
         }
     }
 
@@ -318,8 +333,17 @@ impl AccessCache {
         if let Ok(mut entries) = self.entries.write() {
             self.generation.fetch_add(1, Ordering::SeqCst);
             for name in names {
-                entries.remove(name);
+                self.forget(&mut entries, name);
             }
+        }
+    }
+
+    /// Removes the entry of `name`, under the write lock `entries`.
+    fn forget(&self, entries: &mut HashMap<String, Entry>, name: &str) {
+        if let Some(e) = entries.remove(name) {
+            let size = self.size.load(Ordering::Relaxed);
+            self.size
+                .store(size.saturating_sub(e.weight()), Ordering::Relaxed);
         }
     }
 
@@ -430,6 +454,41 @@ mod tests {
         // The known group without a membership is remembered as such.
         let data = c.get("w", "alice", &groups[..1]).unwrap().unwrap().1;
         assert_eq!(data, Holdings::default());
+    }
+
+    #[test]
+    fn the_bound_counts_what_the_view_holds_not_how_often_it_was_filled() {
+        let c = AccessCache::new();
+        c.set_enabled(true);
+        let put = |name: &str, groups: &[String]| {
+            c.put(
+                c.generation(),
+                name,
+                "alice",
+                groups,
+                &Some((ws(name), holds(Role::Admin))),
+            );
+        };
+        put("quiet", &[]);
+        // A hot workspace changed and read again, far more often than the bound.
+        let groups = vec!["g1".to_owned(), "g2".to_owned()];
+        for _ in 0..MAX_ENTRIES {
+            put("hot", &groups);
+            c.invalidate("hot");
+            put("hot", &groups);
+        }
+        assert_eq!(
+            c.size.load(Ordering::Relaxed),
+            2 + 4,
+            "quiet with alice; hot with alice and two groups"
+        );
+        assert!(c.get("quiet", "alice", &[]).is_some(), "kept all along");
+        // Past the bound in entries held, the view starts afresh.
+        for i in 0..MAX_ENTRIES / 2 {
+            put(&format!("w{i}"), &[]);
+        }
+        assert!(c.get("quiet", "alice", &[]).is_none());
+        assert!(c.size.load(Ordering::Relaxed) < MAX_ENTRIES as u64);
     }
 
     #[test]
