@@ -402,7 +402,7 @@ impl Store {
         groups: &[String],
         consistent: bool,
     ) -> Result<Vec<Found>, DbErr> {
-        let mut found: Vec<Option<Found>> = names
+        let found: Vec<Option<Found>> = names
             .iter()
             .map(|name| {
                 (!consistent)
@@ -418,25 +418,26 @@ impl Store {
             .collect();
         missing.sort_unstable();
         missing.dedup();
+        let mut read: HashMap<&str, Found> = HashMap::with_capacity(missing.len());
         if !missing.is_empty() {
             let since = self.cache.generation();
-            let mut read: HashMap<String, (Arc<Workspace>, Holdings)> =
+            let mut rows: HashMap<String, (Arc<Workspace>, Holdings)> =
                 workspaces::find_many_with_holdings(&self.db, &missing, subject, groups)
                     .await?
                     .into_iter()
                     .map(|(ws, held)| (ws.name.clone(), (Arc::new(ws), held)))
                     .collect();
             for name in missing {
-                let answer = read.remove(name);
+                let answer = rows.remove(name);
                 self.cache.put(since, name, subject, groups, &answer);
-                for (n, f) in names.iter().zip(found.iter_mut()) {
-                    if f.is_none() && *n == name {
-                        *f = Some(answer.clone());
-                    }
-                }
+                read.insert(name, answer);
             }
         }
-        Ok(found.into_iter().map(Option::unwrap_or_default).collect())
+        Ok(names
+            .iter()
+            .zip(found)
+            .map(|(name, f)| f.or_else(|| read.get(name).cloned()).unwrap_or_default())
+            .collect())
     }
 
     /// How many calls the database runs side by side: on PostgreSQL its pool's connections;
