@@ -36,7 +36,8 @@ use std::{
 };
 
 use common::{
-    Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, cpu_time, free_addr, rss, token,
+    Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, cpu_time, database_cpu_time,
+    free_addr, rss, token,
 };
 use hdrhistogram::Histogram;
 use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
@@ -287,14 +288,16 @@ async fn overload(a: &Args, url: &str, key: &Path) {
     println!("CreateWorkspace sustains {x:.0}/s (closed loop, {workers} concurrent, {secs} s)");
     println!();
     println!(
-        "| offered | calls/s | answered | OK | OVERLOADED | other | p50 OK | p99 OK | server CPU/call |"
+        "| offered | calls/s | answered | OK | OVERLOADED | other | p50 OK | p99 OK | server CPU/call | generator CPU/call | PostgreSQL CPU/call |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, factor) in [("half", 0.5), ("four", 4.0)] {
         let rate = x * factor;
         let chans = chans.clone();
         let token = token.clone();
         let cpu0 = cpu_time(server.pid());
+        let gen0 = cpu_time(std::process::id());
+        let db0 = database_cpu_time();
         let out = open_loop(rate, secs, move |i| {
             create(
                 chans[i as usize % CONNECTIONS].clone(),
@@ -304,6 +307,8 @@ async fn overload(a: &Args, url: &str, key: &Path) {
         })
         .await;
         let cpu = cpu_time(server.pid()) - cpu0;
+        let generator = cpu_time(std::process::id()) - gen0;
+        let db = database_cpu_time().saturating_sub(db0);
         let ok = out.codes.get("Ok").copied().unwrap_or(0);
         let overloaded = out
             .codes
@@ -317,7 +322,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "| {factor}x | {rate:.0} | {}/{} | {ok} | {overloaded} | {} | {:.2} ms | {:.2} ms | {:.0} µs |",
+            "| {factor}x | {rate:.0} | {}/{} | {ok} | {overloaded} | {} | {:.2} ms | {:.2} ms | {:.0} µs | {:.0} µs | {:.0} µs |",
             out.codes.values().sum::<u64>() - out.codes.get("NoAnswer").copied().unwrap_or(0),
             out.offered,
             if other.is_empty() {
@@ -328,6 +333,8 @@ async fn overload(a: &Args, url: &str, key: &Path) {
             out.ms(0.5),
             out.ms(0.99),
             cpu.as_micros() as f64 / out.offered.max(1) as f64,
+            generator.as_micros() as f64 / out.offered.max(1) as f64,
+            db.as_micros() as f64 / out.offered.max(1) as f64,
         );
     }
 }

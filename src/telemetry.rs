@@ -1,8 +1,8 @@
 //! The layer every gRPC call passes through before its service: it gives the call a request
 //! id (the caller's `x-request-id`, or a new one, echoed in the response), writes one log
-//! line per call with its method, status code, latency, subject and request id (never a
-//! token), and records it in the metrics. It also keeps hostile or unlucky traffic from
-//! holding the server:
+//! line per call with its method, status code, latency (and of it, the time before the call
+//! had its place in flight), subject and request id (never a token), and records it in the
+//! metrics. It also keeps hostile or unlucky traffic from holding the server:
 //!
 //! - a workspaced or Health call's request is read whole, within `body_timeout`,
 //!   `MAX_REQUEST_BYTES` and a budget of bytes shared by all calls, and must be exactly one
@@ -335,6 +335,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let start = Instant::now();
         Box::pin(async move {
+            // Until the call has its place in flight: reading its request and waiting in line.
+            let mut queued = Duration::ZERO;
             let answer = async {
                 let (req, _bytes) = if read_whole(&method) {
                     read_request(req, body_timeout, &request_bytes).await?
@@ -354,6 +356,7 @@ where
                     };
                     Some(permit)
                 };
+                queued = start.elapsed();
                 // The place in flight is given back when the caller is answered: a call past
                 // its deadline runs on in its task, bounded by the database pool and by
                 // `abandon_after`, while the next calls reach the database (and learn that it
@@ -408,13 +411,14 @@ where
                 .and_then(|s| s.clone())
                 .unwrap_or_default();
             let request_id = id.to_str().unwrap_or_default();
-            let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
+            let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+            let (latency_ms, queued_ms) = (ms(latency), ms(queued));
             if exempt(&method) {
                 tracing::debug!(%method, %code, latency_ms, request_id, "request");
             } else {
                 // A client's path is logged, but not at any length.
                 let method: String = method.chars().take(128).collect();
-                tracing::info!(%method, %code, latency_ms, %subject, request_id, "request");
+                tracing::info!(%method, %code, latency_ms, queued_ms, %subject, request_id, "request");
             }
             let stream = streams(&method);
             res.map(|r| {
