@@ -78,7 +78,7 @@ struct State {
     /// refused within `INTERVAL`), when a call was last refused, and when the places last
     /// shrank, in µs since `epoch`.
     last_empty: u64,
-    last_refused: u64,
+    last_refused: Option<u64>,
     last_shrink: u64,
 }
 
@@ -162,7 +162,7 @@ impl Line {
                 free: places,
                 waiting: VecDeque::new(),
                 last_empty: 0,
-                last_refused: 0,
+                last_refused: None,
                 last_shrink: 0,
             }),
         }
@@ -259,7 +259,10 @@ impl Line {
             if state.free > 0 {
                 state.free -= 1;
                 state.held += 1;
-                if start.saturating_sub(state.last_refused) > INTERVAL.as_micros() as u64 {
+                if state
+                    .last_refused
+                    .is_none_or(|r| start.saturating_sub(r) > INTERVAL.as_micros() as u64)
+                {
                     state.last_empty = start;
                 }
                 let woken = self.grow(&mut state, start);
@@ -293,7 +296,7 @@ impl Line {
         if admitted {
             Some(Place { line: self.clone() })
         } else {
-            state.last_refused = end;
+            state.last_refused = Some(end);
             None
         }
     }
@@ -375,6 +378,7 @@ mod tests {
         gone.abort();
         let _ = gone.await;
         assert!(line.lock().waiting.is_empty());
+        assert_eq!((free(&line), line.lock().held), (0, 1));
         // Handed a place, then dropped before it ran: the place is free again.
         let mut handed = Box::pin(line.enter());
         assert!(futures::poll!(handed.as_mut()).is_pending());
@@ -485,6 +489,16 @@ mod tests {
         held.push(line.enter().await.expect("a free place"));
         assert_eq!(line.places(), 9);
         assert_eq!(held.len() + free(&line), line.places());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_line_that_has_refused_no_call_is_empty_whenever_a_place_is_free() {
+        let line = Arc::new(Line::new(1, 1, Duration::from_millis(50)));
+        tokio::time::advance(Duration::from_millis(60)).await;
+        let _held = line.enter().await.expect("a free place");
+        tokio::time::advance(Duration::from_millis(90)).await;
+        // The line was empty 90 ms ago: a burst, not standing overload.
+        assert_eq!(wait(&line).await, (Duration::from_millis(50), false));
     }
 
     #[tokio::test(start_paused = true)]

@@ -347,6 +347,7 @@ where
                     None
                 } else {
                     let entered = line.enter().await;
+                    queued = start.elapsed();
                     metrics.set_places(line.places());
                     let Some(permit) = entered else {
                         return Err(Error::Overloaded(
@@ -356,7 +357,6 @@ where
                     };
                     Some(permit)
                 };
-                queued = start.elapsed();
                 // The place in flight is given back when the caller is answered: a call past
                 // its deadline runs on in its task, bounded by the database pool and by
                 // `abandon_after`, while the next calls reach the database (and learn that it
