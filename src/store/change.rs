@@ -18,11 +18,12 @@
 //! lock the statement waited for, as it was when it came last on its own. The test
 //! `events::a_change_carries_its_event_and_queues_it_after_its_statements_waits` holds
 //! PostgreSQL to that. It runs before the statement's AFTER triggers, though: foreign-key
-//! cascades and checks, and the workspace-count tally. So a statement whose cascade may
-//! wait for another change's rows must not carry an event (DeleteWorkspace's, whose
-//! cascade may wait for a GPU pod request's release: it records its event after the
-//! delete; `events::a_deletes_event_follows_the_changes_its_cascade_waited_for`); the
-//! tally's waits are for count rows, which no event shows. An event recorded after the
+//! cascades and checks (the workspace-count tally waits until commit, m0011). So a
+//! statement whose cascade may wait for another change's rows must not carry an event
+//! (DeleteWorkspace's, whose cascade may wait for a GPU pod request's release: it records
+//! its event after the delete;
+//! `events::a_deletes_event_follows_the_changes_its_cascade_waited_for`); the tally's
+//! waits are for count rows, which no event shows. An event recorded after the
 //! change's last statement is written on its own at commit.
 
 use std::sync::Mutex;

@@ -444,3 +444,53 @@ async fn a_workspace_reached_through_several_groups_takes_one_place_on_a_page() 
         "all pages: {seen:?}"
     );
 }
+
+/// PostgreSQL: a change adds to the workspace counts when it commits, so it holds no count
+/// row while the rest of its transaction runs (concurrent creates that drew the same row
+/// used to queue behind one another's whole transactions), and the counts still add up.
+#[tokio::test]
+async fn a_change_locks_no_workspace_count_until_it_commits() {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+    let s = TestServer::spawn().await;
+    if !s.db.is_postgres() {
+        return; // SQLite has one writer at a time.
+    }
+    create(&s, &token("alice"), new_ws("held")).await;
+    // Every count row that a change of "held" could draw exists (adding 0 changes no count),
+    // so a change that took one would hold a row that others can see.
+    holding(
+        &s.db,
+        "INSERT INTO workspace_counts (state, visibility, shard, n) \
+         SELECT w.state, w.visibility, g, 0 FROM workspaces w, generate_series(0, 15) g \
+         WHERE w.name = 'held' ON CONFLICT DO NOTHING",
+    )
+    .await
+    .commit()
+    .await
+    .unwrap();
+    let change = holding(&s.db, "DELETE FROM workspaces WHERE name = 'held'").await;
+    let c = Database::connect(&s.db.url).await.unwrap();
+    let locked = c
+        .execute_unprepared("SELECT 1 FROM workspace_counts FOR UPDATE NOWAIT")
+        .await;
+    assert!(
+        locked.is_ok(),
+        "an uncommitted change holds a count row: {locked:?}"
+    );
+    change.commit().await.unwrap();
+    let sum = |sql: &'static str| {
+        let c = &c;
+        async move {
+            let row = c
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<i64>(0).unwrap()
+        }
+    };
+    assert_eq!(
+        sum("SELECT CAST(SUM(n) AS BIGINT) FROM workspace_counts").await,
+        sum("SELECT COUNT(*) FROM workspaces").await
+    );
+}

@@ -13,6 +13,7 @@ mod m0007_membership_names;
 mod m0008_numbering_pass;
 mod m0009_counts_in_plpgsql;
 mod m0010_recorded_events;
+mod m0011_tally_at_commit;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_numbering_pass::Migration),
             Box::new(m0009_counts_in_plpgsql::Migration),
             Box::new(m0010_recorded_events::Migration),
+            Box::new(m0011_tally_at_commit::Migration),
         ]
     }
 }
