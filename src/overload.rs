@@ -34,7 +34,10 @@
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -86,13 +89,13 @@ struct State {
 #[derive(Debug, Default)]
 struct Waiter {
     notify: Notify,
-    granted: std::sync::atomic::AtomicBool,
+    granted: AtomicBool,
 }
 
 impl Waiter {
     fn granted(&self) -> bool {
         // Only read and written under the line's lock, which orders it.
-        self.granted.load(std::sync::atomic::Ordering::Relaxed)
+        self.granted.load(Ordering::Relaxed)
     }
 }
 
@@ -204,7 +207,7 @@ impl Line {
         };
         match next {
             Some(w) => {
-                w.granted.store(true, std::sync::atomic::Ordering::Relaxed);
+                w.granted.store(true, Ordering::Relaxed);
                 state.held += 1;
                 Some(w)
             }
