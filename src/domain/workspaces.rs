@@ -20,7 +20,8 @@ use super::{
 use crate::{
     error::{Error, Precondition, Reason, Result, echo},
     store::{
-        Store, create_requests, gpu_requests, memberships, policies, resources, workspaces as q,
+        Inserts, Store, create_requests, gpu_requests, memberships, policies, resources,
+        workspaces as q,
     },
 };
 
@@ -243,36 +244,33 @@ impl Workspaces {
             version: 1,
             resource_counts: BTreeMap::new(),
         };
-        let result: Result<(), sea_orm::DbErr> = async {
-            let tx = self.store.begin_write().await?;
-            q::insert(&tx, &ws).await?;
-            let creator = Member {
-                workspace: ws.name.clone(),
-                key: MemberKey::Subject(principal.subject.clone()),
-                email: None,
-                role: Role::Admin,
-                added_by: principal.subject.clone(),
-                create_time: t,
-                update_time: t,
-                expire_time: None,
-                version: 1,
-            };
-            memberships::insert(&tx, &ws, &creator).await?;
-            tx.record(record(
-                Kind::WorkspaceCreated,
-                &ws,
-                &principal.subject,
-                Object::Workspace(ws.clone()),
-            ));
-            policies::insert_default(&tx, &ws.id, &self.defaults, &principal.subject, t).await?;
-            if !request_id.is_empty() {
-                create_requests::insert(&tx, &principal.subject, request_id, &ws.id, t).await?;
-            }
-            // Also tells this replica's view, which may remember that no workspace had
-            // this name.
-            self.store.commit_change(tx, &ws.name).await
+        let creator = Member {
+            workspace: ws.name.clone(),
+            key: MemberKey::Subject(principal.subject.clone()),
+            email: None,
+            role: Role::Admin,
+            added_by: principal.subject.clone(),
+            create_time: t,
+            update_time: t,
+            expire_time: None,
+            version: 1,
+        };
+        // Nothing here reads, so the store writes it all at once (`store/together.rs`).
+        let mut inserts = Inserts::default();
+        q::add_insert(&mut inserts, &ws);
+        memberships::add_insert(&mut inserts, &ws, &creator);
+        policies::add_default_insert(&mut inserts, &ws.id, &self.defaults, &principal.subject, t)?;
+        if !request_id.is_empty() {
+            create_requests::add_insert(&mut inserts, &principal.subject, request_id, &ws.id, t);
         }
-        .await;
+        let event = record(
+            Kind::WorkspaceCreated,
+            &ws,
+            &principal.subject,
+            Object::Workspace(ws.clone()),
+        );
+        // Also tells this replica's view, which may remember that no workspace had this name.
+        let result = self.store.insert_together(&ws.name, inserts, event).await;
         match result {
             Ok(()) => Ok(ws),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {

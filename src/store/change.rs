@@ -137,12 +137,14 @@ fn carried(stmt: Statement, e: &NewEvent) -> Result<Result<Statement, Statement>
     let mut values = values.map(|v| v.0).unwrap_or_default();
     let sql = match db_backend {
         DbBackend::Postgres => {
-            let first = values.len() + 1;
-            values.extend(events::queue_values(e)?);
-            format!(
-                "WITH recorded_event AS ({}) {sql}",
-                events::queue_insert(first)
-            )
+            return Ok(Ok(carrying_pg(
+                Statement {
+                    sql,
+                    values: Some(Values(values)),
+                    db_backend,
+                },
+                e,
+            )?));
         }
         DbBackend::Sqlite => {
             let mut all = events::record_values(e)?;
@@ -163,6 +165,33 @@ fn carried(stmt: Statement, e: &NewEvent) -> Result<Result<Statement, Statement>
         values: Some(Values(values)),
         db_backend,
     }))
+}
+
+/// PostgreSQL: `stmt`, a change statement (an INSERT, UPDATE or DELETE, or one whose
+/// `WITH` parts all change rows, see `together.rs`), also queueing `e` as a `WITH` part of
+/// its own, its values bound after the statement's.
+pub(super) fn carrying_pg(stmt: Statement, e: &NewEvent) -> Result<Statement, DbErr> {
+    let Statement {
+        sql,
+        values,
+        db_backend,
+    } = stmt;
+    let mut values = values.map(|v| v.0).unwrap_or_default();
+    let part = format!(
+        "recorded_event AS ({})",
+        events::queue_insert(values.len() + 1)
+    );
+    values.extend(events::queue_values(e)?);
+    let head = sql.trim_start();
+    let sql = match head.get(..5).filter(|w| w.eq_ignore_ascii_case("WITH ")) {
+        Some(_) => format!("WITH {part}, {}", &head[5..]),
+        None => format!("WITH {part} {head}"),
+    };
+    Ok(Statement {
+        sql,
+        values: Some(Values(values)),
+        db_backend,
+    })
 }
 
 #[async_trait::async_trait]
@@ -274,6 +303,26 @@ mod tests {
             assert!(!s.sql.contains(&format!("${}", n + 8)));
             assert_eq!(values[n], Value::from("workspace_deleted"));
         }
+    }
+
+    #[test]
+    fn on_postgresql_a_statement_with_parts_of_its_own_takes_the_event_as_one_more() {
+        let sql = "WITH part_0 AS (INSERT INTO a VALUES ($1)) INSERT INTO b VALUES ($2)";
+        let s = carrying_pg(stmt(DbBackend::Postgres, sql, 2), &event()).unwrap();
+        assert!(
+            s.sql
+                .starts_with("WITH recorded_event AS (INSERT INTO pending_events"),
+            "{}",
+            s.sql
+        );
+        assert!(
+            s.sql.ends_with(&format!(", {}", &sql[5..])),
+            "one WITH, the statement's parts after the event's: {}",
+            s.sql
+        );
+        assert_eq!(s.sql.matches("WITH").count(), 1);
+        assert!(s.sql.contains("$3") && s.sql.contains("$9") && !s.sql.contains("$10"));
+        assert_eq!(s.values.unwrap().0.len(), 2 + 7);
     }
 
     #[test]

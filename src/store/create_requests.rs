@@ -2,9 +2,9 @@
 //! `request_id` made, so that its retry answers the same workspace.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryTrait};
 
-use super::entity::create_request;
+use super::{Inserts, entity::create_request};
 
 /// The workspace a caller's earlier create with this request id made.
 pub(crate) async fn find<C: ConnectionTrait>(
@@ -20,21 +20,21 @@ pub(crate) async fn find<C: ConnectionTrait>(
     )
 }
 
-/// Remembers which workspace a caller's request id created.
-pub(crate) async fn insert<C: ConnectionTrait>(
-    c: &C,
+/// Adds to `inserts` the memory of which workspace a caller's request id created.
+pub(crate) fn add_insert(
+    inserts: &mut Inserts,
     subject: &str,
     request_id: &str,
     workspace_id: &str,
     at: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    create_request::Entity::insert(create_request::ActiveModel {
-        subject: Set(subject.to_owned()),
-        request_id: Set(request_id.to_owned()),
-        workspace_id: Set(workspace_id.to_owned()),
-        create_time: Set(at),
-    })
-    .exec_without_returning(c)
-    .await?;
-    Ok(())
+) {
+    inserts.push(
+        create_request::Entity::insert(create_request::ActiveModel {
+            subject: Set(subject.to_owned()),
+            request_id: Set(request_id.to_owned()),
+            workspace_id: Set(workspace_id.to_owned()),
+            create_time: Set(at),
+        })
+        .into_query(),
+    );
 }

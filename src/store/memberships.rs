@@ -10,7 +10,10 @@ use sea_orm::{
     sea_query::{Alias, Expr, OnConflict},
 };
 
-use super::entity::{membership, principal};
+use super::{
+    Inserts,
+    entity::{membership, principal},
+};
 use crate::domain::{
     access::Role,
     model::{Holdings, Member, MemberKey, RoleGrant, Workspace},
@@ -176,16 +179,9 @@ pub(crate) async fn add<C: ConnectionTrait>(
     Ok(added > 0)
 }
 
-/// Adds a membership.
-pub(crate) async fn insert<C: ConnectionTrait>(
-    c: &C,
-    ws: &Workspace,
-    m: &Member,
-) -> Result<(), DbErr> {
-    membership::Entity::insert(row(ws, m))
-        .exec_without_returning(c)
-        .await?;
-    Ok(())
+/// Adds to `inserts` the insert of `m`, a new member of the new workspace `ws`.
+pub(crate) fn add_insert(inserts: &mut Inserts, ws: &Workspace, m: &Member) {
+    inserts.push(membership::Entity::insert(row(ws, m)).into_query());
 }
 
 /// The row of `m` in `ws`.

@@ -19,6 +19,7 @@ use sea_orm::{
 use self::cache::{AccessCache, Found};
 pub(crate) use self::change::Change;
 use self::change::Recorded;
+pub(crate) use self::together::Inserts;
 use crate::domain::model::{GpuUsage, Holdings, Workspace, now};
 use sea_orm_migration::MigratorTrait;
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +39,7 @@ mod packed;
 pub mod policies;
 pub mod principals;
 pub mod resources;
+mod together;
 mod usage;
 mod vacuum;
 pub mod workspaces;
@@ -563,12 +565,16 @@ impl Store {
             (_, Recorded::None) => {}
             (_, _) if self.backend() == DbBackend::Sqlite => self.sqlite_committed().await,
             (Some(revision), _) => self.committed(revision),
-            (None, _) => {
-                self.passes.queued.fetch_add(1, Ordering::SeqCst);
-                self.passes.wake.notify_one();
-            }
+            (None, _) => self.event_queued(),
         }
         Ok(())
+    }
+
+    /// PostgreSQL: a change committed with its event queued for a numbering pass; wakes
+    /// this replica's numbering.
+    fn event_queued(&self) {
+        self.passes.queued.fetch_add(1, Ordering::SeqCst);
+        self.passes.wake.notify_one();
     }
 
     /// SQLite: an event committed; wakes the watches with the count of revisions (see

@@ -4,11 +4,12 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, ExprTrait, FromQueryResult, QueryFilter,
-    QueryResult, QuerySelect,
-    sea_query::{Alias, Asterisk, Expr, OnConflict, Order, Query},
+    QueryResult, QuerySelect, QueryTrait,
+    sea_query::{Alias, Asterisk, Expr, InsertStatement, OnConflict, Order, Query},
 };
 
 use super::{
+    Inserts,
     entity::policy,
     workspaces::{ListFilter, list_query},
 };
@@ -148,6 +149,29 @@ pub(crate) async fn insert_default<C: ConnectionTrait>(
     by: &str,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    c.execute(&default_insert(workspace_id, d, by, at)?).await?;
+    Ok(())
+}
+
+/// Adds to `inserts` the creation of a new workspace's policy from the defaults.
+pub(crate) fn add_default_insert(
+    inserts: &mut Inserts,
+    workspace_id: &str,
+    d: &PolicyRules,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    inserts.push(default_insert(workspace_id, d, by, at)?);
+    Ok(())
+}
+
+/// The insert of [`insert_default`].
+fn default_insert(
+    workspace_id: &str,
+    d: &PolicyRules,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<InsertStatement, DbErr> {
     let row = policy::ActiveModel {
         workspace_id: Set(workspace_id.to_owned()),
         priority_min: Set(d.priority_min),
@@ -164,13 +188,11 @@ pub(crate) async fn insert_default<C: ConnectionTrait>(
         update_time: Set(at),
         version: Set(1),
     };
-    policy::Entity::insert(row)
+    Ok(policy::Entity::insert(row)
         .on_conflict(
             OnConflict::column(policy::Column::WorkspaceId)
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(c)
-        .await?;
-    Ok(())
+        .into_query())
 }

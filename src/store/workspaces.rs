@@ -9,12 +9,13 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExprTrait,
     FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
     sea_query::{
-        Alias, Asterisk, Expr, OnConflict, Order, Query, QueryStatementBuilder, SelectStatement,
-        UnionType,
+        Alias, Asterisk, Expr, InsertStatement, OnConflict, Order, Query, QueryStatementBuilder,
+        SelectStatement, UnionType,
     },
 };
 
 use super::{
+    Inserts,
     entity::{membership, workspace, workspace_count, workspace_label},
     memberships,
 };
@@ -217,12 +218,13 @@ pub(crate) async fn find_by_id<C: ConnectionTrait>(
         .transpose()
 }
 
-/// Inserts a workspace with its labels. A taken name fails with a unique violation.
-pub(crate) async fn insert<C: ConnectionTrait>(c: &C, w: &Workspace) -> Result<(), DbErr> {
-    workspace::Entity::insert(to_row(w))
-        .exec_without_returning(c)
-        .await?;
-    insert_labels(c, &w.id, &w.labels).await
+/// Adds to `inserts` the insert of the new workspace `w` and of its labels. A taken name
+/// fails with a unique violation.
+pub(crate) fn add_insert(inserts: &mut Inserts, w: &Workspace) {
+    inserts.push(workspace::Entity::insert(to_row(w)).into_query());
+    if let Some(labels) = labels_insert(&w.id, &w.labels) {
+        inserts.push(labels);
+    }
 }
 
 async fn insert_labels<C: ConnectionTrait>(
@@ -230,18 +232,23 @@ async fn insert_labels<C: ConnectionTrait>(
     workspace_id: &str,
     labels: &BTreeMap<String, String>,
 ) -> Result<(), DbErr> {
+    if let Some(insert) = labels_insert(workspace_id, labels) {
+        c.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+/// The insert of a workspace's label rows; none for no labels.
+fn labels_insert(workspace_id: &str, labels: &BTreeMap<String, String>) -> Option<InsertStatement> {
     if labels.is_empty() {
-        return Ok(());
+        return None;
     }
     let rows = labels.iter().map(|(k, v)| workspace_label::ActiveModel {
         workspace_id: Set(workspace_id.to_owned()),
         key: Set(k.clone()),
         value: Set(v.clone()),
     });
-    workspace_label::Entity::insert_many(rows)
-        .exec_without_returning(c)
-        .await?;
-    Ok(())
+    Some(workspace_label::Entity::insert_many(rows).into_query())
 }
 
 /// Writes every mutable column of `w`, which was `before`; replaces its label rows when they

@@ -79,6 +79,32 @@ async fn an_event_costs_its_change_no_statement() {
     );
 }
 
+/// CreateWorkspace reads nothing between its inserts, so on PostgreSQL it writes the
+/// workspace, its labels, its admin, its policy and its event in one statement, atomic
+/// without BEGIN and COMMIT (`store/together.rs`); on SQLite in a transaction, where a
+/// statement costs no round trip.
+#[tokio::test]
+async fn a_create_is_one_statement_on_postgresql() {
+    let s = TestServer::spawn_with(Options {
+        metrics: true,
+        ..Default::default()
+    })
+    .await;
+    let alice = token("alice");
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let create_workspace = cost(&s, || async {
+        let mut ws = new_ws(&format!(
+            "made-{}",
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        ws.labels = [("team".to_owned(), "ml".to_owned())].into();
+        create(&s, &alice, ws).await;
+    })
+    .await;
+    let expected = if s.db.is_postgres() { 1.0 } else { 4.0 };
+    assert_eq!(create_workspace, expected, "statements of CreateWorkspace");
+}
+
 /// BatchCheckAccess reads the workspaces its checks about one subject name in one statement
 /// (`Store::find_access_many`): read from the database, 100 checks cost what 1 does. (One
 /// statement a check let 64 batches at once with the view cold take past their deadline.)

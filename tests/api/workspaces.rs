@@ -556,6 +556,37 @@ async fn concurrent_creates_of_one_name_let_exactly_one_win() {
     assert_eq!(ok, 1);
 }
 
+/// CreateWorkspace writes its rows all or none (on PostgreSQL as one statement, see
+/// `store/together.rs`): when its last insert, its request id's, fails, neither the
+/// workspace nor its member is left behind.
+#[tokio::test]
+async fn a_create_that_fails_on_its_request_id_leaves_no_workspace() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    s.create_workspace_with_request_id(&alice, new_ws("first"), "once")
+        .await
+        .unwrap();
+    s.add_member(&alice, "first", "bob", pb::Role::Admin)
+        .await
+        .unwrap();
+    s.remove_member(&token("bob"), "first", "alice")
+        .await
+        .unwrap();
+    // The id is still alice's, but its workspace is no longer hers to see: a create with
+    // it is not a retry, and fails on the id's row, after the workspace's and the member's.
+    let err = s
+        .create_workspace_with_request_id(&alice, new_ws("second"), "once")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
+    let err = s
+        .get_workspace(&platform_admin(), "second")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    s.create_workspace(&alice, new_ws("second")).await.unwrap();
+}
+
 #[tokio::test]
 async fn retries_and_stale_etags_and_nul_characters() {
     let s = TestServer::spawn().await;
