@@ -15,7 +15,9 @@
 //! event after every statement that reads what the change depends on, and PostgreSQL runs
 //! a data-modifying `WITH` part that the statement does not read after the statement's
 //! own rows are written (`ExecPostprocessPlan`), so the event is queued after every row
-//! lock the statement waited for, as it was when it came last on its own. The test
+//! lock the statement waited for, as it was when it came last on its own. In a statement
+//! with `WITH` parts of its own (`together.rs`) the event's part is listed first, and
+//! PostgreSQL runs the parts from the last listed to the first, so it still runs last. The test
 //! `events::a_change_carries_its_event_and_queues_it_after_its_statements_waits` holds
 //! PostgreSQL to that. It runs before the statement's AFTER triggers, though: foreign-key
 //! cascades and checks (the workspace-count tally waits until commit, m0011). So a
@@ -169,7 +171,7 @@ fn carried(stmt: Statement, e: &NewEvent) -> Result<Result<Statement, Statement>
 
 /// PostgreSQL: `stmt`, a change statement (an INSERT, UPDATE or DELETE, or one whose
 /// `WITH` parts all change rows, see `together.rs`), also queueing `e` as a `WITH` part of
-/// its own, its values bound after the statement's.
+/// its own, listed first so that it runs last, its values bound after the statement's.
 pub(super) fn carrying_pg(stmt: Statement, e: &NewEvent) -> Result<Statement, DbErr> {
     let Statement {
         sql,
@@ -183,9 +185,20 @@ pub(super) fn carrying_pg(stmt: Statement, e: &NewEvent) -> Result<Statement, Db
     );
     values.extend(events::queue_values(e)?);
     let head = sql.trim_start();
-    let sql = match head.get(..5).filter(|w| w.eq_ignore_ascii_case("WITH ")) {
-        Some(_) => format!("WITH {part}, {}", &head[5..]),
-        None => format!("WITH {part} {head}"),
+    let starts = |word: &str| {
+        head.get(..word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    };
+    // A recursive `WITH` would need the word before every part; nothing here writes one.
+    if starts("WITH RECURSIVE") {
+        return Err(DbErr::Custom(
+            "an event cannot ride in a recursive WITH".to_owned(),
+        ));
+    }
+    let sql = if starts("WITH ") {
+        format!("WITH {part}, {}", &head[5..])
+    } else {
+        format!("WITH {part} {head}")
     };
     Ok(Statement {
         sql,
@@ -323,6 +336,8 @@ mod tests {
         assert_eq!(s.sql.matches("WITH").count(), 1);
         assert!(s.sql.contains("$3") && s.sql.contains("$9") && !s.sql.contains("$10"));
         assert_eq!(s.values.unwrap().0.len(), 2 + 7);
+        let recursive = "WITH RECURSIVE r AS (SELECT 1) INSERT INTO b SELECT * FROM r";
+        assert!(carrying_pg(stmt(DbBackend::Postgres, recursive, 0), &event()).is_err());
     }
 
     #[test]

@@ -2,14 +2,21 @@
 //!
 //! CreateWorkspace writes the workspace, its labels, its first admin, its policy, its
 //! create-request id and its event, and reads nothing between them. As a transaction on
-//! PostgreSQL that was six round trips (BEGIN, four inserts, COMMIT), and under load an
-//! admitted call spent most of its time between them, its backend idle in its transaction
-//! while the server got round to the next statement. One statement is atomic without BEGIN
-//! and COMMIT: the inserts become data-modifying `WITH` parts of the last one, which
-//! PostgreSQL runs to completion whatever the statement reads, and foreign keys are checked
-//! when the whole statement ends, so a row may refer to one another part inserts. SQLite
-//! has no data-modifying `WITH` parts, and its statements cost no round trip: there the
-//! inserts run in a transaction.
+//! PostgreSQL that was five to seven round trips (BEGIN, three to five inserts, COMMIT), and
+//! under load an admitted call spent most of its time between them, its backend idle in its
+//! transaction while the server got round to the next statement. One statement is atomic
+//! without BEGIN and COMMIT: the inserts become data-modifying `WITH` parts of the last one,
+//! which PostgreSQL runs to completion whatever the statement reads, and foreign keys are
+//! checked when the whole statement ends, so a row may refer to a row another part inserts.
+//! SQLite has no data-modifying `WITH` parts, and its statements cost no round trip: there
+//! the inserts run in a transaction.
+//!
+//! The order the parts run in matters for the event (see `change.rs`): PostgreSQL runs the
+//! statement's own insert first, then its `WITH` parts from the last listed to the first
+//! (`ExecPostprocessPlan`, which shuts later-initialized parts down first). The event's
+//! part is listed first, so it runs last: after the workspace's insert, which may wait for
+//! a delete of the same name in flight, so the event follows the delete's
+//! (`events::a_creates_event_follows_the_delete_of_its_name_that_it_waited_for`).
 
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr,
@@ -38,6 +45,9 @@ impl Store {
         event: NewEvent,
     ) -> Result<(), DbErr> {
         let Inserts(mut inserts) = inserts;
+        if inserts.is_empty() {
+            return Err(DbErr::Custom("nothing to insert".to_owned()));
+        }
         if self.backend() != DbBackend::Postgres {
             let tx = self.begin_write().await?;
             // Carried by the first insert (`change.rs`): nothing here reads.

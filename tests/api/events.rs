@@ -1135,6 +1135,72 @@ async fn a_deletes_event_follows_the_changes_its_cascade_waited_for() {
     .await;
 }
 
+/// CreateWorkspace queues its event in the statement that writes its rows
+/// (`store/together.rs`), as the part that runs last: after the workspace's insert, which
+/// waits for a delete of the same name in flight. So the event of a workspace made again
+/// under a name being deleted follows the deletion's.
+#[tokio::test]
+async fn a_creates_event_follows_the_delete_of_its_name_that_it_waited_for() {
+    let s = std::sync::Arc::new(TestServer::spawn().await);
+    if !s.db.is_postgres() {
+        return; // SQLite numbers every event in its writing transaction, one at a time.
+    }
+    let alice = token("alice");
+    create(&s, &alice, new_ws("held")).await;
+    // Holds alice's membership, which the delete's cascade removes: the delete has taken
+    // the name's row, and writes its event once the cascade is done.
+    let row = holding(
+        &s.db,
+        "SELECT 1 FROM memberships WHERE principal = 'alice' FOR UPDATE",
+    )
+    .await;
+    let delete = tokio::spawn({
+        let (s, alice) = (s.clone(), alice.clone());
+        async move { s.delete_workspace(&alice, "held", "").await.map(drop) }
+    });
+    waits_for_a_lock(&s.db, "%DELETE FROM \"workspaces\"%").await;
+    let again = tokio::spawn({
+        let s = s.clone();
+        async move { s.create_workspace(&token("bob"), new_ws("held")).await }
+    });
+    waits_for_a_lock(&s.db, "%INSERT INTO \"workspaces\"%").await;
+    row.rollback().await.unwrap();
+    delete.await.unwrap().unwrap();
+    again.await.unwrap().unwrap();
+    assert_eq!(
+        kinds(&events_of(&s, "held", 0).await),
+        [
+            T::WorkspaceCreated,
+            T::WorkspaceDeleted,
+            T::WorkspaceCreated
+        ]
+    );
+}
+
+/// A create that fails writes nothing, its event included (on PostgreSQL the event is a
+/// part of the statement that fails, see `store/together.rs`), and does not remember its
+/// request id.
+#[tokio::test]
+async fn a_create_that_fails_records_no_event_and_no_request_id() {
+    let s = TestServer::spawn().await;
+    create(&s, &token("alice"), new_ws("taken")).await;
+    let bob = token("bob");
+    let err = s
+        .create_workspace_with_request_id(&bob, new_ws("taken"), "r1")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
+    assert_eq!(
+        kinds(&events_of(&s, "taken", 0).await),
+        [T::WorkspaceCreated]
+    );
+    let made = s
+        .create_workspace_with_request_id(&bob, new_ws("fresh"), "r1")
+        .await
+        .unwrap();
+    assert_eq!(made.name, "fresh");
+}
+
 /// Polls until one backend of `db` running a statement like `pattern` waits for a lock;
 /// fails after 5 s. Each look is a transaction of its own: a transaction sees
 /// `pg_stat_activity` as it was at its first look.

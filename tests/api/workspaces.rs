@@ -557,8 +557,8 @@ async fn concurrent_creates_of_one_name_let_exactly_one_win() {
 }
 
 /// CreateWorkspace writes its rows all or none (on PostgreSQL as one statement, see
-/// `store/together.rs`): when its last insert, its request id's, fails, neither the
-/// workspace nor its member is left behind.
+/// `store/together.rs`): when its request id's insert fails, neither the workspace nor its
+/// member is left behind.
 #[tokio::test]
 async fn a_create_that_fails_on_its_request_id_leaves_no_workspace() {
     let s = TestServer::spawn().await;
@@ -573,7 +573,7 @@ async fn a_create_that_fails_on_its_request_id_leaves_no_workspace() {
         .await
         .unwrap();
     // The id is still alice's, but its workspace is no longer hers to see: a create with
-    // it is not a retry, and fails on the id's row, after the workspace's and the member's.
+    // it is not a retry, and fails on the id's row.
     let err = s
         .create_workspace_with_request_id(&alice, new_ws("second"), "once")
         .await

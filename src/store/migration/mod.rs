@@ -14,6 +14,7 @@ mod m0008_numbering_pass;
 mod m0009_counts_in_plpgsql;
 mod m0010_recorded_events;
 mod m0011_tally_at_commit;
+mod m0012_tally_by_connection;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_counts_in_plpgsql::Migration),
             Box::new(m0010_recorded_events::Migration),
             Box::new(m0011_tally_at_commit::Migration),
+            Box::new(m0012_tally_by_connection::Migration),
         ]
     }
 }

@@ -523,8 +523,8 @@ pub async fn create(server: &TestServer, token: &str, ws: pb::Workspace) -> pb::
         .expect("create workspace")
 }
 
-/// The single integer a `SELECT count(*) …` answers, on connection `c`.
-pub async fn count_on(c: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+/// The single integer a `SELECT count(*) …` answers, on connection (or transaction) `c`.
+pub async fn count_on<C: ConnectionTrait>(c: &C, sql: &str) -> i64 {
     let row = c
         .query_one_raw(sea_orm::Statement::from_string(
             c.get_database_backend(),
