@@ -3,8 +3,10 @@
 //! from its intended start, so a slow server cannot slow the load down and hide its queue.
 //!
 //! - `overload`: finds what CreateWorkspace sustains (closed loop, 16 concurrent), then
-//!   offers half of it and four times it; prints how every call was answered and the p50/p99
-//!   of the admitted ones. `--max-in-flight N` passes the server's flag.
+//!   offers half of it and four times it; prints how every call was answered, the p50/p99
+//!   of the admitted ones, and the p99 of how late the generator started its calls (the
+//!   generator's own share of the latencies, on a machine it shares with the server).
+//!   `--max-in-flight N` passes the server's flag.
 //! - `soak`: mixed load for `--seconds` (default 600), after `--warm-up` seconds of the same:
 //!   reads, writes, listings, bad tokens and unknown paths at `--rate` calls/s; prints RSS
 //!   every 30 s, every status code, then kills
@@ -36,8 +38,8 @@ use std::{
 };
 
 use common::{
-    Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, cpu_time, database_cpu_time,
-    free_addr, rss, token,
+    Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, channels_n, cpu_time,
+    database_cpu_time, free_addr, rss, token,
 };
 use hdrhistogram::Histogram;
 use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
@@ -46,6 +48,9 @@ use workspaced::pb::v1::{
     membership_service_client::MembershipServiceClient,
     workspace_service_client::WorkspaceServiceClient,
 };
+
+/// Connections of the overload run's generator.
+const OVERLOAD_CONNECTIONS: usize = 16;
 
 /// Users of the soak, each creating and listing its own workspaces.
 const USERS: usize = 200;
@@ -138,6 +143,9 @@ struct Outcome {
     codes: BTreeMap<String, u64>,
     /// Latency of the calls answered OK, from their intended start, in µs.
     ok: Option<Histogram<u64>>,
+    /// How late the generator started each call, in µs: the part of every latency that is
+    /// the generator's own (on a machine it shares with the server and the database).
+    late: Option<Histogram<u64>>,
     offered: u64,
     elapsed: Duration,
 }
@@ -162,6 +170,12 @@ impl Outcome {
             .as_ref()
             .map_or(f64::NAN, |h| h.value_at_quantile(q) as f64 / 1000.0)
     }
+
+    fn late_ms(&self, q: f64) -> f64 {
+        self.late
+            .as_ref()
+            .map_or(f64::NAN, |h| h.value_at_quantile(q) as f64 / 1000.0)
+    }
 }
 
 /// Calls `call(i)` at `rate` per second for `secs`, each in its own task, and waits for
@@ -180,9 +194,10 @@ where
         tokio::time::sleep_until(intended.into()).await;
         let call = call.clone();
         tasks.push(tokio::spawn(async move {
+            let late = intended.elapsed();
             match tokio::time::timeout(Duration::from_secs(60), call(i)).await {
-                Ok((label, code)) => (label, Some(code), intended.elapsed()),
-                Err(_) => (String::new(), None, intended.elapsed()),
+                Ok((label, code)) => (label, Some(code), intended.elapsed(), late),
+                Err(_) => (String::new(), None, intended.elapsed(), late),
             }
         }));
     }
@@ -191,9 +206,14 @@ where
         ..Outcome::default()
     };
     for t in tasks {
-        match t.await.expect("call task") {
-            (label, Some(code), latency) => out.add(label, code, latency),
-            (_, None, _) => *out.codes.entry("NoAnswer".into()).or_default() += 1,
+        let (label, code, latency, late) = t.await.expect("call task");
+        out.late
+            .get_or_insert_with(histogram)
+            .record(late.as_micros().max(1) as u64)
+            .ok();
+        match code {
+            Some(code) => out.add(label, code, latency),
+            None => *out.codes.entry("NoAnswer".into()).or_default() += 1,
         }
     }
     out.elapsed = start.elapsed();
@@ -253,7 +273,7 @@ async fn sustained(chans: &[Channel], token: &str, secs: f64, workers: usize) ->
     let mut tasks = Vec::new();
     for w in 0..workers {
         let (ch, token, done) = (
-            chans[w % CONNECTIONS].clone(),
+            chans[w % chans.len()].clone(),
             token.to_owned(),
             done.clone(),
         );
@@ -280,7 +300,11 @@ async fn overload(a: &Args, url: &str, key: &Path) {
         .map(|n| vec!["--max-in-flight".to_owned(), n.to_string()])
         .unwrap_or_default();
     let server = Server::start(url, key, extra);
-    let chans = channels(server.addr).await;
+    // Enough connections that the generator never waits for a stream of its own: at four
+    // times what the server sustains, calls in flight (refused ones included) outnumbered
+    // the streams of the usual 4 connections (128 each), and calls queued in the generator
+    // for seconds.
+    let chans = channels_n(server.addr, OVERLOAD_CONNECTIONS).await;
     let token = token("alice", &[], &[]);
     // No more callers than places in flight: a closed loop must not be refused.
     let workers = a.max_in_flight.map_or(16, |n| (n as usize).min(16));
@@ -288,9 +312,9 @@ async fn overload(a: &Args, url: &str, key: &Path) {
     println!("CreateWorkspace sustains {x:.0}/s (closed loop, {workers} concurrent, {secs} s)");
     println!();
     println!(
-        "| offered | calls/s | answered | OK | OVERLOADED | other | p50 OK | p99 OK | server CPU/call | generator CPU/call | PostgreSQL CPU/call |"
+        "| offered | calls/s | answered | OK | OVERLOADED | other | p50 OK | p99 OK | p99 started late | server CPU/call | generator CPU/call | PostgreSQL CPU/call |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, factor) in [("half", 0.5), ("four", 4.0)] {
         let rate = x * factor;
         let chans = chans.clone();
@@ -300,7 +324,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
         let db0 = database_cpu_time();
         let out = open_loop(rate, secs, move |i| {
             create(
-                chans[i as usize % CONNECTIONS].clone(),
+                chans[i as usize % chans.len()].clone(),
                 token.clone(),
                 format!("load-{label}-{i}"),
             )
@@ -322,7 +346,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
         println!(
-            "| {factor}x | {rate:.0} | {}/{} | {ok} | {overloaded} | {} | {:.2} ms | {:.2} ms | {:.0} µs | {:.0} µs | {:.0} µs |",
+            "| {factor}x | {rate:.0} | {}/{} | {ok} | {overloaded} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} µs | {:.0} µs | {:.0} µs |",
             out.codes.values().sum::<u64>() - out.codes.get("NoAnswer").copied().unwrap_or(0),
             out.offered,
             if other.is_empty() {
@@ -332,6 +356,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
             },
             out.ms(0.5),
             out.ms(0.99),
+            out.late_ms(0.99),
             cpu.as_micros() as f64 / out.offered.max(1) as f64,
             generator.as_micros() as f64 / out.offered.max(1) as f64,
             db.as_micros() as f64 / out.offered.max(1) as f64,

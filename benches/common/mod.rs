@@ -122,8 +122,13 @@ impl Drop for Proc {
 
 /// `CONNECTIONS` connected channels to `addr`, waiting for it to listen.
 pub async fn channels(addr: SocketAddr) -> Vec<Channel> {
+    channels_n(addr, CONNECTIONS).await
+}
+
+/// `n` connections to `addr`, as [`channels`].
+pub async fn channels_n(addr: SocketAddr, n: usize) -> Vec<Channel> {
     let mut out = Vec::new();
-    for _ in 0..CONNECTIONS {
+    for _ in 0..n {
         let ch = Channel::from_shared(format!("http://{addr}")).expect("uri");
         let mut tries = 0;
         loop {
