@@ -124,49 +124,29 @@ impl Change {
 /// caller that reads only the statement's first returned row still runs the insert.
 fn carried(stmt: Statement, e: &NewEvent) -> Result<Result<Statement, Statement>, DbErr> {
     let head = stmt.sql.trim_start();
-    let changes = ["INSERT", "UPDATE", "DELETE"].iter().any(|verb| {
-        head.get(..verb.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(verb))
-    });
+    let changes = ["INSERT", "UPDATE", "DELETE"]
+        .iter()
+        .any(|verb| begins(head, verb));
     if !changes {
         return Ok(Err(stmt));
     }
-    let Statement {
-        sql,
-        values,
-        db_backend,
-    } = stmt;
-    let mut values = values.map(|v| v.0).unwrap_or_default();
-    let sql = match db_backend {
-        DbBackend::Postgres => {
-            return Ok(Ok(carrying_pg(
-                Statement {
-                    sql,
-                    values: Some(Values(values)),
-                    db_backend,
-                },
-                e,
-            )?));
-        }
-        DbBackend::Sqlite => {
-            let mut all = events::record_values(e)?;
-            all.append(&mut values);
-            values = all;
-            format!("{}; {sql}", events::RECORD_SQLITE)
-        }
-        _ => {
-            return Ok(Err(Statement {
-                sql,
-                values: Some(Values(values)),
-                db_backend,
-            }));
-        }
-    };
-    Ok(Ok(Statement {
-        sql,
+    match stmt.db_backend {
+        DbBackend::Postgres => Ok(Ok(carrying_pg(stmt, e)?)),
+        DbBackend::Sqlite => Ok(Ok(carrying_sqlite(stmt, e)?)),
+        _ => Ok(Err(stmt)),
+    }
+}
+
+/// SQLite: `stmt` with the insert of `e` into `recorded_events` before it in the same
+/// call, the event's values first.
+fn carrying_sqlite(stmt: Statement, e: &NewEvent) -> Result<Statement, DbErr> {
+    let mut values = events::record_values(e)?;
+    values.extend(stmt.values.map(|v| v.0).unwrap_or_default());
+    Ok(Statement {
+        sql: format!("{}; {}", events::RECORD_SQLITE, stmt.sql),
         values: Some(Values(values)),
-        db_backend,
-    }))
+        db_backend: stmt.db_backend,
+    })
 }
 
 /// PostgreSQL: `stmt`, a change statement (an INSERT, UPDATE or DELETE, or one whose
@@ -185,17 +165,13 @@ pub(super) fn carrying_pg(stmt: Statement, e: &NewEvent) -> Result<Statement, Db
     );
     values.extend(events::queue_values(e)?);
     let head = sql.trim_start();
-    let starts = |word: &str| {
-        head.get(..word.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(word))
-    };
     // A recursive `WITH` would need the word before every part; nothing here writes one.
-    if starts("WITH RECURSIVE") {
+    if begins(head, "WITH RECURSIVE") {
         return Err(DbErr::Custom(
             "an event cannot ride in a recursive WITH".to_owned(),
         ));
     }
-    let sql = if starts("WITH ") {
+    let sql = if begins(head, "WITH ") {
         format!("WITH {part}, {}", &head[5..])
     } else {
         format!("WITH {part} {head}")
@@ -205,6 +181,12 @@ pub(super) fn carrying_pg(stmt: Statement, e: &NewEvent) -> Result<Statement, Db
         values: Some(Values(values)),
         db_backend,
     })
+}
+
+/// Whether `sql` begins with `word`, in any case.
+fn begins(sql: &str, word: &str) -> bool {
+    sql.get(..word.len())
+        .is_some_and(|w| w.eq_ignore_ascii_case(word))
 }
 
 #[async_trait::async_trait]

@@ -1112,18 +1112,7 @@ async fn a_deletes_event_follows_the_changes_its_cascade_waited_for() {
         return; // SQLite numbers every event in its writing transaction, one at a time.
     }
     let alice = token("alice");
-    create(&s, &alice, new_ws("held")).await;
-    // Holds alice's membership, which the delete's cascade removes.
-    let row = holding(
-        &s.db,
-        "SELECT 1 FROM memberships WHERE principal = 'alice' FOR UPDATE",
-    )
-    .await;
-    let delete = tokio::spawn({
-        let (s, alice) = (s.clone(), alice.clone());
-        async move { s.delete_workspace(&alice, "held", "").await.map(drop) }
-    });
-    waits_for_a_lock(&s.db, "%DELETE FROM \"workspaces\"%").await;
+    let (row, delete) = a_delete_held_in_its_cascade(&s, &alice, "held").await;
     create(&s, &alice, new_ws("meanwhile")).await;
     row.rollback().await.unwrap();
     delete.await.unwrap().unwrap();
@@ -1145,20 +1134,8 @@ async fn a_creates_event_follows_the_delete_of_its_name_that_it_waited_for() {
     if !s.db.is_postgres() {
         return; // SQLite numbers every event in its writing transaction, one at a time.
     }
-    let alice = token("alice");
-    create(&s, &alice, new_ws("held")).await;
-    // Holds alice's membership, which the delete's cascade removes: the delete has taken
-    // the name's row, and writes its event once the cascade is done.
-    let row = holding(
-        &s.db,
-        "SELECT 1 FROM memberships WHERE principal = 'alice' FOR UPDATE",
-    )
-    .await;
-    let delete = tokio::spawn({
-        let (s, alice) = (s.clone(), alice.clone());
-        async move { s.delete_workspace(&alice, "held", "").await.map(drop) }
-    });
-    waits_for_a_lock(&s.db, "%DELETE FROM \"workspaces\"%").await;
+    // The delete has taken the name's row, and writes its event once its cascade is done.
+    let (row, delete) = a_delete_held_in_its_cascade(&s, &token("alice"), "held").await;
     let again = tokio::spawn({
         let s = s.clone();
         async move { s.create_workspace(&token("bob"), new_ws("held")).await }
@@ -1199,6 +1176,34 @@ async fn a_create_that_fails_records_no_event_and_no_request_id() {
         .await
         .unwrap();
     assert_eq!(made.name, "fresh");
+}
+
+/// Creates `name` as `creator`'s, then deletes it while a transaction holds `creator`'s
+/// membership, which the delete's cascade removes: returns that transaction (roll it back
+/// to let the delete go on) and the delete, once it waits for the lock.
+async fn a_delete_held_in_its_cascade(
+    s: &std::sync::Arc<TestServer>,
+    creator: &str,
+    name: &str,
+) -> (
+    sea_orm::DatabaseTransaction,
+    tokio::task::JoinHandle<Result<(), tonic::Status>>,
+) {
+    create(s, creator, new_ws(name)).await;
+    let row = holding(
+        &s.db,
+        &format!(
+            "SELECT 1 FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+             WHERE w.name = '{name}' FOR UPDATE OF m"
+        ),
+    )
+    .await;
+    let delete = tokio::spawn({
+        let (s, creator, name) = (s.clone(), creator.to_owned(), name.to_owned());
+        async move { s.delete_workspace(&creator, &name, "").await.map(drop) }
+    });
+    waits_for_a_lock(&s.db, "%DELETE FROM \"workspaces\"%").await;
+    (row, delete)
 }
 
 /// Polls until one backend of `db` running a statement like `pattern` waits for a lock;
