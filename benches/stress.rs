@@ -4,8 +4,9 @@
 //!
 //! - `overload`: finds what CreateWorkspace sustains (closed loop, 16 concurrent), then
 //!   offers half of it and four times it; prints how every call was answered, the p50/p99
-//!   of the admitted ones, and the p99 of how late the generator started its calls (the
-//!   generator's own share of the latencies, on a machine it shares with the server).
+//!   of the admitted ones, and the p99 of how late the generator started its calls (a lower
+//!   bound on the generator's own share of the latencies, on a machine it shares with the
+//!   server).
 //!   `--max-in-flight N` passes the server's flag.
 //! - `soak`: mixed load for `--seconds` (default 600), after `--warm-up` seconds of the same:
 //!   reads, writes, listings, bad tokens and unknown paths at `--rate` calls/s; prints RSS
@@ -143,8 +144,9 @@ struct Outcome {
     codes: BTreeMap<String, u64>,
     /// Latency of the calls answered OK, from their intended start, in µs.
     ok: Option<Histogram<u64>>,
-    /// How late the generator started each call, in µs: the part of every latency that is
-    /// the generator's own (on a machine it shares with the server and the database).
+    /// How late the generator started each call, in µs: a lower bound on the part of every
+    /// latency that is the generator's own (on a machine it shares with the server and the
+    /// database; a wait inside its HTTP/2 client is not counted).
     late: Option<Histogram<u64>>,
     offered: u64,
     elapsed: Duration,

@@ -280,9 +280,23 @@ impl Workspaces {
                 {
                     return Ok(ws);
                 }
+                // The id may be what was taken: its workspace is one the caller may no
+                // longer see, so this is no retry, and the name may well be free.
+                let id_taken = !request_id.is_empty()
+                    && create_requests::find(self.store.conn(), &principal.subject, request_id)
+                        .await?
+                        .is_some();
+                let message = if id_taken {
+                    format!(
+                        "request_id \"{}\" was used by an earlier create; use a new one",
+                        echo(request_id)
+                    )
+                } else {
+                    format!("workspace \"{}\" already exists", echo(&ws.name))
+                };
                 Err(Error::AlreadyExists {
                     reason: Reason::WorkspaceExists,
-                    message: format!("workspace \"{}\" already exists", echo(&ws.name)),
+                    message,
                 })
             }
             Err(e) => Err(e.into()),

@@ -17,7 +17,10 @@
 //! own rows are written (`ExecPostprocessPlan`), so the event is queued after every row
 //! lock the statement waited for, as it was when it came last on its own. In a statement
 //! with `WITH` parts of its own (`together.rs`) the event's part is listed first, and
-//! PostgreSQL runs the parts from the last listed to the first, so it still runs last. The test
+//! PostgreSQL runs the parts from the last listed to the first, so it still runs last (the
+//! manual calls the order unpredictable;
+//! `events::a_creates_event_follows_the_delete_of_its_name_that_it_waited_for` holds
+//! PostgreSQL to it). The test
 //! `events::a_change_carries_its_event_and_queues_it_after_its_statements_waits` holds
 //! PostgreSQL to that. It runs before the statement's AFTER triggers, though: foreign-key
 //! cascades and checks (the workspace-count tally waits until commit, m0011). So a

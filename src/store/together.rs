@@ -11,10 +11,11 @@
 //! SQLite has no data-modifying `WITH` parts, and its statements cost no round trip: there
 //! the inserts run in a transaction.
 //!
-//! The order the parts run in matters for the event (see `change.rs`): PostgreSQL runs the
-//! statement's own insert first, then its `WITH` parts from the last listed to the first
-//! (`ExecPostprocessPlan`, which shuts later-initialized parts down first). The event's
-//! part is listed first, so it runs last: after the workspace's insert, which may wait for
+//! The order the parts run in matters for the event (see `change.rs`). PostgreSQL's manual
+//! calls it unpredictable; what it does is run the statement's own insert first, then its
+//! `WITH` parts from the last listed to the first (`ExecPostprocessPlan`, which shuts
+//! later-initialized parts down first), and a test holds it to that. The event's part is
+//! listed first, so it runs last: after the workspace's insert, which may wait for
 //! a delete of the same name in flight, so the event follows the delete's
 //! (`events::a_creates_event_follows_the_delete_of_its_name_that_it_waited_for`).
 
@@ -45,21 +46,18 @@ impl Store {
         event: NewEvent,
     ) -> Result<(), DbErr> {
         let Inserts(mut inserts) = inserts;
-        if inserts.is_empty() {
+        let Some(last) = inserts.pop() else {
             return Err(DbErr::Custom("nothing to insert".to_owned()));
-        }
+        };
         if self.backend() != DbBackend::Postgres {
             let tx = self.begin_write().await?;
             // Carried by the first insert (`change.rs`): nothing here reads.
             tx.record(event);
-            for insert in &inserts {
+            for insert in inserts.iter().chain([&last]) {
                 tx.execute(insert).await?;
             }
             return self.commit_change(tx, name).await;
         }
-        let Some(last) = inserts.pop() else {
-            return Err(DbErr::Custom("nothing to insert".to_owned()));
-        };
         let stmt = if inserts.is_empty() {
             DbBackend::Postgres.build(&last)
         } else {

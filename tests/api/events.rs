@@ -1217,7 +1217,8 @@ async fn waits_for_a_lock(db: &TestDb, pattern: &str) {
             .query_one_raw(sea_orm::Statement::from_sql_and_values(
                 c.get_database_backend(),
                 "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                 WHERE wait_event_type = 'Lock' AND query LIKE $1 \
+                 AND datname = current_database()",
                 [pattern.into()],
             ))
             .await

@@ -456,8 +456,8 @@ async fn a_change_locks_no_workspace_count_until_it_commits() {
         return; // SQLite has one writer at a time.
     }
     create(&s, &token("alice"), new_ws("held")).await;
-    // Every count row that a change of "held" could draw exists (adding 0 changes no count),
-    // so a change that took one would hold a row that others can see.
+    // Every count row that a change of "held" could add to exists (adding 0 changes no
+    // count), so a change that took one would hold a row that others can see.
     holding(
         &s.db,
         "INSERT INTO workspace_counts (state, visibility, shard, n) \
@@ -485,9 +485,9 @@ async fn a_change_locks_no_workspace_count_until_it_commits() {
 }
 
 /// PostgreSQL: a connection adds to a workspace count row of its own (m0012), so changes
-/// committing at once on two connections never wait for each other's count row. With a
-/// row drawn at random for each change, a second connection's change found one of the first
-/// one's 40 rows locked nearly every time.
+/// committing at once on two connections on different rows never wait for each other.
+/// With a row drawn at random from 16 for each change, 40 adds spread over nearly all 16,
+/// and a second connection's add found one of them locked nearly every time.
 #[tokio::test]
 async fn connections_add_to_workspace_count_rows_of_their_own() {
     use sea_orm::ConnectionTrait;
@@ -503,6 +503,16 @@ async fn connections_add_to_workspace_count_rows_of_their_own() {
     for _ in 1..40 {
         first.execute_unprepared(ADD).await.unwrap();
     }
+    let own = count_on(
+        &first,
+        "SELECT CAST(COALESCE((SELECT n FROM workspace_counts WHERE state = 'active' \
+         AND visibility = 'private' AND shard = pg_backend_pid() % 64), 0) AS BIGINT)",
+    )
+    .await;
+    assert!(
+        own >= 40,
+        "the 40 adds went to other rows than the connection's: {own}"
+    );
     // Another connection, on another shard (connections kept open have distinct pids).
     let mut others = Vec::new();
     let second = loop {

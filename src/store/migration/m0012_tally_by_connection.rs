@@ -5,9 +5,10 @@
 //! Under overload on two cores, samples of `pg_stat_activity` caught creates waiting for
 //! another create's count row (`Lock:transactionid`) while its holder waited for the WAL
 //! flush, and the admitted calls' p99 rose with it. A connection runs one transaction at a
-//! time, so one replica's connections never wait for each other's count rows, and 64 shards
-//! leave room for several replicas. Counts are read as the sum over every shard, so the
-//! rows that the random draw left behind still count.
+//! time and always adds to the same row, so two connections wait for each other's count
+//! row only when their pids fall on the same of 64 rows, which is rare for one replica's
+//! 16 and leaves room for several replicas. Counts are read as the sum over every shard,
+//! so the rows that the random draw left behind still count.
 
 use sea_orm_migration::prelude::*;
 
