@@ -25,6 +25,16 @@ use crate::{
     },
 };
 
+/// What an earlier CreateWorkspace with a caller's request id made.
+enum Replay {
+    /// Nothing that still exists: the id is free.
+    Fresh,
+    /// This workspace, which the caller may read: a retry answers it.
+    Made(Box<Workspace>),
+    /// A workspace the caller may no longer read: the id is taken.
+    Unseen,
+}
+
 /// What the workspace use cases need: the store and the server's defaults.
 #[derive(Clone, Debug)]
 pub struct Workspaces {
@@ -224,9 +234,9 @@ impl Workspaces {
         } = input;
         let request_id = request_id.as_str();
         if !request_id.is_empty()
-            && let Some(ws) = self.replay(principal, request_id).await?
+            && let Replay::Made(ws) = self.replay(principal, request_id).await?
         {
-            return Ok(ws);
+            return Ok(*ws);
         }
         let t = now();
         let ws = Workspace {
@@ -274,19 +284,18 @@ impl Workspaces {
         match result {
             Ok(()) => Ok(ws),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                // A concurrent retry of the same request may have won the race.
-                if !request_id.is_empty()
-                    && let Some(ws) = self.replay(principal, request_id).await?
-                {
-                    return Ok(ws);
+                // A concurrent retry of the same request may have won the race; or the id
+                // may be what was taken, its workspace one the caller may no longer see, so
+                // that this is no retry and the name may well be free.
+                let replay = if request_id.is_empty() {
+                    Replay::Fresh
+                } else {
+                    self.replay(principal, request_id).await?
+                };
+                if let Replay::Made(ws) = replay {
+                    return Ok(*ws);
                 }
-                // The id may be what was taken: its workspace is one the caller may no
-                // longer see, so this is no retry, and the name may well be free.
-                let id_taken = !request_id.is_empty()
-                    && create_requests::find(self.store.conn(), &principal.subject, request_id)
-                        .await?
-                        .is_some();
-                let message = if id_taken {
+                let message = if matches!(replay, Replay::Unseen) {
                     format!(
                         "request_id \"{}\" was used by an earlier create; use a new one",
                         echo(request_id)
@@ -303,20 +312,23 @@ impl Workspaces {
         }
     }
 
-    /// The workspace an earlier create with this request id made, if it still exists.
-    async fn replay(&self, principal: &Principal, request_id: &str) -> Result<Option<Workspace>> {
+    /// What an earlier create with this request id made.
+    async fn replay(&self, principal: &Principal, request_id: &str) -> Result<Replay> {
         let c = self.store.conn();
         let Some(id) = create_requests::find(c, &principal.subject, request_id).await? else {
-            return Ok(None);
+            return Ok(Replay::Fresh);
         };
         let Some(ws) = q::find_by_id(c, &id).await? else {
-            return Ok(None);
+            return Ok(Replay::Fresh);
         };
         // A retry returns the workspace only to a caller that may still read it.
         let name = ws.name.clone();
         match guard::found(c, principal, &name, Some(ws), Permission::WorkspacesGet).await {
-            Ok(ws) => Ok(q::with_counts(c, vec![ws]).await?.pop()),
-            Err(_) => Ok(None),
+            Ok(ws) => Ok(q::with_counts(c, vec![ws])
+                .await?
+                .pop()
+                .map_or(Replay::Fresh, |ws| Replay::Made(Box::new(ws)))),
+            Err(_) => Ok(Replay::Unseen),
         }
     }
 

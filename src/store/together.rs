@@ -20,7 +20,7 @@
 //! (`events::a_creates_event_follows_the_delete_of_its_name_that_it_waited_for`).
 
 use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr,
+    ConnectionTrait, DbBackend, DbErr, Statement,
     sea_query::{Alias, CommonTableExpression, InsertStatement, WithClause},
 };
 
@@ -58,20 +58,7 @@ impl Store {
             }
             return self.commit_change(tx, name).await;
         }
-        let stmt = if inserts.is_empty() {
-            DbBackend::Postgres.build(&last)
-        } else {
-            let mut parts = WithClause::new();
-            for (i, insert) in inserts.into_iter().enumerate() {
-                parts.cte(
-                    CommonTableExpression::new()
-                        .query(insert)
-                        .table_name(Alias::new(format!("part_{i}")))
-                        .to_owned(),
-                );
-            }
-            DbBackend::Postgres.build(&last.with(parts))
-        };
+        let stmt = one_statement(inserts, last);
         let recorded = self.record_events;
         let stmt = if recorded {
             change::carrying_pg(stmt, &event)?
@@ -85,6 +72,23 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// PostgreSQL: `last` with every insert of `parts` as a `WITH` part of it, in order.
+fn one_statement(parts: Vec<InsertStatement>, last: InsertStatement) -> Statement {
+    if parts.is_empty() {
+        return DbBackend::Postgres.build(&last);
+    }
+    let mut with = WithClause::new();
+    for (i, insert) in parts.into_iter().enumerate() {
+        with.cte(
+            CommonTableExpression::new()
+                .query(insert)
+                .table_name(Alias::new(format!("part_{i}")))
+                .to_owned(),
+        );
+    }
+    DbBackend::Postgres.build(&last.with(with))
 }
 
 #[cfg(test)]
@@ -108,16 +112,7 @@ mod tests {
     /// the last, values numbered on across the parts.
     #[test]
     fn inserts_become_parts_of_the_last_with_their_values_numbered_on() {
-        let mut parts = WithClause::new();
-        for (i, table) in ["a", "b"].into_iter().enumerate() {
-            parts.cte(
-                CommonTableExpression::new()
-                    .query(insert(table, i as i64))
-                    .table_name(Alias::new(format!("part_{i}")))
-                    .to_owned(),
-            );
-        }
-        let s = DbBackend::Postgres.build(&insert("c", 2).with(parts));
+        let s = one_statement(vec![insert("a", 0), insert("b", 1)], insert("c", 2));
         assert_eq!(
             s.sql,
             r#"WITH "part_0" AS (INSERT INTO "a" ("v") VALUES ($1)) , "part_1" AS (INSERT INTO "b" ("v") VALUES ($2)) INSERT INTO "c" ("v") VALUES ($3)"#
