@@ -14,15 +14,15 @@
 //!
 //! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]
 //! [--pin] [--only RPC[,RPC...]] [--rate R[,R...]]` (defaults: 100000 workspaces, 1000000
-//! memberships, 2 s per measurement, 3 rounds; `--pin` puts the servers on CPU 1 and the
-//! generator on CPU 0). On PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh
+//! memberships, 2 s per measurement, 3 rounds; `--pin` puts the generator on CPU 0 and the
+//! servers on the others). On PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh
 //! database is made in it).
 
 use std::{
     collections::BTreeMap,
     future::Future,
     net::SocketAddr,
-    process::{Command, Stdio},
+    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -30,8 +30,8 @@ use std::{
 mod common;
 
 use common::{
-    Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, cpu_time, database_cpu_time,
-    free_addr, token,
+    Argv, BenchDb, CONNECTIONS, KEY, Pinned, Proc, authed, channels, cpu_time, database_cpu_time,
+    free_addr, on_cpus, token,
 };
 use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
@@ -81,8 +81,9 @@ struct Args {
     memberships: usize,
     seconds: f64,
     rounds: usize,
-    /// Runs the servers on CPU 1 and the load generator on CPU 0, so that the generator's
-    /// work does not preempt the server's (what the p99 figures are most sensitive to).
+    /// Runs the load generator on CPU 0 and the servers on the others, so that the
+    /// generator's work does not preempt the server's (what the p99 figures are most
+    /// sensitive to).
     pin: bool,
     /// Measures only the RPCs whose name starts with one of these comma-separated prefixes
     /// (and B), as for profiling one.
@@ -398,39 +399,14 @@ fn main() {
         return echo_server(addr);
     }
     let a = args();
-    if a.pin {
-        // Before the runtime's threads exist, so that they inherit it (and tokio, which sizes
-        // its pool by the CPUs this process may use, starts one worker).
-        pin(std::process::id(), 0);
-    }
+    // Before the runtime's threads exist, so that they inherit it (and tokio, which sizes
+    // its pool by the CPUs this process may use, starts one worker).
+    let pinned = a.pin.then(|| Pinned::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(a));
-}
-
-/// Restricts process `pid` (all its threads) to CPU `cpu`, with util-linux's `taskset`.
-fn pin(pid: u32, cpu: usize) {
-    let ok = Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "taskset could not pin process {pid} to CPU {cpu}");
-}
-
-/// Starts `program` with `args`, on CPU 1 alone when `pinned`.
-fn start(program: &std::path::Path, args: &[&str], pinned: bool) -> Command {
-    let mut c = if pinned {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "1"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    };
-    c.args(args);
-    c
+    rt.block_on(run(a, pinned.as_ref().map(|p| p.servers.as_str())));
 }
 
 /// The baseline: a bare tonic server whose only RPC is the health check.
@@ -449,7 +425,8 @@ fn echo_server(addr: SocketAddr) {
     });
 }
 
-async fn run(a: Args) {
+/// The benchmark, its servers on `cpus` when given.
+async fn run(a: Args, cpus: Option<&str>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = BenchDb::new(dir.path(), "wsbench").await;
     let (url, backend) = (db.url.clone(), db.backend());
@@ -467,36 +444,30 @@ async fn run(a: Args) {
     let echo_addr = free_addr();
     let serve = |addr: SocketAddr, url: &str, extra: &[&str]| {
         Proc(
-            start(
-                std::path::Path::new(env!("CARGO_BIN_EXE_workspaced")),
-                &[
+            on_cpus(cpus, std::path::Path::new(env!("CARGO_BIN_EXE_workspaced")))
+                .args([
                     "serve",
                     "--listen",
                     &addr.to_string(),
                     "--database-url",
                     url,
-                ],
-                a.pin,
-            )
-            .args(extra)
-            .arg("--jwt-hs256-secret-file")
-            .arg(&key)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start workspaced"),
+                ])
+                .args(extra)
+                .arg("--jwt-hs256-secret-file")
+                .arg(&key)
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start workspaced"),
         )
     };
     let started = Instant::now();
     let server = serve(ws_addr, &url, &[]);
     let echo = Proc(
-        start(
-            &std::env::current_exe().expect("own path"),
-            &["--echo-server", &echo_addr.to_string()],
-            a.pin,
-        )
-        .spawn()
-        .expect("start the echo server"),
+        on_cpus(cpus, &std::env::current_exe().expect("own path"))
+            .args(["--echo-server", &echo_addr.to_string()])
+            .spawn()
+            .expect("start the echo server"),
     );
     let ws_channels = channels(ws_addr).await;
     common::wait_serving(&ws_channels[0]).await;
@@ -840,7 +811,7 @@ async fn run(a: Args) {
         a.seconds,
         CONNECTIONS,
         if a.pin {
-            "; servers pinned to CPU 1, the load generator to CPU 0"
+            "; the load generator pinned to CPU 0, the servers to the others"
         } else {
             ""
         }

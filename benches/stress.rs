@@ -18,8 +18,10 @@
 //!   event's commit time to its arrival at the watcher (p50, p99, max) and any missed.
 //!
 //! `cargo bench --bench stress -- overload|soak|watch [--seconds S] [--rate R] [--max-in-flight N]
-//! [--warm-up S]`;
+//! [--warm-up S] [--pin]`;
 //! on PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
+//! `--pin` runs the generator on CPU 0, and the server and a local PostgreSQL on the others:
+//! the system's figures without the generator's work on its cores.
 //! The server logs at `warn`; `STRESS_LOG=info` gives its log line per call (with the latency
 //! it saw) on standard error.
 
@@ -30,17 +32,17 @@ use std::{
     future::Future,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use common::{
-    Argv, BenchDb, CONNECTIONS, KEY, Proc, authed, channels, channels_n, cpu_time,
-    database_cpu_time, free_addr, rss, token,
+    Argv, BenchDb, CONNECTIONS, KEY, Pinned, Proc, authed, channels, channels_n, cpu_time,
+    database_cpu_time, free_addr, on_cpus, rss, token,
 };
 use hdrhistogram::Histogram;
 use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
@@ -53,6 +55,10 @@ use workspaced::pb::v1::{
 /// Connections of the overload run's generator.
 const OVERLOAD_CONNECTIONS: usize = 16;
 
+/// The servers' CPUs when the run is pinned (`--pin`): a static, so that every start and
+/// restart of a server in any mode sees it.
+static SERVER_CPUS: OnceLock<String> = OnceLock::new();
+
 /// Users of the soak, each creating and listing its own workspaces.
 const USERS: usize = 200;
 
@@ -64,6 +70,8 @@ struct Args {
     /// Seconds of the same load before the measured window, so that caches are warm and
     /// memory growth in the window is growth, not warming.
     warm_up: f64,
+    /// The generator on CPU 0, the server and a local PostgreSQL on the others.
+    pin: bool,
 }
 
 fn args() -> Args {
@@ -76,6 +84,7 @@ fn args() -> Args {
         rate: argv.number("--rate").unwrap_or(300.0),
         max_in_flight: argv.number("--max-in-flight").map(|v| v as u32),
         warm_up: argv.number("--warm-up").unwrap_or(0.0),
+        pin: argv.switch("--pin"),
     }
 }
 
@@ -91,8 +100,10 @@ struct Server {
 impl Server {
     fn start(url: &str, key: &Path, extra: Vec<String>) -> Server {
         let addr = free_addr();
+        let program = Path::new(env!("CARGO_BIN_EXE_workspaced"));
+        let mut command = on_cpus(SERVER_CPUS.get().map(String::as_str), program);
         let proc = Proc(
-            Command::new(env!("CARGO_BIN_EXE_workspaced"))
+            command
                 .args([
                     "serve",
                     "--listen",
@@ -658,6 +669,22 @@ fn main() {
     if a.mode.is_empty() {
         eprintln!("usage: cargo bench --bench stress -- overload|soak [--seconds S] [--rate R]");
         return;
+    }
+    // Before the runtime, which sizes its threads to the CPUs this process may use.
+    // PostgreSQL is pinned with the server only when it serves the run.
+    let on_postgres = std::env::var("WORKSPACED_BENCH_DATABASE_URL").is_ok_and(|u| !u.is_empty());
+    let pinned = a.pin.then(|| Pinned::new(on_postgres));
+    if let Some(p) = &pinned {
+        SERVER_CPUS.set(p.servers.clone()).ok();
+        println!(
+            "the generator on CPU 0, the server{} on CPUs {}",
+            if on_postgres {
+                " and a local PostgreSQL"
+            } else {
+                ""
+            },
+            p.servers
+        );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

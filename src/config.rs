@@ -115,10 +115,16 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// Calls running at once; more wait in line for at most 50 ms, and are then answered
     /// UNAVAILABLE (reason OVERLOADED). While calls wait longer than 5 ms, fewer run (down to
-    /// 4 on SQLite, 16 on PostgreSQL), so that the admitted ones stay fast.
+    /// `--min-in-flight`), so that the admitted ones stay fast.
     #[arg(long, env = "WORKSPACED_MAX_IN_FLIGHT", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+    /// Calls running at once while overload lasts: more admit more calls then, each slower.
+    /// Default: 4 on SQLite, 6 on PostgreSQL (a replica's share when several share one
+    /// database: raise it for a database with many cores to itself).
+    #[arg(long, env = "WORKSPACED_MIN_IN_FLIGHT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_in_flight: Option<u32>,
     /// How long the change history keeps events, such as `30d` or `12h`; at least `1s`.
     /// Older ones are pruned within a tenth of it (at least 1 s, at most a minute).
     #[arg(long, env = "WORKSPACED_EVENT_RETENTION", default_value = "30d",
@@ -378,6 +384,24 @@ mod tests {
             Command::Token(t) => Ok(t),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    fn serve(args: &[&str]) -> Result<Box<super::ServeArgs>, clap::Error> {
+        match Cli::try_parse_from(["workspaced", "serve"].iter().chain(args))?.command {
+            Command::Serve(s) => Ok(s),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_takes_a_floor_of_calls_in_flight_or_leaves_it_to_the_store() {
+        assert_eq!(serve(&[]).unwrap().min_in_flight, None);
+        assert_eq!(
+            serve(&["--min-in-flight", "3"]).unwrap().min_in_flight,
+            Some(3)
+        );
+        let e = serve(&["--min-in-flight", "0"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation, "{e}");
     }
 
     #[test]

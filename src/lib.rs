@@ -238,10 +238,8 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(telemetry::RequestLogLayer::new(
             metrics,
-            telemetry::CallLimits {
-                min_in_flight: store.parallelism(),
-                ..cfg.call_limits
-            },
+            cfg.call_limits,
+            store.overload_places(),
         ))
         .add_service(health)
         .add_service(reflection_v1)

@@ -95,6 +95,7 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
                 },
                 call_limits: workspaced::telemetry::CallLimits {
                     max_in_flight: args.max_in_flight as usize,
+                    min_in_flight: args.min_in_flight.map(|n| n as usize),
                     ..defaults.call_limits
                 },
                 tls,

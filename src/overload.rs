@@ -27,9 +27,11 @@
 //! answer before it calls again), so it keeps every place, and that wait is its own doing. A
 //! call that waited in line longer than `STANDING_WAIT` means calls arrive faster than places
 //! free: more places would not complete more, only make each admitted call wait longer. So
-//! the places then halve, at most once per `SHRINK_STEP`, down to the database's own
-//! parallelism (fewer would refuse calls the database could run side by side, and keep
-//! refusing them: with too few places the line never empties); each call that finds a free
+//! the places then halve, at most once per `SHRINK_STEP`, down to a floor (`--min-in-flight`;
+//! by default about what keeps the database busy, see
+//! [`crate::store::Store::overload_places`]: fewer would refuse calls the database could run
+//! side by side, and keep refusing them, since with too few places the line never empties;
+//! more only make each admitted call wait longer inside it); each call that finds a free
 //! place at once gives one back.
 
 use std::{

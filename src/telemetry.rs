@@ -65,9 +65,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct CallLimits {
     /// Calls run at once, past which the next ones wait in line.
     pub max_in_flight: usize,
-    /// The fewest calls run at once while overload lasts (see [`crate::overload`]): the
-    /// database's own parallelism.
-    pub min_in_flight: usize,
+    /// The fewest calls run at once while overload lasts (see [`crate::overload`]); `None`
+    /// takes the floor the layer is built with (the store's
+    /// [`crate::store::Store::overload_places`]). At most `max_in_flight`.
+    pub min_in_flight: Option<usize>,
     /// How long a call waits in line in a burst before it is answered OVERLOADED (a line
     /// that stands waits less; see [`crate::overload`]). Long enough to ride out a database
     /// stall of a few tens of ms without refusing calls: 20 ms cut the admitted p99 under
@@ -91,7 +92,7 @@ impl Default for CallLimits {
     fn default() -> Self {
         CallLimits {
             max_in_flight: 64,
-            min_in_flight: 4,
+            min_in_flight: None,
             queue_wait: Duration::from_millis(50),
             body_timeout: Duration::from_secs(10),
             request_bytes: 64 << 20,
@@ -111,11 +112,12 @@ pub struct RequestLogLayer {
 }
 
 impl RequestLogLayer {
-    /// A layer recording into `metrics`, under `limits`.
-    pub fn new(metrics: Arc<Metrics>, limits: CallLimits) -> Self {
+    /// A layer recording into `metrics`, under `limits`; while overload lasts, calls run at
+    /// once down to `limits.min_in_flight`, else `floor`.
+    pub fn new(metrics: Arc<Metrics>, limits: CallLimits, floor: usize) -> Self {
         let line = Line::new(
             limits.max_in_flight,
-            limits.min_in_flight,
+            limits.min_in_flight.unwrap_or(floor),
             limits.queue_wait,
         );
         metrics.set_places(line.places());

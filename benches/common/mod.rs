@@ -3,7 +3,12 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::{net::SocketAddr, path::Path, process::Child, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
 
 use sea_orm::{ConnectionTrait, Database};
 
@@ -55,17 +60,7 @@ pub fn cpu_time(pid: u32) -> Duration {
 /// it includes PostgreSQL's own background work and the idle server's looks at the history,
 /// and a process that exits between two readings takes its time with it.
 pub fn database_cpu_time() -> Duration {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Duration::ZERO;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "postgres")
-        })
-        .map(cpu_time)
-        .sum()
+    postgres_pids().map(cpu_time).sum()
 }
 
 /// Resident memory of a process in bytes, from /proc.
@@ -233,4 +228,120 @@ impl BenchDb {
                 .await;
         }
     }
+}
+
+/// A run pinned with `--pin`: the generator (this process) on CPU 0, the servers it starts
+/// on the other CPUs, and, where the run says so, the local PostgreSQL with them. On a small
+/// machine the generator's own work then does not land on the server's cores and count in
+/// its latencies. PostgreSQL's processes get their CPUs back when this is dropped.
+pub struct Pinned {
+    /// The servers' CPUs, as a `taskset -c` list.
+    pub servers: String,
+    /// The PostgreSQL processes pinned, each with the CPUs it had.
+    restore: Vec<(u32, String)>,
+}
+
+impl Pinned {
+    /// Pins this process to CPU 0 (call it before building a runtime, which sizes its
+    /// threads to the CPUs it may use) and, with `postgres`, every local PostgreSQL process
+    /// to the servers' CPUs. Panics on a machine of one CPU or without `taskset`. A run
+    /// killed by a signal does not give PostgreSQL its CPUs back: this prints how to.
+    pub fn new(postgres: bool) -> Pinned {
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+        assert!(
+            cpus > 1,
+            "--pin needs two CPUs; this process may use {cpus}"
+        );
+        let servers = if cpus == 2 {
+            "1".to_owned()
+        } else {
+            format!("1-{}", cpus - 1)
+        };
+        let me = std::process::id();
+        assert!(
+            taskset(me, "0"),
+            "taskset could not pin process {me} to CPU 0"
+        );
+        let mut restore = Vec::new();
+        let pids: Vec<u32> = if postgres {
+            postgres_pids().collect()
+        } else {
+            Vec::new()
+        };
+        for pid in pids {
+            let was = Command::new("taskset")
+                .args(["-c", "-p", &pid.to_string()])
+                .output()
+                .ok()
+                .and_then(|o| {
+                    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+                    Some(out.rsplit_once(": ")?.1.trim().to_owned())
+                });
+            if let Some(was) = was
+                && taskset(pid, &servers)
+            {
+                restore.push((pid, was));
+            }
+        }
+        if postgres {
+            let all = format!("0-{}", cpus - 1);
+            eprintln!(
+                "pinned {} PostgreSQL processes to CPUs {servers}; if this run is killed, undo \
+                 it with: for p in $(pgrep -x postgres); do taskset -a -c -p {all} $p; done",
+                restore.len()
+            );
+        }
+        Pinned { servers, restore }
+    }
+}
+
+/// A command that runs `program` on `cpus` (a `taskset -c` list), or anywhere; a child
+/// would otherwise inherit the pinned generator's CPU.
+pub fn on_cpus(cpus: Option<&str>, program: &Path) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        for (pid, cpus) in &self.restore {
+            taskset(*pid, cpus);
+        }
+        // Backends started during the run inherited the pinned postmaster's CPUs; they get
+        // back what PostgreSQL had.
+        if let Some((_, was)) = self.restore.first() {
+            let known: Vec<u32> = self.restore.iter().map(|(p, _)| *p).collect();
+            for pid in postgres_pids().filter(|p| !known.contains(p)) {
+                taskset(pid, was);
+            }
+        }
+    }
+}
+
+/// Sets every thread of `pid` to run on `cpus` (a `taskset -c` list); whether it worked.
+fn taskset(pid: u32, cpus: &str) -> bool {
+    Command::new("taskset")
+        .args(["-a", "-c", "-p", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The processes of the local PostgreSQL server, if any.
+fn postgres_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
 }

@@ -79,6 +79,9 @@ pub(crate) fn count_query<E: EntityTrait>(q: Select<E>) -> SelectStatement {
 
 /// Connections in a PostgreSQL replica's pool.
 const PG_POOL: usize = 16;
+/// Calls a PostgreSQL replica runs at once while overload lasts (see
+/// [`Store::overload_places`]).
+const PG_OVERLOAD_PLACES: usize = 6;
 /// How long a request waits for a pooled connection before the database counts as
 /// unavailable; well under the contract's 5 s.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -442,11 +445,17 @@ impl Store {
             .collect())
     }
 
-    /// How many calls the database runs side by side: on PostgreSQL its pool's connections;
-    /// on SQLite, whose writes take turns on one connection, 4 (two cores' worth of reads).
-    pub fn parallelism(&self) -> usize {
+    /// How many calls run at once while overload lasts, unless `--min-in-flight` says: every
+    /// place is then taken, and each beyond what keeps the database busy only makes every
+    /// admitted call wait longer inside it. On SQLite, whose writes take turns on one
+    /// connection, 4 (two cores' worth of reads). On PostgreSQL 6, well under the pool:
+    /// CreateWorkspace at 4x what it sustains, with the server and the database sharing one
+    /// core, had an admitted p99 of 11.5-15.1 ms with 6 (five runs), against 13.4-14.1 ms
+    /// with 8, 17.5 with 12 and 18.9-19.9 with 16 (and 15.5-17.8 with 4), admitting 11%
+    /// fewer calls than 16 (`benches/RESULTS.md`); and several replicas share one database.
+    pub fn overload_places(&self) -> usize {
         if self.backend() == DbBackend::Postgres {
-            PG_POOL
+            PG_OVERLOAD_PLACES
         } else {
             4
         }

@@ -372,8 +372,10 @@ async fn calls_over_the_in_flight_limit_are_overloaded_at_once() {
     let s = TestServer::spawn_with(Options {
         call_limits: Some(CallLimits {
             max_in_flight: 2,
+            min_in_flight: Some(1),
             ..CallLimits::default()
         }),
+        metrics: true,
         ..Default::default()
     })
     .await;
@@ -381,43 +383,17 @@ async fn calls_over_the_in_flight_limit_are_overloaded_at_once() {
     // Alice is remembered before the database is held, so her probes only read.
     s.get_workspace(&alice, "default").await.unwrap();
     let held = hold_database(&s.db).await;
-    let waiting: Vec<_> = ["slow-1", "slow-2"]
-        .into_iter()
-        .map(|name| {
-            let mut client = s.workspaces();
-            let alice = alice.clone();
-            tokio::spawn(async move {
-                client
-                    .create_workspace(req(
-                        pb::CreateWorkspaceRequest {
-                            workspace: Some(new_ws(name)),
-                            request_id: String::new(),
-                        },
-                        &alice,
-                    ))
-                    .await
-            })
-        })
-        .collect();
-    // Once both wait in the database, the next call is refused at once. The probe is bad
-    // input, answered without the database whenever it is let in, so it never waits there.
-    let mut refused = None;
-    for _ in 0..150 {
-        let start = Instant::now();
-        match s.get_workspace(&alice, "Not-A-Name!").await {
-            Err(e) if e.code() == Code::InvalidArgument => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => {
-                refused = Some((e, start.elapsed()));
-                break;
-            }
-            Ok(_) => panic!("a malformed name was accepted"),
-        }
-    }
-    let (err, took) = refused.expect("no call was refused");
-    assert_status(&err, Code::Unavailable, "OVERLOADED");
+    let waiting = creates_in_flight(&s, &alice, 2);
+    // Once both wait in the database, the next call is refused at once.
+    let (_, took) = refused(&s, &alice).await;
     assert!(took < Duration::from_millis(500), "not at once: {took:?}");
+    // A call that waited that long shrank the places, down to `--min-in-flight` (without it,
+    // the store's floor, which here is the bound: 2).
+    let places = sample(
+        &scrape(s.metrics_addr.unwrap()).await,
+        "workspaced_calls_in_flight_limit ",
+    );
+    assert_eq!(places, 1.0);
     // Probes still reach it.
     let health = s
         .health()
@@ -433,6 +409,84 @@ async fn calls_over_the_in_flight_limit_are_overloaded_at_once() {
         w.await.unwrap().unwrap();
     }
     s.get_workspace(&alice, "slow-1").await.unwrap();
+}
+
+#[tokio::test]
+async fn overload_runs_the_stores_floor_of_calls_by_default() {
+    let s = TestServer::spawn_with(Options {
+        call_limits: Some(CallLimits {
+            max_in_flight: 8,
+            ..CallLimits::default()
+        }),
+        metrics: true,
+        ..Default::default()
+    })
+    .await;
+    let alice = token("alice");
+    s.get_workspace(&alice, "default").await.unwrap();
+    let held = hold_database(&s.db).await;
+    let waiting = creates_in_flight(&s, &alice, 8);
+    // Refused calls shrink the places, at most once per 10 ms, as far as they go: 4 on
+    // SQLite, 6 on PostgreSQL (without a floor, they would stay at the bound, 8).
+    for _ in 0..4 {
+        refused(&s, &alice).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let places = sample(
+        &scrape(s.metrics_addr.unwrap()).await,
+        "workspaced_calls_in_flight_limit ",
+    );
+    assert_eq!(places, if s.db.is_postgres() { 6.0 } else { 4.0 });
+    held.rollback().await.unwrap();
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
+}
+
+/// A CreateWorkspace call running in a task of its own.
+type CreateCall =
+    tokio::task::JoinHandle<Result<tonic::Response<pb::CreateWorkspaceResponse>, tonic::Status>>;
+
+/// `n` CreateWorkspace calls by `caller`, named `slow-1`..., each in a task of its own, to
+/// hold the places in flight while the database is held.
+fn creates_in_flight(s: &TestServer, caller: &str, n: usize) -> Vec<CreateCall> {
+    (1..=n)
+        .map(|i| {
+            let mut client = s.workspaces();
+            let caller = caller.to_owned();
+            tokio::spawn(async move {
+                client
+                    .create_workspace(req(
+                        pb::CreateWorkspaceRequest {
+                            workspace: Some(new_ws(&format!("slow-{i}"))),
+                            request_id: String::new(),
+                        },
+                        &caller,
+                    ))
+                    .await
+            })
+        })
+        .collect()
+}
+
+/// Probes until a call of `caller` is refused OVERLOADED (the places all taken), and how
+/// long that call took. The probe is bad input, answered without the database whenever it
+/// is let in, so it never waits there.
+async fn refused(s: &TestServer, caller: &str) -> (tonic::Status, Duration) {
+    for _ in 0..150 {
+        let start = Instant::now();
+        match s.get_workspace(caller, "Not-A-Name!").await {
+            Err(e) if e.code() == Code::InvalidArgument => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                assert_status(&e, Code::Unavailable, "OVERLOADED");
+                return (e, start.elapsed());
+            }
+            Ok(_) => panic!("a malformed name was accepted"),
+        }
+    }
+    panic!("no call was refused");
 }
 
 fn get_with(authorizations: &[String]) -> Request<pb::GetWorkspaceRequest> {
