@@ -369,31 +369,13 @@ pub(crate) async fn hold_database(db: &TestDb) -> sea_orm::DatabaseTransaction {
 
 #[tokio::test]
 async fn calls_over_the_in_flight_limit_are_overloaded_at_once() {
-    let s = TestServer::spawn_with(Options {
-        call_limits: Some(CallLimits {
-            max_in_flight: 2,
-            min_in_flight: Some(1),
-            ..CallLimits::default()
-        }),
-        metrics: true,
-        ..Default::default()
-    })
-    .await;
-    let alice = token("alice");
-    // Alice is remembered before the database is held, so her probes only read.
-    s.get_workspace(&alice, "default").await.unwrap();
-    let held = hold_database(&s.db).await;
-    let waiting = creates_in_flight(&s, &alice, 2);
+    let (s, alice, held, waiting) = places_all_taken(2, Some(1)).await;
     // Once both wait in the database, the next call is refused at once.
     let (_, took) = refused(&s, &alice).await;
     assert!(took < Duration::from_millis(500), "not at once: {took:?}");
     // A call that waited that long shrank the places, down to `--min-in-flight` (without it,
     // the store's floor, which here is the bound: 2).
-    let places = sample(
-        &scrape(s.metrics_addr.unwrap()).await,
-        "workspaced_calls_in_flight_limit ",
-    );
-    assert_eq!(places, 1.0);
+    assert_eq!(places(&s).await, 1.0);
     // Probes still reach it.
     let health = s
         .health()
@@ -413,9 +395,37 @@ async fn calls_over_the_in_flight_limit_are_overloaded_at_once() {
 
 #[tokio::test]
 async fn overload_runs_the_stores_floor_of_calls_by_default() {
+    let (s, alice, held, waiting) = places_all_taken(8, None).await;
+    // Refused calls shrink the places, at most once per 10 ms, as far as they go: 4 on
+    // SQLite, 6 on PostgreSQL (without a floor, they would stay at the bound, 8).
+    for _ in 0..4 {
+        refused(&s, &alice).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let floor = if s.db.is_postgres() { 6.0 } else { 4.0 };
+    assert_eq!(places(&s).await, floor);
+    held.rollback().await.unwrap();
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
+}
+
+/// A server of `max` places in flight (shrinking to `min`, or the store's floor), with its
+/// metrics; alice's token; the database held; and `max` CreateWorkspace calls of alice's
+/// that wait for it, holding every place.
+async fn places_all_taken(
+    max: usize,
+    min: Option<usize>,
+) -> (
+    TestServer,
+    String,
+    sea_orm::DatabaseTransaction,
+    Vec<CreateCall>,
+) {
     let s = TestServer::spawn_with(Options {
         call_limits: Some(CallLimits {
-            max_in_flight: 8,
+            max_in_flight: max,
+            min_in_flight: min,
             ..CallLimits::default()
         }),
         metrics: true,
@@ -423,24 +433,19 @@ async fn overload_runs_the_stores_floor_of_calls_by_default() {
     })
     .await;
     let alice = token("alice");
+    // Alice is remembered before the database is held, so her probes only read.
     s.get_workspace(&alice, "default").await.unwrap();
     let held = hold_database(&s.db).await;
-    let waiting = creates_in_flight(&s, &alice, 8);
-    // Refused calls shrink the places, at most once per 10 ms, as far as they go: 4 on
-    // SQLite, 6 on PostgreSQL (without a floor, they would stay at the bound, 8).
-    for _ in 0..4 {
-        refused(&s, &alice).await;
-        tokio::time::sleep(Duration::from_millis(15)).await;
-    }
-    let places = sample(
+    let waiting = creates_in_flight(&s, &alice, max);
+    (s, alice, held, waiting)
+}
+
+/// The places in flight now, from the metrics.
+async fn places(s: &TestServer) -> f64 {
+    sample(
         &scrape(s.metrics_addr.unwrap()).await,
         "workspaced_calls_in_flight_limit ",
-    );
-    assert_eq!(places, if s.db.is_postgres() { 6.0 } else { 4.0 });
-    held.rollback().await.unwrap();
-    for w in waiting {
-        w.await.unwrap().unwrap();
-    }
+    )
 }
 
 /// A CreateWorkspace call running in a task of its own.
