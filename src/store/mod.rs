@@ -450,9 +450,11 @@ impl Store {
     /// admitted call wait longer inside it. On SQLite, whose writes take turns on one
     /// connection, 4 (two cores' worth of reads). On PostgreSQL 6, well under the pool:
     /// CreateWorkspace at 4x what it sustains, with the server and the database sharing one
-    /// core, had an admitted p99 of 11.5-15.1 ms with 6 (five runs), against 13.4-14.1 ms
-    /// with 8, 17.5 with 12 and 18.9-19.9 with 16 (and 15.5-17.8 with 4), admitting 11%
-    /// fewer calls than 16 (`benches/RESULTS.md`); and several replicas share one database.
+    /// core, had an admitted p99 of 11.5-15.1 ms with 6 (five runs on a quiet machine),
+    /// against 13.4-14.1 ms with 8, 17.5 with 12 and 18.9-19.9 with 16 (and 15.5-17.8 with
+    /// 4), admitting 11% fewer calls than 16 (`benches/RESULTS.md`; stalls make the p99
+    /// noisier on a busy machine, while the median stays about half of 16's); and several
+    /// replicas share one database.
     pub fn overload_places(&self) -> usize {
         if self.backend() == DbBackend::Postgres {
             PG_OVERLOAD_PLACES
