@@ -672,7 +672,7 @@ fn main() {
     }
     // Before the runtime, which sizes its threads to the CPUs this process may use.
     // PostgreSQL is pinned with the server only when it serves the run.
-    let on_postgres = std::env::var("WORKSPACED_BENCH_DATABASE_URL").is_ok_and(|u| !u.is_empty());
+    let on_postgres = common::postgres_server().is_some();
     let pinned = a.pin.then(|| Pinned::new(on_postgres));
     if let Some(p) = &pinned {
         SERVER_CPUS.set(p.servers.clone()).ok();

@@ -174,6 +174,13 @@ pub fn authed<T>(msg: T, token: &str) -> Request<T> {
     r
 }
 
+/// The PostgreSQL server the benchmarks run on (`WORKSPACED_BENCH_DATABASE_URL`), if any.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("WORKSPACED_BENCH_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
 /// The database of one benchmark run: a fresh PostgreSQL database in the server that
 /// `WORKSPACED_BENCH_DATABASE_URL` names, dropped by [`BenchDb::drop_it`], or else an
 /// SQLite file in `dir`.
@@ -187,8 +194,8 @@ pub struct BenchDb {
 impl BenchDb {
     /// Makes the run's database; `prefix` starts a PostgreSQL database's name.
     pub async fn new(dir: &Path, prefix: &str) -> BenchDb {
-        match std::env::var("WORKSPACED_BENCH_DATABASE_URL") {
-            Ok(base) if !base.is_empty() => {
+        match postgres_server() {
+            Some(base) => {
                 let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
                 let admin = Database::connect(&base).await.expect("connect");
                 admin
@@ -202,7 +209,7 @@ impl BenchDb {
                     made: Some((base, name)),
                 }
             }
-            _ => BenchDb {
+            None => BenchDb {
                 url: format!("sqlite://{}/{prefix}.db?mode=rwc", dir.display()),
                 made: None,
             },
