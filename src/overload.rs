@@ -14,11 +14,13 @@
 //! 50 ms wait).
 //!
 //! Who gets a freed place adapts as well (adaptive LIFO, from the same paper): the oldest
-//! call in a burst, first come first served, but the newest once the line stands. Under
-//! standing overload the oldest call has waited nearly the whole wait already: first come
-//! first served gave every admitted call that wait on top of its own time (on PostgreSQL at
-//! 4x, a median of 9.4 ms in line against 1.3 ms served newest first), while the calls
-//! passed over are refused at the end of their wait either way.
+//! call while the line is short, first come first served, but the newest once a queue
+//! forms (the line stands, or its oldest call has waited `STANDING_WAIT`). Then the oldest
+//! call has waited long already: first come first served gave every admitted call that wait
+//! on top of its own time (on PostgreSQL at 4x, a median of 9.4 ms in line against 1.3 ms
+//! served newest first under standing overload, and 57 ms each for the calls admitted in
+//! the step from half load to 4x, before the line stood), while the calls passed over are
+//! refused at the end of their wait either way.
 //!
 //! The places in flight adapt too. A call in flight waits for the database (one SQLite
 //! writer, a pool, row locks), so with all places taken an admitted call waits for the calls
@@ -87,11 +89,13 @@ struct State {
     last_shrink: u64,
 }
 
-/// A call in line. `granted` is set, under the line's lock, when a place is handed to it.
+/// A call in line, since `since` (µs since the line's epoch). `granted` is set, under the
+/// line's lock, when a place is handed to it.
 #[derive(Debug, Default)]
 struct Waiter {
     notify: Notify,
     granted: AtomicBool,
+    since: u64,
 }
 
 impl Waiter {
@@ -192,17 +196,29 @@ impl Line {
         now.saturating_sub(state.last_empty) > INTERVAL.as_micros() as u64
     }
 
+    /// Whether a queue is forming: the line stands, or its oldest call has waited
+    /// `STANDING_WAIT` already (at the step from light load to overload, the line serves a
+    /// burst for `INTERVAL` before it stands: served oldest first, the calls admitted then
+    /// waited 57 ms each, on PostgreSQL at 4x).
+    fn forming(state: &State, now: u64) -> bool {
+        Self::standing(state, now)
+            || state
+                .waiting
+                .front()
+                .is_some_and(|w| now.saturating_sub(w.since) >= STANDING_WAIT.as_micros() as u64)
+    }
+
     /// If the places allow one more call in flight than hold one, hands it to a call in line
-    /// (returned, to be woken once the lock is released) or keeps it free. While the line
-    /// stands the newest call gets it, as in adaptive LIFO ("Fail at Scale", Maurer, 2015):
-    /// the oldest has waited nearly the whole wait already and would take it only to be
-    /// slow, while the calls behind it wait on and are refused anyway; handed to the newest,
-    /// admitted calls barely wait and the refused ones are the stale.
+    /// (returned, to be woken once the lock is released) or keeps it free. Once a queue
+    /// forms the newest call gets it, as in adaptive LIFO ("Fail at Scale", Maurer, 2015):
+    /// the oldest has waited long already and would take it only to be slow, while the calls
+    /// behind it wait on and are refused anyway; handed to the newest, admitted calls barely
+    /// wait and the refused ones are the stale.
     fn hand_over(&self, state: &mut State, now: u64) -> Option<Arc<Waiter>> {
         if state.held + state.free >= state.limit {
             return None;
         }
-        let next = if Self::standing(state, now) {
+        let next = if Self::forming(state, now) {
             state.waiting.pop_back()
         } else {
             state.waiting.pop_front()
@@ -282,7 +298,10 @@ impl Line {
             } else {
                 self.burst_wait
             };
-            let waiter = Arc::new(Waiter::default());
+            let waiter = Arc::new(Waiter {
+                since: start,
+                ..Waiter::default()
+            });
             state.waiting.push_back(waiter.clone());
             (waiter, wait)
         };
@@ -345,7 +364,8 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_freed_place_goes_to_the_oldest_call_in_a_burst_and_to_the_newest_in_overload() {
+    async fn a_freed_place_goes_to_the_oldest_call_in_a_burst_and_to_the_newest_once_a_queue_forms()
+    {
         let line = Arc::new(Line::new(1, 1, Duration::from_millis(50)));
         // A burst: first come, first served.
         let held = line.enter().await.expect("a free place");
@@ -359,6 +379,27 @@ mod tests {
             "the newer waits out the burst bound"
         );
         drop(first);
+        // Still a burst (the line stood for less than INTERVAL), but its oldest call has
+        // waited the standing wait: a queue forms, and the newest call gets the place.
+        let held = line.enter().await.expect("a free place");
+        let older = in_line(&line).await;
+        tokio::time::sleep(STANDING_WAIT).await;
+        let newer = in_line(&line).await;
+        drop(held);
+        let (waited, place) = newer.await.unwrap();
+        assert!(place.is_some(), "the newest call gets the place");
+        assert!(waited < STANDING_WAIT, "as soon as it was free: {waited:?}");
+        drop(place);
+        let (waited, place) = older.await.unwrap();
+        assert!(
+            place.is_some(),
+            "the place is free again, and the older call gets it"
+        );
+        assert!(
+            waited < Duration::from_millis(50),
+            "before its wait ran out: {waited:?}"
+        );
+        drop(place);
         // Overload stands: the newest call gets the freed place; the older one, which has
         // waited longest already, is refused at the end of its wait.
         let held = line.enter().await.expect("a free place");
