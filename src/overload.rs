@@ -14,13 +14,17 @@
 //! 50 ms wait).
 //!
 //! Who gets a freed place adapts as well (adaptive LIFO, from the same paper): the oldest
-//! call while the line is short, first come first served, but the newest once a queue
-//! forms (the line stands, or its oldest call has waited `STANDING_WAIT`). Then the oldest
-//! call has waited long already: first come first served gave every admitted call that wait
-//! on top of its own time (on PostgreSQL at 4x, a median of 9.4 ms in line against 1.3 ms
-//! served newest first under standing overload, and 57 ms each for the calls admitted in
-//! the step from half load to 4x, before the line stood), while the calls passed over are
-//! refused at the end of their wait either way.
+//! call while the line has not stood and its oldest call has waited less than
+//! `STANDING_WAIT`, first come first served, but the newest once a queue forms (the line
+//! stands, or its oldest call has waited `STANDING_WAIT`). Then the oldest call has waited
+//! long already: first come first served gave every admitted call that wait on top of its
+//! own time (on PostgreSQL at 4x, a median of 9.4 ms in line against 1.3 ms served newest
+//! first under standing overload; in the step from half load to 4x, before the line stood,
+//! a median of 31 ms before their place for the slow calls admitted then), while the calls
+//! passed over are refused at the end of their wait either way. The price: once a queue
+//! forms, a backlog drains only with the capacity new calls leave, so after a stall long
+//! enough to fill every place, the oldest calls in line may run out the wait where first
+//! come first served would have admitted them.
 //!
 //! The places in flight adapt too. A call in flight waits for the database (one SQLite
 //! writer, a pool, row locks), so with all places taken an admitted call waits for the calls
@@ -48,12 +52,13 @@ use std::{
 use tokio::{sync::Notify, time::Instant};
 
 /// How long the line may stand (no call finding a free place at once) before its wait
-/// shortens and freed places go to the newest call in it, and how long after a refusal a
-/// free place does not empty it.
+/// shortens and freed places go to the newest call in it (sooner once its oldest call has
+/// waited `STANDING_WAIT`), and how long after a refusal a free place does not empty it.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
 /// The longest wait in a line that has stood for longer than `INTERVAL`; a call that waited
-/// this long halves the places.
+/// this long halves the places, and a line whose oldest call waited this long hands freed
+/// places to the newest.
 pub const STANDING_WAIT: Duration = Duration::from_millis(5);
 
 /// How often, at most, the places halve.
@@ -89,8 +94,8 @@ struct State {
     last_shrink: u64,
 }
 
-/// A call in line, since `since` (µs since the line's epoch). `granted` is set, under the
-/// line's lock, when a place is handed to it.
+/// A call in line; `since` is when it joined, in µs since the line's epoch. `granted` is
+/// set, under the line's lock, when a place is handed to it.
 #[derive(Debug, Default)]
 struct Waiter {
     notify: Notify,
@@ -198,8 +203,8 @@ impl Line {
 
     /// Whether a queue is forming: the line stands, or its oldest call has waited
     /// `STANDING_WAIT` already (at the step from light load to overload, the line serves a
-    /// burst for `INTERVAL` before it stands: served oldest first, the calls admitted then
-    /// waited 57 ms each, on PostgreSQL at 4x).
+    /// burst for `INTERVAL` before it stands: served oldest first, the slow calls admitted
+    /// then waited a median of 31 ms before their place, on PostgreSQL at 4x).
     fn forming(state: &State, now: u64) -> bool {
         Self::standing(state, now)
             || state

@@ -71,8 +71,9 @@ pub struct CallLimits {
     pub min_in_flight: Option<usize>,
     /// How long a call waits in line in a burst before it is answered OVERLOADED (a line
     /// that stands waits less; see [`crate::overload`]). Long enough to ride out a database
-    /// stall of a few tens of ms without refusing calls: 20 ms cut the admitted p99 under
-    /// overload, but refused hundreds of calls in such stalls (see `benches/RESULTS.md`).
+    /// stall of a few tens of ms without refusing calls while the places last: 20 ms cut the
+    /// admitted p99 under overload, but refused hundreds of calls in such stalls (see
+    /// `benches/RESULTS.md`).
     pub queue_wait: Duration,
     /// How long a call's request may take to arrive.
     pub body_timeout: Duration,
