@@ -6,7 +6,8 @@
 //!   offers half of it and four times it; prints how every call was answered, the p50/p99
 //!   of the admitted ones, and the p99 of how late the generator started its calls (a lower
 //!   bound on the generator's own share of the latencies, on a machine it shares with the
-//!   server).
+//!   server), and the p99 second by second (whether the tail is spread over the run, or
+//!   gathered in the few seconds of a stall).
 //!   `--max-in-flight N` passes the server's flag.
 //! - `soak`: mixed load for `--seconds` (default 600), after `--warm-up` seconds of the same:
 //!   reads, writes, listings, bad tokens and unknown paths at `--rate` calls/s; prints RSS
@@ -159,6 +160,10 @@ struct Outcome {
     /// latency that is the generator's own (on a machine it shares with the server and the
     /// database; a wait inside its HTTP/2 client is not counted).
     late: Option<Histogram<u64>>,
+    /// The calls answered OK, each as (the second of the run it was meant to start in,
+    /// its latency in µs): the p99 second by second shows whether a tail is spread over the
+    /// run (the server's doing) or gathered in a few seconds (a stall of the machine).
+    ok_at: Vec<(u32, u32)>,
     offered: u64,
     elapsed: Duration,
 }
@@ -168,14 +173,33 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Outcome {
-    fn add(&mut self, label: String, code: Code, latency: Duration) {
+    fn add(&mut self, label: String, code: Code, second: u32, latency: Duration) {
         *self.codes.entry(format!("{label}{code:?}")).or_default() += 1;
         if code == Code::Ok {
-            self.ok
-                .get_or_insert_with(histogram)
-                .record(latency.as_micros().max(1) as u64)
-                .ok();
+            let us = latency.as_micros().max(1) as u64;
+            self.ok.get_or_insert_with(histogram).record(us).ok();
+            self.ok_at
+                .push((second, u32::try_from(us).unwrap_or(u32::MAX)));
         }
+    }
+
+    /// The p99 of the calls answered OK in each whole second of the run, in ms, sorted;
+    /// seconds with fewer than 100 such calls are left out (their p99 would be their max).
+    fn p99_by_second(&self) -> Vec<f64> {
+        let mut by: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &(second, us) in &self.ok_at {
+            by.entry(second).or_default().push(us);
+        }
+        let mut p99: Vec<f64> = by
+            .into_values()
+            .filter(|v| v.len() >= 100)
+            .map(|mut v| {
+                v.sort_unstable();
+                f64::from(v[(v.len() * 99).div_ceil(100) - 1]) / 1000.0
+            })
+            .collect();
+        p99.sort_by(f64::total_cmp);
+        p99
     }
 
     fn ms(&self, q: f64) -> f64 {
@@ -206,11 +230,12 @@ where
         let intended = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(intended.into()).await;
         let call = call.clone();
+        let second = (i as f64 / rate) as u32;
         tasks.push(tokio::spawn(async move {
             let late = intended.elapsed();
             match tokio::time::timeout(Duration::from_secs(60), call(i)).await {
-                Ok((label, code)) => (label, Some(code), intended.elapsed(), late),
-                Err(_) => (String::new(), None, intended.elapsed(), late),
+                Ok((label, code)) => (label, Some(code), second, intended.elapsed(), late),
+                Err(_) => (String::new(), None, second, intended.elapsed(), late),
             }
         }));
     }
@@ -219,13 +244,13 @@ where
         ..Outcome::default()
     };
     for t in tasks {
-        let (label, code, latency, late) = t.await.expect("call task");
+        let (label, code, second, latency, late) = t.await.expect("call task");
         out.late
             .get_or_insert_with(histogram)
             .record(late.as_micros().max(1) as u64)
             .ok();
         match code {
-            Some(code) => out.add(label, code, latency),
+            Some(code) => out.add(label, code, second, latency),
             None => *out.codes.entry("NoAnswer".into()).or_default() += 1,
         }
     }
@@ -328,6 +353,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
         "| offered | calls/s | answered | OK | OVERLOADED | other | p50 OK | p99 OK | p99 started late | server CPU/call | generator CPU/call | PostgreSQL CPU/call |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut phases = Vec::new();
     for (label, factor) in [("half", 0.5), ("four", 4.0)] {
         let rate = x * factor;
         let chans = chans.clone();
@@ -373,6 +399,27 @@ async fn overload(a: &Args, url: &str, key: &Path) {
             cpu.as_micros() as f64 / out.offered.max(1) as f64,
             generator.as_micros() as f64 / out.offered.max(1) as f64,
             db.as_micros() as f64 / out.offered.max(1) as f64,
+        );
+        phases.push((factor, out.ms(0.99), out.p99_by_second()));
+    }
+    println!();
+    for (factor, _, seconds) in &phases {
+        if let (Some(min), Some(max)) = (seconds.first(), seconds.last()) {
+            println!(
+                "p99 OK second by second at {factor}x: min {min:.2} ms, median {:.2} ms, max {max:.2} ms ({} seconds)",
+                seconds[seconds.len() / 2],
+                seconds.len()
+            );
+        }
+    }
+    if let [(_, half, half_s), (_, four, four_s)] = &phases[..]
+        && !half_s.is_empty()
+        && !four_s.is_empty()
+    {
+        println!(
+            "p99 OK at 4x over 0.5x: {:.2}x over the whole phases, {:.2}x between their median seconds",
+            four / half,
+            four_s[four_s.len() / 2] / half_s[half_s.len() / 2]
         );
     }
 }
