@@ -78,13 +78,15 @@ pub(crate) fn count_query<E: EntityTrait>(q: Select<E>) -> SelectStatement {
 }
 
 /// Connections in a PostgreSQL replica's pool.
-const PG_POOL: usize = 16;
+pub const PG_POOL: usize = 16;
 /// Calls a PostgreSQL replica runs at once while overload lasts (see
 /// [`Store::overload_places`]).
 const PG_OVERLOAD_PLACES: usize = 6;
 /// How long a request waits for a pooled connection before the database counts as
-/// unavailable; well under the contract's 5 s.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// unavailable; well under the contract's 5 s, and under a call's deadline
+/// ([`crate::telemetry::DEADLINE`]), so that a call that finds every connection taken is
+/// answered by its own wait, not cut off by the deadline.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a PostgreSQL replica checks for events that a writer left without a revision.
 const EVENT_SWEEP: Duration = Duration::from_millis(100);
 /// How long a PostgreSQL replica gathers the events its writers queue before it numbers
@@ -746,6 +748,8 @@ impl Store {
         }
     }
 
+    /// On PostgreSQL, vacuums the tables that churn and analyzes the tables that have grown,
+    /// as they need it (see [`vacuum`]). Runs until aborted.
     pub(crate) async fn vacuum_churn(self) {
         if self.backend() != DbBackend::Postgres {
             return;
@@ -758,6 +762,11 @@ impl Store {
                 Ok(tables) if tables.is_empty() => {}
                 Ok(tables) => tracing::debug!(?tables, "vacuumed"),
                 Err(e) => tracing::warn!("vacuuming failed: {}", describe(&e)),
+            }
+            match vacuum::analyze_grown(&self.db).await {
+                Ok(tables) if tables.is_empty() => {}
+                Ok(tables) => tracing::debug!(?tables, "analyzed"),
+                Err(e) => tracing::warn!("analyzing failed: {}", describe(&e)),
             }
         }
     }

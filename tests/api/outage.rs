@@ -229,14 +229,62 @@ async fn calls_stuck_in_the_database_free_their_place_in_flight_when_answered() 
     s.get_workspace(&alice, "default").await.unwrap();
 }
 
-#[tokio::test]
-async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_still_completes() {
+/// A server on PostgreSQL with the default options; `None` (and the test skipped) on SQLite.
+async fn on_postgres() -> Option<TestServer> {
     let db = TestDb::new().await;
     if !db.is_postgres() {
         eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
-        return;
+        return None;
     }
-    let s = TestServer::spawn_on(Arc::new(db), Options::default()).await;
+    Some(TestServer::spawn_on(Arc::new(db), Options::default()).await)
+}
+
+#[tokio::test]
+async fn a_call_that_finds_every_pooled_connection_taken_gives_up_before_its_deadline() {
+    let Some(s) = on_postgres().await else {
+        return;
+    };
+    let alice = token("alice");
+    s.get_workspace(&alice, "default").await.unwrap();
+    // As many calls as the pool has connections, each waiting on the lock with one.
+    let held = crate::hostile::hold_database(&s.db).await;
+    let names: Vec<String> = (0..workspaced::store::PG_POOL)
+        .map(|i| format!("stuck-{i}"))
+        .collect();
+    let stuck = futures::future::join_all(names.iter().map(|n| s.get_workspace(&alice, n)));
+    let last = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let start = Instant::now();
+        (s.get_workspace(&alice, "last").await, start.elapsed())
+    };
+    let (stuck, (last, took)) = tokio::join!(stuck, last);
+    for r in stuck {
+        assert_status(&r.unwrap_err(), Code::Unavailable, "DATABASE_UNAVAILABLE");
+    }
+    // It waited for a connection as long as a call may, and no longer: answered by the
+    // pool's bound, before the call's deadline would have cut it off.
+    assert_status(
+        &last.unwrap_err(),
+        Code::Unavailable,
+        "DATABASE_UNAVAILABLE",
+    );
+    assert!(
+        took >= workspaced::store::ACQUIRE_TIMEOUT,
+        "answered before the pool's wait ran out: {took:?}"
+    );
+    assert!(
+        took < workspaced::telemetry::DEADLINE,
+        "waited for a connection until the deadline: {took:?}"
+    );
+    held.rollback().await.unwrap();
+    s.get_workspace(&alice, "default").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_still_completes() {
+    let Some(s) = on_postgres().await else {
+        return;
+    };
     let alice = token("alice");
     create(&s, &alice, new_ws("held")).await;
     // Another session holds the workspace's row lock, so the update's query waits on a

@@ -180,6 +180,50 @@ async fn postgres_tables_that_churn_are_vacuumed_without_waiting_for_autovacuum(
     assert!(count(&c, dead).await < 1000);
 }
 
+#[tokio::test]
+async fn postgres_tables_that_grow_are_analyzed_without_waiting_for_autovacuum() {
+    let s = TestServer::spawn().await;
+    if !s.db.is_postgres() {
+        eprintln!("skipped: SQLite's plans are made for each statement as it is prepared");
+        return;
+    }
+    // 3,000 new leases: a table ten times what its statistics (none yet) say. Autovacuum is
+    // kept off the table, so that only the server's own ANALYZE can count them.
+    let c = db(&s).await;
+    c.execute_unprepared("ALTER TABLE gpu_requests SET (autovacuum_enabled = false)")
+        .await
+        .unwrap();
+    c.execute_unprepared(
+        "INSERT INTO gpu_requests (workspace_id, id, gpu_shape, gpu_count, memory_bytes, \
+         priority, exit_duration_us, admitted_by, admit_time, expire_us) \
+         SELECT w.id, 'pod-' || g, 'a100', 1, 0, 0, 0, 'scheduler', now(), 0 \
+         FROM workspaces w, generate_series(1, 3000) g WHERE w.name = 'default'",
+    )
+    .await
+    .unwrap();
+    // A backend reports its statistics when it ends, at the latest.
+    c.close().await.unwrap();
+    // Only an ANALYZE statement, not autovacuum, moves `analyze_count`.
+    let analyzed = "SELECT analyze_count FROM pg_stat_user_tables \
+                    WHERE relname = 'gpu_requests' AND schemaname = current_schema()";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let c = db(&s).await;
+    while count(&c, analyzed).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gpu_requests was not analyzed in 15 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let rows = "SELECT reltuples::BIGINT FROM pg_class \
+                WHERE oid = to_regclass(current_schema() || '.gpu_requests')";
+    assert_eq!(
+        count(&c, rows).await,
+        3000,
+        "the statistics count the new rows"
+    );
+}
+
 /// SQLite: the write-ahead log is copied into the database file in the background, well
 /// before SQLite's own checkpoint (10,000 pages) would run in some writer's commit.
 #[tokio::test]
