@@ -264,10 +264,14 @@ fn coded<T>(r: Result<T, tonic::Status>) -> (String, Code) {
     match r {
         Ok(_) => (String::new(), Code::Ok),
         Err(e) => {
-            let reason = e
-                .get_details_error_info()
-                .map(|i| format!("{}/", i.reason))
-                .unwrap_or_default();
+            let reason = match e.get_details_error_info() {
+                Some(i) => format!("{}/", i.reason),
+                // No reason: the message is all there is to go on (an HTTP/2 error, say).
+                None if matches!(e.code(), Code::Unknown | Code::Internal) => {
+                    format!("\"{}\"/", e.message().chars().take(80).collect::<String>())
+                }
+                None => String::new(),
+            };
             (reason, e.code())
         }
     }

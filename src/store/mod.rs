@@ -87,6 +87,7 @@ const PG_OVERLOAD_PLACES: usize = 6;
 /// ([`crate::telemetry::DEADLINE`]), so that a call that finds every connection taken is
 /// answered by its own wait, not cut off by the deadline.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const _: () = assert!(ACQUIRE_TIMEOUT.as_millis() < crate::telemetry::DEADLINE.as_millis());
 /// How often a PostgreSQL replica checks for events that a writer left without a revision.
 const EVENT_SWEEP: Duration = Duration::from_millis(100);
 /// How long a PostgreSQL replica gathers the events its writers queue before it numbers
@@ -724,8 +725,6 @@ impl Store {
         }
     }
 
-    /// On PostgreSQL: vacuums the tables whose rows come and go all the time once they hold
-    /// many dead rows (see `vacuum`). Runs until aborted.
     /// On SQLite: copies the write-ahead log into the database file every
     /// `CHECKPOINT_EVERY`, beside the writer instead of in its turn (see `connect_options`).
     /// A passive checkpoint waits for no one: what readers still use waits for the next.
@@ -748,7 +747,7 @@ impl Store {
         }
     }
 
-    /// On PostgreSQL, vacuums the tables that churn and analyzes the tables that have grown,
+    /// On PostgreSQL, vacuums the tables that churn and analyzes the tables that have changed,
     /// as they need it (see [`vacuum`]). Runs until aborted.
     pub(crate) async fn vacuum_churn(self) {
         if self.backend() != DbBackend::Postgres {
@@ -763,7 +762,7 @@ impl Store {
                 Ok(tables) => tracing::debug!(?tables, "vacuumed"),
                 Err(e) => tracing::warn!("vacuuming failed: {}", describe(&e)),
             }
-            match vacuum::analyze_grown(&self.db).await {
+            match vacuum::analyze_changed(&self.db).await {
                 Ok(tables) if tables.is_empty() => {}
                 Ok(tables) => tracing::debug!(?tables, "analyzed"),
                 Err(e) => tracing::warn!("analyzing failed: {}", describe(&e)),

@@ -1,5 +1,5 @@
 //! PostgreSQL: vacuums the tables whose rows come and go all the time, and analyzes the
-//! tables that have grown, as soon as they need it, instead of when autovacuum next visits.
+//! tables that have changed, as soon as they need it, instead of when autovacuum next visits.
 //!
 //! `pending_events` is a queue (an event waits there only until a numbering pass gives it
 //! a revision) and `gpu_requests` loses a row at every release. A deleted row stays in the
@@ -17,13 +17,16 @@
 //! when an old transaction keeps the dead rows alive, so that vacuums cannot remove them.
 //!
 //! A table that grows needs fresh statistics as much: a replica prepares each statement once
-//! per pooled connection, and PostgreSQL keeps a prepared statement's plan until something
-//! invalidates it, such as an ANALYZE. With autovacuum off, nothing does: in a soak on such a
-//! PostgreSQL, ListWorkspaces kept plans made while the tables were nearly empty, and after 15
-//! minutes (30,000 workspaces, 60,000 members) some of them ran past the 4.5 s deadline; an
-//! ANALYZE of the two tables ended that at once. So each replica also analyzes a table of its
-//! schema that has changed by `CHANGED_ROWS` rows and a tenth of its live rows since its last
-//! analysis (autovacuum's own rule), and was not analyzed in the last `ANALYZE_BACKOFF`.
+//! per pooled connection, and PostgreSQL keeps a prepared statement's generic plan until
+//! something invalidates it, such as an ANALYZE. With autovacuum off, nothing does: in a soak
+//! on such a PostgreSQL, ListWorkspaces kept plans made while the tables were nearly empty,
+//! and after 15 minutes (30,000 workspaces, 60,000 members) some of them ran past the 4.5 s
+//! deadline; an ANALYZE of the two tables ended that at once. So each replica also analyzes a
+//! table of its schema where `CHANGED_ROWS` rows and a tenth of its live rows have changed
+//! since its last analysis (the form of autovacuum's rule), unless it was analyzed in the
+//! last `ANALYZE_BACKOFF`, by any replica or by autovacuum. The queue (`pending_events`) is
+//! left out: its rows live for milliseconds, so it always counts as changed, and its
+//! statistics would catch whatever it held at that moment.
 
 use std::time::Duration;
 
@@ -44,39 +47,41 @@ pub(crate) const BACKOFF: Duration = Duration::from_secs(2);
 /// Changed rows past which a table is analyzed, with a tenth of its live rows.
 pub(crate) const CHANGED_ROWS: i64 = 500;
 
-/// The least time between two analyses of a table, by any replica or autovacuum: a queue
-/// changes by far more than a tenth of its rows between two, and each analysis makes every
-/// connection plan its statements again.
+/// The least time between two analyses of a table, by any replica or autovacuum (two
+/// replicas that read the statistics at once may both run one): each analysis makes every
+/// connection plan its statements on the table again.
 pub(crate) const ANALYZE_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Analyzes the tables of this schema that have changed enough since their last analysis
-/// (see the module's comment), by PostgreSQL's statistics; returns their names.
-pub(crate) async fn analyze_grown(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+/// The queue, whose statistics are never worth keeping (see the module's comment).
+const NOT_ANALYZED: &str = "pending_events";
+
+/// Analyzes the tables of this schema where enough has changed since their last analysis
+/// (see the module's comment), by PostgreSQL's statistics; returns the tables it tried (one
+/// that another session holds is skipped, and tried again next time).
+pub(crate) async fn analyze_changed(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT relname::TEXT AS name FROM pg_stat_user_tables \
-             WHERE schemaname = current_schema() \
+            // `format('%I.%I')` quotes the name as PostgreSQL would, so that it names this
+            // schema's table whatever it is called.
+            "SELECT format('%I.%I', schemaname, relname) AS name FROM pg_stat_user_tables \
+             WHERE schemaname = current_schema() AND relname <> $3 \
              AND n_mod_since_analyze >= $1 + n_live_tup / 10 \
              AND COALESCE(GREATEST(last_analyze, last_autoanalyze), '-infinity') \
              < now() - make_interval(secs => $2)",
-            [CHANGED_ROWS.into(), ANALYZE_BACKOFF.as_secs_f64().into()],
+            [
+                CHANGED_ROWS.into(),
+                ANALYZE_BACKOFF.as_secs_f64().into(),
+                NOT_ANALYZED.into(),
+            ],
         ))
         .await?;
     let mut analyzed = Vec::with_capacity(rows.len());
     for row in rows {
         let name: String = row.try_get("", "name")?;
-        // A name from the catalog: put into the statement only if it is a plain one, as every
-        // table of this schema's is.
-        if !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            db.execute_unprepared(&format!("ANALYZE (SKIP_LOCKED) {name}"))
-                .await?;
-            analyzed.push(name);
-        }
+        db.execute_unprepared(&format!("ANALYZE (SKIP_LOCKED) {name}"))
+            .await?;
+        analyzed.push(name);
     }
     Ok(analyzed)
 }

@@ -253,7 +253,18 @@ async fn a_call_that_finds_every_pooled_connection_taken_gives_up_before_its_dea
         .collect();
     let stuck = futures::future::join_all(names.iter().map(|n| s.get_workspace(&alice, n)));
     let last = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Once all of them wait on the lock, each holding its connection.
+        let c = sea_orm::Database::connect(&s.db.url).await.unwrap();
+        let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
+                       WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        let since = Instant::now();
+        while count_on(&c, waiting).await < workspaced::store::PG_POOL as i64 {
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "the calls never got stuck"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let start = Instant::now();
         (s.get_workspace(&alice, "last").await, start.elapsed())
     };
