@@ -136,6 +136,38 @@ async fn register_racing_delete_never_loses_a_registration() {
     }
 }
 
+/// Polls `sql` (a count) on a new connection to the server's database until it is not 0,
+/// for at most 15 s (the server looks every second); panics with `what` if it stays 0.
+async fn counted_within_15_s(s: &TestServer, sql: &str, what: &str) -> DatabaseConnection {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let c = db(s).await;
+    while count(&c, sql).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "{what} in 15 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    c
+}
+
+/// PostgreSQL: `n` leases in the default workspace, on a connection to the server's
+/// database, with autovacuum kept off their table, so that only the server's own VACUUM or
+/// ANALYZE can act on it. They expire in a year, so that the sweeper leaves them.
+async fn leases_without_autovacuum(s: &TestServer, n: u32) -> DatabaseConnection {
+    let c = db(s).await;
+    c.execute_unprepared("ALTER TABLE gpu_requests SET (autovacuum_enabled = false)")
+        .await
+        .unwrap();
+    c.execute_unprepared(&format!(
+        "INSERT INTO gpu_requests (workspace_id, id, gpu_shape, gpu_count, memory_bytes, \
+         priority, exit_duration_us, admitted_by, admit_time, expire_us) \
+         SELECT w.id, 'pod-' || g, 'a100', 1, 0, 0, 0, 'scheduler', now(), \
+         (EXTRACT(EPOCH FROM now() + interval '1 year') * 1000000)::BIGINT \
+         FROM workspaces w, generate_series(1, {n}) g WHERE w.name = 'default'"
+    ))
+    .await
+    .unwrap();
+    c
+}
+
 #[tokio::test]
 async fn postgres_tables_that_churn_are_vacuumed_without_waiting_for_autovacuum() {
     let s = TestServer::spawn().await;
@@ -143,20 +175,8 @@ async fn postgres_tables_that_churn_are_vacuumed_without_waiting_for_autovacuum(
         eprintln!("skipped: SQLite has no dead rows to vacuum");
         return;
     }
-    // 3,000 released leases: dead rows every scan of the table would walk past. Autovacuum
-    // is kept off the table, so that only the server's own vacuum can remove them.
-    let c = db(&s).await;
-    c.execute_unprepared("ALTER TABLE gpu_requests SET (autovacuum_enabled = false)")
-        .await
-        .unwrap();
-    c.execute_unprepared(
-        "INSERT INTO gpu_requests (workspace_id, id, gpu_shape, gpu_count, memory_bytes, \
-         priority, exit_duration_us, admitted_by, admit_time, expire_us) \
-         SELECT w.id, 'pod-' || g, 'a100', 1, 0, 0, 0, 'scheduler', now(), 0 \
-         FROM workspaces w, generate_series(1, 3000) g WHERE w.name = 'default'",
-    )
-    .await
-    .unwrap();
+    // 3,000 released leases: dead rows every scan of the table would walk past.
+    let c = leases_without_autovacuum(&s, 3000).await;
     c.execute_unprepared("DELETE FROM gpu_requests")
         .await
         .unwrap();
@@ -166,17 +186,8 @@ async fn postgres_tables_that_churn_are_vacuumed_without_waiting_for_autovacuum(
                     WHERE relname = 'gpu_requests' AND schemaname = current_schema()";
     let dead = "SELECT n_dead_tup FROM pg_stat_user_tables \
                 WHERE relname = 'gpu_requests' AND schemaname = current_schema()";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let c = db(&s).await;
     // Only a VACUUM statement, not autovacuum, moves `vacuum_count`.
-    while count(&c, vacuumed).await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gpu_requests was not vacuumed in 15 s; dead rows: {}",
-            count(&c, dead).await
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let c = counted_within_15_s(&s, vacuumed, "gpu_requests was not vacuumed").await;
     assert!(count(&c, dead).await < 1000);
 }
 
@@ -188,36 +199,14 @@ async fn postgres_tables_that_grow_are_analyzed_without_waiting_for_autovacuum()
         return;
     }
     // 3,000 leases where the statistics know of none: over the 500 changed rows and a tenth
-    // of the live ones that call for an analysis. Autovacuum is kept off the table, so that
-    // only the server's own ANALYZE can count them; the leases expire in a year, so that
-    // the sweeper leaves them.
-    let c = db(&s).await;
-    c.execute_unprepared("ALTER TABLE gpu_requests SET (autovacuum_enabled = false)")
-        .await
-        .unwrap();
-    c.execute_unprepared(
-        "INSERT INTO gpu_requests (workspace_id, id, gpu_shape, gpu_count, memory_bytes, \
-         priority, exit_duration_us, admitted_by, admit_time, expire_us) \
-         SELECT w.id, 'pod-' || g, 'a100', 1, 0, 0, 0, 'scheduler', now(), \
-         (EXTRACT(EPOCH FROM now() + interval '1 year') * 1000000)::BIGINT \
-         FROM workspaces w, generate_series(1, 3000) g WHERE w.name = 'default'",
-    )
-    .await
-    .unwrap();
+    // of the live ones that call for an analysis.
+    let c = leases_without_autovacuum(&s, 3000).await;
     // A backend reports its statistics when it ends, at the latest.
     c.close().await.unwrap();
     // Only an ANALYZE statement, not autovacuum, moves `analyze_count`.
     let analyzed = "SELECT analyze_count FROM pg_stat_user_tables \
                     WHERE relname = 'gpu_requests' AND schemaname = current_schema()";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let c = db(&s).await;
-    while count(&c, analyzed).await == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gpu_requests was not analyzed in 15 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let c = counted_within_15_s(&s, analyzed, "gpu_requests was not analyzed").await;
     let rows = "SELECT reltuples::BIGINT FROM pg_class \
                 WHERE oid = to_regclass(current_schema() || '.gpu_requests')";
     assert_eq!(
