@@ -162,7 +162,7 @@ struct Outcome {
     late: Option<Histogram<u64>>,
     /// The calls answered OK, each as (the second of the run it was meant to start in,
     /// its latency in µs): the p99 second by second shows whether a tail is spread over the
-    /// run (the server's doing) or gathered in a few seconds (a stall of the machine).
+    /// run or gathered in the few seconds of a stall.
     ok_at: Vec<(u32, u32)>,
     offered: u64,
     elapsed: Duration,
@@ -213,6 +213,11 @@ impl Outcome {
             .as_ref()
             .map_or(f64::NAN, |h| h.value_at_quantile(q) as f64 / 1000.0)
     }
+}
+
+/// The middle of `sorted` (the upper one of two); not empty.
+fn median(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() / 2]
 }
 
 /// Calls `call(i)` at `rate` per second for `secs`, each in its own task, and waits for
@@ -411,7 +416,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
         if let (Some(min), Some(max)) = (seconds.first(), seconds.last()) {
             println!(
                 "p99 OK second by second at {factor}x: min {min:.2} ms, median {:.2} ms, max {max:.2} ms ({} seconds)",
-                seconds[seconds.len() / 2],
+                median(seconds),
                 seconds.len()
             );
         }
@@ -423,7 +428,7 @@ async fn overload(a: &Args, url: &str, key: &Path) {
         println!(
             "p99 OK at 4x over 0.5x: {:.2}x over the whole phases, {:.2}x between their median seconds",
             four / half,
-            four_s[four_s.len() / 2] / half_s[half_s.len() / 2]
+            median(four_s) / median(half_s)
         );
     }
 }

@@ -229,19 +229,9 @@ async fn calls_stuck_in_the_database_free_their_place_in_flight_when_answered() 
     s.get_workspace(&alice, "default").await.unwrap();
 }
 
-/// A server on PostgreSQL with the default options; `None` (and the test skipped) on SQLite.
-async fn on_postgres() -> Option<TestServer> {
-    let db = TestDb::new().await;
-    if !db.is_postgres() {
-        eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
-        return None;
-    }
-    Some(TestServer::spawn_on(Arc::new(db), Options::default()).await)
-}
-
 #[tokio::test]
 async fn a_call_that_finds_every_pooled_connection_taken_gives_up_before_its_deadline() {
-    let Some(s) = on_postgres().await else {
+    let Some(s) = TestServer::on_postgres().await else {
         return;
     };
     let alice = token("alice");
@@ -293,7 +283,7 @@ async fn a_call_that_finds_every_pooled_connection_taken_gives_up_before_its_dea
 
 #[tokio::test]
 async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_still_completes() {
-    let Some(s) = on_postgres().await else {
+    let Some(s) = TestServer::on_postgres().await else {
         return;
     };
     let alice = token("alice");

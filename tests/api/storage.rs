@@ -170,11 +170,9 @@ async fn leases_without_autovacuum(s: &TestServer, n: u32) -> DatabaseConnection
 
 #[tokio::test]
 async fn postgres_tables_that_churn_are_vacuumed_without_waiting_for_autovacuum() {
-    let s = TestServer::spawn().await;
-    if !s.db.is_postgres() {
-        eprintln!("skipped: SQLite has no dead rows to vacuum");
+    let Some(s) = TestServer::on_postgres().await else {
         return;
-    }
+    };
     // 3,000 released leases: dead rows every scan of the table would walk past.
     let c = leases_without_autovacuum(&s, 3000).await;
     c.execute_unprepared("DELETE FROM gpu_requests")
@@ -193,11 +191,9 @@ async fn postgres_tables_that_churn_are_vacuumed_without_waiting_for_autovacuum(
 
 #[tokio::test]
 async fn postgres_tables_that_grow_are_analyzed_without_waiting_for_autovacuum() {
-    let s = TestServer::spawn().await;
-    if !s.db.is_postgres() {
-        eprintln!("skipped: SQLite's plans are made for each statement as it is prepared");
+    let Some(s) = TestServer::on_postgres().await else {
         return;
-    }
+    };
     // 3,000 leases where the statistics know of none: over the 500 changed rows and a tenth
     // of the live ones that call for an analysis.
     let c = leases_without_autovacuum(&s, 3000).await;

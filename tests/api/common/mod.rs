@@ -175,6 +175,17 @@ impl TestServer {
         Self::spawn_with(Options::default()).await
     }
 
+    /// A server on PostgreSQL with the default options; `None`, and the test skipped, on
+    /// SQLite (without `WORKSPACED_TEST_DATABASE_URL`).
+    pub async fn on_postgres() -> Option<TestServer> {
+        let db = TestDb::new().await;
+        if !db.is_postgres() {
+            eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
+            return None;
+        }
+        Some(Self::spawn_on(Arc::new(db), Options::default()).await)
+    }
+
     pub async fn spawn_with(opts: Options) -> TestServer {
         Self::spawn_on(Arc::new(TestDb::new().await), opts).await
     }
