@@ -347,6 +347,10 @@ impl From<DbErr> for Error {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
                 Error::DatabaseUnavailable(err.to_string())
             }
+            // Its caller has gone, or was answered at the deadline: no one sees this.
+            DbErr::Custom(why) if why == crate::store::committing::ABANDONED => {
+                Error::DatabaseUnavailable(err.to_string())
+            }
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
                 if is_connection_error(e) =>
             {

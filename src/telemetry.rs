@@ -15,8 +15,10 @@
 //!   without limit (Health and reflection are exempt, so probes still see the server). The
 //!   short line absorbs bursts; the bound on calls running keeps the database's own queues
 //!   (pool, locks) short;
-//! - every call is answered within `DEADLINE` (its place in flight given back then), and
-//!   abandoned after `abandon_after`;
+//! - every call is answered within `DEADLINE`, and holds its place in flight until it ends
+//!   or that deadline passes, even if its caller leaves sooner; once its caller is answered
+//!   or gone, it is dropped unless it has begun to commit (see
+//!   [`crate::store::committing`]), and abandoned after `abandon_after` in any case;
 //! - the connection counts as busy until the answer is taken by HTTP/2, or a stream ends
 //!   (see [`crate::conn`]).
 
@@ -42,15 +44,17 @@ use crate::{
     domain::events::{Call, in_call},
     error::Error,
     metrics::Metrics,
-    overload::Line,
+    overload::{Line, Place},
+    store::committing::Committing,
 };
 
 /// How long a call may take before it is answered UNAVAILABLE (reason
 /// DATABASE_UNAVAILABLE): the contract's 5 s for an unreachable database, less a margin.
 /// It starts once the request has arrived, so every wait inside it is the database's (a
-/// pooled connection, a row lock, a query). The call itself runs on as a task of its own:
-/// a commit already sent completes, and the replica's view learns of it, as always, after
-/// it. (Its caller, as after any UNAVAILABLE, cannot tell whether a change was made.)
+/// pooled connection, a row lock, a query). A call that has begun to commit runs on as a
+/// task of its own: its commit completes, and the replica's view learns of it, as always,
+/// after it; any other call is dropped then. (Its caller, as after any UNAVAILABLE, cannot
+/// tell whether a change was made.)
 pub const DEADLINE: Duration = Duration::from_millis(4500);
 
 /// The largest request accepted: the gRPC frame's 5 bytes and a message of at most 64 KiB,
@@ -82,10 +86,10 @@ pub struct CallLimits {
     /// so without a shared bound many connections could make the server hold gigabytes.
     /// Past it a request is answered OVERLOADED.
     pub request_bytes: usize,
-    /// How long a call that missed its deadline may run on before it is dropped, with its
-    /// database connection and its place among the calls in flight: a query on a
-    /// connection whose network silently drops packets would otherwise hold both until TCP
-    /// gives up, many minutes later.
+    /// How long a call that missed its deadline after it began to commit may run on before
+    /// it is dropped, with its database connection: a commit on a connection whose network
+    /// silently drops packets would otherwise hold it until TCP gives up, many minutes
+    /// later.
     pub abandon_after: Duration,
 }
 
@@ -360,19 +364,27 @@ where
                     };
                     Some(permit)
                 };
-                // The place in flight is given back when the caller is answered: a call past
-                // its deadline runs on in its task, bounded by the database pool and by
-                // `abandon_after`, while the next calls reach the database (and learn that it
-                // is unavailable) instead of being refused as OVERLOADED.
-                let _permit = permit;
                 // The events this call writes name it.
                 let call = Call {
                     request_id: id.to_str().unwrap_or_default().to_owned(),
                     method: method.trim_start_matches('/').to_owned(),
                 };
-                let fut = in_call(call, inner.call(req));
-                let task = tokio::spawn(tokio::time::timeout(abandon_after, fut));
-                match tokio::time::timeout(DEADLINE, task).await {
+                let committing = Committing::default();
+                let fut = committing.scope(in_call(call, inner.call(req)));
+                let deadline = tokio::time::Instant::now() + DEADLINE;
+                let task = tokio::spawn(holding(
+                    permit,
+                    deadline,
+                    tokio::time::timeout(abandon_after, fut),
+                ));
+                // Once its caller is answered or gone, the call is dropped unless it has
+                // begun to commit (see `store::committing`): a read, or a wait for a
+                // connection or a lock, is work for no one.
+                let _abandon = Abandon {
+                    task: task.abort_handle(),
+                    committing,
+                };
+                match tokio::time::timeout_at(deadline, task).await {
                     Ok(Ok(Ok(res))) => Ok(res),
                     Ok(Ok(Err(_))) | Err(_) => Err(Error::DatabaseUnavailable(format!(
                         "the database did not answer within {} ms",
@@ -434,6 +446,42 @@ where
                 })
             })
         })
+    }
+}
+
+/// Runs `call`, holding `place` until it ends or `deadline` passes, whichever is first,
+/// whether or not its caller still waits: a caller that cancels at once must not free the
+/// place for another call while its own runs on, or cancelling clients would run calls
+/// without bound. Past the deadline a call that has begun to commit runs on without its
+/// place, bounded by the database pool and by `abandon_after`, so that the next calls reach
+/// the database (and learn that it is unavailable) instead of being refused as OVERLOADED.
+async fn holding<F: Future>(
+    place: Option<Place>,
+    deadline: tokio::time::Instant,
+    call: F,
+) -> F::Output {
+    let mut call = std::pin::pin!(call);
+    tokio::select! {
+        biased;
+        out = &mut call => return out,
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    drop(place);
+    call.await
+}
+
+/// Drops a call's task once its caller has been answered or has gone, unless the call has
+/// begun to commit.
+struct Abandon {
+    task: tokio::task::AbortHandle,
+    committing: Committing,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if self.committing.abandon() {
+            self.task.abort();
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 
 pub mod cache;
 mod change;
+pub mod committing;
 pub mod create_requests;
 pub mod entity;
 pub mod events;
@@ -344,9 +345,11 @@ impl Store {
         &self.db
     }
 
-    /// The connection for a single write outside a transaction.
-    pub(crate) fn write_conn(&self) -> &DatabaseConnection {
-        &self.writer
+    /// The connection for a single write outside a transaction; the write may commit, so
+    /// the call making it runs to its end (see [`committing`]).
+    pub(crate) fn write_conn(&self) -> Result<&DatabaseConnection, DbErr> {
+        committing::begin()?;
+        Ok(&self.writer)
     }
 
     /// Starts a transaction that changes workspaces, members, policies, resources or GPU
@@ -562,6 +565,7 @@ impl Store {
     /// PostgreSQL, when the event was queued for a revision, this replica's numbering:
     /// readers wait for it (`number_committed`), the writer does not.
     pub(crate) async fn commit(&self, change: Change) -> Result<(), DbErr> {
+        committing::begin()?;
         let (tx, recorded) = change.finish();
         let revision = match &recorded {
             Recorded::Waiting(e) => {

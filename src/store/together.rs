@@ -24,7 +24,7 @@ use sea_orm::{
     sea_query::{Alias, CommonTableExpression, InsertStatement, WithClause},
 };
 
-use super::{Store, change, events::NewEvent};
+use super::{Store, change, committing, events::NewEvent};
 
 /// Inserts to make together ([`Store::insert_together`]), in order.
 #[derive(Debug, Default)]
@@ -65,6 +65,7 @@ impl Store {
         } else {
             stmt
         };
+        committing::begin()?;
         self.writer.execute_raw(stmt).await?;
         self.cache.invalidate(name);
         if recorded {

@@ -410,6 +410,132 @@ async fn overload_runs_the_stores_floor_of_calls_by_default() {
     }
 }
 
+/// A server of two places in flight that stay two under overload.
+async fn two_places() -> TestServer {
+    TestServer::spawn_with(Options {
+        call_limits: Some(CallLimits {
+            max_in_flight: 2,
+            min_in_flight: Some(2),
+            ..CallLimits::default()
+        }),
+        ..Default::default()
+    })
+    .await
+}
+
+/// `call` with a `grpc-timeout` of 300 ms: the caller leaves then.
+fn leaving<T>(call: T, caller: &str) -> Request<T> {
+    let mut r = req(call, caller);
+    r.set_timeout(Duration::from_millis(300));
+    r
+}
+
+#[track_caller]
+fn assert_left(err: &tonic::Status) {
+    assert!(
+        matches!(err.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "not answered by the caller's timeout: {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_change_whose_caller_left_keeps_its_place_and_commits() {
+    let s = two_places().await;
+    if !s.db.is_postgres() {
+        // On SQLite a change that has the write lock never waits once it begins to commit.
+        eprintln!("skipped: needs WORKSPACED_TEST_DATABASE_URL (PostgreSQL)");
+        return;
+    }
+    let alice = token("alice");
+    s.get_workspace(&alice, "default").await.unwrap();
+    // A CreateWorkspace is one statement, which commits as it ends: it waits on the lock
+    // having begun to commit.
+    let held = hold_database(&s.db).await;
+    let creates = (1..=2).map(|i| {
+        let mut client = s.workspaces();
+        let call = pb::CreateWorkspaceRequest {
+            workspace: Some(new_ws(&format!("left-{i}"))),
+            request_id: String::new(),
+        };
+        let r = leaving(call, &alice);
+        async move { client.create_workspace(r).await }
+    });
+    for r in futures::future::join_all(creates).await {
+        assert_left(&r.unwrap_err());
+    }
+    // Their callers are gone, but the calls run on and keep their places: cancelling
+    // callers cannot run more calls than there are places.
+    let (_, took) = refused(&s, &alice).await;
+    assert!(took < Duration::from_millis(500), "not at once: {took:?}");
+    held.rollback().await.unwrap();
+    for name in ["left-1", "left-2"] {
+        let start = Instant::now();
+        while let Err(e) = s.get_workspace(&alice, name).await {
+            // Not there yet: a workspace alice cannot see.
+            assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{name} never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_whose_caller_left_before_it_began_to_commit_is_dropped() {
+    let s = two_places().await;
+    let alice = token("alice");
+    let ws = create(&s, &alice, new_ws("held")).await;
+    // The updates wait before they can commit: on PostgreSQL for the workspace's row lock,
+    // on SQLite for the write lock.
+    let held = if s.db.is_postgres() {
+        holding(
+            &s.db,
+            "SELECT id FROM workspaces WHERE name = 'held' FOR UPDATE",
+        )
+        .await
+    } else {
+        hold_database(&s.db).await
+    };
+    for round in 0..4 {
+        let updates = (0..2).map(|i| {
+            let mut client = s.workspaces();
+            let call = pb::UpdateWorkspaceRequest {
+                workspace: Some(pb::Workspace {
+                    description: format!("left {round} {i}"),
+                    ..new_ws("held")
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["description".into()],
+                }),
+                etag: String::new(),
+            };
+            let r = leaving(call, &alice);
+            async move { client.update_workspace(r).await }
+        });
+        // Each round finds both places free: the last round's calls were dropped when
+        // their callers left, not kept waiting for the database.
+        for r in futures::future::join_all(updates).await {
+            assert_left(&r.unwrap_err());
+        }
+    }
+    held.rollback().await.unwrap();
+    // None of them changed the workspace, then or later.
+    let changed = pb::Workspace {
+        description: "after".into(),
+        ..new_ws("held")
+    };
+    s.update_workspace(&alice, changed, &["description"], &ws.etag)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.get_workspace(&alice, "held").await.unwrap().description,
+        "after"
+    );
+}
+
 /// A server of `max` places in flight (shrinking to `min`, or the store's floor), with its
 /// metrics; alice's token; the database held; and `max` CreateWorkspace calls of alice's
 /// that wait for it, holding every place.

@@ -282,44 +282,59 @@ async fn a_call_that_finds_every_pooled_connection_taken_gives_up_before_its_dea
 }
 
 #[tokio::test]
-async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_still_completes() {
+async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_completes_only_if_committing() {
     let Some(s) = TestServer::on_postgres().await else {
         return;
     };
     let alice = token("alice");
-    create(&s, &alice, new_ws("held")).await;
-    // Another session holds the workspace's row lock, so the update's query waits on a
-    // connection that is fine.
-    let holder = holding(
-        &s.db,
-        "SELECT id FROM workspaces WHERE name = 'held' FOR UPDATE",
-    )
-    .await;
+    let ws = create(&s, &alice, new_ws("held")).await;
+    // Another session holds the workspaces table, so both calls wait on a connection that
+    // is fine: the update in its transaction before it can commit, the create (one
+    // statement) having begun to commit.
+    let holder = crate::hostile::hold_database(&s.db).await;
     let changed = pb::Workspace {
-        name: "held".into(),
         description: "changed".into(),
-        ..Default::default()
+        ..new_ws("held")
     };
     let start = Instant::now();
-    let err = s
-        .update_workspace(&alice, changed, &["description"], "")
-        .await
-        .unwrap_err();
+    let (update, create) = tokio::join!(
+        s.update_workspace(&alice, changed, &["description"], ""),
+        s.create_workspace(&alice, new_ws("landed"))
+    );
     let took = start.elapsed();
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(
         took >= Duration::from_secs(4),
         "answered before the deadline: {took:?}"
     );
-    assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
-    // The call ran on: once the lock is gone it commits, and this replica serves the change.
+    assert_status(
+        &update.unwrap_err(),
+        Code::Unavailable,
+        "DATABASE_UNAVAILABLE",
+    );
+    assert_status(
+        &create.unwrap_err(),
+        Code::Unavailable,
+        "DATABASE_UNAVAILABLE",
+    );
     holder.rollback().await.unwrap();
+    // The create ran on: once the lock is gone it commits, and this replica serves it.
     let start = Instant::now();
-    while s.get_workspace(&alice, "held").await.unwrap().description != "changed" {
+    while let Err(e) = s.get_workspace(&alice, "landed").await {
+        // Not there yet: a workspace alice cannot see.
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
         assert!(
             start.elapsed() < Duration::from_secs(5),
-            "the update never landed"
+            "the create never landed"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The update was dropped when answered: the workspace is as it was.
+    let after = pb::Workspace {
+        description: "after".into(),
+        ..new_ws("held")
+    };
+    s.update_workspace(&alice, after, &["description"], &ws.etag)
+        .await
+        .unwrap();
 }
