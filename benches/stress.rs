@@ -10,7 +10,8 @@
 //!   gathered in the few seconds of a stall).
 //!   `--max-in-flight N` passes the server's flag.
 //! - `soak`: mixed load for `--seconds` (default 600), after `--warm-up` seconds of the same:
-//!   reads, writes, listings, bad tokens and unknown paths at `--rate` calls/s; prints RSS
+//!   reads, writes, listings, bad tokens, unknown paths and creates whose client gives up
+//!   within 0-3 ms, at `--rate` calls/s; prints RSS
 //!   every 30 s, every status code, then kills
 //!   the server with SIGKILL, restarts it and checks that every acknowledged write is there.
 //! - `watch` (issue 15): CreateWorkspace at `--rate` calls/s for `--seconds` (default 20) on
@@ -285,17 +286,21 @@ fn coded<T>(r: Result<T, tonic::Status>) -> (String, Code) {
 async fn create(ch: Channel, token: String, name: String) -> (String, Code) {
     coded(
         WorkspaceServiceClient::new(ch)
-            .create_workspace(authed(
-                pb::CreateWorkspaceRequest {
-                    workspace: Some(pb::Workspace {
-                        name,
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
-                },
-                &token,
-            ))
+            .create_workspace(create_request(&token, name))
             .await,
+    )
+}
+
+fn create_request(token: &str, name: String) -> Request<pb::CreateWorkspaceRequest> {
+    authed(
+        pb::CreateWorkspaceRequest {
+            workspace: Some(pb::Workspace {
+                name,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        },
+        token,
     )
 }
 
@@ -460,6 +465,20 @@ async fn soak(a: &Args, url: &str, key: &Path) {
         async move {
             let op = i % 10;
             let (label, c) = match op {
+                // A client that gives up at once, or within 1-3 ms: its calls are dropped,
+                // or run to their end if they have begun to commit, and must not hold the
+                // server.
+                0 if i.is_multiple_of(30) => {
+                    let name = format!("soak-{i}");
+                    let mut r = create_request(&user, name.clone());
+                    r.set_timeout(Duration::from_millis(i / 30 % 4));
+                    let (reason, c) =
+                        coded(WorkspaceServiceClient::new(ch).create_workspace(r).await);
+                    if c == Code::Ok {
+                        ws.lock().expect("lock").push(name);
+                    }
+                    ("create-left", (reason, c))
+                }
                 0..=2 => ("get", get_ws(ch, &alice, "soak-home").await),
                 3 | 4 => (
                     "check",

@@ -7,6 +7,8 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, PreconditionViolation, StatusExt};
 
+use crate::store::committing;
+
 /// The `ErrorInfo.domain` of every error this service answers.
 pub const ERROR_DOMAIN: &str = "workspaced";
 
@@ -348,7 +350,7 @@ impl From<DbErr> for Error {
                 Error::DatabaseUnavailable(err.to_string())
             }
             // Its caller has gone, or was answered at the deadline: no one sees this.
-            DbErr::Custom(why) if why == crate::store::committing::ABANDONED => {
+            DbErr::Custom(why) if why == committing::ABANDONED => {
                 Error::DatabaseUnavailable(err.to_string())
             }
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
@@ -392,6 +394,10 @@ fn trailer_size(status: &Status) -> usize {
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match &err {
+            // A call refused its commit had been answered, or its caller had gone: no alarm.
+            Error::DatabaseUnavailable(cause) if cause.contains(committing::ABANDONED) => {
+                tracing::debug!(%cause, "call abandoned")
+            }
             Error::DatabaseUnavailable(cause) => tracing::warn!(%cause, "database unavailable"),
             // Logged once here, at the boundary; the caller gets no internals.
             Error::Internal(cause) => tracing::error!(%cause, "internal error"),

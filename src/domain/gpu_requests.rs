@@ -268,7 +268,7 @@ impl GpuRequests {
 
     /// Deletes the requests whose lease has ended, in every workspace; how many went.
     pub(crate) async fn sweep(&self) -> Result<u64> {
-        Ok(q::sweep(self.store.write_conn()?, now()).await?)
+        Ok(q::sweep(self.store.write_conn(), now()).await?)
     }
 
     /// The workspace `name`, if `p` may renew and release in it. Archived workspaces

@@ -42,7 +42,7 @@ impl Principals {
                 return Ok(());
             }
         }
-        principals::upsert(self.store.write_conn()?, &p.subject, p.email.as_deref()).await?;
+        principals::upsert(self.store.write_conn(), &p.subject, p.email.as_deref()).await?;
         let mut seen = self.seen.lock().await;
         if seen.len() >= self.limit {
             seen.clear();

@@ -2,12 +2,16 @@
 //!
 //! A call whose caller has gone (it cancelled, or its `grpc-timeout` or the server's
 //! deadline passed) is work for no one. Until it begins to commit, it can be dropped at any
-//! await: what it has done is reads, a wait for a connection or a lock, or a transaction
-//! that rolls back when dropped. From its first commit on it must run to its end, so that
-//! what follows a commit in this process (the replica's view, the memory of GPU usage, the
-//! count of revisions) is never cut off. The two are decided by one atomic step each, so
-//! a call abandoned just as it reaches its commit either commits and runs on, or is refused
-//! the commit.
+//! await: what it has done is reads, a wait for a connection or a lock, a transaction that
+//! rolls back when dropped, or a write that is whole on its own (`Store::write_conn`: the
+//! upsert of a principal), or a numbering pass of the change history, whose counts the
+//! next pass brings up to date. (A statement already sent still runs to its end in the
+//! database, and sqlx waits for it before the connection is used again.) From its first
+//! commit on a call runs to its end, so that what follows a commit in this process (the
+//! replica's view, the memory of GPU usage, the count of revisions) is not cut off by its
+//! caller's leaving; only `abandon_after` (see `telemetry`), far past any commit's time,
+//! drops it. Each side decides by one atomic step, so a call abandoned just as it reaches
+//! its commit either commits and runs on, or is refused the commit.
 
 use std::{
     future::Future,

@@ -345,11 +345,12 @@ impl Store {
         &self.db
     }
 
-    /// The connection for a single write outside a transaction; the write may commit, so
-    /// the call making it runs to its end (see [`committing`]).
-    pub(crate) fn write_conn(&self) -> Result<&DatabaseConnection, DbErr> {
-        committing::begin()?;
-        Ok(&self.writer)
+    /// The connection for a single write outside a transaction, whole on its own: an
+    /// idempotent upsert or a sweep, after which nothing in this process must follow. The
+    /// call making it may still be dropped after it (see [`committing`]); a change that
+    /// this process must learn of goes through [`Store::begin_write`] and [`Store::commit`].
+    pub(crate) fn write_conn(&self) -> &DatabaseConnection {
+        &self.writer
     }
 
     /// Starts a transaction that changes workspaces, members, policies, resources or GPU

@@ -486,7 +486,12 @@ async fn a_change_whose_caller_left_keeps_its_place_and_commits() {
 async fn a_call_whose_caller_left_before_it_began_to_commit_is_dropped() {
     let s = two_places().await;
     let alice = token("alice");
-    let ws = create(&s, &alice, new_ws("held")).await;
+    create(&s, &alice, new_ws("held")).await;
+    // Bob's first calls are the leaving ones: remembering him is a write of its own, which
+    // does not make the rest of the call run on.
+    add_subjects(&s, &alice, "held", &[("bob", pb::Role::Admin)]).await;
+    let bob = token("bob");
+    let ws = s.get_workspace(&alice, "held").await.unwrap();
     // The updates wait before they can commit: on PostgreSQL for the workspace's row lock,
     // on SQLite for the write lock.
     let held = if s.db.is_postgres() {
@@ -511,7 +516,7 @@ async fn a_call_whose_caller_left_before_it_began_to_commit_is_dropped() {
                 }),
                 etag: String::new(),
             };
-            let r = leaving(call, &alice);
+            let r = leaving(call, &bob);
             async move { client.update_workspace(r).await }
         });
         // Each round finds both places free: the last round's calls were dropped when

@@ -214,8 +214,9 @@ async fn calls_stuck_in_the_database_free_their_place_in_flight_when_answered() 
     for err in [a.unwrap_err(), b.unwrap_err()] {
         assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
     }
-    // Answered, they run on, but the next calls learn that the database is unavailable
-    // (within 5 s) rather than being refused as OVERLOADED for as long as it hangs.
+    // Answered, they give back their places, so the next calls learn that the database is
+    // unavailable (within 5 s) rather than being refused as OVERLOADED for as long as it
+    // hangs.
     let start = Instant::now();
     let (c, d) = tokio::join!(
         s.get_workspace(&alice, "three"),
@@ -337,4 +338,9 @@ async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_completes_only_
     s.update_workspace(&alice, after, &["description"], &ws.etag)
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.get_workspace(&alice, "held").await.unwrap().description,
+        "after"
+    );
 }
