@@ -469,16 +469,7 @@ async fn a_change_whose_caller_left_keeps_its_place_and_commits() {
     assert!(took < Duration::from_millis(500), "not at once: {took:?}");
     held.rollback().await.unwrap();
     for name in ["left-1", "left-2"] {
-        let start = Instant::now();
-        while let Err(e) = s.get_workspace(&alice, name).await {
-            // Not there yet: a workspace alice cannot see.
-            assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "{name} never landed"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_workspace(&s, &alice, name).await;
     }
 }
 
@@ -527,18 +518,7 @@ async fn a_call_whose_caller_left_before_it_began_to_commit_is_dropped() {
     }
     held.rollback().await.unwrap();
     // None of them changed the workspace, then or later.
-    let changed = pb::Workspace {
-        description: "after".into(),
-        ..new_ws("held")
-    };
-    s.update_workspace(&alice, changed, &["description"], &ws.etag)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        s.get_workspace(&alice, "held").await.unwrap().description,
-        "after"
-    );
+    assert_unchanged_since(&s, &alice, "held", &ws.etag).await;
 }
 
 /// A server of `max` places in flight (shrinking to `min`, or the store's floor), with its

@@ -534,6 +534,39 @@ pub async fn create(server: &TestServer, token: &str, ws: pb::Workspace) -> pb::
         .expect("create workspace")
 }
 
+/// Waits up to 5 s for `name`, made by a call still under way, to be served to its creator
+/// `token`.
+pub async fn wait_for_workspace(s: &TestServer, token: &str, name: &str) {
+    let start = std::time::Instant::now();
+    while let Err(e) = s.get_workspace(token, name).await {
+        // Not there yet: a workspace its creator cannot see.
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{name} never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts that the workspace `name` is as it was at `etag`, and that no update of it still
+/// under way lands later: an update with that etag succeeds, and is still the last one
+/// 300 ms after.
+pub async fn assert_unchanged_since(s: &TestServer, token: &str, name: &str, etag: &str) {
+    let after = pb::Workspace {
+        description: "after".into(),
+        ..new_ws(name)
+    };
+    s.update_workspace(token, after, &["description"], etag)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.get_workspace(token, name).await.unwrap().description,
+        "after"
+    );
+}
+
 /// The single integer a `SELECT count(*) …` answers, on connection (or transaction) `c`.
 pub async fn count_on<C: ConnectionTrait>(c: &C, sql: &str) -> i64 {
     let row = c
