@@ -46,6 +46,7 @@ mod vacuum;
 pub mod workspaces;
 
 pub use migration::Migrator;
+pub use vacuum::STATISTICS_TARGET;
 
 /// A stored value that no version of this server writes: the database was changed by hand.
 pub(crate) fn corrupt(what: &str, value: &str) -> DbErr {
@@ -768,8 +769,8 @@ impl Store {
                 Err(e) => tracing::warn!("vacuuming failed: {}", describe(&e)),
             }
             match vacuum::analyze_changed(&self.db).await {
-                Ok(tables) if tables.is_empty() => {}
-                Ok(tables) => tracing::debug!(?tables, "analyzed"),
+                Ok(None) => {}
+                Ok(Some(table)) => tracing::debug!(table, "analyzed"),
                 Err(e) => tracing::warn!("analyzing failed: {}", describe(&e)),
             }
         }

@@ -210,6 +210,16 @@ async fn postgres_tables_that_grow_are_analyzed_without_waiting_for_autovacuum()
         3000,
         "the statistics count the new rows"
     );
+    // From the replica's small sample: a histogram of its 3,000 distinct ids holds the
+    // target's bounds and one, where PostgreSQL's default would give 101.
+    let bounds = "SELECT array_length(histogram_bounds::TEXT::TEXT[], 1)::BIGINT FROM pg_stats \
+                  WHERE tablename = 'gpu_requests' AND attname = 'id' \
+                  AND schemaname = current_schema()";
+    assert_eq!(
+        count(&c, bounds).await,
+        i64::from(workspaced::store::STATISTICS_TARGET) + 1,
+        "the analysis used the replica's statistics target"
+    );
 }
 
 /// SQLite: the write-ahead log is copied into the database file in the background, well
