@@ -368,11 +368,14 @@ fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error as E;
     match err {
         E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
-        // PostgreSQL's class 08 (connection exception) and 57P0x (server shutting down);
-        // SQLite's BUSY (5, and its extended 261 and 517) and LOCKED (6) after the busy
-        // timeout: the database cannot take the request now.
+        // PostgreSQL's class 08 (connection exception), 57P0x (server shutting down) and
+        // 55P03 (a lock held past `store::LOCK_TIMEOUT`); SQLite's BUSY (5, and its extended
+        // 261 and 517) and LOCKED (6) after the busy timeout: the database cannot take the
+        // request now.
         E::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || c.starts_with("57P0") || matches!(&*c, "5" | "6" | "261" | "517")
+            c.starts_with("08")
+                || c.starts_with("57P0")
+                || matches!(&*c, "55P03" | "5" | "6" | "261" | "517")
         }),
         _ => false,
     }
@@ -461,9 +464,65 @@ impl From<Error> for Status {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
+    use sea_orm::sqlx::error::DatabaseError;
     use tonic_types::StatusExt;
 
     use super::*;
+
+    /// A database's error with SQLSTATE `code`.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl DatabaseError for Coded {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+            sea_orm::sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[test]
+    fn a_database_that_cannot_take_the_request_now_is_unavailable_and_a_bad_query_internal() {
+        for (code, unavailable) in [
+            ("08006", true),
+            ("57P01", true),
+            ("55P03", true),
+            ("5", true),
+            ("42P01", false),
+            ("22001", false),
+        ] {
+            let e = std::sync::Arc::new(sea_orm::sqlx::Error::Database(Box::new(Coded(code))));
+            let err = Error::from(DbErr::Exec(RuntimeErr::SqlxError(e)));
+            assert_eq!(
+                matches!(err, Error::DatabaseUnavailable(_)),
+                unavailable,
+                "{code}: {err:?}"
+            );
+        }
+    }
 
     #[test]
     fn echo_cuts_characters_not_bytes() {

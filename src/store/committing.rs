@@ -6,7 +6,8 @@
 //! rolls back when dropped, or a write that is whole on its own (`Store::write_conn`: the
 //! upsert of a principal), or a numbering pass of the change history, whose counts the
 //! next pass brings up to date. (A statement already sent still runs to its end in the
-//! database, and sqlx waits for it before the connection is used again.) From its first
+//! database, and sqlx waits for it before the connection is used again; on PostgreSQL a
+//! wait for a lock ends at `LOCK_TIMEOUT`.) From its first
 //! commit on a call runs to its end, so that what follows a commit in this process (the
 //! replica's view, the memory of GPU usage, the count of revisions) is not cut off by its
 //! caller's leaving; only `abandon_after` (see `telemetry`), far past any commit's time,

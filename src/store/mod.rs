@@ -90,6 +90,16 @@ const PG_OVERLOAD_PLACES: usize = 6;
 /// answered by its own wait, not cut off by the deadline.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const _: () = assert!(ACQUIRE_TIMEOUT.as_millis() < crate::telemetry::DEADLINE.as_millis());
+/// The longest a statement on a pooled PostgreSQL connection waits for a lock
+/// (`lock_timeout`, sent when each connection starts). A call is answered by its deadline
+/// and then dropped, but a statement it already sent runs on in PostgreSQL, and sqlx gives
+/// the connection back to the pool only once that statement ends: without a bound, a
+/// session holding a lock for minutes would keep every connection that queued behind it,
+/// and every later call would find the pool empty. Twice the deadline, so that a create
+/// that had begun to commit still lands when the lock goes soon after its caller was
+/// answered. Migrations wait as long as they must (`Store::migrate`).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+const _: () = assert!(LOCK_TIMEOUT.as_millis() >= 2 * crate::telemetry::DEADLINE.as_millis());
 /// How often a PostgreSQL replica checks for events that a writer left without a revision.
 const EVENT_SWEEP: Duration = Duration::from_millis(100);
 /// How long a PostgreSQL replica gathers the events its writers queue before it numbers
@@ -242,6 +252,9 @@ fn connect_options(url: &str) -> ConnectOptions {
             // background checkpoints fall behind.
             .pragma("wal_autocheckpoint", "10000")
     });
+    opt.map_sqlx_postgres_opts(|o| {
+        o.options([("lock_timeout", format!("{}ms", LOCK_TIMEOUT.as_millis()))])
+    });
     opt
 }
 
@@ -324,6 +337,9 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), DbErr> {
         let tx = self.begin_immediate().await?;
         if self.backend() == DbBackend::Postgres {
+            // A replica waits out another's migrations, and a migration the locks of the
+            // calls that other replicas are serving, however long: not `LOCK_TIMEOUT`.
+            tx.execute_unprepared("SET LOCAL lock_timeout = 0").await?;
             tx.execute_unprepared("SELECT pg_advisory_xact_lock(7201050051)")
                 .await?;
         }
@@ -761,6 +777,7 @@ impl Store {
         }
         let mut tick = tokio::time::interval(vacuum::EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tried = std::collections::HashMap::new();
         loop {
             tick.tick().await;
             match vacuum::vacuum_dead(&self.db).await {
@@ -768,7 +785,7 @@ impl Store {
                 Ok(tables) => tracing::debug!(?tables, "vacuumed"),
                 Err(e) => tracing::warn!("vacuuming failed: {}", describe(&e)),
             }
-            match vacuum::analyze_changed(&self.db).await {
+            match vacuum::analyze_changed(&self.db, &mut tried).await {
                 Ok(None) => {}
                 Ok(Some(table)) => tracing::debug!(table, "analyzed"),
                 Err(e) => tracing::warn!("analyzing failed: {}", describe(&e)),

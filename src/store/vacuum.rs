@@ -30,16 +30,19 @@
 //!
 //! Those analyses are sized to what our statements need: table sizes and each column's few
 //! common values, from a sample of 3,000 rows (`STATISTICS_TARGET`), not PostgreSQL's
-//! default of 30,000. Every statement here looks rows up by an index, so finer histograms
-//! change no plan. Under sustained creates on a 2-core machine, the default sample made
-//! each analysis of a growing table take 250 to 680 ms (four tables every 11 s: PostgreSQL
-//! spent about 12% of a core on them); this one takes at most 80 ms, about 1.3% (idle,
-//! at 75,000 rows: 30 ms against 230 ms for `events`). One table is analyzed per pass, the
-//! most changed first, so that a pass never runs four back to back.
-//! A column target set by the operator (`ALTER TABLE … SET STATISTICS`) still wins, and
+//! default of 30,000. Every statement of this service looks rows up by an index, so finer
+//! histograms change no plan. Under sustained creates on a 2-core machine, the default
+//! sample made each analysis of a growing table take 250 to 680 ms (four tables every
+//! 11 s: PostgreSQL spent about 12% of a core on them); this one takes at most 80 ms, about
+//! 1.3% (idle, at 75,000 rows: 30 ms against 230 ms for `events`). One table is analyzed
+//! per pass, the most changed first, so that a pass never runs four back to back. A column
+//! target set by the operator (`ALTER TABLE … SET STATISTICS`) still wins, and
 //! autovacuum's own analyses use the server's default.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 
@@ -71,11 +74,18 @@ const NOT_ANALYZED: &str = "pending_events";
 pub const STATISTICS_TARGET: u32 = 10;
 
 /// Analyzes the table of this schema where the most has changed since its last analysis,
-/// if enough has (see the module's comment), by PostgreSQL's statistics; returns the table
-/// it tried (one that another session holds is skipped, and tried again next time).
-pub(crate) async fn analyze_changed(db: &DatabaseConnection) -> Result<Option<String>, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
+/// if enough has (see the module's comment), by PostgreSQL's statistics, and this replica
+/// has not tried it in the last `ANALYZE_BACKOFF` (by `tried`, this replica's attempts);
+/// returns the table it tried. One that another session holds is skipped without a word
+/// (`SKIP_LOCKED`), and keeps its statistics: without `tried` it would come first again at
+/// every pass for as long as that session holds it (a long vacuum of a large table), and
+/// no other table would be analyzed meanwhile.
+pub(crate) async fn analyze_changed(
+    db: &DatabaseConnection,
+    tried: &mut HashMap<String, Instant>,
+) -> Result<Option<String>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             // `format('%I.%I')` quotes the name as PostgreSQL would, so that it names this
             // schema's table whatever it is called.
@@ -84,7 +94,7 @@ pub(crate) async fn analyze_changed(db: &DatabaseConnection) -> Result<Option<St
              AND n_mod_since_analyze >= $1 + n_live_tup / 10 \
              AND COALESCE(GREATEST(last_analyze, last_autoanalyze), '-infinity') \
              < now() - make_interval(secs => $2) \
-             ORDER BY n_mod_since_analyze::FLOAT8 / GREATEST(n_live_tup, 1) DESC LIMIT 1",
+             ORDER BY n_mod_since_analyze::FLOAT8 / GREATEST(n_live_tup, 1) DESC",
             [
                 CHANGED_ROWS.into(),
                 ANALYZE_BACKOFF.as_secs_f64().into(),
@@ -92,10 +102,22 @@ pub(crate) async fn analyze_changed(db: &DatabaseConnection) -> Result<Option<St
             ],
         ))
         .await?;
-    let Some(row) = row else {
+    let mut next = None;
+    for row in rows {
+        let name: String = row.try_get("", "name")?;
+        if tried
+            .get(&name)
+            .is_none_or(|at| at.elapsed() >= ANALYZE_BACKOFF)
+        {
+            next = Some(name);
+            break;
+        }
+    }
+    let Some(name) = next else {
         return Ok(None);
     };
-    let name: String = row.try_get("", "name")?;
+    // Bounded by the tables of the schema.
+    tried.insert(name.clone(), Instant::now());
     // `SET LOCAL` ends with the transaction, so the pooled connection keeps its defaults;
     // ANALYZE, unlike VACUUM, may run inside one.
     let tx = db.begin().await?;

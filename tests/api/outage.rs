@@ -324,3 +324,58 @@ async fn a_call_stuck_in_the_database_is_answered_within_5_s_and_completes_only_
     // The update was dropped when answered: the workspace is as it was.
     assert_unchanged_since(&s, &alice, "held", &ws.etag).await;
 }
+
+/// A statement that a call left waiting on a lock when it was answered stops waiting
+/// within `LOCK_TIMEOUT`, while the lock is still held: its pooled connection comes back
+/// instead of staying with it for as long as the lock does.
+#[tokio::test]
+async fn a_statement_left_waiting_on_a_lock_stops_within_the_lock_timeout() {
+    let Some(s) = TestServer::on_postgres().await else {
+        return;
+    };
+    let alice = token("alice");
+    let ws = create(&s, &alice, new_ws("locked")).await;
+    let c = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    let holder = crate::hostile::hold_database(&s.db).await;
+    // PostgreSQL's clock now: the update's statement starts just after, and any statement
+    // of the server's own that starts later to wait on the same lock is left out.
+    let t0 = count_on(
+        &c,
+        "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1e6)::BIGINT",
+    )
+    .await;
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND query_start < to_timestamp({t0} / 1e6) + interval '2 s'"
+    );
+    let start = Instant::now();
+    let changed = pb::Workspace {
+        description: "changed".into(),
+        ..new_ws("locked")
+    };
+    let err = s
+        .update_workspace(&alice, changed, &["description"], "")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    assert!(
+        count_on(&c, &waiting).await >= 1,
+        "answered, but its statement no longer waits on the lock"
+    );
+    let bound = workspaced::store::LOCK_TIMEOUT + Duration::from_secs(3);
+    while count_on(&c, &waiting).await > 0 {
+        assert!(
+            start.elapsed() < bound,
+            "the statement still waits on the lock after {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        start.elapsed() >= workspaced::store::LOCK_TIMEOUT,
+        "stopped before the lock timeout: {:?}",
+        start.elapsed()
+    );
+    holder.rollback().await.unwrap();
+    assert_unchanged_since(&s, &alice, "locked", &ws.etag).await;
+}

@@ -2,7 +2,7 @@
 //! undecodable requests, and the register/delete race. Reads the tables directly where the
 //! API does not show them yet (MembershipService and PolicyService come later).
 
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 use tonic::{Code, codegen::http::uri::PathAndQuery};
 use workspaced::pb::v1 as pb;
 
@@ -220,6 +220,36 @@ async fn postgres_tables_that_grow_are_analyzed_without_waiting_for_autovacuum()
         i64::from(workspaced::store::STATISTICS_TARGET) + 1,
         "the analysis used the replica's statistics target"
     );
+}
+
+#[tokio::test]
+async fn postgres_a_table_another_session_holds_does_not_keep_the_others_from_analysis() {
+    let Some(s) = TestServer::on_postgres().await else {
+        return;
+    };
+    // Two tables in need of an analysis: the leases the more changed (4,000 changed rows
+    // for 2,000 live), labels the less (600 for 600).
+    let c = leases_without_autovacuum(&s, 3000).await;
+    for sql in [
+        "DELETE FROM gpu_requests WHERE id IN (SELECT id FROM gpu_requests LIMIT 1000)",
+        "ALTER TABLE workspace_labels SET (autovacuum_enabled = false)",
+        "INSERT INTO workspace_labels (workspace_id, key, value) SELECT w.id, 'k' || g, 'v' \
+         FROM workspaces w, generate_series(1, 600) g WHERE w.name = 'default'",
+    ] {
+        c.execute_unprepared(sql).await.unwrap();
+    }
+    c.close().await.unwrap();
+    // Another session holds the leases as a long vacuum would: their analysis is skipped.
+    let other = db(&s).await;
+    let holder = other.begin().await.unwrap();
+    holder
+        .execute_unprepared("LOCK TABLE gpu_requests IN SHARE UPDATE EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let labels = "SELECT analyze_count FROM pg_stat_user_tables \
+                  WHERE relname = 'workspace_labels' AND schemaname = current_schema()";
+    counted_within_15_s(&s, labels, "workspace_labels was not analyzed").await;
+    holder.rollback().await.unwrap();
 }
 
 /// SQLite: the write-ahead log is copied into the database file in the background, well
