@@ -462,47 +462,52 @@ impl From<Error> for Status {
     }
 }
 
+/// A database error as sqlx renders PostgreSQL's, for tests: its `Display` appends the
+/// server's source line, its `message` is the database's own words.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct PgLike {
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+#[cfg(test)]
+impl std::fmt::Display for PgLike {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at line 948", self.message)
+    }
+}
+
+#[cfg(test)]
+impl std::error::Error for PgLike {}
+
+#[cfg(test)]
+impl sea_orm::sqlx::error::DatabaseError for PgLike {
+    fn message(&self) -> &str {
+        self.message
+    }
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(self.code.into())
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+        sea_orm::sqlx::error::ErrorKind::Other
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
-    use sea_orm::sqlx::error::DatabaseError;
     use tonic_types::StatusExt;
 
     use super::*;
-
-    /// A database's error with SQLSTATE `code`.
-    #[derive(Debug)]
-    struct Coded(&'static str);
-
-    impl std::fmt::Display for Coded {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "error {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Coded {}
-
-    impl DatabaseError for Coded {
-        fn message(&self) -> &str {
-            self.0
-        }
-        fn code(&self) -> Option<Cow<'_, str>> {
-            Some(self.0.into())
-        }
-        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-            self
-        }
-        fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
-            sea_orm::sqlx::error::ErrorKind::Other
-        }
-    }
 
     #[test]
     fn a_database_that_cannot_take_the_request_now_is_unavailable_and_a_bad_query_internal() {
@@ -514,7 +519,10 @@ mod tests {
             ("42P01", false),
             ("22001", false),
         ] {
-            let e = std::sync::Arc::new(sea_orm::sqlx::Error::Database(Box::new(Coded(code))));
+            let e = std::sync::Arc::new(sea_orm::sqlx::Error::Database(Box::new(PgLike {
+                code,
+                message: "refused",
+            })));
             let err = Error::from(DbErr::Exec(RuntimeErr::SqlxError(e)));
             assert_eq!(
                 matches!(err, Error::DatabaseUnavailable(_)),

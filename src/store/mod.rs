@@ -936,12 +936,9 @@ fn sqlite_missing_file(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::{borrow::Cow, sync::Arc};
+    use std::sync::Arc;
 
-    use sea_orm::{
-        RuntimeErr,
-        sqlx::{self, error::DatabaseError},
-    };
+    use sea_orm::{RuntimeErr, sqlx};
 
     use super::*;
 
@@ -958,43 +955,12 @@ mod tests {
         );
     }
 
-    /// A database error as sqlx renders PostgreSQL's: its `Display` appends the server's
-    /// source line, its `message` is the database's own words.
-    #[derive(Debug)]
-    struct PgLike;
-
-    impl std::fmt::Display for PgLike {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("database \"wst_gone\" does not exist at line 948")
-        }
-    }
-
-    impl std::error::Error for PgLike {}
-
-    impl DatabaseError for PgLike {
-        fn message(&self) -> &str {
-            "database \"wst_gone\" does not exist"
-        }
-        fn code(&self) -> Option<Cow<'_, str>> {
-            Some("3D000".into())
-        }
-        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-            self
-        }
-        fn kind(&self) -> sqlx::error::ErrorKind {
-            sqlx::error::ErrorKind::Other
-        }
-    }
-
     #[test]
     fn a_database_error_is_told_without_the_drivers_decorations() {
-        let sqlx_err = Arc::new(sqlx::Error::Database(Box::new(PgLike)));
+        let sqlx_err = Arc::new(sqlx::Error::Database(Box::new(crate::error::PgLike {
+            code: "3D000",
+            message: "database \"wst_gone\" does not exist",
+        })));
         let e = DbErr::Conn(RuntimeErr::SqlxError(sqlx_err.clone()));
         // What a start-up failure printed before.
         assert!(e.to_string().contains("at line 948"), "{e}");
