@@ -462,44 +462,48 @@ impl From<Error> for Status {
     }
 }
 
-/// A database error as sqlx renders PostgreSQL's, for tests: its `Display` appends the
-/// server's source line, its `message` is the database's own words.
+/// Stand-ins for the tests of this crate.
 #[cfg(test)]
-#[derive(Debug)]
-pub(crate) struct PgLike {
-    pub code: &'static str,
-    pub message: &'static str,
-}
+pub(crate) mod testing {
+    use std::borrow::Cow;
 
-#[cfg(test)]
-impl std::fmt::Display for PgLike {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} at line 948", self.message)
-    }
-}
+    use sea_orm::sqlx::error::{DatabaseError, ErrorKind};
 
-#[cfg(test)]
-impl std::error::Error for PgLike {}
+    /// A database error as sqlx renders PostgreSQL's: its `Display` appends the server's
+    /// source line, its `message` is the database's own words.
+    #[derive(Debug)]
+    pub(crate) struct PgLike {
+        pub code: &'static str,
+        pub message: &'static str,
+    }
 
-#[cfg(test)]
-impl sea_orm::sqlx::error::DatabaseError for PgLike {
-    fn message(&self) -> &str {
-        self.message
+    impl std::fmt::Display for PgLike {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{} at line 948", self.message)
+        }
     }
-    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
-        Some(self.code.into())
-    }
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-        self
-    }
-    fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
-        sea_orm::sqlx::error::ErrorKind::Other
+
+    impl std::error::Error for PgLike {}
+
+    impl DatabaseError for PgLike {
+        fn message(&self) -> &str {
+            self.message
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(self.code.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
     }
 }
 
@@ -507,7 +511,7 @@ impl sea_orm::sqlx::error::DatabaseError for PgLike {
 mod tests {
     use tonic_types::StatusExt;
 
-    use super::*;
+    use super::{testing::PgLike, *};
 
     #[test]
     fn a_database_that_cannot_take_the_request_now_is_unavailable_and_a_bad_query_internal() {

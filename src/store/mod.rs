@@ -957,10 +957,12 @@ mod tests {
 
     #[test]
     fn a_database_error_is_told_without_the_drivers_decorations() {
-        let sqlx_err = Arc::new(sqlx::Error::Database(Box::new(crate::error::PgLike {
-            code: "3D000",
-            message: "database \"wst_gone\" does not exist",
-        })));
+        let sqlx_err = Arc::new(sqlx::Error::Database(Box::new(
+            crate::error::testing::PgLike {
+                code: "3D000",
+                message: "database \"wst_gone\" does not exist",
+            },
+        )));
         let e = DbErr::Conn(RuntimeErr::SqlxError(sqlx_err.clone()));
         // What a start-up failure printed before.
         assert!(e.to_string().contains("at line 948"), "{e}");
