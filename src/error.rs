@@ -368,14 +368,14 @@ fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error as E;
     match err {
         E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
-        // PostgreSQL's class 08 (connection exception), 57P0x (server shutting down) and
-        // 55P03 (a lock held past `store::LOCK_TIMEOUT`); SQLite's BUSY (5, and its extended
-        // 261 and 517) and LOCKED (6) after the busy timeout: the database cannot take the
-        // request now.
+        // PostgreSQL's class 08 (connection exception), 57P0x (server shutting down), 55P03
+        // (a lock held past `store::LOCK_TIMEOUT`) and 57014 (a statement cancelled, as at
+        // `store::STATEMENT_TIMEOUT`); SQLite's BUSY (5, and its extended 261 and 517) and
+        // LOCKED (6) after the busy timeout: the database cannot take the request now.
         E::Database(db) => db.code().is_some_and(|c| {
             c.starts_with("08")
                 || c.starts_with("57P0")
-                || matches!(&*c, "55P03" | "5" | "6" | "261" | "517")
+                || matches!(&*c, "55P03" | "57014" | "5" | "6" | "261" | "517")
         }),
         _ => false,
     }
@@ -519,6 +519,7 @@ mod tests {
             ("08006", true),
             ("57P01", true),
             ("55P03", true),
+            ("57014", true),
             ("5", true),
             ("42P01", false),
             ("22001", false),

@@ -53,9 +53,9 @@ use crate::{
 /// It starts once the request has arrived, so every wait inside it is the database's (a
 /// pooled connection, a row lock, a query). A call that has begun to commit runs on as a
 /// task of its own: its commit completes (unless one of its waits for a lock passes
-/// `store::LOCK_TIMEOUT`), and the replica's view learns of it, as always, after it; any
-/// other call is dropped then. (Its caller, as after any UNAVAILABLE, cannot tell whether
-/// a change was made.)
+/// `store::LOCK_TIMEOUT`, or a statement `store::STATEMENT_TIMEOUT`), and the replica's
+/// view learns of it, as always, after it; any other call is dropped then. (Its caller, as
+/// after any UNAVAILABLE, cannot tell whether a change was made.)
 pub const DEADLINE: Duration = Duration::from_millis(4500);
 
 /// The largest request accepted: the gRPC frame's 5 bytes and a message of at most 64 KiB,

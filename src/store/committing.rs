@@ -7,12 +7,12 @@
 //! upsert of a principal), or a numbering pass of the change history, whose counts the
 //! next pass brings up to date. (A statement already sent still runs to its end in the
 //! database, and sqlx waits for it before the connection is used again; on PostgreSQL a
-//! wait for a lock ends at `LOCK_TIMEOUT`.) From its first commit on a call runs to its
-//! end, so that what follows a commit in this process (the replica's view, the memory of
-//! GPU usage, the count of revisions) is not cut off by its caller's leaving; only
-//! `abandon_after` (see `telemetry`), far past any commit's time, drops it. Each side
-//! decides by one atomic step, so a call abandoned just as it reaches its commit either
-//! commits and runs on, or is refused the commit.
+//! wait for a lock ends at `LOCK_TIMEOUT`, and a statement at `STATEMENT_TIMEOUT`.) From
+//! its first commit on a call runs to its end, so that what follows a commit in this
+//! process (the replica's view, the memory of GPU usage, the count of revisions) is not cut
+//! off by its caller's leaving; only `abandon_after` (see `telemetry`), far past any
+//! commit's time, drops it. Each side decides by one atomic step, so a call abandoned just
+//! as it reaches its commit either commits and runs on, or is refused the commit.
 
 use std::{
     future::Future,

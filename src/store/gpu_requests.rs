@@ -270,9 +270,5 @@ pub(crate) async fn list<C: ConnectionTrait>(
 /// Deletes the requests of every workspace whose lease ended by `now`, to keep the table
 /// small; nothing depends on it for correctness.
 pub(crate) async fn sweep<C: ConnectionTrait>(c: &C, now: DateTime<Utc>) -> Result<u64, DbErr> {
-    Ok(gpu_request::Entity::delete_many()
-        .filter(Column::ExpireUs.lte(micros(now)))
-        .exec(c)
-        .await?
-        .rows_affected)
+    super::sweep::delete_ended(c, "gpu_requests", micros(now)).await
 }

@@ -375,9 +375,5 @@ pub(crate) async fn delete_expired<C: ConnectionTrait>(
     c: &C,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    Ok(membership::Entity::delete_many()
-        .filter(membership::Column::ExpireUs.lte(micros(now)))
-        .exec(c)
-        .await?
-        .rows_affected)
+    super::sweep::delete_ended(c, "memberships", micros(now)).await
 }

@@ -40,6 +40,7 @@ mod packed;
 pub mod policies;
 pub mod principals;
 pub mod resources;
+mod sweep;
 mod together;
 mod usage;
 mod vacuum;
@@ -100,6 +101,16 @@ const _: () = assert!(ACQUIRE_TIMEOUT.as_millis() < crate::telemetry::DEADLINE.a
 /// answered. Migrations wait as long as they must (`Store::migrate`).
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 const _: () = assert!(LOCK_TIMEOUT.as_millis() >= 2 * crate::telemetry::DEADLINE.as_millis());
+/// The longest a statement on a pooled PostgreSQL connection runs (`statement_timeout`,
+/// sent when each connection starts), for the same reason as `LOCK_TIMEOUT`: a statement
+/// that runs on after its call was dropped (a count over a very large table, a plan gone
+/// bad) keeps its connection out of the pool until it ends. Longer than `LOCK_TIMEOUT`, so
+/// that a wait for a lock ends by its own, named timeout. No statement of a call comes near
+/// it, and a call is answered by its deadline anyway; the replica's own work that may run
+/// long (migrations, vacuums and analyses) lifts it, and the change history is pruned in
+/// chunks.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
+const _: () = assert!(STATEMENT_TIMEOUT.as_millis() > LOCK_TIMEOUT.as_millis());
 /// How often a PostgreSQL replica checks for events that a writer left without a revision.
 const EVENT_SWEEP: Duration = Duration::from_millis(100);
 /// How long a PostgreSQL replica gathers the events its writers queue before it numbers
@@ -253,7 +264,13 @@ fn connect_options(url: &str) -> ConnectOptions {
             .pragma("wal_autocheckpoint", "10000")
     });
     opt.map_sqlx_postgres_opts(|o| {
-        o.options([("lock_timeout", format!("{}ms", LOCK_TIMEOUT.as_millis()))])
+        o.options([
+            ("lock_timeout", format!("{}ms", LOCK_TIMEOUT.as_millis())),
+            (
+                "statement_timeout",
+                format!("{}ms", STATEMENT_TIMEOUT.as_millis()),
+            ),
+        ])
     });
     opt
 }
@@ -338,8 +355,11 @@ impl Store {
         let tx = self.begin_immediate().await?;
         if self.backend() == DbBackend::Postgres {
             // A replica waits out another's migrations, and a migration the locks of the
-            // calls that other replicas are serving, however long: not `LOCK_TIMEOUT`.
+            // calls that other replicas are serving, however long: not `LOCK_TIMEOUT`, and
+            // a migration of a large table runs past `STATEMENT_TIMEOUT`.
             tx.execute_unprepared("SET LOCAL lock_timeout = 0").await?;
+            tx.execute_unprepared("SET LOCAL statement_timeout = 0")
+                .await?;
             tx.execute_unprepared("SELECT pg_advisory_xact_lock(7201050051)")
                 .await?;
         }

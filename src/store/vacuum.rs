@@ -44,7 +44,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement, TransactionTrait,
+    sqlx,
+};
 
 /// The tables vacuumed here; names of our own schema, never a caller's input.
 pub(crate) const TABLES: [&str; 2] = ["pending_events", "gpu_requests"];
@@ -125,6 +128,8 @@ pub(crate) async fn analyze_changed(
         "SET LOCAL default_statistics_target = {STATISTICS_TARGET}"
     ))
     .await?;
+    tx.execute_unprepared("SET LOCAL statement_timeout = 0")
+        .await?;
     tx.execute_unprepared(&format!("ANALYZE (SKIP_LOCKED) {name}"))
         .await?;
     tx.commit().await?;
@@ -157,10 +162,88 @@ pub(crate) async fn vacuum_dead(db: &DatabaseConnection) -> Result<Vec<String>, 
         let name: String = row.try_get("", "name")?;
         // Only a name of `TABLES` can come back, so it is safe to put into the statement.
         if TABLES.contains(&name.as_str()) {
-            db.execute_unprepared(&format!("VACUUM (SKIP_LOCKED, TRUNCATE false) {name}"))
-                .await?;
+            vacuum(db, &name).await?;
             vacuumed.push(name);
         }
     }
     Ok(vacuumed)
+}
+
+/// Vacuums `table` without the pooled connections' `STATEMENT_TIMEOUT`: a vacuum of a large
+/// table may run longer, and cut short it would start over at every pass and never end.
+/// VACUUM cannot run in a transaction, where `SET LOCAL` would end with it, so the timeout
+/// is lifted for the connection's session and restored before the connection goes back to
+/// the pool; a connection where that failed is closed instead.
+async fn vacuum(db: &DatabaseConnection, table: &str) -> Result<(), DbErr> {
+    let mut conn = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(exec_err)?;
+    let run = async {
+        for sql in [
+            "SET statement_timeout = 0".to_owned(),
+            format!("VACUUM (SKIP_LOCKED, TRUNCATE false) {table}"),
+            "RESET statement_timeout".to_owned(),
+        ] {
+            // `table` is one of `TABLES`, checked by the caller.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    if run.is_err() {
+        conn.close_on_drop();
+    }
+    run.map_err(exec_err)
+}
+
+fn exec_err(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::Database;
+
+    use super::*;
+
+    /// PostgreSQL only (`WORKSPACED_TEST_DATABASE_URL`): the connection that ran a vacuum
+    /// goes back to the pool with its `STATEMENT_TIMEOUT`. One connection in the pool, so
+    /// the next statement runs on it; the table is a temporary one of that session.
+    #[tokio::test]
+    async fn a_vacuum_gives_its_connection_back_with_the_statement_timeout() {
+        let Some(url) = std::env::var("WORKSPACED_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            return;
+        };
+        let mut opt = super::super::connect_options(&url);
+        opt.max_connections(1);
+        let db = Database::connect(opt).await.unwrap();
+        let want = format!("{}s", super::super::STATEMENT_TIMEOUT.as_secs());
+        let timeout = || async {
+            db.query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SHOW statement_timeout",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<String>(0)
+            .unwrap()
+        };
+        assert_eq!(timeout().await, want);
+        db.execute_unprepared("CREATE TEMP TABLE churned (n INT)")
+            .await
+            .unwrap();
+        vacuum(&db, "churned").await.unwrap();
+        assert_eq!(timeout().await, want);
+        // A vacuum that fails leaves no connection behind with the timeout lifted.
+        assert!(vacuum(&db, "no_such_table").await.is_err());
+        assert_eq!(timeout().await, want);
+    }
 }

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sea_orm::ConnectionTrait;
 use tokio::{net::TcpListener, task::JoinSet};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -362,20 +363,67 @@ async fn a_statement_left_waiting_on_a_lock_stops_within_the_lock_timeout() {
         count_on(&c, &waiting).await >= 1,
         "answered, but its statement no longer waits on the lock"
     );
-    let bound = workspaced::store::LOCK_TIMEOUT + Duration::from_secs(3);
-    while count_on(&c, &waiting).await > 0 {
+    stops_at(&c, &waiting, start, workspaced::store::LOCK_TIMEOUT).await;
+    holder.rollback().await.unwrap();
+    assert_unchanged_since(&s, &alice, "locked", &ws.etag).await;
+}
+
+/// Waits until `sql` counts no statement, which must happen within 3 s of `timeout` after
+/// `start`, and not before it.
+async fn stops_at<C: ConnectionTrait>(c: &C, sql: &str, start: Instant, timeout: Duration) {
+    while count_on(c, sql).await > 0 {
         assert!(
-            start.elapsed() < bound,
-            "the statement still waits on the lock after {:?}",
+            start.elapsed() < timeout + Duration::from_secs(3),
+            "the statement still runs after {:?}",
             start.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        start.elapsed() >= workspaced::store::LOCK_TIMEOUT,
-        "stopped before the lock timeout: {:?}",
+        start.elapsed() >= timeout,
+        "stopped before the timeout: {:?}",
         start.elapsed()
     );
-    holder.rollback().await.unwrap();
-    assert_unchanged_since(&s, &alice, "locked", &ws.etag).await;
+}
+
+/// A statement that runs on after its call was answered (here an update that a trigger
+/// makes sleep for a minute) stops at `STATEMENT_TIMEOUT`: its pooled connection comes back
+/// instead of staying with it for as long as the statement would run.
+#[tokio::test]
+async fn a_statement_left_running_stops_at_the_statement_timeout() {
+    let Some(s) = TestServer::on_postgres().await else {
+        return;
+    };
+    let alice = token("alice");
+    let ws = create(&s, &alice, new_ws("slow")).await;
+    let c = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    for sql in [
+        "CREATE FUNCTION slow_update() RETURNS trigger LANGUAGE plpgsql \
+         AS $$ BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$",
+        "CREATE TRIGGER slow BEFORE UPDATE ON workspaces \
+         FOR EACH ROW EXECUTE FUNCTION slow_update()",
+    ] {
+        c.execute_unprepared(sql).await.unwrap();
+    }
+    let sleeping = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE datname = current_database() AND wait_event = 'PgSleep'";
+    let start = Instant::now();
+    let changed = pb::Workspace {
+        description: "changed".into(),
+        ..new_ws("slow")
+    };
+    let err = s
+        .update_workspace(&alice, changed, &["description"], "")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    assert!(
+        count_on(&c, sleeping).await >= 1,
+        "answered, but its statement no longer runs"
+    );
+    stops_at(&c, sleeping, start, workspaced::store::STATEMENT_TIMEOUT).await;
+    c.execute_unprepared("DROP TRIGGER slow ON workspaces")
+        .await
+        .unwrap();
+    assert_unchanged_since(&s, &alice, "slow", &ws.etag).await;
 }

@@ -539,8 +539,13 @@ pub async fn create(server: &TestServer, token: &str, ws: pb::Workspace) -> pb::
 pub async fn wait_for_workspace(s: &TestServer, token: &str, name: &str) {
     let start = std::time::Instant::now();
     while let Err(e) = s.get_workspace(token, name).await {
-        // Not there yet: a workspace its creator cannot see.
-        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        // Not there yet: a workspace its creator cannot see; or, on a server of few places,
+        // the calls still making it hold them all.
+        if e.code() == Code::Unavailable {
+            assert_status(&e, Code::Unavailable, "OVERLOADED");
+        } else {
+            assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        }
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "{name} never landed"
