@@ -105,10 +105,12 @@ const _: () = assert!(LOCK_TIMEOUT.as_millis() >= 2 * crate::telemetry::DEADLINE
 /// sent when each connection starts), for the same reason as `LOCK_TIMEOUT`: a statement
 /// that runs on after its call was dropped (a count over a very large table, a plan gone
 /// bad) keeps its connection out of the pool until it ends. Longer than `LOCK_TIMEOUT`, so
-/// that a wait for a lock ends by its own, named timeout. No statement of a call comes near
-/// it, and a call is answered by its deadline anyway; the replica's own work that may run
-/// long (migrations, vacuums and analyses) lifts it, and the change history is pruned in
-/// chunks.
+/// that a wait for a lock ends by its own, named timeout. A call is answered by its
+/// deadline long before. The replica's own work that may run long (migrations, vacuums and
+/// analyses) lifts it; the change history is pruned, and ended leases and memberships are
+/// swept, in chunks. A watch's reads have no deadline: one that would read for longer (a
+/// filter that matches nothing in tens of millions of events) ends the watch
+/// `DATABASE_UNAVAILABLE`.
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 const _: () = assert!(STATEMENT_TIMEOUT.as_millis() > LOCK_TIMEOUT.as_millis());
 /// How often a PostgreSQL replica checks for events that a writer left without a revision.

@@ -46,7 +46,10 @@ use std::{
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement, TransactionTrait,
-    sqlx,
+    sqlx::{
+        self, Connection,
+        postgres::{PgConnectOptions, PgConnection, PgPool},
+    },
 };
 
 /// The tables vacuumed here; names of our own schema, never a caller's input.
@@ -169,35 +172,38 @@ pub(crate) async fn vacuum_dead(db: &DatabaseConnection) -> Result<Vec<String>, 
     Ok(vacuumed)
 }
 
-/// Vacuums `table` without the pooled connections' `STATEMENT_TIMEOUT`: a vacuum of a large
-/// table may run longer, and cut short it would start over at every pass and never end.
-/// VACUUM cannot run in a transaction, where `SET LOCAL` would end with it, so the timeout
-/// is lifted for the connection's session and restored before the connection goes back to
-/// the pool; a connection where that failed is closed instead.
+/// The name a vacuum's connection shows in `pg_stat_activity`.
+const VACUUM_NAME: &str = "workspaced-vacuum";
+
+/// The options of a vacuum's connection: the pool's, without its `STATEMENT_TIMEOUT` (the
+/// later of two startup options wins).
+fn unlimited(pool: &PgPool) -> PgConnectOptions {
+    PgConnectOptions::clone(&pool.connect_options())
+        .options([("statement_timeout", "0")])
+        .application_name(VACUUM_NAME)
+}
+
+/// Vacuums `table` on a connection of its own, without the pooled connections'
+/// `STATEMENT_TIMEOUT`: a vacuum of a large table may run longer, and cut short it would
+/// start over at every pass and never end. VACUUM cannot run in a transaction, where `SET
+/// LOCAL` would end with it; a `SET` on a pooled connection would outlive the vacuum if the
+/// task stopped between it and its `RESET`, and behind a pooler in transaction mode would
+/// reach another session.
 async fn vacuum(db: &DatabaseConnection, table: &str) -> Result<(), DbErr> {
-    let mut conn = db
-        .get_postgres_connection_pool()
-        .acquire()
-        .await
-        .map_err(exec_err)?;
-    let run = async {
-        for sql in [
-            "SET statement_timeout = 0".to_owned(),
-            format!("VACUUM (SKIP_LOCKED, TRUNCATE false) {table}"),
-            "RESET statement_timeout".to_owned(),
-        ] {
-            // `table` is one of `TABLES`, checked by the caller.
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok::<_, sqlx::Error>(())
-    }
+    let options = unlimited(db.get_postgres_connection_pool());
+    let mut conn =
+        tokio::time::timeout(super::ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| exec_err(sqlx::Error::PoolTimedOut))?
+            .map_err(exec_err)?;
+    // `table` is one of `TABLES`, checked by the caller.
+    let run = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "VACUUM (SKIP_LOCKED, TRUNCATE false) {table}"
+    )))
+    .execute(&mut conn)
     .await;
-    if run.is_err() {
-        conn.close_on_drop();
-    }
-    run.map_err(exec_err)
+    conn.close().await.ok();
+    run.map(drop).map_err(exec_err)
 }
 
 fn exec_err(e: sqlx::Error) -> DbErr {
@@ -210,40 +216,42 @@ mod tests {
 
     use super::*;
 
-    /// PostgreSQL only (`WORKSPACED_TEST_DATABASE_URL`): the connection that ran a vacuum
-    /// goes back to the pool with its `STATEMENT_TIMEOUT`. One connection in the pool, so
-    /// the next statement runs on it; the table is a temporary one of that session.
+    async fn statement_timeout(conn: &mut PgConnection) -> String {
+        sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    /// PostgreSQL only (`WORKSPACED_TEST_DATABASE_URL`): pooled connections stop a
+    /// statement at `STATEMENT_TIMEOUT`, a vacuum's connection does not, and a vacuum runs.
     #[tokio::test]
-    async fn a_vacuum_gives_its_connection_back_with_the_statement_timeout() {
+    async fn a_vacuum_runs_without_the_statement_timeout_of_the_pool() {
         let Some(url) = std::env::var("WORKSPACED_TEST_DATABASE_URL")
             .ok()
             .filter(|u| u.starts_with("postgres"))
         else {
             return;
         };
-        let mut opt = super::super::connect_options(&url);
-        opt.max_connections(1);
-        let db = Database::connect(opt).await.unwrap();
-        let want = format!("{}s", super::super::STATEMENT_TIMEOUT.as_secs());
-        let timeout = || async {
-            db.query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SHOW statement_timeout",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get_by_index::<String>(0)
-            .unwrap()
-        };
-        assert_eq!(timeout().await, want);
-        db.execute_unprepared("CREATE TEMP TABLE churned (n INT)")
+        let db = Database::connect(super::super::connect_options(&url))
             .await
             .unwrap();
-        vacuum(&db, "churned").await.unwrap();
-        assert_eq!(timeout().await, want);
-        // A vacuum that fails leaves no connection behind with the timeout lifted.
-        assert!(vacuum(&db, "no_such_table").await.is_err());
-        assert_eq!(timeout().await, want);
+        let pool = db.get_postgres_connection_pool();
+        let mut pooled = pool.acquire().await.unwrap();
+        let want = format!("{}s", super::super::STATEMENT_TIMEOUT.as_secs());
+        assert_eq!(statement_timeout(&mut pooled).await, want);
+        drop(pooled);
+        let mut own = PgConnection::connect_with(&unlimited(pool)).await.unwrap();
+        assert_eq!(statement_timeout(&mut own).await, "0");
+        own.close().await.unwrap();
+        let table = format!("vacuumed_{}", uuid::Uuid::new_v4().simple());
+        db.execute_unprepared(&format!("CREATE TABLE {table} (n INT)"))
+            .await
+            .unwrap();
+        let run = vacuum(&db, &table).await;
+        db.execute_unprepared(&format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+        run.unwrap();
     }
 }
