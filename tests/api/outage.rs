@@ -15,7 +15,10 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use workspaced::pb::v1 as pb;
+use workspaced::{
+    pb::v1 as pb,
+    store::{LOCK_TIMEOUT, STATEMENT_TIMEOUT},
+};
 
 use crate::common::*;
 
@@ -349,28 +352,36 @@ async fn a_statement_left_waiting_on_a_lock_stops_within_the_lock_timeout() {
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
          AND wait_event_type = 'Lock' AND query_start < to_timestamp({t0} / 1e6) + interval '2 s'"
     );
-    let start = Instant::now();
-    let changed = pb::Workspace {
-        description: "changed".into(),
-        ..new_ws("locked")
-    };
-    let err = s
-        .update_workspace(&alice, changed, &["description"], "")
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
-    assert!(
-        count_on(&c, &waiting).await >= 1,
-        "answered, but its statement no longer waits on the lock"
-    );
-    stops_at(&c, &waiting, start, workspaced::store::LOCK_TIMEOUT).await;
+    update_left_running(&s, &alice, "locked", &c, &waiting, LOCK_TIMEOUT).await;
     holder.rollback().await.unwrap();
     assert_unchanged_since(&s, &alice, "locked", &ws.etag).await;
 }
 
-/// Waits until `sql` counts no statement, which must happen within 3 s of `timeout` after
-/// `start`, and not before it.
-async fn stops_at<C: ConnectionTrait>(c: &C, sql: &str, start: Instant, timeout: Duration) {
+/// Updates `name`'s description, which is answered `DATABASE_UNAVAILABLE` at the deadline
+/// while its statement runs on (`sql`, on `c`, counts it), then waits until that statement
+/// stops: within 3 s of `timeout` from the call's start, and not before it.
+async fn update_left_running<C: ConnectionTrait>(
+    s: &TestServer,
+    token: &str,
+    name: &str,
+    c: &C,
+    sql: &str,
+    timeout: Duration,
+) {
+    let start = Instant::now();
+    let changed = pb::Workspace {
+        description: "changed".into(),
+        ..new_ws(name)
+    };
+    let err = s
+        .update_workspace(token, changed, &["description"], "")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    assert!(
+        count_on(c, sql).await >= 1,
+        "answered, but its statement no longer runs"
+    );
     while count_on(c, sql).await > 0 {
         assert!(
             start.elapsed() < timeout + Duration::from_secs(3),
@@ -407,21 +418,7 @@ async fn a_statement_left_running_stops_at_the_statement_timeout() {
     }
     let sleeping = "SELECT count(*) FROM pg_stat_activity \
                     WHERE datname = current_database() AND wait_event = 'PgSleep'";
-    let start = Instant::now();
-    let changed = pb::Workspace {
-        description: "changed".into(),
-        ..new_ws("slow")
-    };
-    let err = s
-        .update_workspace(&alice, changed, &["description"], "")
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::Unavailable, "DATABASE_UNAVAILABLE");
-    assert!(
-        count_on(&c, sleeping).await >= 1,
-        "answered, but its statement no longer runs"
-    );
-    stops_at(&c, sleeping, start, workspaced::store::STATEMENT_TIMEOUT).await;
+    update_left_running(&s, &alice, "slow", &c, sleeping, STATEMENT_TIMEOUT).await;
     c.execute_unprepared("DROP TRIGGER slow ON workspaces")
         .await
         .unwrap();
