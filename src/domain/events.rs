@@ -78,6 +78,10 @@ pub struct EventSettings {
     pub max_lag: i64,
     /// Whether changes write events: always, but for a benchmark of what that costs.
     pub record: bool,
+    /// Events one read of the history looks at, at most: a page of ListEvents, or a batch
+    /// of a watch, whose filter matches few of them ends there, and the reader goes on from
+    /// there (a page's token, the watch's next read).
+    pub window: u64,
 }
 
 impl Default for EventSettings {
@@ -88,6 +92,7 @@ impl Default for EventSettings {
             max_watches: 1024,
             max_lag: 10_000,
             record: true,
+            window: READ_WINDOW,
         }
     }
 }
@@ -101,6 +106,10 @@ impl EventSettings {
     }
 }
 
+/// `EventSettings::window` by default. On PostgreSQL, of 5 million events in memory, a read
+/// whose filter matches none of them takes 13-21 ms for every workspace and 105-160 ms for
+/// one workspace (its events lie scattered), where one read of 4 million took 0.5-0.6 s.
+const READ_WINDOW: u64 = 50_000;
 /// Events in one message of a watch, and in one read of it.
 const WATCH_BATCH: u64 = 100;
 /// Messages a watch reads ahead of its client: with `WATCH_BATCH`, what one watch holds.
@@ -255,14 +264,15 @@ impl Events {
         self.store.number_committed().await?;
         let batch = self
             .store
-            .read_events(&scope.filter, after, page.size + 1)
+            .read_events(&scope.filter, after, page.size + 1, self.settings.window)
             .await?;
         if resumed && after < batch.pruned {
             return Err(expired(after, batch.pruned));
         }
         beyond_latest(after_revision, batch.latest)?;
+        let stopped = batch.more() && batch.events.len() as u64 <= page.size;
         // A page stops short of its size rather than outgrow a response.
-        let out = page::finish_within(
+        let mut out = page::finish_within(
             batch.events,
             page.size,
             PAGE_BYTES,
@@ -270,6 +280,11 @@ impl Events {
             &fingerprint,
             |e| vec![e.revision.to_string()],
         );
+        if stopped && out.next_page_token.is_empty() {
+            // The read ended at its window with the page not full (even empty): the next
+            // page goes on from where it stopped looking, as Cloud Logging's pages do.
+            out.next_page_token = page::next_token(vec![batch.reached.to_string()], &fingerprint);
+        }
         Ok(EventPage {
             events: out.items,
             next_page_token: out.next_page_token,
@@ -298,7 +313,12 @@ impl Events {
         let (position, first) = if after_revision > 0 {
             let batch = self
                 .store
-                .read_events(&scope.filter, after_revision, WATCH_BATCH)
+                .read_events(
+                    &scope.filter,
+                    after_revision,
+                    WATCH_BATCH,
+                    self.settings.window,
+                )
                 .await?;
             if after_revision < batch.pruned {
                 return Err(expired(after_revision, batch.pruned));
@@ -311,6 +331,7 @@ impl Events {
                 latest,
                 Batch {
                     latest,
+                    reached: latest,
                     ..Batch::default()
                 },
             )
@@ -326,6 +347,7 @@ impl Events {
             data,
             end: Some(end),
             max_lag: self.settings.max_lag,
+            window: self.settings.window,
             closing: self.closing.subscribe(),
             expiry: expiry_of(principal),
             gone: false,
@@ -414,6 +436,8 @@ struct Follower {
     data: mpsc::Sender<Vec<Event>>,
     end: Option<oneshot::Sender<Error>>,
     max_lag: i64,
+    /// Events one read looks at, at most (`EventSettings::window`).
+    window: u64,
     closing: watch::Receiver<bool>,
     /// When the caller's token expires: the watch ends then (TOKEN_EXPIRED).
     expiry: Option<tokio::time::Instant>,
@@ -451,8 +475,13 @@ impl Follower {
                 let e = expired(self.position, batch.pruned);
                 return self.finish(e);
             }
-            let full = batch.events.len() as u64 >= WATCH_BATCH;
-            let latest = batch.latest;
+            // Between reads that deliver nothing (a rare filter, read a window at a time)
+            // a client that left would not be noticed otherwise.
+            if self.data.is_closed() || *self.closing.borrow() {
+                return;
+            }
+            let more = batch.more();
+            let reached = batch.reached;
             if self
                 .expiry
                 .is_some_and(|at| at <= tokio::time::Instant::now())
@@ -480,10 +509,10 @@ impl Follower {
                 }
                 self.position = last;
             }
-            if !full {
+            self.position = self.position.max(reached);
+            if !more {
                 // Everything up to `latest` was read (the batch and the counter are one
                 // snapshot): wait for a later commit, or for the client to leave.
-                self.position = self.position.max(latest);
                 let position = self.position;
                 let expired = tokio::select! {
                     changed = self.revisions.wait_for(|r| *r > position) => {
@@ -522,7 +551,7 @@ impl Follower {
         }
         Ok(self
             .store
-            .read_events(&self.scope.filter, self.position, WATCH_BATCH)
+            .read_events(&self.scope.filter, self.position, WATCH_BATCH, self.window)
             .await?)
     }
 

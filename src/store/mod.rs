@@ -108,9 +108,8 @@ const _: () = assert!(LOCK_TIMEOUT.as_millis() >= 2 * crate::telemetry::DEADLINE
 /// that a wait for a lock ends by its own, named timeout. A call is answered by its
 /// deadline long before. The replica's own work that may run long (migrations, vacuums and
 /// analyses) lifts it; the change history is pruned, and ended leases and memberships are
-/// swept, in chunks. A watch's reads have no deadline: one that would read for longer (a
-/// filter that matches nothing in tens of millions of events) ends the watch
-/// `DATABASE_UNAVAILABLE`.
+/// swept, in chunks; readers of the history read it a window at a time
+/// (`EventSettings::window`).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 const _: () = assert!(STATEMENT_TIMEOUT.as_millis() > LOCK_TIMEOUT.as_millis());
 /// How often a PostgreSQL replica checks for events that a writer left without a revision.
@@ -706,14 +705,16 @@ impl Store {
         self.revisions.subscribe()
     }
 
-    /// Up to `limit` events of `f` after revision `after`, with the history's bounds.
+    /// Up to `limit` events of `f` after revision `after`, looking at `window` events at
+    /// most (see `events::read`), with the history's bounds and how far it read.
     pub(crate) async fn read_events(
         &self,
         f: &events::Filter,
         after: i64,
         limit: u64,
+        window: u64,
     ) -> Result<events::Batch, DbErr> {
-        let batch = events::read(&self.db, f, after, limit).await?;
+        let batch = events::read(&self.db, f, after, limit, window).await?;
         self.committed(batch.latest);
         Ok(batch)
     }

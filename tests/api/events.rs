@@ -357,6 +357,126 @@ async fn pages_follow_the_revisions_and_bad_filters_are_named() {
     assert_eq!(bad_fields_of(bad), ["types"]);
 }
 
+/// The pages of ListEvents for `filter` as `token` sees them, followed to the last.
+async fn pages_of(
+    s: &TestServer,
+    token: &str,
+    filter: pb::ListEventsRequest,
+) -> Vec<Vec<pb::Event>> {
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = s
+            .list_events(
+                token,
+                pb::ListEventsRequest {
+                    page_token,
+                    ..filter.clone()
+                },
+            )
+            .await
+            .unwrap();
+        pages.push(page.events);
+        if page.next_page_token.is_empty() {
+            return pages;
+        }
+        page_token = page.next_page_token;
+        assert!(pages.len() < 100, "the pages end");
+    }
+}
+
+#[tokio::test]
+async fn a_rare_filter_is_read_a_window_at_a_time_and_nothing_is_missed() {
+    let s = spawn_with_events(EventSettings {
+        window: 4,
+        ..EventSettings::default()
+    })
+    .await;
+    let (alice, root) = (token("alice"), platform_admin());
+    create(&s, &alice, new_ws("busy")).await;
+    create(&s, &alice, new_ws("quiet")).await;
+    for i in 0..12 {
+        s.add_member(&alice, "busy", &format!("u{i}"), pb::Role::Viewer)
+            .await
+            .unwrap();
+        if i % 3 == 0 {
+            s.add_member(&alice, "quiet", &format!("q{i}"), pb::Role::Viewer)
+                .await
+                .unwrap();
+        }
+    }
+    s.remove_member(&alice, "busy", "u0").await.unwrap();
+    s.remove_member(&alice, "quiet", "q3").await.unwrap();
+    for i in 12..20 {
+        s.add_member(&alice, "busy", &format!("u{i}"), pb::Role::Viewer)
+            .await
+            .unwrap();
+    }
+    let all = events_of(&s, "", 0).await;
+    let removed: Vec<pb::Event> = all
+        .iter()
+        .filter(|e| e.r#type() == T::MemberRemoved)
+        .cloned()
+        .collect();
+    assert_eq!(removed.len(), 2);
+
+    // Every workspace, one rare kind: each page looks at 4 revisions, so the first pages
+    // come back empty, with a token that goes on where they stopped.
+    let removals = pb::ListEventsRequest {
+        types: vec![T::MemberRemoved as i32],
+        page_size: 100,
+        ..Default::default()
+    };
+    let pages = pages_of(&s, &root, removals.clone()).await;
+    assert!(pages[0].is_empty(), "{pages:?}");
+    assert!(pages.len() >= all.len() / 4, "{} pages", pages.len());
+    assert_eq!(pages.concat(), removed);
+
+    // One workspace: the window counts its events, not the revisions of every workspace.
+    let quiet: Vec<pb::Event> = all
+        .iter()
+        .filter(|e| e.workspace == "quiet")
+        .cloned()
+        .collect();
+    let quiet_removals = pb::ListEventsRequest {
+        workspace: "quiet".into(),
+        ..removals.clone()
+    };
+    let pages = pages_of(&s, &alice, quiet_removals).await;
+    assert!(pages.len() <= quiet.len().div_ceil(4) + 1, "{pages:?}");
+    assert_eq!(pages.concat(), removed[1..].to_vec());
+
+    // A watch of the rare kind from the start gets both, and the next as it commits.
+    let mut watch = s
+        .watch_events(
+            &root,
+            pb::WatchEventsRequest {
+                after_revision: 1,
+                types: vec![T::MemberRemoved as i32],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut members_watch = s
+        .watch_events(
+            &alice,
+            pb::WatchEventsRequest {
+                workspace: "quiet".into(),
+                after_revision: 1,
+                types: vec![T::MemberRemoved as i32],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(take(&mut watch, 2).await, removed);
+    assert_eq!(take(&mut members_watch, 1).await, removed[1..].to_vec());
+    s.remove_member(&alice, "quiet", "q6").await.unwrap();
+    let next_removal = take(&mut watch, 1).await;
+    assert_eq!(next_removal[0].revision, latest(&s).await);
+    assert_eq!(take(&mut members_watch, 1).await, next_removal);
+}
+
 #[tokio::test]
 async fn only_admins_and_platform_callers_read_events_of_their_own_workspace() {
     let s = TestServer::spawn().await;
