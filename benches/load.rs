@@ -5,7 +5,10 @@
 //! the server's CPU time per request. A GPU admission "request" is a pair, AdmitGpuRequest
 //! then ReleaseGpuRequest, into one hot workspace or spread over 1,000. CheckAccess runs
 //! with a token of no groups and of 20 (one of them a member), and BatchCheckAccess with 100
-//! checks (the caller's workspace and 99 it cannot read).
+//! checks (the caller's workspace and 99 it cannot read). ListEvents reads a page of 100
+//! from a history of `--events` events (1 in 100,000 an unregistration, a tenth of them in the hot
+//! `ws-000000`), after a revision spread over it: of a rare type, of every workspace or of
+//! the hot one, and every type of the hot one as its admin.
 //!
 //! With `--rate R[,R...]` the load is open instead: calls start at R per second whatever the
 //! server does, each in its own task, and each call's latency counts from its intended
@@ -13,9 +16,9 @@
 //! per call at that rate, and the calls that failed (OVERLOADED, say) instead of stopping.
 //!
 //! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]
-//! [--pin] [--only RPC[,RPC...]] [--rate R[,R...]]` (defaults: 100000 workspaces, 1000000
-//! memberships, 2 s per measurement, 3 rounds; `--pin` puts the generator on CPU 0 and the
-//! servers on the others). On PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh
+//! [--events E] [--pin] [--only RPC[,RPC...]] [--rate R[,R...]]` (defaults: 100000
+//! workspaces, 1000000 memberships, 1000000 events, 2 s per measurement, 3 rounds; `--pin`
+//! puts the generator on CPU 0 and the servers on the others). On PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh
 //! database is made in it).
 
 use std::{
@@ -37,9 +40,14 @@ use hdrhistogram::Histogram;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use workspaced::{
-    domain::{page, workspaces::ListWorkspaces},
+    domain::{
+        model::{EventObject, Resource},
+        page,
+        workspaces::ListWorkspaces,
+    },
     pb::v1::{
-        self as pb, membership_service_client::MembershipServiceClient,
+        self as pb, event_service_client::EventServiceClient,
+        membership_service_client::MembershipServiceClient,
         policy_service_client::PolicyServiceClient,
         workspace_service_client::WorkspaceServiceClient,
     },
@@ -47,6 +55,31 @@ use workspaced::{
 };
 
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
+/// What is measured, in order; `--only` picks by prefix.
+const TARGETS: [&str; 22] = [
+    BASELINE,
+    "CheckAccess",
+    "CheckAccess, 20 groups",
+    "BatchCheckAccess of 100",
+    "GetWorkspace",
+    "ListWorkspaces first page",
+    "ListWorkspaces last page",
+    "ListWorkspaces, member of 1",
+    "ListWorkspaces, member of all",
+    "ListMembers",
+    "ListResources",
+    "ListPolicies",
+    "ListEvents, rare type",
+    "ListEvents, rare type, hot workspace",
+    "ListEvents, hot workspace, its admin",
+    "CreateWorkspace",
+    "CreateWorkspace, no events",
+    "AddMember",
+    "AddMember, no events",
+    "GetGpuUsage",
+    "GPU admit+release, hot",
+    "GPU admit+release, spread",
+];
 /// The subject `seed` makes a viewer of every workspace.
 const MEMBER_OF_ALL: &str = "member-of-all";
 
@@ -79,6 +112,8 @@ impl Load {
 struct Args {
     workspaces: usize,
     memberships: usize,
+    /// Events in the change history, seeded when a ListEvents target is measured.
+    events: usize,
     seconds: f64,
     rounds: usize,
     /// Runs the load generator on CPU 0 and the servers on the others, so that the
@@ -99,6 +134,7 @@ fn args() -> Args {
         memberships: argv
             .number("--memberships")
             .map_or(1_000_000, |v| v as usize),
+        events: argv.number("--events").map_or(1_000_000, |v| v as usize),
         seconds: argv.number("--seconds").unwrap_or(2.0),
         rounds: argv.number("--rounds").map_or(3, |v| v as usize),
         pin: argv.switch("--pin"),
@@ -204,6 +240,70 @@ async fn seed(url: &str, n: usize, m: usize) {
         .await
         .expect("analyze");
     store.close().await.ok();
+}
+
+/// `e` events in the change history: registrations of a resource, one in 100,000 an
+/// unregistration; every tenth in `ws-000000`, the rest spread over the `n` workspaces. They
+/// carry one resource (a reader decodes it; which one does not matter).
+async fn seed_events(url: &str, n: usize, e: usize) {
+    let db = Database::connect(url).await.expect("connect");
+    let backend = db.get_database_backend();
+    let (numbers, name, id) = if backend == DbBackend::Postgres {
+        (
+            format!("generate_series(1, {e}) AS g(k)"),
+            "'ws-' || lpad((w)::text, greatest(6, length((w)::text)), '0')",
+            "'00000000-0000-4000-8000-' || lpad((w)::text, 12, '0')",
+        )
+    } else {
+        (
+            format!(
+                "(WITH RECURSIVE g(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM g \
+                 WHERE k < {e}) SELECT k FROM g) AS g"
+            ),
+            "printf('ws-%06d', w)",
+            "printf('00000000-0000-4000-8000-%012d', w)",
+        )
+    };
+    // Read first: on SQLite each insert moves `latest` (a trigger).
+    let row = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT latest FROM event_log WHERE id = 1",
+        ))
+        .await
+        .expect("read the history")
+        .expect("the counter");
+    let latest: i64 = row.try_get("", "latest").expect("latest");
+    let now = chrono::Utc::now();
+    let object = serde_json::to_string(&EventObject::Resource(Resource {
+        workspace: "ws-000000".into(),
+        kind: "model".into(),
+        resource_id: "m".into(),
+        registered_by: "seed".into(),
+        create_time: now,
+    }))
+    .expect("encode");
+    let sql = format!(
+        "INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
+         request_id, method, object) SELECT {latest} + k, {time_us} + k, \
+         CASE WHEN k % 100000 = 0 THEN 'resource_unregistered' \
+         ELSE 'resource_registered' END, {name}, {id}, 'seed', '', 'seed', '{object}' \
+         FROM (SELECT k, CASE WHEN k % 10 = 0 THEN 0 ELSE k % {n} END AS w FROM {numbers}) \
+         AS s",
+        n = n.max(1),
+        time_us = now.timestamp_micros(),
+    );
+    db.execute_unprepared(&sql).await.expect("seed events");
+    db.execute_unprepared("UPDATE event_log SET latest = (SELECT MAX(revision) FROM events)")
+        .await
+        .expect("seed events");
+    db.execute_unprepared(if backend == DbBackend::Postgres {
+        "VACUUM (ANALYZE) events"
+    } else {
+        "ANALYZE"
+    })
+    .await
+    .expect("analyze events");
 }
 
 /// How many members and resources `seed_lists` puts in `ws-000000`.
@@ -437,6 +537,24 @@ async fn run(a: Args, cpus: Option<&str>) {
     let t = Instant::now();
     seed(&url, a.workspaces, a.memberships).await;
     eprintln!("seeded in {:.1} s", t.elapsed().as_secs_f64());
+    let targets: Vec<&str> = TARGETS
+        .into_iter()
+        .filter(|t| {
+            *t == BASELINE
+                || a.only
+                    .as_deref()
+                    .is_none_or(|o| o.split(',').any(|p| t.starts_with(p)))
+        })
+        .collect();
+    if targets.iter().any(|t| t.starts_with("ListEvents")) {
+        let t = Instant::now();
+        seed_events(&url, a.workspaces, a.events).await;
+        eprintln!(
+            "seeded {} events in {:.1} s",
+            a.events,
+            t.elapsed().as_secs_f64()
+        );
+    }
 
     let key = dir.path().join("key");
     std::fs::write(&key, KEY).expect("key");
@@ -480,6 +598,9 @@ async fn run(a: Args, cpus: Option<&str>) {
     let teams: Vec<String> = (0..20).map(|t| format!("team-{t}")).collect();
     let grouped = token("user-42", &[], &teams);
     let admin = token("root", &["platform-admin"], &[]);
+    // The admin of ws-000000, as `seed` lays memberships out.
+    let hot_admin = token("user-0", &[], &[]);
+    let events = a.events as i64;
     let sched = token("sched", &["platform-service"], &[]);
     // GPU admission goes to one hot workspace, or is spread over the first 1,000.
     let spread = a.workspaces.clamp(1, 1000);
@@ -490,35 +611,6 @@ async fn run(a: Args, cpus: Option<&str>) {
         Box::leak(format!("ws-{:06}", 42 / per % a.workspaces.max(1)).into_boxed_str());
     let last_token = page::next_token(vec![last_name], &ListWorkspaces::default().fingerprint());
 
-    let targets: Vec<&str> = [
-        BASELINE,
-        "CheckAccess",
-        "CheckAccess, 20 groups",
-        "BatchCheckAccess of 100",
-        "GetWorkspace",
-        "ListWorkspaces first page",
-        "ListWorkspaces last page",
-        "ListWorkspaces, member of 1",
-        "ListWorkspaces, member of all",
-        "ListMembers",
-        "ListResources",
-        "ListPolicies",
-        "CreateWorkspace",
-        "CreateWorkspace, no events",
-        "AddMember",
-        "AddMember, no events",
-        "GetGpuUsage",
-        "GPU admit+release, hot",
-        "GPU admit+release, spread",
-    ]
-    .into_iter()
-    .filter(|t| {
-        *t == BASELINE
-            || a.only
-                .as_deref()
-                .is_none_or(|o| o.split(',').any(|p| t.starts_with(p)))
-    })
-    .collect();
     // The writes without the change history, for what writing it costs: a second server,
     // on a second database seeded alike, that writes no events.
     let bare_writes = if targets.iter().any(|t| t.ends_with("no events")) {
@@ -553,6 +645,7 @@ async fn run(a: Args, cpus: Option<&str>) {
                 let (user, admin, last_token) = (user.clone(), admin.clone(), last_token.clone());
                 let (sched, grouped, member_of_all) =
                     (sched.clone(), grouped.clone(), member_of_all.clone());
+                let hot_admin = hot_admin.clone();
                 let cpu0 = cpu_time(pid);
                 let db_cpu0 = database_cpu_time();
                 let (n, elapsed, hist, failed) = measure(load, a.seconds, move |w, i| {
@@ -562,6 +655,7 @@ async fn run(a: Args, cpus: Option<&str>) {
                         (user.clone(), admin.clone(), last_token.clone());
                     let (sched, grouped, member_of_all) =
                         (sched.clone(), grouped.clone(), member_of_all.clone());
+                    let hot_admin = hot_admin.clone();
                     async move {
                         match target {
                             "CheckAccess" | "CheckAccess, 20 groups" => {
@@ -699,6 +793,40 @@ async fn run(a: Args, cpus: Option<&str>) {
                                     .await
                                     .map(|r| r.into_inner().policies.len()),
                             ),
+                            // A page of 100 after a revision spread over the seeded history.
+                            "ListEvents, rare type"
+                            | "ListEvents, rare type, hot workspace"
+                            | "ListEvents, hot workspace, its admin" => {
+                                let (workspace, types, caller) = match target {
+                                    "ListEvents, rare type" => (
+                                        "",
+                                        vec![pb::EventType::ResourceUnregistered as i32],
+                                        &admin,
+                                    ),
+                                    "ListEvents, rare type, hot workspace" => (
+                                        "ws-000000",
+                                        vec![pb::EventType::ResourceUnregistered as i32],
+                                        &admin,
+                                    ),
+                                    _ => ("ws-000000", vec![], &hot_admin),
+                                };
+                                EventServiceClient::new(ch)
+                                    .list_events(authed(
+                                        pb::ListEventsRequest {
+                                            workspace: workspace.into(),
+                                            after_revision: 2
+                                                + (i as i64 * 7919 + w as i64 * 104_729)
+                                                    % events.max(1),
+                                            types,
+                                            page_size: 100,
+                                            page_token: String::new(),
+                                        },
+                                        caller,
+                                    ))
+                                    .await
+                                    .map(drop)
+                                    .map_or_else(|e| ok::<()>(Err(e)), |()| true)
+                            }
                             "AddMember" | "AddMember, no events" => {
                                 MembershipServiceClient::new(ch)
                                     .add_member(authed(

@@ -106,10 +106,11 @@ impl EventSettings {
     }
 }
 
-/// `EventSettings::window` by default. On PostgreSQL, of 5 million events in memory, a read
-/// whose filter matches none of them takes 13-21 ms for every workspace and 105-160 ms for
-/// one workspace (its events lie scattered), where one read of 4 million took 0.5-0.6 s.
-const READ_WINDOW: u64 = 50_000;
+/// `EventSettings::window` by default. A page of a type found once in 100,000 events took
+/// 6.6 ms of every workspace and 29 ms of a workspace with every tenth event (its events
+/// lie scattered) on PostgreSQL, from a history of 10 million; read whole, 19 of 20 pages
+/// ran past the deadline (`benches/RESULTS.md`). On SQLite, 3 and 18 ms.
+const READ_WINDOW: u64 = 10_000;
 /// Events in one message of a watch, and in one read of it.
 const WATCH_BATCH: u64 = 100;
 /// Messages a watch reads ahead of its client: with `WATCH_BATCH`, what one watch holds.

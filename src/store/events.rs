@@ -259,7 +259,7 @@ pub(crate) async fn read<C: ConnectionTrait>(
     // Where the window ends. For every workspace, revisions have no holes above `pruned`,
     // so it is a sum (from at most `latest`, so that no revision a client names overflows
     // it). For one workspace it is its `window`-th event after `after`, or its last: a walk
-    // of its index, about 9 ms for 50,000 events on PostgreSQL, needed only when some of
+    // of its index, about 2 ms for 10,000 events on PostgreSQL, needed only when some of
     // its events may not match (else the `LIMIT` bounds the read). The walk is paid even
     // when the read fills early, so where only the id may not match (an earlier workspace
     // of the same name), the read of nearly every page, it is kept short.
