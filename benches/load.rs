@@ -6,9 +6,9 @@
 //! then ReleaseGpuRequest, into one hot workspace or spread over 1,000. CheckAccess runs
 //! with a token of no groups and of 20 (one of them a member), and BatchCheckAccess with 100
 //! checks (the caller's workspace and 99 it cannot read). ListEvents reads a page of 100
-//! from a history of `--events` events (1 in 100,000 an unregistration, a tenth of them in the hot
-//! `ws-000000`), after a revision spread over it: of a rare type, of every workspace or of
-//! the hot one, and every type of the hot one as its admin.
+//! from a history of `--events` events, a tenth of them in the hot `ws-000000`, after a
+//! revision spread over it: of a type found once in 99,991 events, of every workspace or
+//! of the hot one, and every type of the hot one as its admin.
 //!
 //! With `--rate R[,R...]` the load is open instead: calls start at R per second whatever the
 //! server does, each in its own task, and each call's latency counts from its intended
@@ -18,8 +18,8 @@
 //! `cargo bench --bench load -- [--workspaces N] [--memberships M] [--seconds S] [--rounds R]
 //! [--events E] [--pin] [--only RPC[,RPC...]] [--rate R[,R...]]` (defaults: 100000
 //! workspaces, 1000000 memberships, 1000000 events, 2 s per measurement, 3 rounds; `--pin`
-//! puts the generator on CPU 0 and the servers on the others). On PostgreSQL when `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh
-//! database is made in it).
+//! puts the generator on CPU 0 and the servers on the others). On PostgreSQL when
+//! `WORKSPACED_BENCH_DATABASE_URL` is set (a fresh database is made in it).
 
 use std::{
     collections::BTreeMap,
@@ -242,10 +242,14 @@ async fn seed(url: &str, n: usize, m: usize) {
     store.close().await.ok();
 }
 
-/// `e` events in the change history: registrations of a resource, one in 100,000 an
-/// unregistration; every tenth in `ws-000000`, the rest spread over the `n` workspaces. They
-/// carry one resource (a reader decodes it; which one does not matter).
+/// `e` events in the change history, in the last `e` microseconds: registrations of a
+/// resource, one in 99,991 an unregistration (a prime, so that the hot workspace holds a
+/// tenth of those too); every tenth in `ws-000000`, the rest spread over the `n`
+/// workspaces. They carry one resource (a reader decodes it; which one does not matter).
 async fn seed_events(url: &str, n: usize, e: usize) {
+    if e == 0 {
+        return;
+    }
     let db = Database::connect(url).await.expect("connect");
     let backend = db.get_database_backend();
     let (numbers, name, id) = if backend == DbBackend::Postgres {
@@ -286,24 +290,28 @@ async fn seed_events(url: &str, n: usize, e: usize) {
     let sql = format!(
         "INSERT INTO events (revision, time_us, kind, workspace, workspace_id, actor, \
          request_id, method, object) SELECT {latest} + k, {time_us} + k, \
-         CASE WHEN k % 100000 = 0 THEN 'resource_unregistered' \
+         CASE WHEN k % 99991 = 0 THEN 'resource_unregistered' \
          ELSE 'resource_registered' END, {name}, {id}, 'seed', '', 'seed', '{object}' \
          FROM (SELECT k, CASE WHEN k % 10 = 0 THEN 0 ELSE k % {n} END AS w FROM {numbers}) \
          AS s",
         n = n.max(1),
-        time_us = now.timestamp_micros(),
+        // In the past, so that the times of later events do not go back.
+        time_us = now.timestamp_micros() - e as i64,
     );
     db.execute_unprepared(&sql).await.expect("seed events");
     db.execute_unprepared("UPDATE event_log SET latest = (SELECT MAX(revision) FROM events)")
         .await
         .expect("seed events");
-    db.execute_unprepared(if backend == DbBackend::Postgres {
-        "VACUUM (ANALYZE) events"
+    if backend == DbBackend::Postgres {
+        // As in `seed`: the vacuum and the checkpoint are the seed's cost, not the calls'.
+        for sql in ["VACUUM (ANALYZE) events", "CHECKPOINT"] {
+            db.execute_unprepared(sql).await.expect("settle the events");
+        }
     } else {
-        "ANALYZE"
-    })
-    .await
-    .expect("analyze events");
+        db.execute_unprepared("ANALYZE")
+            .await
+            .expect("analyze events");
+    }
 }
 
 /// How many members and resources `seed_lists` puts in `ws-000000`.

@@ -106,10 +106,10 @@ impl EventSettings {
     }
 }
 
-/// `EventSettings::window` by default. A page of a type found once in 100,000 events took
-/// 6.6 ms of every workspace and 29 ms of a workspace with every tenth event (its events
-/// lie scattered) on PostgreSQL, from a history of 10 million; read whole, 19 of 20 pages
-/// ran past the deadline (`benches/RESULTS.md`). On SQLite, 3 and 18 ms.
+/// `EventSettings::window` by default. From a history of 10 million events on PostgreSQL, a
+/// page of a type found once in 99,991 events took 6.9 ms of every workspace and 46 ms of a
+/// workspace holding every tenth event (its events lie scattered); read whole, 19 of 20
+/// and 20 of 20 such pages ran past the deadline (`benches/RESULTS.md`).
 const READ_WINDOW: u64 = 10_000;
 /// Events in one message of a watch, and in one read of it.
 const WATCH_BATCH: u64 = 100;

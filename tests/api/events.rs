@@ -447,7 +447,10 @@ async fn a_rare_filter_is_read_a_window_at_a_time_and_nothing_is_missed() {
         ..removals.clone()
     };
     let pages = pages_of(&s, &alice, quiet_removals).await;
-    assert!(pages.len() <= quiet.len().div_ceil(4) + 1, "{pages:?}");
+    assert!(
+        (2..=quiet.len().div_ceil(4) + 1).contains(&pages.len()),
+        "{pages:?}"
+    );
     assert_eq!(pages.concat(), removed[1..].to_vec());
 
     // A watch of the rare kind from the start gets both, and the next as it commits.
