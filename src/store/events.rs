@@ -266,14 +266,15 @@ pub(crate) async fn read<C: ConnectionTrait>(
     let upto = if let Some(name) = &f.workspace {
         values.push(name.as_str().into());
         conditions.push_str(&format!(" AND workspace = ${}", values.len()));
-        let walk = if f.kinds.is_empty() {
-            window.min(i64::try_from(limit.saturating_mul(10)).map_or(i64::MAX, |w| w.max(1)))
-        } else {
-            window
-        };
         if f.kinds.is_empty() && f.workspace_id.is_none() {
             "latest".to_owned()
         } else {
+            let walk = if f.kinds.is_empty() {
+                let short = i64::try_from(limit.saturating_mul(10)).unwrap_or(i64::MAX);
+                window.min(short.max(1))
+            } else {
+                window
+            };
             values.push((walk - 1).into());
             format!(
                 "COALESCE((SELECT revision FROM events WHERE workspace = ${} AND revision > $1 \
