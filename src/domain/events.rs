@@ -621,3 +621,61 @@ impl Follower {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::access::PlatformRoles;
+
+    /// A follower partway through a rare filter's history, a window at a time, whose watch
+    /// is over before its next read: it reads nothing more. (Between reads that deliver
+    /// nothing it would otherwise read on to the end of the history first.)
+    #[tokio::test]
+    async fn a_watch_that_is_over_reads_no_further_window() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/w.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        // Partway: the last read reached revision 4 of 1,000 and matched nothing.
+        let partway = || Batch {
+            latest: 1000,
+            reached: 4,
+            ..Batch::default()
+        };
+        let follower = |data, closing| Follower {
+            store: store.clone(),
+            principal: Principal::new("svc".into(), Vec::new(), PlatformRoles::default()),
+            scope: Scope {
+                filter: Filter {
+                    kinds: vec![EventKind::ResourceUnregistered],
+                    ..Filter::default()
+                },
+                member_of: None,
+            },
+            position: 0,
+            revisions: store.revisions(),
+            data,
+            end: None,
+            max_lag: 10_000,
+            window: 4,
+            closing,
+            expiry: None,
+            gone: false,
+        };
+
+        // The client left.
+        let (data, gone) = mpsc::channel(1);
+        drop(gone);
+        let (_open, closing) = watch::channel(false);
+        let before = store.statements();
+        follower(data, closing).run(partway()).await;
+        assert_eq!(store.statements(), before, "read after the client left");
+
+        // The server is shutting down, the client still there.
+        let (data, _client) = mpsc::channel(1);
+        let (_closed, closing) = watch::channel(true);
+        let before = store.statements();
+        follower(data, closing).run(partway()).await;
+        assert_eq!(store.statements(), before, "read while shutting down");
+    }
+}
