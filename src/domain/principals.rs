@@ -1,8 +1,8 @@
 //! The principals that have signed in, recorded so that members can be added by email.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use tokio::sync::Mutex;
+use tokio::{sync::Mutex, time::Instant};
 
 use super::access::Principal;
 use crate::{
@@ -15,13 +15,22 @@ use crate::{
 /// Forgetting costs one idempotent upsert per principal at its next call.
 const MAX_REMEMBERED: usize = 100_000;
 
+/// How long a replica trusts its memory that the database holds a principal's email. Other
+/// replicas write the same rows: one that saw the token of a principal's other email (an old
+/// token still in use, say) leaves that email recorded until this replica writes again, so
+/// that the record is "as last seen" within this long, at one upsert per principal in use
+/// per replica each time it runs out.
+const REMEMBERED_FOR: Duration = Duration::from_secs(60);
+
 /// The principals use case: records each signed-in principal (subject and email), with one
-/// database write per new principal or changed email, not one per call.
+/// database write per new principal, changed email or `REMEMBERED_FOR`, not one per call.
 #[derive(Clone, Debug)]
 pub struct Principals {
     store: Store,
-    seen: Arc<Mutex<HashMap<String, Option<String>>>>,
+    /// Each subject's email as this replica last recorded it, and when.
+    seen: Arc<Mutex<HashMap<String, (Option<String>, Instant)>>>,
     limit: usize,
+    remembered_for: Duration,
 }
 
 impl Principals {
@@ -31,23 +40,28 @@ impl Principals {
             store,
             seen: Arc::default(),
             limit: MAX_REMEMBERED,
+            remembered_for: REMEMBERED_FOR,
         }
     }
 
-    /// Records `p` unless it was recorded with the same email already.
+    /// Records `p` unless this replica recorded it with the same email lately.
     pub(crate) async fn remember(&self, p: &Principal) -> Result<()> {
         {
             let seen = self.seen.lock().await;
-            if seen.get(&p.subject) == Some(&p.email) {
+            if let Some((email, at)) = seen.get(&p.subject)
+                && *email == p.email
+                && at.elapsed() < self.remembered_for
+            {
                 return Ok(());
             }
         }
+        let at = Instant::now();
         principals::upsert(self.store.write_conn(), &p.subject, p.email.as_deref()).await?;
         let mut seen = self.seen.lock().await;
         if seen.len() >= self.limit {
             seen.clear();
         }
-        seen.insert(p.subject.clone(), p.email.clone());
+        seen.insert(p.subject.clone(), (p.email.clone(), at));
         Ok(())
     }
 }
@@ -77,5 +91,42 @@ mod tests {
         let all = crate::store::entity::principal::Entity::find();
         let n = crate::store::count(store.conn(), all).await.expect("count");
         assert_eq!(n, 95);
+    }
+
+    /// Two replicas on one database: a replica trusts its memory of a principal's email for
+    /// `remembered_for` only, so an email another replica wrote meanwhile (from another of
+    /// the principal's tokens) gives way to the one this replica last saw once that runs out.
+    #[tokio::test]
+    async fn a_replica_records_a_principal_again_once_its_memory_is_old() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/p.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let replica = |remembered_for| Principals {
+            remembered_for,
+            ..Principals::new(store.clone())
+        };
+        let trusting = Duration::from_secs(2);
+        let (a, b) = (replica(trusting), replica(Duration::from_secs(3600)));
+        let alice = |email: &str| Principal {
+            email: Some(email.into()),
+            ..Principal::new("alice".into(), Vec::new(), PlatformRoles::default())
+        };
+        let holder = |email: &'static str| {
+            let c = store.conn().clone();
+            async move { principals::subject_by_email(&c, email).await.unwrap() }
+        };
+        a.remember(&alice("old@example.com")).await.unwrap();
+        b.remember(&alice("new@example.com")).await.unwrap();
+        // Within its bound, a's memory spares the write.
+        let before = store.statements();
+        a.remember(&alice("old@example.com")).await.unwrap();
+        assert_eq!(store.statements(), before);
+        assert_eq!(holder("new@example.com").await.as_deref(), Some("alice"));
+
+        tokio::time::sleep(trusting + Duration::from_millis(100)).await;
+        a.remember(&alice("old@example.com")).await.unwrap();
+        assert_eq!(holder("old@example.com").await.as_deref(), Some("alice"));
+        assert_eq!(holder("new@example.com").await, None);
     }
 }

@@ -90,6 +90,38 @@ async fn create_retried_with_its_request_id_returns_the_first_workspace() {
     assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
 }
 
+/// A retry whose first workspace the caller may no longer read creates nothing and names the
+/// request id, whatever name it asks for; once that workspace is deleted, the id is free.
+#[tokio::test]
+async fn a_request_id_is_spent_while_its_workspace_exists() {
+    let s = TestServer::spawn().await;
+    let (alice, bob) = (token("alice"), token("bob"));
+    let create_with = |name: &str, rid: &str| {
+        let (s, ws, rid, tok) = (&s, new_ws(name), rid.to_owned(), alice.clone());
+        async move { s.create_workspace_with_request_id(&tok, ws, &rid).await }
+    };
+    let first = create_with("first", "req-9").await.unwrap();
+    s.add_member(&alice, "first", "bob", pb::Role::Admin)
+        .await
+        .unwrap();
+    s.remove_member(&bob, "first", "alice").await.unwrap();
+
+    let err = create_with("second", "req-9").await.unwrap_err();
+    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
+    assert!(err.message().contains("\"req-9\""), "{err:?}");
+    let none = s
+        .get_workspace(&platform_admin(), "second")
+        .await
+        .unwrap_err();
+    assert_status(&none, Code::NotFound, "WORKSPACE_NOT_FOUND");
+
+    s.delete_workspace(&bob, "first", "").await.unwrap();
+    let second = create_with("second", "req-9").await.unwrap();
+    assert_eq!(second.name, "second");
+    assert_ne!(second.id, first.id);
+    assert_eq!(create_with("second", "req-9").await.unwrap(), second);
+}
+
 #[tokio::test]
 async fn create_reports_every_bad_field() {
     let s = TestServer::spawn().await;
