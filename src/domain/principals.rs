@@ -22,13 +22,20 @@ const MAX_REMEMBERED: usize = 100_000;
 /// per replica each time it runs out.
 const REMEMBERED_FOR: Duration = Duration::from_secs(60);
 
+/// What a replica last wrote of a principal.
+#[derive(Debug)]
+struct Recorded {
+    email: Option<String>,
+    at: Instant,
+}
+
 /// The principals use case: records each signed-in principal (subject and email), with one
 /// database write per new principal, changed email or `REMEMBERED_FOR`, not one per call.
 #[derive(Clone, Debug)]
 pub struct Principals {
     store: Store,
     /// Each subject's email as this replica last recorded it, and when.
-    seen: Arc<Mutex<HashMap<String, (Option<String>, Instant)>>>,
+    seen: Arc<Mutex<HashMap<String, Recorded>>>,
     limit: usize,
     remembered_for: Duration,
 }
@@ -48,9 +55,9 @@ impl Principals {
     pub(crate) async fn remember(&self, p: &Principal) -> Result<()> {
         {
             let seen = self.seen.lock().await;
-            if let Some((email, at)) = seen.get(&p.subject)
-                && *email == p.email
-                && at.elapsed() < self.remembered_for
+            if let Some(r) = seen.get(&p.subject)
+                && r.email == p.email
+                && r.at.elapsed() < self.remembered_for
             {
                 return Ok(());
             }
@@ -61,7 +68,8 @@ impl Principals {
         if seen.len() >= self.limit {
             seen.clear();
         }
-        seen.insert(p.subject.clone(), (p.email.clone(), at));
+        let email = p.email.clone();
+        seen.insert(p.subject.clone(), Recorded { email, at });
         Ok(())
     }
 }
