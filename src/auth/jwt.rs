@@ -460,6 +460,63 @@ mod tests {
         assert!(r.tokens.len() < 2000);
     }
 
+    /// An HS256 token of alice with `exp` and `nbf` (seconds from now) as given.
+    fn timed(secret: &[u8], exp: i64, nbf: Option<i64>) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::json!({"sub": "alice", "exp": now + exp});
+        if let Some(nbf) = nbf {
+            claims["nbf"] = (now + nbf).into();
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    fn reason(r: Result<Principal, Error>) -> Option<Reason> {
+        match r {
+            Ok(_) => None,
+            Err(Error::Unauthenticated { reason, .. }) => Some(reason),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    /// Five seconds of clock skew, no more, on `exp` and `nbf`; and a token accepted within
+    /// the skew is answered the same when remembered.
+    #[test]
+    fn five_seconds_of_clock_skew_are_tolerated() {
+        let v = verifier(b"k");
+        let cases = [
+            ("expired 2 s ago", timed(b"k", -2, None), None),
+            ("expired 10 s ago", timed(b"k", -10, None), Some(Reason::TokenExpired)),
+            ("valid in 2 s", timed(b"k", 3600, Some(2)), None),
+            ("valid in 10 s", timed(b"k", 3600, Some(10)), Some(Reason::TokenInvalid)),
+        ];
+        for (what, token, want) in cases {
+            assert_eq!(reason(v.verify(&token)), want, "{what}");
+            assert_eq!(reason(v.verify(&token)), want, "{what}, again");
+        }
+    }
+
+    /// A server given only a JWKS refuses HS256 tokens, whatever their key.
+    #[test]
+    fn a_server_with_only_a_jwks_refuses_hs256() {
+        let jwks = serde_json::from_str(include_str!("../../tests/api/fixtures/jwks.json"));
+        let v = Verifier::new(JwtSettings {
+            jwks: Some(jwks.unwrap()),
+            roles_claim: "roles".into(),
+            groups_claim: "groups".into(),
+            ..JwtSettings::default()
+        })
+        .unwrap();
+        for secret in [&b""[..], b"k", b"secret"] {
+            let token = sign_hs256(secret, &alice(), ONE_HOUR).unwrap();
+            assert_eq!(reason(v.verify(&token)), Some(Reason::TokenInvalid));
+        }
+    }
+
     fn alice() -> Claims<'static> {
         Claims {
             subject: "alice",
