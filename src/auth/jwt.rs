@@ -490,9 +490,17 @@ mod tests {
         let v = verifier(b"k");
         let cases = [
             ("expired 2 s ago", timed(b"k", -2, None), None),
-            ("expired 10 s ago", timed(b"k", -10, None), Some(Reason::TokenExpired)),
+            (
+                "expired 10 s ago",
+                timed(b"k", -10, None),
+                Some(Reason::TokenExpired),
+            ),
             ("valid in 2 s", timed(b"k", 3600, Some(2)), None),
-            ("valid in 10 s", timed(b"k", 3600, Some(10)), Some(Reason::TokenInvalid)),
+            (
+                "valid in 10 s",
+                timed(b"k", 3600, Some(10)),
+                Some(Reason::TokenInvalid),
+            ),
         ];
         for (what, token, want) in cases {
             assert_eq!(reason(v.verify(&token)), want, "{what}");

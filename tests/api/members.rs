@@ -5,6 +5,32 @@ use workspaced::pb::v1 as pb;
 
 use crate::common::*;
 
+/// An email that several subjects have signed in with names the one that signed in with it
+/// last.
+#[tokio::test]
+async fn an_email_names_the_subject_recorded_with_it_last() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("team")).await;
+    let with_email = |sub: &str| {
+        sign(&serde_json::json!({"sub": sub, "exp": now() + 3600, "email": "x@example.com"}))
+    };
+    s.get_workspace(&with_email("old-x"), "default")
+        .await
+        .unwrap();
+    s.get_workspace(&with_email("new-x"), "default")
+        .await
+        .unwrap();
+    let m = s
+        .add_member_by_email(&alice, "team", "x@example.com", pb::Role::Viewer)
+        .await
+        .unwrap();
+    assert_eq!(
+        (m.subject.as_str(), m.email.as_str()),
+        ("new-x", "x@example.com")
+    );
+}
+
 #[tokio::test]
 async fn add_member_by_subject_or_email() {
     let s = TestServer::spawn().await;

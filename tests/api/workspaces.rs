@@ -122,6 +122,102 @@ async fn a_request_id_is_spent_while_its_workspace_exists() {
     assert_eq!(create_with("second", "req-9").await.unwrap(), second);
 }
 
+/// A request id is 1-255 characters without control characters; a bad one creates nothing.
+#[tokio::test]
+async fn a_bad_request_id_is_invalid_argument() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let longest = "r".repeat(255);
+    for bad in ["a\u{7}b", "line\nbreak", &"r".repeat(256)] {
+        let err = s
+            .create_workspace_with_request_id(&alice, new_ws("rid"), bad)
+            .await
+            .unwrap_err();
+        assert_eq!(bad_fields(&err), vec!["request_id"], "{bad:?}");
+    }
+    let ws = s
+        .create_workspace_with_request_id(&alice, new_ws("rid"), &longest)
+        .await
+        .unwrap();
+    assert_eq!(ws.name, "rid");
+}
+
+/// Output-only fields in a create are ignored: the server sets them.
+#[tokio::test]
+async fn a_create_ignores_output_only_fields() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let forged_id = "00000000-0000-4000-8000-000000000000";
+    let long_ago = Some(prost_types::Timestamp {
+        seconds: 1,
+        nanos: 0,
+    });
+    let forged = pb::Workspace {
+        id: forged_id.into(),
+        state: pb::WorkspaceState::Archived as i32,
+        built_in: true,
+        created_by: "root".into(),
+        create_time: long_ago,
+        update_time: long_ago,
+        etag: "forged".into(),
+        resource_counts: HashMap::from([("model".into(), 7)]),
+        ..new_ws("forged")
+    };
+    let ws = create(&s, &alice, forged).await;
+    assert_ne!(ws.id, forged_id);
+    assert_eq!(ws.state, pb::WorkspaceState::Active as i32);
+    assert!(!ws.built_in);
+    assert_eq!(ws.created_by, "alice");
+    assert!(ws.create_time.unwrap().seconds > now() - 3600);
+    assert!(ws.update_time.unwrap().seconds > now() - 3600);
+    assert_ne!(ws.etag, "forged");
+    assert_eq!(ws.resource_counts.get("model").copied().unwrap_or(0), 0);
+    assert_eq!(s.get_workspace(&alice, "forged").await.unwrap(), ws);
+    // An ordinary workspace, then: not built in, and not archived.
+    s.add_member(&alice, "forged", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    s.delete_workspace(&alice, "forged", "").await.unwrap();
+}
+
+/// An etag names one version of one object: a workspace or member deleted and made again
+/// under the same name never matches the etag of the one before.
+#[tokio::test]
+async fn an_etag_of_a_deleted_object_never_matches_its_successor() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    let old = create(&s, &alice, new_ws("again")).await;
+    let old_bob = s
+        .add_member(&alice, "again", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    s.remove_member(&alice, "again", "bob").await.unwrap();
+    let new_bob = s
+        .add_member(&alice, "again", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    assert_ne!(new_bob.etag, old_bob.etag);
+    let err = s
+        .update_member(&alice, "again", "bob", pb::Role::Editor, &old_bob.etag)
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+
+    let current = s.get_workspace(&alice, "again").await.unwrap();
+    s.delete_workspace(&alice, "again", &current.etag)
+        .await
+        .unwrap();
+    let new = create(&s, &alice, new_ws("again")).await;
+    assert_ne!(new.etag, old.etag);
+    for etag in [&old.etag, &current.etag] {
+        let err = s.delete_workspace(&alice, "again", etag).await.unwrap_err();
+        assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    }
+    s.delete_workspace(&alice, "again", &new.etag)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn create_reports_every_bad_field() {
     let s = TestServer::spawn().await;
