@@ -385,6 +385,35 @@ async fn pages_of(
     }
 }
 
+/// A replica follows at most `max_watches` watches: one more is OVERLOADED at once, and a
+/// place comes free when a watch's client leaves.
+#[tokio::test]
+async fn watches_over_the_limit_are_overloaded_until_one_ends() {
+    let s = spawn_with_events(EventSettings {
+        max_watches: 2,
+        ..EventSettings::default()
+    })
+    .await;
+    let root = platform_admin();
+    let watch = || s.watch_events(&root, pb::WatchEventsRequest::default());
+    let first = watch().await.unwrap();
+    let _second = watch().await.unwrap();
+    let err = watch().await.unwrap_err();
+    assert_status(&err, Code::Unavailable, "OVERLOADED");
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match watch().await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert_status(&e, Code::Unavailable, "OVERLOADED");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("no place came free: {e:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_rare_filter_is_read_a_window_at_a_time_and_nothing_is_missed() {
     let s = spawn_with_events(EventSettings {

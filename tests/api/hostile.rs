@@ -345,6 +345,36 @@ async fn malformed_framing_is_invalid_argument() {
     let big = vec![0u8; (1 << 20) + 100];
     let status = raw_call(&mut send, grpc_head(s.addr, GET_WORKSPACE, &[]), Some(&big)).await;
     assert_status(&status, Code::ResourceExhausted, "REQUEST_TOO_LARGE");
+    // A message of 64 KiB is read (and its name judged); one byte more is too large.
+    for (size, code, reason) in [
+        (64 << 10, Code::InvalidArgument, "INVALID_ARGUMENT"),
+        ((64 << 10) + 1, Code::ResourceExhausted, "REQUEST_TOO_LARGE"),
+    ] {
+        let body = framed_get_of_size(size);
+        let status = raw_call(
+            &mut send,
+            grpc_head(s.addr, GET_WORKSPACE, &[]),
+            Some(&body),
+        )
+        .await;
+        assert_status(&status, code, reason);
+    }
+}
+
+/// A framed GetWorkspaceRequest whose message is `size` bytes (at least 16 KiB): a long name.
+fn framed_get_of_size(size: usize) -> Vec<u8> {
+    use prost::Message;
+    // A tag byte and a three-byte length before the name.
+    let msg = pb::GetWorkspaceRequest {
+        name: "a".repeat(size - 4),
+        id: String::new(),
+    }
+    .encode_to_vec();
+    assert_eq!(msg.len(), size);
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    body.extend_from_slice(&msg);
+    body
 }
 
 /// Holds the database so that calls wait in it: the write lock on SQLite, a table lock on
