@@ -1,5 +1,5 @@
 //! Operations: health, reflection, the services not built yet, replicas starting at once,
-//! insecure mode and graceful shutdown.
+//! insecure mode, graceful shutdown, and a crash of the real binary.
 
 use std::{sync::Arc, time::Duration};
 
@@ -214,4 +214,138 @@ async fn request_ids_are_echoed_or_made() {
         .insert("x-request-id", "failing-call".parse().unwrap());
     let err = s.workspaces().get_workspace(r).await.unwrap_err();
     assert_eq!(err.metadata().get("x-request-id").unwrap(), "failing-call");
+}
+
+/// The real binary on `url`, from `dir`, as a platform admin's server (`--insecure-no-auth`)
+/// on a free port, logging to `dir/serve-<n>.log`.
+struct Binary {
+    child: std::process::Child,
+    channel: tonic::transport::Channel,
+    log: std::path::PathBuf,
+}
+
+impl Binary {
+    async fn start(dir: &std::path::Path, url: &str, n: u32) -> Binary {
+        let addr = free_port();
+        let log = dir.join(format!("serve-{n}.log"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"))
+            .current_dir(dir)
+            .args(["serve", "--insecure-no-auth", "--database-url", url])
+            .args(["--listen", &addr.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let b = Binary {
+            child,
+            channel: plaintext_channel(addr),
+            log,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while b.get("default").await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "serve did not answer: {}",
+                b.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        b
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn workspaces(
+        &self,
+    ) -> pb::workspace_service_client::WorkspaceServiceClient<tonic::transport::Channel> {
+        pb::workspace_service_client::WorkspaceServiceClient::new(self.channel.clone())
+    }
+
+    async fn get(&self, name: &str) -> Result<pb::Workspace, tonic::Status> {
+        let msg = pb::GetWorkspaceRequest {
+            name: name.into(),
+            ..Default::default()
+        };
+        let r = self.workspaces().get_workspace(msg).await?;
+        Ok(r.into_inner().workspace.expect("workspace"))
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// `kill -9` in the middle of a stream of writes loses none the server acknowledged: the
+/// binary started again on the same database serves every one, and lists its event.
+#[tokio::test]
+async fn a_server_killed_mid_write_keeps_every_acknowledged_write() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Binary::start(dir.path(), &db.url, 1).await;
+    let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, acked) = (first.workspaces(), acked.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let mut client = client.clone();
+                    let name = format!("crash-{w}-{i}");
+                    let msg = pb::CreateWorkspaceRequest {
+                        workspace: Some(new_ws(&name)),
+                        ..Default::default()
+                    };
+                    if client.create_workspace(msg).await.is_err() {
+                        return;
+                    }
+                    acked.lock().unwrap().push(name);
+                }
+            })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 200 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", first.logs());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // SIGKILL, while the four writers each have a create in flight.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    for w in writers {
+        tokio::time::timeout(Duration::from_secs(30), w)
+            .await
+            .expect("a writer still waiting after the kill")
+            .unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let again = Binary::start(dir.path(), &db.url, 2).await;
+    for name in &acked {
+        if let Err(e) = again.get(name).await {
+            panic!("acknowledged {name} is gone: {e:?}\n{}", again.logs());
+        }
+    }
+    let mut events = pb::event_service_client::EventServiceClient::new(again.channel.clone());
+    let mut created = std::collections::HashSet::new();
+    let mut page_token = String::new();
+    loop {
+        let msg = pb::ListEventsRequest {
+            types: vec![pb::EventType::WorkspaceCreated as i32],
+            page_size: 1000,
+            page_token,
+            ..Default::default()
+        };
+        let page = events.list_events(msg).await.unwrap().into_inner();
+        created.extend(page.events.into_iter().map(|e| e.workspace));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let missing: Vec<&String> = acked.iter().filter(|n| !created.contains(*n)).collect();
+    assert!(missing.is_empty(), "no event for {missing:?}");
 }
