@@ -90,38 +90,6 @@ async fn create_retried_with_its_request_id_returns_the_first_workspace() {
     assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
 }
 
-/// A retry whose first workspace the caller may no longer read creates nothing and names the
-/// request id, whatever name it asks for; once that workspace is deleted, the id is free.
-#[tokio::test]
-async fn a_request_id_is_spent_while_its_workspace_exists() {
-    let s = TestServer::spawn().await;
-    let (alice, bob) = (token("alice"), token("bob"));
-    let create_with = |name: &str, rid: &str| {
-        let (s, ws, rid, tok) = (&s, new_ws(name), rid.to_owned(), alice.clone());
-        async move { s.create_workspace_with_request_id(&tok, ws, &rid).await }
-    };
-    let first = create_with("first", "req-9").await.unwrap();
-    s.add_member(&alice, "first", "bob", pb::Role::Admin)
-        .await
-        .unwrap();
-    s.remove_member(&bob, "first", "alice").await.unwrap();
-
-    let err = create_with("second", "req-9").await.unwrap_err();
-    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
-    assert!(err.message().contains("\"req-9\""), "{err:?}");
-    let none = s
-        .get_workspace(&platform_admin(), "second")
-        .await
-        .unwrap_err();
-    assert_status(&none, Code::NotFound, "WORKSPACE_NOT_FOUND");
-
-    s.delete_workspace(&bob, "first", "").await.unwrap();
-    let second = create_with("second", "req-9").await.unwrap();
-    assert_eq!(second.name, "second");
-    assert_ne!(second.id, first.id);
-    assert_eq!(create_with("second", "req-9").await.unwrap(), second);
-}
-
 /// A request id is 1-255 characters without control characters; a bad one creates nothing.
 #[tokio::test]
 async fn a_bad_request_id_is_invalid_argument() {
@@ -407,6 +375,33 @@ async fn update_applies_the_mask_and_checks_etags() {
         .unwrap_err();
     assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
 
+    // Members and the policy have etags of their own: changing them leaves the workspace's.
+    s.add_member(&alice, "upd", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    let policy = pb::Policy {
+        workspace: "upd".into(),
+        max_gprs: 3,
+        ..Default::default()
+    };
+    s.update_policy(&platform_admin(), policy, &["max_gprs"], "")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_workspace(&alice, "upd").await.unwrap().etag,
+        updated.etag
+    );
+
+    // `labels` in the mask replaces all labels, merging none.
+    let mut other = new_ws("upd");
+    other.labels = HashMap::from([("team".into(), "ml".into())]);
+    let replaced = s
+        .update_workspace(&alice, other.clone(), &["labels"], &updated.etag)
+        .await
+        .unwrap();
+    assert_eq!(replaced.labels, other.labels);
+    let updated = replaced;
+
     // `*` replaces every updatable field; unset visibility becomes private.
     let all = pb::Workspace {
         name: "upd".into(),
@@ -652,6 +647,14 @@ async fn built_in_workspaces_exist_and_are_protected() {
             .await
             .unwrap_err();
         assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
+        // Visibility unset, named in the mask or by `*`: private too.
+        for paths in [&["visibility"][..], &["*"]] {
+            let err = s
+                .update_workspace(&admin, new_ws(name), paths, "")
+                .await
+                .unwrap_err();
+            assert_status(&err, Code::FailedPrecondition, "BUILT_IN_WORKSPACE");
+        }
     }
     // A platform admin may change system's description; nobody else may.
     let mut w = new_ws("system");
@@ -718,6 +721,18 @@ async fn retries_and_stale_etags_and_nul_characters() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     s.create_workspace(&alice, new_ws("second")).await.unwrap();
+    // Once its workspace is deleted, the id is free: it creates anew, and is then a retry.
+    s.delete_workspace(&token("bob"), "left", "").await.unwrap();
+    let third = s
+        .create_workspace_with_request_id(&alice, new_ws("third"), "once")
+        .await
+        .unwrap();
+    assert_eq!(third.name, "third");
+    let again = s
+        .create_workspace_with_request_id(&alice, new_ws("fourth"), "once")
+        .await
+        .unwrap();
+    assert_eq!(again, third);
     // On a built-in, BUILT_IN_WORKSPACE wins over a stale etag.
     let err = s
         .delete_workspace(&platform_admin(), "default", "stale")
