@@ -595,6 +595,110 @@ async fn archived_workspaces_are_read_only_until_unarchived() {
         .unwrap();
 }
 
+/// Where two rules break at once, the answer is the one each RPC lists first (docs/api.md
+/// "Order of checks" and each RPC's "Rules, in order").
+#[tokio::test]
+async fn when_two_rules_break_the_first_listed_answers() {
+    let s = TestServer::spawn().await;
+    let (alice, root) = (token("alice"), platform_admin());
+    // Authentication before validation.
+    let err = s
+        .get_workspace("not a token", "Bad_Name")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+
+    let created = create(&s, &alice, new_ws("ord")).await;
+    s.register_resource(&alice, "ord", "model", "m")
+        .await
+        .unwrap();
+    // A registration changes the workspace's etag (its resource counts).
+    let ws = s.get_workspace(&alice, "ord").await.unwrap();
+    assert_ne!(ws.etag, created.etag);
+    // DeleteWorkspace: the etag, then what the workspace holds.
+    let err = s
+        .delete_workspace(&alice, "ord", "stale")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    let err = s
+        .delete_workspace(&alice, "ord", &ws.etag)
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_NOT_EMPTY");
+
+    s.add_member(&alice, "ord", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    let archived = s.archive_workspace(&alice, "ord", "").await.unwrap();
+    // ArchiveWorkspace and UpdateWorkspace: the etag, then the archived state.
+    let err = s
+        .archive_workspace(&alice, "ord", "stale")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    let err = s
+        .update_workspace(&alice, new_ws("ord"), &["description"], "stale")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    // UpdatePolicy: the etag, then the archived state.
+    let policy = pb::Policy {
+        workspace: "ord".into(),
+        ..Default::default()
+    };
+    let err = s
+        .update_policy(&root, policy.clone(), &["max_gprs"], "stale")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    let err = s
+        .update_policy(&root, policy, &["max_gprs"], "")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+    // AddMember: the archived state, then the email, then an existing member.
+    for added in [
+        s.add_member(&alice, "ord", "bob", pb::Role::Viewer).await,
+        s.add_member_by_email(&alice, "ord", "ghost@example.com", pb::Role::Viewer)
+            .await,
+    ] {
+        assert_status(
+            &added.unwrap_err(),
+            Code::FailedPrecondition,
+            "WORKSPACE_ARCHIVED",
+        );
+    }
+    // UpdateMember: the archived state, then membership, then the etag.
+    let err = s
+        .update_member(&alice, "ord", "nobody", pb::Role::Editor, "stale")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+    // RemoveMember: the email, then the archived state, then membership.
+    let err = s
+        .remove_member_by_email(&alice, "ord", "ghost@example.com")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::NotFound, "PRINCIPAL_NOT_FOUND");
+    let err = s.remove_member(&alice, "ord", "nobody").await.unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+
+    s.unarchive_workspace(&alice, "ord", &archived.etag)
+        .await
+        .unwrap();
+    let err = s
+        .update_member(&alice, "ord", "nobody", pb::Role::Editor, "stale")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
+    let err = s
+        .update_member(&alice, "ord", "bob", pb::Role::Editor, "stale")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+}
+
 #[tokio::test]
 async fn archived_workspaces_can_be_deleted() {
     let s = TestServer::spawn().await;
