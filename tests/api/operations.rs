@@ -5,55 +5,69 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_stream::StreamExt;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-use tonic_reflection::pb::v1::{
-    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-};
 use workspaced::pb::v1 as pb;
 
 use crate::common::*;
 
-#[tokio::test]
-async fn health_and_reflection_need_no_token() {
-    let s = TestServer::spawn().await;
-    for service in ["", "workspaced.v1.WorkspaceService"] {
-        let r = s
-            .health()
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
+/// The services that reflection `$v` (`v1` or `v1alpha`) lists on `$channel`.
+macro_rules! listed_services {
+    ($v:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$v::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter(vec![request]))
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(r.status, ServingStatus::Serving as i32);
+        let Some(Ok(resp)) = stream.next().await else {
+            panic!("no reflection answer")
+        };
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            panic!("unexpected reflection answer")
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
+const SERVICES: [&str; 4] = [
+    "workspaced.v1.WorkspaceService",
+    "workspaced.v1.MembershipService",
+    "workspaced.v1.PolicyService",
+    "workspaced.v1.EventService",
+];
+
+#[tokio::test]
+async fn health_and_reflection_need_no_token() {
+    let s = TestServer::spawn().await;
+    let check = |service: &str| {
+        let (mut health, service) = (s.health(), service.to_owned());
+        async move { health.check(HealthCheckRequest { service }).await }
+    };
+    for service in std::iter::once("").chain(SERVICES) {
+        let r = check(service).await.unwrap().into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{service}");
     }
-    let mut reflection = ServerReflectionClient::new(s.channel.clone());
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = reflection
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(Ok(resp)) = stream.next().await else {
-        panic!("no reflection answer")
-    };
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("unexpected reflection answer")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in [
-        "workspaced.v1.WorkspaceService",
-        "workspaced.v1.MembershipService",
-        "workspaced.v1.PolicyService",
-        "grpc.health.v1.Health",
+    let err = check("workspaced.v1.NoSuchService").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    for names in [
+        listed_services!(v1, s.channel.clone()),
+        listed_services!(v1alpha, s.channel.clone()),
     ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} not in {names:?}"
-        );
+        for expected in SERVICES.into_iter().chain(["grpc.health.v1.Health"]) {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} not in {names:?}"
+            );
+        }
     }
 }
 
