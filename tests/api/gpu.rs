@@ -321,6 +321,23 @@ async fn a_lease_counts_until_it_expires_and_not_after() {
     // An expired id may be admitted again.
     set_max_gprs(&s, "lease", 2).await;
     assert!(admitted(&s, &sched, "lease", "short", 1, 60).await);
+    // The lease's end wrote no event: three admissions, no release.
+    let history = s
+        .list_events(
+            &platform_admin(),
+            pb::ListEventsRequest {
+                workspace: "lease".into(),
+                types: vec![
+                    pb::EventType::GpuRequestAdmitted as i32,
+                    pb::EventType::GpuRequestReleased as i32,
+                ],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<i32> = history.events.iter().map(|e| e.r#type).collect();
+    assert_eq!(kinds, vec![pb::EventType::GpuRequestAdmitted as i32; 3]);
 }
 
 #[tokio::test]

@@ -628,6 +628,28 @@ async fn a_membership_grants_until_its_expire_time_and_is_absent_after_it() {
     assert_eq!(again.role, R::Viewer as i32);
     s.get_workspace(&bob, "team").await.unwrap();
     assert_eq!(all_members(&s, &alice).await.total_size, 2);
+    // The end wrote no event: bob was added twice, and never removed.
+    let history = s
+        .list_events(
+            &platform_admin(),
+            pb::ListEventsRequest {
+                workspace: "team".into(),
+                types: vec![
+                    pb::EventType::MemberAdded as i32,
+                    pb::EventType::MemberRemoved as i32,
+                ],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let bobs: Vec<i32> = history
+        .events
+        .iter()
+        .filter(|e| matches!(&e.object, Some(pb::event::Object::Member(m)) if m.subject == "bob"))
+        .map(|e| e.r#type)
+        .collect();
+    assert_eq!(bobs, vec![pb::EventType::MemberAdded as i32; 2]);
 }
 
 #[tokio::test]
