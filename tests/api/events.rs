@@ -1056,6 +1056,39 @@ async fn a_follower_catching_up_from_far_behind_is_not_too_slow() {
     writer.await.unwrap();
 }
 
+/// Small events fill a page of 1000 when more is asked for, and the next page holds the rest.
+#[tokio::test]
+async fn a_page_of_small_events_holds_at_most_1000() {
+    let s = TestServer::spawn().await;
+    let root = platform_admin();
+    create(&s, &root, new_ws("many")).await;
+    let start = latest(&s).await;
+    for chunk in (0..1100).collect::<Vec<u32>>().chunks(16) {
+        let registered = chunk.iter().map(|i| {
+            let (s, root, id) = (&s, &root, format!("m{i}"));
+            async move { s.register_resource(root, "many", "model", &id).await }
+        });
+        for r in futures::future::join_all(registered).await {
+            r.unwrap();
+        }
+    }
+    let ask = |page_token: String| pb::ListEventsRequest {
+        after_revision: start,
+        page_size: 5000,
+        page_token,
+        ..Default::default()
+    };
+    let first = s.list_events(&root, ask(String::new())).await.unwrap();
+    assert_eq!(first.events.len(), 1000);
+    let rest = s
+        .list_events(&root, ask(first.next_page_token))
+        .await
+        .unwrap();
+    assert_eq!(rest.events.len(), 100);
+    assert!(rest.next_page_token.is_empty());
+    assert_eq!(rest.events[0].revision, first.events[999].revision + 1);
+}
+
 #[tokio::test]
 async fn pages_hold_100_by_default_at_most_1000_and_stop_short_of_a_large_answer() {
     let s = TestServer::spawn().await;
