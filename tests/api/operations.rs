@@ -230,8 +230,8 @@ async fn request_ids_are_echoed_or_made() {
     assert_eq!(err.metadata().get("x-request-id").unwrap(), "failing-call");
 }
 
-/// The real binary on `url`, from `dir`, as a platform admin's server (`--insecure-no-auth`)
-/// on a free port, logging to `dir/serve-<n>.log`.
+/// The real binary's `serve` on `url`, run in `dir` with `args`, on a free port, logging to
+/// `dir/serve-<n>.log`.
 struct Binary {
     child: std::process::Child,
     channel: tonic::transport::Channel,
@@ -239,13 +239,19 @@ struct Binary {
 }
 
 impl Binary {
-    async fn start(dir: &std::path::Path, url: &str, n: u32) -> Binary {
+    async fn start(dir: &std::path::Path, url: &str, n: u32, args: &[&str]) -> Binary {
         let addr = free_port();
         let log = dir.join(format!("serve-{n}.log"));
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"))
             .current_dir(dir)
-            .args(["serve", "--insecure-no-auth", "--database-url", url])
-            .args(["--listen", &addr.to_string()])
+            .args([
+                "serve",
+                "--database-url",
+                url,
+                "--listen",
+                &addr.to_string(),
+            ])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -256,7 +262,12 @@ impl Binary {
             log,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while b.get("default").await.is_err() {
+        // Any answer, a refusal of no token included, says that it serves.
+        while b
+            .get("default", None)
+            .await
+            .is_err_and(|e| !matches!(e.code(), tonic::Code::Unauthenticated))
+        {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "serve did not answer: {}",
@@ -277,10 +288,14 @@ impl Binary {
         pb::workspace_service_client::WorkspaceServiceClient::new(self.channel.clone())
     }
 
-    async fn get(&self, name: &str) -> Result<pb::Workspace, tonic::Status> {
+    async fn get(&self, name: &str, token: Option<&str>) -> Result<pb::Workspace, tonic::Status> {
         let msg = pb::GetWorkspaceRequest {
             name: name.into(),
             ..Default::default()
+        };
+        let msg = match token {
+            Some(t) => req(msg, t),
+            None => tonic::Request::new(msg),
         };
         let r = self.workspaces().get_workspace(msg).await?;
         Ok(r.into_inner().workspace.expect("workspace"))
@@ -300,7 +315,7 @@ impl Drop for Binary {
 async fn a_server_killed_mid_write_keeps_every_acknowledged_write() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut first = Binary::start(dir.path(), &db.url, 1).await;
+    let mut first = Binary::start(dir.path(), &db.url, 1, &["--insecure-no-auth"]).await;
     let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..4)
         .map(|w| {
@@ -337,9 +352,9 @@ async fn a_server_killed_mid_write_keeps_every_acknowledged_write() {
     }
     let acked = acked.lock().unwrap().clone();
 
-    let again = Binary::start(dir.path(), &db.url, 2).await;
+    let again = Binary::start(dir.path(), &db.url, 2, &["--insecure-no-auth"]).await;
     for name in &acked {
-        if let Err(e) = again.get(name).await {
+        if let Err(e) = again.get(name, None).await {
             panic!("acknowledged {name} is gone: {e:?}\n{}", again.logs());
         }
     }
@@ -362,4 +377,61 @@ async fn a_server_killed_mid_write_keeps_every_acknowledged_write() {
     }
     let missing: Vec<&String> = acked.iter().filter(|n| !created.contains(*n)).collect();
     assert!(missing.is_empty(), "no event for {missing:?}");
+}
+
+/// Out of the box the binary makes its key (`workspaced.key`, readable by its owner only),
+/// `workspaced token` signs with it, and the log holds one line per call, never a token.
+#[tokio::test]
+async fn the_binary_makes_its_key_and_logs_each_call_without_its_token() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Binary::start(dir.path(), &db.url, 1, &["--log-format", "json"]).await;
+    let key = dir.path().join("workspaced.key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"))
+        .current_dir(dir.path())
+        .args(["token", "--subject", "logged-alice"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    server.get("default", Some(&good)).await.unwrap();
+    // Signed with another key: refused, and named in the log only by its answer.
+    let forged = sign(&serde_json::json!({"sub": "mallory", "exp": now() + 3600}));
+    let err = server.get("default", Some(&forged)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let logs = server.logs();
+    for token in [&good, &forged] {
+        let (_, signature) = token.rsplit_once('.').unwrap();
+        assert!(!logs.contains(signature), "a token in the log:\n{logs}");
+    }
+    let calls: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == "request")
+        .collect();
+    for call in &calls {
+        for field in ["method", "code", "latency_ms", "subject", "request_id"] {
+            assert!(!call[field].is_null(), "no {field} in {call}");
+        }
+    }
+    // One line a call: alice's, then the forged one's (after those of the start-up wait).
+    let alices: Vec<_> = calls
+        .iter()
+        .filter(|c| c["subject"] == "logged-alice")
+        .collect();
+    assert_eq!(alices.len(), 1, "{logs}");
+    assert_eq!(alices[0]["code"], "Ok");
+    let last = calls.last().unwrap();
+    assert_eq!(last["code"], "Unauthenticated", "{logs}");
+    assert_eq!(calls[calls.len() - 2], *alices[0], "{logs}");
 }
