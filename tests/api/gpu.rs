@@ -414,7 +414,16 @@ async fn a_workspace_with_active_requests_is_not_deleted() {
         .unwrap();
     let err = s.delete_workspace(&alice, "busy", "").await.unwrap_err();
     let failure = tonic_types::StatusExt::get_details_precondition_failure(&err).unwrap();
-    assert_eq!(failure.violations.len(), 2);
+    let found: Vec<(&str, &str)> = failure
+        .violations
+        .iter()
+        .map(|v| (v.r#type.as_str(), v.subject.as_str()))
+        .collect();
+    assert_eq!(found, [("RESOURCES", "model"), ("gpu_requests", "busy")]);
+    assert!(
+        failure.violations[0].description.contains('1'),
+        "{failure:?}"
+    );
     s.unregister_resource(&alice, "busy", "model", "m")
         .await
         .unwrap();

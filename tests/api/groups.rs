@@ -485,6 +485,19 @@ async fn list_workspaces_reaches_workspaces_through_groups() {
     // The group's name is checked like a claim's.
     let fields = bad_fields_of(workspaces_of(&s, &bob_ml, "ml\u{7}").await);
     assert_eq!(fields, vec!["member_group"]);
+    // `member`: the subject's own memberships; its groups' do not count.
+    add_subjects(&s, &alice, "c-team", &[("bob", R::Viewer)]).await;
+    let by_member = |member: &str| pb::ListWorkspacesRequest {
+        member: member.into(),
+        ..Default::default()
+    };
+    for tok in [bob_ml.clone(), platform_service()] {
+        let r = s.list_workspaces(&tok, by_member("bob")).await.unwrap();
+        let names: Vec<&str> = r.workspaces.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!((names, r.total_size), (vec!["c-team"], 1));
+    }
+    let fields = bad_fields_of(s.list_workspaces(&bob_ml, by_member("bob\u{7}")).await);
+    assert_eq!(fields, vec!["member"]);
 }
 
 // 5. Removing oneself.

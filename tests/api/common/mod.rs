@@ -384,6 +384,20 @@ pub fn assert_status(status: &Status, code: Code, reason: &str) {
             !failure.violations.is_empty(),
             "empty PreconditionFailure in {status:?}"
         );
+        // One violation a resource kind when not empty; else one: the reason, and of what.
+        if reason != "WORKSPACE_NOT_EMPTY" {
+            assert_eq!(failure.violations.len(), 1, "{status:?}");
+            let v = &failure.violations[0];
+            assert_eq!(v.r#type, reason, "{status:?}");
+            let of = match reason {
+                "REVISION_EXPIRED" => "revisions/",
+                _ => "workspaces/",
+            };
+            assert!(
+                v.subject.len() > of.len() && v.subject.starts_with(of),
+                "{status:?}"
+            );
+        }
     }
 }
 
