@@ -508,6 +508,27 @@ mod tests {
         }
     }
 
+    /// A groups claim of `null` counts as absent; one that is not an array is invalid.
+    #[test]
+    fn a_null_groups_claim_is_no_groups() {
+        let v = verifier(b"k");
+        let with_groups = |groups: serde_json::Value| {
+            let now = chrono::Utc::now().timestamp();
+            let claims = serde_json::json!({"sub": "alice", "exp": now + 60, "groups": groups});
+            let token = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(b"k"),
+            );
+            v.verify(&token.unwrap())
+        };
+        let p = with_groups(serde_json::Value::Null).unwrap();
+        assert!(p.groups.is_empty());
+        for bad in [serde_json::json!("ml"), serde_json::json!({"ml": true})] {
+            assert_eq!(reason(with_groups(bad)), Some(Reason::TokenInvalid));
+        }
+    }
+
     /// A server given only a JWKS refuses HS256 tokens, whatever their key.
     #[test]
     fn a_server_with_only_a_jwks_refuses_hs256() {

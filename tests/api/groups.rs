@@ -665,6 +665,22 @@ async fn a_membership_grants_until_its_expire_time_and_is_absent_after_it() {
     assert_eq!(bobs, vec![pb::EventType::MemberAdded as i32; 2]);
 }
 
+/// Archiving freezes changes, not time: a membership of an archived workspace still ends.
+#[tokio::test]
+async fn a_membership_of_an_archived_workspace_still_ends() {
+    let (s, alice) = spawn_with_team().await;
+    let (end, at) = in_ms(1_000);
+    s.add_member_until(&alice, "team", "bob", R::Editor, end)
+        .await
+        .unwrap();
+    s.archive_workspace(&alice, "team", "").await.unwrap();
+    s.get_workspace(&token("bob"), "team").await.unwrap();
+    sleep_past(at).await;
+    assert_denied(s.get_workspace(&token("bob"), "team").await);
+    assert_no_member(s.get_member(&alice, "team", "bob").await);
+    assert_eq!(whos(&all_members(&s, &alice).await), vec![subject("alice")]);
+}
+
 #[tokio::test]
 async fn a_group_membership_grants_until_its_expire_time() {
     let (s, alice) = spawn_with_team().await;

@@ -204,6 +204,9 @@ async fn remove_member_by_subject_email_or_self() {
     assert_eq!(s.remove_member(&carol, "team", "carol").await.unwrap(), 1);
     let err = s.get_workspace(&carol, "team").await.unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    // Its retry finds it with no role left there.
+    let err = s.remove_member(&carol, "team", "carol").await.unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
     // By email.
     let removed = s
         .remove_member_by_email(&alice, "team", "bob@example.com")

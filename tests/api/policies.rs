@@ -468,6 +468,24 @@ async fn check_gpu_quota_reports_each_broken_rule() {
         vec!["exit_duration", "gpu_count", "memory_bytes", "priority"]
     );
     // Outsiders are denied on a private workspace.
-    let err = s.check_gpu_quota(&token("eve"), fits).await.unwrap_err();
+    let err = s
+        .check_gpu_quota(&token("eve"), fits.clone())
+        .await
+        .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    // An archived workspace is checked as usual.
+    s.archive_workspace(&alice, "gpu", "").await.unwrap();
+    let r = s.check_gpu_quota(&alice, fits.clone()).await.unwrap();
+    assert!(r.allowed, "{:?}", r.violations);
+    let r = s
+        .check_gpu_quota(
+            &alice,
+            pb::CheckGpuQuotaRequest {
+                priority: 1_000_001,
+                ..fits
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!r.allowed);
 }

@@ -75,6 +75,15 @@ async fn create_retried_with_its_request_id_returns_the_first_workspace() {
     let first = create_with("retry", "req-1", alice.clone()).await.unwrap();
     let again = create_with("retry", "req-1", alice.clone()).await.unwrap();
     assert_eq!(first, again);
+    // A retry returns the workspace as it is now.
+    let mut changed = new_ws("retry");
+    changed.description = "since changed".into();
+    let first = s
+        .update_workspace(&alice, changed, &["description"], "")
+        .await
+        .unwrap();
+    let again = create_with("retry", "req-1", alice.clone()).await.unwrap();
+    assert_eq!(again, first);
     // A retry returns the first workspace even when the retried body differs.
     let other_body = create_with("retry-other", "req-1", alice.clone())
         .await
