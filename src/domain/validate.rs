@@ -111,8 +111,8 @@ pub(crate) fn text(s: &str, max_chars: usize) -> Result<String, String> {
 /// The most labels a workspace may carry.
 pub const MAX_LABELS: usize = 64;
 
-/// Checks labels: at most 64 pairs, keys 1-63 and values 0-63 characters of `a-z0-9-_.`,
-/// starting and ending with a letter or digit. Reports each bad key on its own path.
+/// Checks labels: at most 64 pairs, each as `label_part` says. Reports each bad key on its
+/// own path.
 pub(crate) fn labels(
     field: &str,
     labels: &std::collections::HashMap<String, String>,
@@ -125,22 +125,25 @@ pub(crate) fn labels(
     let mut sorted: Vec<_> = labels.iter().collect();
     sorted.sort();
     for (key, value) in sorted {
-        if let Err(e) = label_part(key, false) {
+        if let Err(e) = label_part(key, true) {
             v.add(format!("{field}[{:?}]", echo(key)), format!("key {e}"));
         }
-        if let Err(e) = label_part(value, true) {
+        if let Err(e) = label_part(value, false) {
             v.add(format!("{field}[{:?}]", echo(key)), format!("value {e}"));
         }
     }
     (v.0.len() == before).then(|| labels.clone().into_iter().collect())
 }
 
-fn label_part(s: &str, may_be_empty: bool) -> Result<(), String> {
+/// A label key (1-63 characters of `a-z0-9-_.`, starting and ending with a letter or
+/// digit) or value (0-63 characters of the same set, as the contract says, with no rule on
+/// its ends).
+fn label_part(s: &str, key: bool) -> Result<(), String> {
     if s.is_empty() {
-        return if may_be_empty {
-            Ok(())
-        } else {
+        return if key {
             Err("must not be empty".into())
+        } else {
+            Ok(())
         };
     }
     if s.len() > 63 {
@@ -154,7 +157,7 @@ fn label_part(s: &str, may_be_empty: bool) -> Result<(), String> {
         return Err("may contain only a-z, 0-9, '-', '_' and '.'".into());
     }
     let bytes = s.as_bytes();
-    if !ok(bytes[0]) || !ok(bytes[bytes.len() - 1]) {
+    if key && (!ok(bytes[0]) || !ok(bytes[bytes.len() - 1])) {
         return Err("must start and end with a letter or digit".into());
     }
     Ok(())
@@ -245,12 +248,13 @@ mod tests {
         let good: std::collections::HashMap<_, _> = [
             ("team".to_string(), "ml".to_string()),
             ("a.b_c-d".into(), "".into()),
+            ("ends".into(), "-x.".into()),
         ]
         .into();
         assert!(labels("labels", &good, &mut v).is_some());
         let bad: std::collections::HashMap<_, _> = [
             ("Team".to_string(), "ml".to_string()),
-            ("ok".into(), "-x".into()),
+            ("ok".into(), "X".into()),
             ("".into(), "v".into()),
         ]
         .into();

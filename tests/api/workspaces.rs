@@ -258,6 +258,35 @@ async fn names_follow_rfc_1035_and_lengths_count_characters() {
         },
     )
     .await;
+    // A key starts and ends with a letter or digit and has at most 63 characters; a value
+    // has at most 63 of the same characters, on its ends any of them.
+    let bad_labels = pb::Workspace {
+        name: "bad-labels".into(),
+        labels: HashMap::from([
+            ("x-".into(), "v".into()),
+            ("k".repeat(64), "v".into()),
+            ("long".into(), "v".repeat(64)),
+            ("upper".into(), "V".into()),
+        ]),
+        ..Default::default()
+    };
+    let err = s.create_workspace(&alice, bad_labels).await.unwrap_err();
+    let long_key = format!("workspace.labels[\"{}\"]", "k".repeat(64));
+    assert_eq!(
+        bad_fields(&err),
+        vec![
+            long_key.as_str(),
+            "workspace.labels[\"long\"]",
+            "workspace.labels[\"upper\"]",
+            "workspace.labels[\"x-\"]",
+        ]
+    );
+    let ends = pb::Workspace {
+        name: "label-ends".into(),
+        labels: HashMap::from([("k".into(), "-v_".into()), ("e".into(), ".".into())]),
+        ..Default::default()
+    };
+    assert_eq!(create(&s, &alice, ends.clone()).await.labels, ends.labels);
     let too_many = pb::Workspace {
         name: "too-many".into(),
         labels: (0..65).map(|i| (format!("k{i}"), String::new())).collect(),
