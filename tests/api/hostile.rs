@@ -12,6 +12,7 @@ use tokio::{
     net::TcpStream,
     time::Instant,
 };
+use tokio_stream::StreamExt;
 use tonic::{Code, Request, codegen::http::uri::PathAndQuery, metadata::MetadataValue};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 use tonic_types::StatusExt;
@@ -579,6 +580,48 @@ async fn places_all_taken(
     let held = hold_database(&s.db).await;
     let waiting = creates_in_flight(&s, &alice, max);
     (s, alice, held, waiting)
+}
+
+/// A stop lets the call in flight finish (it commits once the database is free) and ends
+/// every watch with OK, before the server returns.
+#[tokio::test]
+async fn a_stop_lets_calls_in_flight_finish_and_ends_watches() {
+    let s = TestServer::spawn_with(Options {
+        call_limits: Some(CallLimits {
+            max_in_flight: 1,
+            min_in_flight: Some(1),
+            ..CallLimits::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let mut watch = s
+        .watch_events(&platform_admin(), pb::WatchEventsRequest::default())
+        .await
+        .unwrap();
+    let alice = token("alice");
+    s.get_workspace(&alice, "default").await.unwrap();
+    let held = hold_database(&s.db).await;
+    let mut waiting = creates_in_flight(&s, &alice, 1);
+    // The one create holds the one place: it is in flight, waiting for the database.
+    refused(&s, &alice).await;
+    let stop = tokio::spawn(s.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stop.is_finished(), "stopped with a call in flight");
+    held.rollback().await.unwrap();
+    let created = waiting.pop().unwrap().await.unwrap().unwrap().into_inner();
+    assert_eq!(created.workspace.unwrap().name, "slow-1");
+    tokio::time::timeout(Duration::from_secs(10), stop)
+        .await
+        .expect("the stop did not end")
+        .unwrap()
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(message) = watch.next().await {
+            message.unwrap();
+        }
+    });
+    ended.await.expect("the watch did not end");
 }
 
 /// The places in flight now, from the metrics.
