@@ -850,6 +850,33 @@ async fn follow(
     }
 }
 
+/// A watcher sees a change committed on another replica within a second (on SQLite, one
+/// process serves the file: the same replica).
+#[tokio::test]
+async fn a_watcher_sees_a_change_on_another_replica_within_a_second() {
+    let (a, b) = replicas().await;
+    let b = second(&a, &b);
+    let root = platform_admin();
+    let mut watch = b
+        .watch_events(&root, pb::WatchEventsRequest::default())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let name = format!("seen-{i}");
+        create(&a, &root, new_ws(&name)).await;
+        let seen = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                let message = watch.next().await.unwrap().unwrap();
+                if message.events.iter().any(|e| e.workspace == name) {
+                    return;
+                }
+            }
+        });
+        let late = seen.await.is_err();
+        assert!(!late, "{name} not seen within 1 s of its acknowledgement");
+    }
+}
+
 #[tokio::test]
 async fn writers_on_two_replicas_give_every_watcher_one_order_without_gaps() {
     use std::sync::{Arc, Mutex};
