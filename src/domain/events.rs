@@ -632,10 +632,7 @@ mod tests {
     /// nothing it would otherwise read on to the end of the history first.)
     #[tokio::test]
     async fn a_watch_that_is_over_reads_no_further_window() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/w.db?mode=rwc", dir.path().display());
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
+        let (store, _dir) = Store::scratch().await;
         // Partway: the last read reached revision 4 of 1,000 and matched nothing.
         let partway = || Batch {
             latest: 1000,

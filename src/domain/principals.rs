@@ -81,10 +81,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_memory_of_principals_stays_bounded() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/p.db?mode=rwc", dir.path().display());
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
+        let (store, _dir) = Store::scratch().await;
         let memory = Principals {
             limit: 10,
             ..Principals::new(store.clone())
@@ -106,10 +103,7 @@ mod tests {
     /// the principal's tokens) gives way to the one this replica last saw once that runs out.
     #[tokio::test]
     async fn a_replica_records_a_principal_again_once_its_memory_is_old() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/p.db?mode=rwc", dir.path().display());
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
+        let (store, _dir) = Store::scratch().await;
         let replica = |remembered_for| Principals {
             remembered_for,
             ..Principals::new(store.clone())

@@ -277,6 +277,17 @@ fn connect_options(url: &str) -> ConnectOptions {
 }
 
 impl Store {
+    /// A migrated store on a SQLite file of its own, for unit tests; the file goes with the
+    /// directory returned.
+    #[cfg(test)]
+    pub(crate) async fn scratch() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/scratch.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        (store, dir)
+    }
+
     /// Connects to `url` (`sqlite://…` or `postgres://…`). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, DbErr> {
         let mut opt = connect_options(url);

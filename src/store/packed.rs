@@ -242,10 +242,7 @@ mod tests {
     /// in the query's order.
     #[tokio::test]
     async fn a_packed_page_is_the_page_read_row_by_row() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/p.db?mode=rwc", dir.path().display());
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
+        let (store, _dir) = Store::scratch().await;
         let c = store.conn();
         let t = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap()
             + chrono::Duration::microseconds(654_321);

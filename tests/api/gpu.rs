@@ -323,20 +323,15 @@ async fn a_lease_counts_until_it_expires_and_not_after() {
     assert!(admitted(&s, &sched, "lease", "short", 1, 60).await);
     // The lease's end wrote no event: three admissions, no release.
     let history = s
-        .list_events(
-            &platform_admin(),
-            pb::ListEventsRequest {
-                workspace: "lease".into(),
-                types: vec![
-                    pb::EventType::GpuRequestAdmitted as i32,
-                    pb::EventType::GpuRequestReleased as i32,
-                ],
-                ..Default::default()
-            },
+        .events_of_types(
+            "lease",
+            &[
+                pb::EventType::GpuRequestAdmitted,
+                pb::EventType::GpuRequestReleased,
+            ],
         )
-        .await
-        .unwrap();
-    let kinds: Vec<i32> = history.events.iter().map(|e| e.r#type).collect();
+        .await;
+    let kinds: Vec<i32> = history.iter().map(|e| e.r#type).collect();
     assert_eq!(kinds, vec![pb::EventType::GpuRequestAdmitted as i32; 3]);
 }
 

@@ -643,21 +643,12 @@ async fn a_membership_grants_until_its_expire_time_and_is_absent_after_it() {
     assert_eq!(all_members(&s, &alice).await.total_size, 2);
     // The end wrote no event: bob was added twice, and never removed.
     let history = s
-        .list_events(
-            &platform_admin(),
-            pb::ListEventsRequest {
-                workspace: "team".into(),
-                types: vec![
-                    pb::EventType::MemberAdded as i32,
-                    pb::EventType::MemberRemoved as i32,
-                ],
-                ..Default::default()
-            },
+        .events_of_types(
+            "team",
+            &[pb::EventType::MemberAdded, pb::EventType::MemberRemoved],
         )
-        .await
-        .unwrap();
+        .await;
     let bobs: Vec<i32> = history
-        .events
         .iter()
         .filter(|e| matches!(&e.object, Some(pb::event::Object::Member(m)) if m.subject == "bob"))
         .map(|e| e.r#type)

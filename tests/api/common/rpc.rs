@@ -14,7 +14,7 @@
 use tonic::Status;
 use workspaced::pb::v1 as pb;
 
-use super::{TestServer, add_request, check_request, req, update_request};
+use super::{TestServer, add_request, check_request, platform_admin, req, update_request};
 
 /// A field mask of `paths`.
 fn mask(paths: &[&str]) -> prost_types::FieldMask {
@@ -696,6 +696,17 @@ impl TestServer {
             .list_events(req(msg, token))
             .await
             .map(|r| r.into_inner())
+    }
+
+    /// The first page of `ws`'s events of `types`, as a platform admin reads it.
+    pub async fn events_of_types(&self, ws: &str, types: &[pb::EventType]) -> Vec<pb::Event> {
+        let msg = pb::ListEventsRequest {
+            workspace: ws.into(),
+            types: types.iter().map(|t| *t as i32).collect(),
+            ..Default::default()
+        };
+        let page = self.list_events(&platform_admin(), msg).await;
+        page.unwrap().events
     }
 
     /// WatchEvents: the stream of its messages.
