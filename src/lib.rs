@@ -68,8 +68,8 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long one health ping may take before the database counts as down.
 const HEALTH_PING_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// How often expired GPU pod requests and ended memberships are deleted. Only for the
-/// tables' size: either stops counting at its end whether or not it was swept.
+/// How often expired GPU pod requests and ended memberships are deleted by default. Only
+/// for the tables' size: either stops counting at its end whether or not it was swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Concurrent calls per connection, advertised in SETTINGS_MAX_CONCURRENT_STREAMS: with the
 /// connection limit, it bounds the calls (and unread responses) one client can hold.
@@ -105,6 +105,8 @@ pub struct ServerConfig {
     pub tls: Option<tls::Tls>,
     /// How the change history is kept and watched.
     pub events: EventSettings,
+    /// How often expired GPU pod requests and ended memberships are deleted.
+    pub sweep_every: Duration,
 }
 
 impl ServerConfig {
@@ -121,6 +123,7 @@ impl ServerConfig {
             call_limits: telemetry::CallLimits::default(),
             tls: None,
             events: EventSettings::default(),
+            sweep_every: SWEEP_INTERVAL,
         }
     }
 }
@@ -185,6 +188,7 @@ pub async fn serve(
     let sweeper = tokio::spawn(sweep_expired(
         ctx.gpu_requests.clone(),
         ctx.memberships.clone(),
+        cfg.sweep_every,
     ));
     let event_follower = tokio::spawn(store.clone().follow_events());
     let pruner = tokio::spawn(prune_events(ctx.events.clone()));
@@ -307,9 +311,10 @@ pub async fn serve(
 async fn sweep_expired(
     gpu_requests: domain::gpu_requests::GpuRequests,
     memberships: domain::memberships::Memberships,
+    every: Duration,
 ) {
     loop {
-        tokio::time::sleep(SWEEP_INTERVAL).await;
+        tokio::time::sleep(every).await;
         match gpu_requests.sweep().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(swept = n, "deleted expired GPU pod requests"),

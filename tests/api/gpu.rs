@@ -335,6 +335,39 @@ async fn a_lease_counts_until_it_expires_and_not_after() {
     assert_eq!(kinds, vec![pb::EventType::GpuRequestAdmitted as i32; 3]);
 }
 
+/// The sweep deletes ended leases and memberships, and writes no event for either: an end
+/// is no change anybody made.
+#[tokio::test]
+async fn the_sweep_deletes_what_ended_and_writes_no_event() {
+    let s = TestServer::spawn_with(Options {
+        sweep_every: Some(Duration::from_millis(100)),
+        ..Default::default()
+    })
+    .await;
+    let (alice, sched) = (token("alice"), platform_service());
+    workspace_with_slots(&s, "swept", 1).await;
+    s.admit_gpus(&sched, "swept", "short", 1, 1).await.unwrap();
+    let end = timestamp(chrono::Utc::now() + chrono::TimeDelta::seconds(1));
+    s.add_member_until(&alice, "swept", "bob", pb::Role::Viewer, end)
+        .await
+        .unwrap();
+    let history = s.events_of_types("swept", &[]).await;
+    let left = || async {
+        count_rows(&s, "SELECT COUNT(*) FROM gpu_requests").await
+            + count_rows(
+                &s,
+                "SELECT COUNT(*) FROM memberships WHERE principal = 'bob'",
+            )
+            .await
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while left().await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "not swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.events_of_types("swept", &[]).await, history);
+}
+
 #[tokio::test]
 async fn renewing_moves_the_end_of_the_lease() {
     let s = TestServer::spawn().await;

@@ -582,8 +582,8 @@ async fn places_all_taken(
     (s, alice, held, waiting)
 }
 
-/// A stop lets the call in flight finish (it commits once the database is free) and ends
-/// every watch with OK, before the server returns.
+/// A stop lets the call in flight finish (it commits once the database is free), and ends
+/// every watch with OK.
 #[tokio::test]
 async fn a_stop_lets_calls_in_flight_finish_and_ends_watches() {
     let s = TestServer::spawn_with(Options {

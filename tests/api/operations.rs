@@ -240,42 +240,50 @@ struct Binary {
 
 impl Binary {
     async fn start(dir: &std::path::Path, url: &str, n: u32, args: &[&str]) -> Binary {
-        let addr = free_port();
         let log = dir.join(format!("serve-{n}.log"));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"));
+        // The test's own settings are not the binary's.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("WORKSPACED_") || name == "RUST_LOG" {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
             .current_dir(dir)
-            .args([
-                "serve",
-                "--database-url",
-                url,
-                "--listen",
-                &addr.to_string(),
-            ])
+            .args(["serve", "--database-url", url, "--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let b = Binary {
-            child,
-            channel: plaintext_channel(addr),
-            log,
-        };
+        // The port it bound, from its "serving" line: one picked free beforehand may be
+        // taken meanwhile by another test's server.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        // Any answer, a refusal of no token included, says that it serves.
-        while b
-            .get("default", None)
-            .await
-            .is_err_and(|e| !matches!(e.code(), tonic::Code::Unauthenticated))
-        {
+        let addr = loop {
+            let logs = std::fs::read_to_string(&log).unwrap_or_default();
+            let serving = logs.lines().find(|l| l.contains("serving"));
+            if let Some(port) = serving.and_then(|l| l.split("127.0.0.1:").nth(1)) {
+                let port: String = port.chars().take_while(char::is_ascii_digit).collect();
+                break format!("127.0.0.1:{port}");
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("serve exited ({status}): {logs}");
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "serve did not answer: {}",
-                b.logs()
+                "serve did not start: {logs}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .timeout(Duration::from_secs(30))
+            .connect_lazy();
+        Binary {
+            child,
+            channel,
+            log,
         }
-        b
     }
 
     fn logs(&self) -> String {
@@ -317,9 +325,10 @@ async fn a_server_killed_mid_write_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = Binary::start(dir.path(), &db.url, 1, &["--insecure-no-auth"]).await;
     let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
         .map(|w| {
-            let (client, acked) = (first.workspaces(), acked.clone());
+            let (client, acked, killed) = (first.workspaces(), acked.clone(), killed.clone());
             tokio::spawn(async move {
                 for i in 0.. {
                     let mut client = client.clone();
@@ -328,7 +337,10 @@ async fn a_server_killed_mid_write_keeps_every_acknowledged_write() {
                         workspace: Some(new_ws(&name)),
                         ..Default::default()
                     };
-                    if client.create_workspace(msg).await.is_err() {
+                    if let Err(e) = client.create_workspace(msg).await {
+                        // Only the kill may end a writer.
+                        let after = killed.load(std::sync::atomic::Ordering::SeqCst);
+                        assert!(after, "{name} before the kill: {e:?}");
                         return;
                     }
                     acked.lock().unwrap().push(name);
@@ -341,7 +353,8 @@ async fn a_server_killed_mid_write_keeps_every_acknowledged_write() {
         assert!(tokio::time::Instant::now() < deadline, "{}", first.logs());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // SIGKILL, while the four writers each have a create in flight.
+    // SIGKILL, while the writers keep creating.
+    killed.store(true, std::sync::atomic::Ordering::SeqCst);
     first.child.kill().unwrap();
     first.child.wait().unwrap();
     for w in writers {

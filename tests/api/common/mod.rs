@@ -96,6 +96,8 @@ pub struct Options {
     pub tls: Option<TlsOptions>,
     /// The change history's settings, when a test needs other than the contract's.
     pub events: Option<EventSettings>,
+    /// How often ended leases and memberships are deleted, when not the default minute.
+    pub sweep_every: Option<Duration>,
 }
 
 /// TLS for the test server, and what the helper's channel trusts and presents.
@@ -228,6 +230,7 @@ impl TestServer {
                 .as_ref()
                 .map(|t| Tls::load(&t.files).expect("TLS files")),
             events: opts.events.clone().unwrap_or_default(),
+            sweep_every: opts.sweep_every.unwrap_or(defaults.sweep_every),
             ..defaults
         };
         let cfg_metrics = cfg.metrics_listen;
@@ -384,7 +387,8 @@ pub fn assert_status(status: &Status, code: Code, reason: &str) {
             !failure.violations.is_empty(),
             "empty PreconditionFailure in {status:?}"
         );
-        // One violation a resource kind when not empty; else one: the reason, and of what.
+        // Other than WORKSPACE_NOT_EMPTY (a violation a kind of what the workspace holds),
+        // one violation: the reason, and what it is about.
         if reason != "WORKSPACE_NOT_EMPTY" {
             assert_eq!(failure.violations.len(), 1, "{status:?}");
             let v = &failure.violations[0];
