@@ -467,9 +467,14 @@ mod tests {
         if let Some(nbf) = nbf {
             claims["nbf"] = (now + nbf).into();
         }
+        signed(secret, &claims)
+    }
+
+    /// `claims` signed with HS256 and `secret`, whatever their shape.
+    fn signed(secret: &[u8], claims: &serde_json::Value) -> String {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(Algorithm::HS256),
-            &claims,
+            claims,
             &jsonwebtoken::EncodingKey::from_secret(secret),
         )
         .unwrap()
@@ -516,12 +521,7 @@ mod tests {
         let with_groups = |groups: serde_json::Value| {
             let now = chrono::Utc::now().timestamp();
             let claims = serde_json::json!({"sub": "alice", "exp": now + 60, "groups": groups});
-            let token = jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(Algorithm::HS256),
-                &claims,
-                &jsonwebtoken::EncodingKey::from_secret(b"k"),
-            );
-            v.verify(&token.unwrap())
+            v.verify(&signed(b"k", &claims))
         };
         let p = with_groups(serde_json::Value::Null).unwrap();
         assert!(p.groups.is_empty());
