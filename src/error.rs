@@ -126,6 +126,7 @@ pub enum Reason {
     PrincipalNotFound,
     LastAdmin,
     ResourceNotFound,
+    TooManyResourceKinds,
     EtagMismatch,
     DatabaseUnavailable,
     GpuRequestExists,
@@ -157,6 +158,7 @@ impl Reason {
             Reason::PrincipalNotFound => "PRINCIPAL_NOT_FOUND",
             Reason::LastAdmin => "LAST_ADMIN",
             Reason::ResourceNotFound => "RESOURCE_NOT_FOUND",
+            Reason::TooManyResourceKinds => "TOO_MANY_RESOURCE_KINDS",
             Reason::EtagMismatch => "ETAG_MISMATCH",
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Reason::GpuRequestExists => "GPU_REQUEST_EXISTS",
@@ -369,13 +371,18 @@ fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     match err {
         E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
         // PostgreSQL's class 08 (connection exception), 57P0x (server shutting down), 55P03
-        // (a lock held past `store::LOCK_TIMEOUT`) and 57014 (a statement cancelled, as at
-        // `store::STATEMENT_TIMEOUT`); SQLite's BUSY (5, and its extended 261 and 517) and
-        // LOCKED (6) after the busy timeout: the database cannot take the request now.
+        // (a lock held past `store::LOCK_TIMEOUT`), 57014 (a statement cancelled, as at
+        // `store::STATEMENT_TIMEOUT`), 40P01 and 40001 (the transaction chosen to end a
+        // deadlock, or a serialization failure: none is known to happen, but a retry
+        // succeeds); SQLite's BUSY (5, and its extended 261 and 517) and LOCKED (6) after
+        // the busy timeout: the database cannot take the request now.
         E::Database(db) => db.code().is_some_and(|c| {
             c.starts_with("08")
                 || c.starts_with("57P0")
-                || matches!(&*c, "55P03" | "57014" | "5" | "6" | "261" | "517")
+                || matches!(
+                    &*c,
+                    "55P03" | "57014" | "40P01" | "40001" | "5" | "6" | "261" | "517"
+                )
         }),
         _ => false,
     }

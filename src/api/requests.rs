@@ -2,7 +2,7 @@
 //! input of its use case (`WorkspaceName`, `Role`, a checked page token...), and every bad
 //! field becomes one field violation of a single INVALID_ARGUMENT.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
@@ -873,7 +873,9 @@ fn event_kind(v: i32) -> Result<EventKind, String> {
 }
 
 /// The filters ListEvents and WatchEvents share: an optional workspace, a revision to go
-/// on after, and kinds (one violation for the first bad one).
+/// on after, and kinds (one violation for the first bad one), each once in the contract's
+/// order, however often and in whatever order they were sent: a filter is a set, and a
+/// long list must not reach the database as as many parameters, nor a page token.
 fn event_filters(
     v: &mut Violations,
     workspace: &str,
@@ -896,7 +898,13 @@ fn event_filters(
         types
             .iter()
             .map(|t| event_kind(*t))
-            .collect::<std::result::Result<Vec<_>, _>>(),
+            .collect::<std::result::Result<HashSet<_>, _>>()
+            .map(|sent| {
+                EventKind::ALL
+                    .into_iter()
+                    .filter(|k| sent.contains(k))
+                    .collect::<Vec<_>>()
+            }),
     );
     (workspace, after, kinds)
 }
@@ -912,7 +920,7 @@ impl TryFrom<pb::ListEventsRequest> for ListEvents {
             "rpc": "ListEvents",
             "workspace": r.workspace,
             "after_revision": r.after_revision,
-            "types": r.types,
+            "types": kinds.iter().flatten().map(|k| pb::EventType::from(*k) as i32).collect::<Vec<_>>(),
         })
         .to_string();
         let page = page::parse_sized(

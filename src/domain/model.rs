@@ -483,6 +483,10 @@ impl EventObject {
                             .iter()
                             .map(|(k, v)| k.len() + v.len() + 4)
                             .sum::<usize>()
+                        + w.resource_counts
+                            .keys()
+                            .map(|k| k.len() + 14)
+                            .sum::<usize>()
                 }
                 EventObject::Member(m) => {
                     m.workspace.len()

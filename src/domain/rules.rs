@@ -1,6 +1,8 @@
 //! The rules a GPU scheduling policy must satisfy, and UpdatePolicy's field masks over
 //! them: one violation per broken rule, so a caller fixes every field in one round.
 
+use std::collections::HashSet;
+
 use super::{model::PolicyRules, validate::Violations};
 use crate::error::{Result, echo};
 
@@ -135,10 +137,12 @@ pub(crate) fn apply(
                 format!("at most {MAX_GPU_SHAPES} shapes are allowed"),
             );
         }
+        // A set, not a scan of the entries before: a request of 64 KiB holds thousands.
+        let mut seen = HashSet::new();
         for (i, shape) in input.gpu_shapes.iter().enumerate() {
             if let Err(e) = gpu_shape(shape) {
                 v.add(format!("{field}[{i}]"), e);
-            } else if input.gpu_shapes[..i].contains(shape) {
+            } else if !seen.insert(shape.as_str()) {
                 v.add(
                     format!("{field}[{i}]"),
                     format!("\"{}\" is listed twice", echo(shape)),

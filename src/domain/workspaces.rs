@@ -25,6 +25,13 @@ use crate::{
     },
 };
 
+/// The most kinds of resources a workspace holds at once. Each answer holding the workspace
+/// lists its counts by kind (about 75 bytes a kind at most), and a page holds 100
+/// workspaces: at 100 kinds and every other field at its longest a full page is about
+/// 2 MiB, within the 4 MiB a response may be, and far above the handful of kinds (models,
+/// datasets, jobs) a platform registers.
+pub const MAX_RESOURCE_KINDS: usize = 100;
+
 /// What an earlier CreateWorkspace with a caller's request id made.
 enum Replay {
     /// Nothing that still exists: the id is free.
@@ -456,9 +463,16 @@ impl Workspaces {
             .await?
             .remove(&ws.id)
             .unwrap_or_default();
-        let gprs = gpu_requests::usage(&tx, &ws.id, now())
-            .await?
-            .map_or(0, |t| t.usage.active_gprs);
+        let now = now();
+        let mut tally = gpu_requests::usage(&tx, &ws.id, now).await?;
+        if tally.as_ref().is_some_and(|t| t.expired > 0) {
+            // As an admission does (see `store::gpu_requests::delete_expired`): a lease this
+            // delete counts as ended may be in a renewal on a replica whose clock runs
+            // behind; deleting the ended ones waits for it, and the count after sees it.
+            gpu_requests::delete_expired(&tx, &ws.id, now).await?;
+            tally = gpu_requests::usage(&tx, &ws.id, now).await?;
+        }
+        let gprs = tally.map_or(0, |t| t.usage.active_gprs);
         if !counts.is_empty() || gprs > 0 {
             let mut violations: Vec<Precondition> = counts
                 .into_iter()
@@ -572,6 +586,22 @@ impl Workspaces {
         if let Some(existing) = resources::find(&tx, &ws, &kind, &resource_id).await? {
             self.store.commit(tx).await?;
             return Ok(existing);
+        }
+        // Every answer holding the workspace carries its counts by kind: without a bound,
+        // one caller's kinds would grow it past what a response may hold. Under the
+        // workspace's lock, so that two new kinds cannot both take the last place.
+        if !resources::has_kind(&tx, &ws.id, &kind).await?
+            && resources::kinds(&tx, &ws.id, MAX_RESOURCE_KINDS).await? >= MAX_RESOURCE_KINDS
+        {
+            return Err(Error::precondition(
+                Reason::TooManyResourceKinds,
+                format!("workspaces/{}", ws.name),
+                format!(
+                    "workspace \"{}\" already holds resources of {MAX_RESOURCE_KINDS} kinds, the \
+                     most it may; unregister every resource of a kind to free its place",
+                    echo(name)
+                ),
+            ));
         }
         let r = Resource {
             workspace: ws.name.clone(),

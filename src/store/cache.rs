@@ -57,9 +57,11 @@ struct Entry {
 }
 
 impl Entry {
-    /// How many entries of the bound it holds: itself, and each subject and group known.
+    /// How many entries of the bound it holds: itself, and each subject, group and kind of
+    /// resource known (a count by kind is about as large as a membership).
     fn weight(&self) -> u64 {
-        (1 + self.subjects.len() + self.groups.len()) as u64
+        (1 + self.subjects.len() + self.groups.len() + self.counts.as_ref().map_or(0, |c| c.len()))
+            as u64
     }
 }
 
@@ -276,7 +278,13 @@ impl AccessCache {
         if let Some(entry) = entries.get_mut(name)
             && entry.ws.as_ref().is_some_and(|w| w.id == id)
         {
+            let before = entry.weight();
             entry.counts = Some(counts);
+            let size = self.size.load(Ordering::Relaxed);
+            self.size.store(
+                (size + entry.weight()).saturating_sub(before),
+                Ordering::Relaxed,
+            );
         }
     }
 

@@ -112,6 +112,14 @@ const _: () = assert!(LOCK_TIMEOUT.as_millis() >= 2 * crate::telemetry::DEADLINE
 /// (`EventSettings::window`).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 const _: () = assert!(STATEMENT_TIMEOUT.as_millis() > LOCK_TIMEOUT.as_millis());
+/// The longest a pooled PostgreSQL session may sit inside a transaction without sending a
+/// statement (`idle_in_transaction_session_timeout`, sent when each connection starts):
+/// PostgreSQL then ends the session and frees its locks. A replica's transactions send their
+/// statements back to back, so only a replica cut off (or stopped) mid-transaction idles
+/// there; without the bound its locks, such as the change history's counter that every
+/// replica numbers events under, would stay held until PostgreSQL's TCP gives up on it,
+/// hours later, and every replica would answer UNAVAILABLE meanwhile.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = STATEMENT_TIMEOUT;
 /// How often a PostgreSQL replica checks for events that a writer left without a revision.
 const EVENT_SWEEP: Duration = Duration::from_millis(100);
 /// How long a PostgreSQL replica gathers the events its writers queue before it numbers
@@ -270,6 +278,10 @@ fn connect_options(url: &str) -> ConnectOptions {
             (
                 "statement_timeout",
                 format!("{}ms", STATEMENT_TIMEOUT.as_millis()),
+            ),
+            (
+                "idle_in_transaction_session_timeout",
+                format!("{}ms", IDLE_IN_TRANSACTION_TIMEOUT.as_millis()),
             ),
         ])
     });
@@ -987,6 +999,34 @@ mod tests {
             postgres.get_test_before_acquire_if_idle_for(),
             Some(PING_IF_IDLE_FOR)
         );
+    }
+
+    /// PostgreSQL only (`WORKSPACED_TEST_DATABASE_URL`): every pooled session starts with
+    /// the bounds on waits, statements and idle transactions.
+    #[tokio::test]
+    async fn pooled_postgresql_sessions_start_with_their_timeouts() {
+        let Some(url) = std::env::var("WORKSPACED_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            return;
+        };
+        let db = Database::connect(connect_options(&url)).await.unwrap();
+        let mut pooled = db.get_postgres_connection_pool().acquire().await.unwrap();
+        for (setting, want) in [
+            ("lock_timeout", LOCK_TIMEOUT),
+            ("statement_timeout", STATEMENT_TIMEOUT),
+            (
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT,
+            ),
+        ] {
+            let shown: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {setting}")))
+                .fetch_one(&mut *pooled)
+                .await
+                .unwrap();
+            assert_eq!(shown, format!("{}s", want.as_secs()), "{setting}");
+        }
     }
 
     #[test]

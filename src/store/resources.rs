@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, Statement,
 };
 
 use super::entity::resource;
@@ -54,6 +54,50 @@ pub(crate) async fn insert<C: ConnectionTrait>(
     .exec_without_returning(c)
     .await?;
     Ok(())
+}
+
+/// Whether `workspace_id` holds a resource of `kind`.
+pub(crate) async fn has_kind<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    kind: &str,
+) -> Result<bool, DbErr> {
+    Ok(resource::Entity::find()
+        .select_only()
+        .column(resource::Column::Kind)
+        .filter(resource::Column::WorkspaceId.eq(workspace_id))
+        .filter(resource::Column::Kind.eq(kind))
+        .into_tuple::<String>()
+        .one(c)
+        .await?
+        .is_some())
+}
+
+/// How many kinds `workspace_id` holds resources of, counted up to `most`: one probe of the
+/// primary key per kind (a loose index scan), however many resources each kind has.
+pub(crate) async fn kinds<C: ConnectionTrait>(
+    c: &C,
+    workspace_id: &str,
+    most: usize,
+) -> Result<usize, DbErr> {
+    let sql = format!(
+        "WITH RECURSIVE k(kind, n) AS (\
+         SELECT MIN(kind), 1 FROM resources WHERE workspace_id = $1 \
+         UNION ALL \
+         SELECT (SELECT MIN(r.kind) FROM resources r WHERE r.workspace_id = $1 AND r.kind > k.kind), \
+         k.n + 1 FROM k WHERE k.kind IS NOT NULL AND k.n < {most}) \
+         SELECT COUNT(kind) AS n FROM k"
+    );
+    let row = c
+        .query_one_raw(Statement::from_sql_and_values(
+            c.get_database_backend(),
+            sql,
+            [workspace_id.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("the count of kinds gave no row".into()))?;
+    let n: i64 = row.try_get("", "n")?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Unregisters a resource; returns how many rows went (0 or 1).

@@ -19,10 +19,14 @@ pub(crate) async fn delete_ended<C: ConnectionTrait>(
 ) -> Result<u64, DbErr> {
     let backend = c.get_database_backend();
     let sql = match backend {
-        // `= ANY(ARRAY(…))` lets PostgreSQL fetch the rows by their ids (a TID scan).
+        // `= ANY(ARRAY(…))` lets PostgreSQL fetch the rows by their ids (a TID scan). Rows
+        // another transaction holds are left for the next pass (`SKIP LOCKED`): the sweep
+        // never waits for a lock, so it can never be one side of a deadlock with a call
+        // that deletes ended rows of its own, or renews them, in another order.
         DbBackend::Postgres => format!(
             "DELETE FROM {table} WHERE ctid = ANY(ARRAY(\
-             SELECT ctid FROM {table} WHERE expire_us <= $1 LIMIT {CHUNK}))"
+             SELECT ctid FROM {table} WHERE expire_us <= $1 LIMIT {CHUNK} \
+             FOR UPDATE SKIP LOCKED))"
         ),
         _ => format!(
             "DELETE FROM {table} WHERE rowid IN (\

@@ -708,3 +708,91 @@ async fn concurrent_usage_reads_share_one_read_begun_after_they_asked() {
     );
     assert_eq!(read().await.unwrap().active_gprs, 1);
 }
+
+/// PostgreSQL: a delete that counts a lease as ended while a replica whose clock runs
+/// behind renews it waits for the renewal and is refused, instead of deleting the renewed
+/// request with its workspace after both calls were acknowledged.
+#[tokio::test]
+async fn a_delete_waits_for_the_renewal_of_a_lease_it_counts_as_ended() {
+    let s = std::sync::Arc::new(TestServer::spawn().await);
+    if !s.db.is_postgres() {
+        return; // SQLite's writers take turns for the whole database.
+    }
+    let sched = platform_service();
+    workspace_with_slots(&s, "renewing", 1).await;
+    assert!(admitted(&s, &sched, "renewing", "pod", 1, 60).await);
+    let micros = |secs: i64| chrono::Utc::now().timestamp_micros() + secs * 1_000_000;
+    // The lease has ended, by this replica's clock ...
+    holding(
+        &s.db,
+        &format!("UPDATE gpu_requests SET expire_us = {}", micros(-1)),
+    )
+    .await
+    .commit()
+    .await
+    .unwrap();
+    // ... but another replica, whose clock runs behind, is renewing it, as RenewGpuRequest
+    // does: one statement, no workspace lock.
+    let renewal = holding(
+        &s.db,
+        &format!("UPDATE gpu_requests SET expire_us = {}", micros(60)),
+    )
+    .await;
+    let delete = tokio::spawn({
+        let s = s.clone();
+        async move { s.delete_workspace(&token("alice"), "renewing", "").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    renewal.commit().await.unwrap();
+    let err = delete.await.unwrap().unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_NOT_EMPTY");
+    let usage = s.get_gpu_usage(&sched, "renewing").await.unwrap();
+    assert_eq!(usage.active_gprs, 1, "the renewed request was deleted");
+}
+
+/// PostgreSQL: the sweep passes over an ended row that another transaction holds (a
+/// renewal, an admission deleting ended leases in another order) and deletes the rest,
+/// instead of waiting for it: a sweep that waits can be one side of a deadlock.
+#[tokio::test]
+async fn the_sweep_passes_over_a_row_another_transaction_holds() {
+    let s = TestServer::spawn_with(Options {
+        sweep_every: Some(Duration::from_millis(100)),
+        ..Default::default()
+    })
+    .await;
+    if !s.db.is_postgres() {
+        return; // SQLite's writers take turns for the whole database.
+    }
+    let sched = platform_service();
+    workspace_with_slots(&s, "held", 2).await;
+    for id in ["a", "b"] {
+        assert!(admitted(&s, &sched, "held", id, 1, 60).await);
+    }
+    let ended = chrono::Utc::now().timestamp_micros() - 1_000_000;
+    holding(
+        &s.db,
+        &format!("UPDATE gpu_requests SET expire_us = {ended}"),
+    )
+    .await
+    .commit()
+    .await
+    .unwrap();
+    let hold = holding(
+        &s.db,
+        "SELECT 1 FROM gpu_requests WHERE id = 'a' FOR UPDATE",
+    )
+    .await;
+    let left = |n: i64, why: &'static str| {
+        let s = &s;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while count_rows(s, "SELECT COUNT(*) FROM gpu_requests").await != n {
+                assert!(tokio::time::Instant::now() < deadline, "{why}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    left(1, "the sweep waited for the row held").await;
+    hold.rollback().await.unwrap();
+    left(0, "the row once held was not swept").await;
+}

@@ -221,3 +221,53 @@ async fn list_resources_orders_filters_and_pages() {
     let err = list(&s, &alice, "", 0, "garbage").await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["page_token"]);
 }
+
+/// A workspace holds resources of at most 100 kinds (each answer holding the workspace
+/// lists its counts by kind): more resources of a kind it holds are still registered, a new
+/// kind is refused with the workspace as the precondition's subject, and a kind whose last
+/// resource goes frees its place.
+#[tokio::test]
+async fn a_workspace_holds_resources_of_at_most_100_kinds() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("res")).await;
+    for k in 0..100 {
+        s.register_resource(&alice, "res", &format!("kind-{k:03}"), "a")
+            .await
+            .unwrap();
+    }
+    s.register_resource(&alice, "res", "kind-050", "b")
+        .await
+        .unwrap();
+    let err = s
+        .register_resource(&alice, "res", "kind-100", "a")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "TOO_MANY_RESOURCE_KINDS");
+    // Registering again what is registered is still answered.
+    s.register_resource(&alice, "res", "kind-099", "a")
+        .await
+        .unwrap();
+    let ws = s.get_workspace(&alice, "res").await.unwrap();
+    assert_eq!(ws.resource_counts.len(), 100);
+    assert_eq!(ws.resource_counts["kind-050"], 2);
+    s.unregister_resource(&alice, "res", "kind-050", "a")
+        .await
+        .unwrap();
+    let err = s
+        .register_resource(&alice, "res", "kind-100", "a")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "TOO_MANY_RESOURCE_KINDS");
+    s.unregister_resource(&alice, "res", "kind-050", "b")
+        .await
+        .unwrap();
+    s.register_resource(&alice, "res", "kind-100", "a")
+        .await
+        .unwrap();
+    // Another workspace counts its own kinds.
+    create(&s, &alice, new_ws("other")).await;
+    s.register_resource(&alice, "other", "kind-000", "a")
+        .await
+        .unwrap();
+}
