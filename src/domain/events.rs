@@ -73,8 +73,9 @@ pub struct EventSettings {
     pub retention: Duration,
     /// Watches open at once on this replica; more are answered OVERLOADED.
     pub max_watches: usize,
-    /// How many revisions a watch may fall behind while its client does not read before it
-    /// is ended (WATCH_TOO_SLOW).
+    /// How many revisions further behind the newest a watch may fall, than it ever was
+    /// since it began, before it is ended (WATCH_TOO_SLOW): its client reads slower than
+    /// events commit, whether it reads nothing or reads steadily but too little.
     pub max_lag: i64,
     /// Whether changes write events: always, but for a benchmark of what that costs.
     pub record: bool,
@@ -348,6 +349,7 @@ impl Events {
             data,
             end: Some(end),
             max_lag: self.settings.max_lag,
+            least_lag: i64::MAX,
             window: self.settings.window,
             closing: self.closing.subscribe(),
             expiry: expiry_of(principal),
@@ -437,6 +439,11 @@ struct Follower {
     data: mpsc::Sender<Vec<Event>>,
     end: Option<oneshot::Sender<Error>>,
     max_lag: i64,
+    /// The fewest revisions the watch's position has been behind the newest known to the
+    /// replica since it began: how far behind it is now, less this, is how far it fell
+    /// behind. A client catching up from far behind lowers it as it goes, and is never
+    /// too slow while it does.
+    least_lag: i64,
     /// Events one read looks at, at most (`EventSettings::window`).
     window: u64,
     closing: watch::Receiver<bool>,
@@ -471,6 +478,7 @@ fn token_expired() -> Error {
 
 impl Follower {
     async fn run(mut self, mut batch: Batch) {
+        self.least_lag = self.lag();
         loop {
             if self.position < batch.pruned {
                 let e = expired(self.position, batch.pruned);
@@ -511,6 +519,7 @@ impl Follower {
                 self.position = last;
             }
             self.position = self.position.max(reached);
+            self.least_lag = self.least_lag.min(self.lag());
             if !more {
                 // Everything up to `latest` was read (the batch and the counter are one
                 // snapshot): wait for a later commit, or for the client to leave.
@@ -574,13 +583,19 @@ impl Follower {
         .map(|ws| ws.is_some())
     }
 
+    /// How many revisions the watch's position is behind the newest the replica knows.
+    fn lag(&self) -> i64 {
+        (*self.revisions.borrow() - self.position).max(0)
+    }
+
     /// Hands `events` to the client, waiting while it reads; false when the watch is over:
-    /// the client left, or read nothing while `max_lag` revisions committed. A client that
-    /// catches up from far behind is not too slow: only commits during a wait count.
+    /// the client left, or fell `max_lag` revisions further behind than it ever was (see
+    /// `least_lag`). A client that reads nothing falls behind by every commit during its
+    /// wait; one that reads steadily but slower than events commit, over many waits.
     async fn deliver(&mut self, events: Vec<Event>) -> bool {
-        let at_wait = *self.revisions.borrow_and_update();
+        self.revisions.borrow_and_update();
         loop {
-            let behind = tokio::select! {
+            let committed = tokio::select! {
                 permit = self.data.reserve() => {
                     return match permit {
                         Ok(permit) => {
@@ -591,20 +606,21 @@ impl Follower {
                     };
                 }
                 changed = self.revisions.changed() => match changed {
-                    Ok(()) => Some(*self.revisions.borrow() - at_wait),
+                    Ok(()) => true,
                     Err(_) => return false,
                 },
                 _ = self.closing.wait_for(|c| *c) => return false,
-                () = expired_at(self.expiry) => None,
+                () = expired_at(self.expiry) => false,
             };
-            let Some(behind) = behind else {
+            if !committed {
                 self.finish(token_expired());
                 return false;
-            };
+            }
+            let behind = self.lag().saturating_sub(self.least_lag);
             if behind >= self.max_lag {
                 let e = Error::WatchTooSlow(format!(
-                    "the watch fell {behind} revisions behind while its client did not read; \
-                     resume with after_revision = {}",
+                    "the watch fell {behind} revisions further behind than it was, as its \
+                     client reads slower than events commit; resume with after_revision = {}",
                     self.position
                 ));
                 self.finish(e);
@@ -654,6 +670,7 @@ mod tests {
             data,
             end: None,
             max_lag: 10_000,
+            least_lag: i64::MAX,
             window: 4,
             closing,
             expiry: None,

@@ -808,6 +808,53 @@ async fn a_watch_whose_client_does_not_read_is_ended_too_slow() {
     assert!(received < writes, "{received} of {writes}");
 }
 
+/// A client that reads steadily, but fewer events than commit, falls ever further behind:
+/// it is ended too, though in no one wait of the watch did `max_lag` revisions commit.
+#[tokio::test]
+async fn a_watch_whose_client_reads_steadily_but_too_little_is_ended_too_slow() {
+    let max_lag = 200;
+    let s = spawn_with_events(EventSettings {
+        max_lag,
+        ..EventSettings::default()
+    })
+    .await;
+    let root = platform_admin();
+    create(&s, &root, new_ws("steady")).await;
+    let mut watch = narrow_client(&s)
+        .watch_events(req(pb::WatchEventsRequest::default(), &root))
+        .await
+        .unwrap()
+        .into_inner();
+    // Large events, so that what the connection holds fills within a few rounds.
+    let mut ws = new_ws("steady");
+    for i in 0..64 {
+        ws.labels.insert(format!("key-{i}"), "v".repeat(60));
+    }
+    // Each round commits 150 events, well under max_lag, while the client waits; then the
+    // client reads until it has 100 more: it falls 50 further behind each round.
+    let (mut writes, mut read) = (0, 0);
+    for round in 1..=40 {
+        for _ in 0..150 {
+            ws.description = format!("change {writes}");
+            writes += 1;
+            s.update_workspace(&root, ws.clone(), &["description", "labels"], "")
+                .await
+                .unwrap();
+        }
+        while read < round * 100 {
+            match tokio::time::timeout(Duration::from_secs(5), watch.next()).await {
+                Ok(Some(Ok(m))) => read += m.events.len(),
+                Ok(Some(Err(status))) => {
+                    assert_status(&status, Code::ResourceExhausted, "WATCH_TOO_SLOW");
+                    return;
+                }
+                other => panic!("after {writes} writes, {read} read: {other:?}"),
+            }
+        }
+    }
+    panic!("a client {} events behind was not ended", writes - read);
+}
+
 /// How long `writers_on_two_replicas_give_every_watcher_one_order_without_gaps` writes:
 /// `WORKSPACED_TEST_EVENT_SECONDS`, 30 by default.
 fn write_for() -> Duration {
