@@ -148,8 +148,9 @@ impl AccessCache {
         }
     }
 
-    /// Whether lookups may be answered from the view now.
-    fn serving(&self) -> bool {
+    /// Whether lookups may be answered from the view now: on PostgreSQL, whether the
+    /// follower has proved it current within `CONFIRMED_FOR`.
+    pub(crate) fn serving(&self) -> bool {
         if !self.enabled.load(Ordering::SeqCst) {
             return false;
         }

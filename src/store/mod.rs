@@ -790,6 +790,15 @@ impl Store {
             if let Err(e) = self.number_committed().await {
                 tracing::debug!("numbering what a writer left failed: {}", describe(&e));
             }
+            // Watches hear of other replicas' commits from the follower (`follow.rs`).
+            // While it has not been heard from (a stalled connection waits out its look's
+            // timeout, then reconnects), they hear of them here instead, within a tick: the
+            // contract's second for a watcher holds whatever the follower does.
+            if !self.cache.serving()
+                && let Err(e) = self.latest_revision().await
+            {
+                tracing::debug!("reading the latest revision failed: {}", describe(&e));
+            }
         }
     }
 

@@ -690,3 +690,38 @@ async fn a_write_that_waited_for_its_callers_removal_is_refused() {
     let err = add.await.unwrap().unwrap_err();
     assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
 }
+
+/// A watch on a replica whose follower stalls still sees another replica's changes within
+/// the contract's second: while the follower is not heard from, the replica reads the
+/// newest revision itself, instead of leaving its watches asleep until the follower has
+/// given the stalled connection up and reconnected.
+#[tokio::test]
+async fn a_watch_on_a_replica_whose_follower_stalls_sees_changes_within_a_second() {
+    let Some((a, b, follower)) = replicas_with_backends().await else {
+        return;
+    };
+    let root = platform_admin();
+    let mut watch = b
+        .watch_events(&root, pb::WatchEventsRequest::default())
+        .await
+        .unwrap();
+    let stopped = Stopped::new(follower);
+    for i in 0..3 {
+        let name = format!("stalled-{i}");
+        create(&a, &root, new_ws(&name)).await;
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            loop {
+                let message = watch.message().await.unwrap().unwrap();
+                if message.events.iter().any(|e| e.workspace == name) {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(
+            seen.is_ok(),
+            "{name} not seen within 1 s of its acknowledgement"
+        );
+    }
+    drop(stopped);
+}
