@@ -268,11 +268,13 @@ struct PolicyFile {
     global_gpu_constraints: Option<GpuFile>,
 }
 
+/// A priority range; an end left out keeps the built-in default's (a file giving only
+/// `min` must not get a `max` of 0, and with it a range no priority fits).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RangeFile {
-    min: i64,
-    max: i64,
+    min: Option<i64>,
+    max: Option<i64>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -291,10 +293,7 @@ pub fn read_policy_file(path: &Path) -> Result<PolicyRules, String> {
     let f: PolicyFile = serde_json::from_str(&text)
         .map_err(|e| format!("default policy file {} is invalid: {e}", path.display()))?;
     let d = PolicyRules::default();
-    let range = f.priority_range.unwrap_or(RangeFile {
-        min: d.priority_min.into(),
-        max: d.priority_max.into(),
-    });
+    let range = f.priority_range.unwrap_or_default();
     let gpu = f.global_gpu_constraints.unwrap_or_default();
     let exit = match f.max_exit_duration_per_gpr {
         None => Some(d.max_exit_duration_us),
@@ -303,8 +302,8 @@ pub fn read_policy_file(path: &Path) -> Result<PolicyRules, String> {
             .and_then(|d| i64::try_from(d.as_micros()).ok()),
     };
     let input = PolicyInput {
-        priority_min: range.min,
-        priority_max: range.max,
+        priority_min: range.min.unwrap_or(d.priority_min.into()),
+        priority_max: range.max.unwrap_or(d.priority_max.into()),
         max_gprs: f.max_gprs.unwrap_or(d.max_gprs.into()),
         max_exit_duration_us: exit,
         enforce_idle_timeout: f.enforce_idle_timeout.unwrap_or(d.enforce_idle_timeout),

@@ -395,8 +395,11 @@ fn lease(d: Option<&prost_types::Duration>) -> Result<TimeDelta, String> {
     let Some(d) = d else {
         return Ok(DEFAULT_LEASE);
     };
+    // Exact to the nanosecond, so that neither bound is passed by a fraction of a
+    // microsecond.
     let lease = duration_us(d)
-        .map(TimeDelta::microseconds)
+        .and_then(|_| TimeDelta::try_seconds(d.seconds))
+        .and_then(|s| s.checked_add(&TimeDelta::nanoseconds(d.nanos.into())))
         .ok_or("is not a valid duration")?;
     if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
         return Err("must be between 1s and 24h".into());
@@ -512,11 +515,10 @@ fn mask_paths(
         v.add("update_mask", "at least one field must be provided");
         return Vec::new();
     }
-    if paths.iter().any(|p| p == "*") {
-        return updatable.iter().map(|s| s.to_string()).collect();
-    }
+    // A path beside `*` is still checked: an unknown or immutable one is refused, not
+    // swallowed by the wildcard.
     for p in paths {
-        if !updatable.contains(&p.as_str()) {
+        if p != "*" && !updatable.contains(&p.as_str()) {
             v.add(
                 "update_mask",
                 format!(
@@ -526,6 +528,9 @@ fn mask_paths(
                 ),
             );
         }
+    }
+    if paths.iter().any(|p| p == "*") {
+        return updatable.iter().map(|s| s.to_string()).collect();
     }
     paths.to_vec()
 }
@@ -827,16 +832,22 @@ pub(crate) fn role(v: i32) -> Result<Role, String> {
     }
 }
 
-/// A protobuf Duration in microseconds; `None` when it is not a valid Duration (nanos out
-/// of range, or of another sign than seconds) or does not fit.
+/// A protobuf Duration in microseconds, a fraction of one rounded away from zero (so that a
+/// duration a nanosecond over a limit is over it); `None` when it is not a valid Duration
+/// (nanos out of range, or of another sign than seconds) or does not fit.
 pub(crate) fn duration_us(d: &prost_types::Duration) -> Option<i64> {
     let sign_ok = (d.seconds >= 0 && d.nanos >= 0) || (d.seconds <= 0 && d.nanos <= 0);
     if !(-999_999_999..=999_999_999).contains(&d.nanos) || !sign_ok {
         return None;
     }
+    let micros = if d.nanos >= 0 {
+        (d.nanos + 999) / 1000
+    } else {
+        (d.nanos - 999) / 1000
+    };
     d.seconds
         .checked_mul(1_000_000)?
-        .checked_add(i64::from(d.nanos / 1000))
+        .checked_add(i64::from(micros))
 }
 
 /// The policy fields of a request, before validation.
@@ -970,7 +981,10 @@ mod tests {
             (d(0, 0), Some(0)),
             (d(1, 500_000), Some(1_000_500)),
             (d(-1, -500_000), Some(-1_000_500)),
-            (d(0, 999), Some(0)),
+            (d(0, 999), Some(1)),
+            (d(0, 1), Some(1)),
+            (d(0, 1000), Some(1)),
+            (d(-1, -500_001), Some(-1_000_501)),
             (d(1, -1), None),
             (d(-1, 1), None),
             (d(0, 1_000_000_000), None),
@@ -1001,12 +1015,15 @@ mod tests {
             paths: paths.iter().map(|p| p.to_string()).collect(),
         };
         let updatable = ["a", "b"];
-        let cases: [(Option<prost_types::FieldMask>, Vec<&str>, usize); 5] = [
+        let cases: [(Option<prost_types::FieldMask>, Vec<&str>, usize); 7] = [
             (None, vec![], 1),
             (Some(mask(&[])), vec![], 1),
             (Some(mask(&["*"])), vec!["a", "b"], 0),
             (Some(mask(&["b"])), vec!["b"], 0),
             (Some(mask(&["a", "c", "d"])), vec!["a", "c", "d"], 2),
+            // Beside the wildcard, a path is still checked.
+            (Some(mask(&["*", "c"])), vec!["a", "b"], 1),
+            (Some(mask(&["b", "*"])), vec!["a", "b"], 0),
         ];
         for (given, paths, bad) in cases {
             let mut v = Violations::default();

@@ -492,7 +492,13 @@ async fn bad_admissions_name_every_bad_field() {
             "workspace"
         ]
     );
-    for lease in [d(24 * 3600 + 1, 0), d(1, -1)] {
+    // A nanosecond past either bound is past it.
+    for lease in [
+        d(24 * 3600 + 1, 0),
+        d(24 * 3600, 1),
+        d(0, 999_999_999),
+        d(1, -1),
+    ] {
         let msg = pb::AdmitGpuRequestRequest {
             workspace: "default".into(),
             id: "x".into(),

@@ -97,8 +97,15 @@ async fn the_default_policy_file_is_json_and_validated() {
     assert_eq!(rules.max_exit_duration_us, 7_200_000_000);
     assert_eq!(rules.gpu_shapes, vec!["a100"]);
     assert_eq!(rules.max_gpu_per_gpr, 4);
-    // Left-out fields keep the built-in defaults.
+    // Left-out fields keep the built-in defaults, an end of the priority range too.
     assert_eq!(rules.max_gprs, 0);
+    for (text, range) in [
+        (r#"{"priority_range": {"min": 10}}"#, (10, 1_000_000)),
+        (r#"{"priority_range": {"max": 10}}"#, (0, 10)),
+    ] {
+        let rules = workspaced::config::read_policy_file(write(text).path()).unwrap();
+        assert_eq!((rules.priority_min, rules.priority_max), range, "{text}");
+    }
     for bad in [
         r#"{"max_gprs": -1}"#,
         r#"{"priority_range": {"min": 9, "max": 1}}"#,
@@ -239,7 +246,18 @@ async fn update_policy_rejects_bad_masks_and_reports_every_broken_rule() {
             .await
             .unwrap_err();
         assert_eq!(bad_fields(&err), vec!["update_mask"], "{path}");
+        // Beside the wildcard too, in UpdatePolicy and UpdateWorkspace alike.
+        let err = s
+            .update_policy(&root, changed("gpu"), &["*", path], "")
+            .await
+            .unwrap_err();
+        assert_eq!(bad_fields(&err), vec!["update_mask"], "* and {path}");
     }
+    let err = s
+        .update_workspace(&root, new_ws("gpu"), &["*", "name"], "")
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), vec!["update_mask"]);
     let bad = pb::Policy {
         workspace: "gpu".into(),
         priority_range: Some(pb::PriorityRange {
@@ -407,6 +425,17 @@ async fn check_gpu_quota_reports_each_broken_rule() {
         ]
     );
     assert!(r.violations.iter().all(|v| !v.description.is_empty()));
+    // A nanosecond over the limit is over it.
+    let just_over = pb::CheckGpuQuotaRequest {
+        exit_duration: Some(prost_types::Duration {
+            seconds: 3600,
+            nanos: 1,
+        }),
+        ..fits.clone()
+    };
+    let r = s.check_gpu_quota(&alice, just_over).await.unwrap();
+    let fields: Vec<&str> = r.violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, ["exit_duration"]);
     // One broken rule, one violation.
     let r = s
         .check_gpu_quota(
