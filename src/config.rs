@@ -106,8 +106,10 @@ pub struct ServeArgs {
     /// `Policy` message; durations like "24h"); unset fields mean no limit.
     #[arg(long, env = "WORKSPACED_DEFAULT_POLICY_FILE")]
     pub default_policy_file: Option<PathBuf>,
-    /// Treat every caller as an anonymous platform admin. Local experiments only.
-    #[arg(long, env = "WORKSPACED_INSECURE_NO_AUTH")]
+    /// Treat every caller as an anonymous platform admin. Local experiments only. Its
+    /// variable takes the usual words: 1, true, yes, on (and 0, false, no, off).
+    #[arg(long, env = "WORKSPACED_INSECURE_NO_AUTH",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_auth: bool,
     /// Connections open at once (also bounded by the open-file limit); more are closed as
     /// soon as they are accepted.

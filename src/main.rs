@@ -71,6 +71,9 @@ async fn start() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
     match cli.command {
         Command::Serve(args) => {
+            // First: a stop asked for while the server starts (connects, migrates) then
+            // ends it cleanly once it is up, instead of killing it.
+            let stop = shutdown_signal();
             let auth = args.auth_mode()?;
             let policy_defaults = args.policy_defaults()?;
             let tls = args.tls_files().as_ref().map(Tls::load).transpose()?;
@@ -106,7 +109,7 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
                 },
                 ..defaults
             };
-            workspaced::serve(cfg, listener, shutdown_signal()).await
+            workspaced::serve(cfg, listener, stop).await
         }
         Command::Token(args) => {
             let key = read_key(&args.jwt_hs256_secret_file).map_err(|e| {
@@ -137,24 +140,37 @@ async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Completes on SIGINT or SIGTERM. The handlers are installed by this call, not when the
+/// future is first polled: from then on a signal is held for it, and no longer kills the
+/// process.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            () = received(term.as_mut()) => {},
+            () = received(int.as_mut()) => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    }
+}
+
+/// Completes when `signal` arrives; never without a handler.
+#[cfg(unix)]
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -266,6 +266,18 @@ impl Verifier {
         if claims.get("iss").is_some_and(|v| !v.is_string()) {
             return Err(invalid("the token's iss must be a string"));
         }
+        // `iat` is respected as `nbf` is (the library reads neither its type nor its time):
+        // a token issued later than now, beyond the leeway, is not valid yet.
+        match claims.get("iat") {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) => {
+                let now = chrono::Utc::now().timestamp() as f64;
+                if n.as_f64().is_none_or(|iat| iat > now + LEEWAY_SECS as f64) {
+                    return Err(invalid("the token was issued in the future (iat)"));
+                }
+            }
+            Some(_) => return Err(invalid("the token's iat must be a number")),
+        }
         let roles: Vec<&str> = match claims.get(&self.roles_claim) {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
@@ -511,6 +523,28 @@ mod tests {
         for (what, token, want) in cases {
             assert_eq!(reason(v.verify(&token)), want, "{what}");
             assert_eq!(reason(v.verify(&token)), want, "{what}, again");
+        }
+    }
+
+    /// An `iat` up to the leeway ahead is accepted; one further ahead, or not a number,
+    /// is invalid.
+    #[test]
+    fn an_iat_ahead_of_the_clock_or_not_a_number_is_invalid() {
+        let v = verifier(b"k");
+        let issued = |iat: serde_json::Value| {
+            let now = chrono::Utc::now().timestamp();
+            let claims = serde_json::json!({"sub": "alice", "exp": now + 60, "iat": iat});
+            reason(v.verify(&signed(b"k", &claims)))
+        };
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(issued(serde_json::json!(now - 60)), None);
+        assert_eq!(issued(serde_json::json!(now + 4)), None);
+        for bad in [
+            serde_json::json!(now + 7),
+            serde_json::json!("yesterday"),
+            serde_json::json!([now]),
+        ] {
+            assert_eq!(issued(bad.clone()), Some(Reason::TokenInvalid), "{bad}");
         }
     }
 

@@ -448,3 +448,114 @@ async fn the_binary_makes_its_key_and_logs_each_call_without_its_token() {
     assert_eq!(last["code"], "Unauthenticated", "{logs}");
     assert_eq!(calls[calls.len() - 2], *alices[0], "{logs}");
 }
+
+/// PostgreSQL: a SIGTERM while the server still starts (here it waits for another
+/// replica's migrations) ends it cleanly once it is up, with exit code 0, instead of
+/// killing it.
+#[tokio::test]
+async fn a_stop_while_the_server_starts_ends_it_cleanly() {
+    let db = TestDb::new().await;
+    if !db.is_postgres() {
+        return; // The wait is PostgreSQL's advisory lock.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Another replica migrating: it holds the lock `Store::migrate` takes.
+    let migrating = holding(&db, "SELECT pg_advisory_xact_lock(7201050051)").await;
+    let log = dir.path().join("serve.log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("WORKSPACED_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--database-url",
+            &db.url,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Read outside the holding transaction, whose view of the activity would stand still.
+    let watcher = sea_orm::Database::connect(&db.url).await.unwrap();
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event = 'advisory'";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while count_on(&watcher, waiting).await < 1 {
+        assert!(child.try_wait().unwrap().is_none(), "serve exited");
+        assert!(tokio::time::Instant::now() < deadline, "serve never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the signal killed the server while it started"
+    );
+    migrating.rollback().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "serve did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{logs}");
+}
+
+/// `WORKSPACED_INSECURE_NO_AUTH` takes the usual words for a switch, as every flag can be
+/// set by its variable: `1` turns insecure mode on (with its warning), `0` leaves it off.
+#[tokio::test]
+async fn the_insecure_switch_takes_1_and_0_from_its_variable() {
+    for (value, insecure) in [("1", true), ("yes", true), ("0", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serve.log");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("WORKSPACED_") || name == "RUST_LOG" {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
+            .current_dir(dir.path())
+            .env("WORKSPACED_INSECURE_NO_AUTH", value)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let logs = loop {
+            let logs = std::fs::read_to_string(&log).unwrap_or_default();
+            if logs.contains("serving") {
+                break logs;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("serve exited with {value} ({status}): {logs}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not serving: {logs}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            logs.contains("--insecure-no-auth"),
+            insecure,
+            "{value}: {logs}"
+        );
+    }
+}
