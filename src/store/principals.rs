@@ -1,14 +1,17 @@
 //! Queries on principals: remembering who signed in, and finding them by email.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    sea_query::OnConflict,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Expr, OnConflict},
 };
 
 use super::entity::principal;
 use crate::domain::model::now;
 
-/// Records a principal's subject and email, keeping the first-seen time.
+/// Records a principal's subject and email, keeping the first-seen time. A token without an
+/// email leaves the one recorded: it says nothing of the principal's email, and members
+/// are still added by the email it signed in with.
 pub(crate) async fn upsert<C: ConnectionTrait>(
     c: &C,
     subject: &str,
@@ -24,7 +27,11 @@ pub(crate) async fn upsert<C: ConnectionTrait>(
     principal::Entity::insert(row)
         .on_conflict(
             OnConflict::column(principal::Column::Subject)
-                .update_columns([principal::Column::Email, principal::Column::UpdateTime])
+                .value(
+                    principal::Column::Email,
+                    Expr::cust("COALESCE(excluded.email, principals.email)"),
+                )
+                .update_column(principal::Column::UpdateTime)
                 .to_owned(),
         )
         .exec_without_returning(c)

@@ -29,6 +29,26 @@ async fn an_email_names_the_subject_recorded_with_it_last() {
     );
 }
 
+/// A token without an email says nothing of the principal's: the email it signed in with
+/// before still names it.
+#[tokio::test]
+async fn a_token_without_an_email_keeps_the_one_recorded() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("team")).await;
+    s.get_workspace(&token("bob"), "default").await.unwrap();
+    let no_email = sign(&serde_json::json!({"sub": "bob", "exp": now() + 3600}));
+    s.get_workspace(&no_email, "default").await.unwrap();
+    let m = s
+        .add_member_by_email(&alice, "team", "bob@example.com", pb::Role::Viewer)
+        .await
+        .unwrap();
+    assert_eq!(
+        (m.subject.as_str(), m.email.as_str()),
+        ("bob", "bob@example.com")
+    );
+}
+
 #[tokio::test]
 async fn add_member_by_subject_or_email() {
     let s = TestServer::spawn().await;
