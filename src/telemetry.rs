@@ -430,7 +430,9 @@ where
             let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
             let (latency_ms, queued_ms) = (ms(latency), ms(queued));
             if exempt(&method) {
-                tracing::debug!(%method, %code, latency_ms, request_id, "request");
+                // A line per call, probes included, under a target of their own, so that
+                // `RUST_LOG=info,workspaced::probes=warn` leaves them out.
+                tracing::info!(target: "workspaced::probes", %method, %code, latency_ms, queued_ms, %subject, request_id, "request");
             } else {
                 // A client's path is logged, but not at any length.
                 let method: String = method.chars().take(128).collect();

@@ -414,6 +414,13 @@ async fn the_binary_makes_its_key_and_logs_each_call_without_its_token() {
         String::from_utf8_lossy(&out.stderr)
     );
     let good = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // A probe has its line too.
+    let health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone())
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
     server.get("default", Some(&good)).await.unwrap();
     // Signed with another key: refused, and named in the log only by its answer.
     let forged = sign(&serde_json::json!({"sub": "mallory", "exp": now() + 3600}));
@@ -437,6 +444,11 @@ async fn the_binary_makes_its_key_and_logs_each_call_without_its_token() {
             assert!(!call[field].is_null(), "no {field} in {call}");
         }
     }
+    let probes = calls
+        .iter()
+        .filter(|c| c["method"] == "/grpc.health.v1.Health/Check")
+        .count();
+    assert_eq!(probes, 1, "{logs}");
     // One line a call: alice's, then the forged one's (after those of the start-up wait).
     let alices: Vec<_> = calls
         .iter()
