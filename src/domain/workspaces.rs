@@ -302,17 +302,22 @@ impl Workspaces {
                 if let Replay::Made(ws) = replay {
                     return Ok(*ws);
                 }
-                let message = if matches!(replay, Replay::Unseen) {
-                    format!(
-                        "request_id \"{}\" was used by an earlier create; use a new one",
-                        echo(request_id)
-                    )
+                // The id's workspace is not shown to a caller that may no longer read it,
+                // and its name is not the reason: the id is.
+                Err(if matches!(replay, Replay::Unseen) {
+                    Error::AlreadyExists {
+                        reason: Reason::RequestIdExists,
+                        message: format!(
+                            "request_id \"{}\" was used by an earlier create of a workspace \
+                             you may no longer read; use a new one",
+                            echo(request_id)
+                        ),
+                    }
                 } else {
-                    format!("workspace \"{}\" already exists", echo(&ws.name))
-                };
-                Err(Error::AlreadyExists {
-                    reason: Reason::WorkspaceExists,
-                    message,
+                    Error::AlreadyExists {
+                        reason: Reason::WorkspaceExists,
+                        message: format!("workspace \"{}\" already exists", echo(&ws.name)),
+                    }
                 })
             }
             Err(e) => Err(e.into()),

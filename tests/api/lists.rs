@@ -530,3 +530,90 @@ async fn connections_add_to_workspace_count_rows_of_their_own() {
     second.rollback().await.unwrap();
     first.rollback().await.unwrap();
 }
+
+/// PostgreSQL: listings come in byte order, as on SQLite, also on a database whose default
+/// collation orders otherwise (here ICU's `en-US`, which puts `aa` before `a-b`, and `a`
+/// before `B`), page by page.
+#[tokio::test]
+async fn listings_are_in_byte_order_whatever_the_databases_collation() {
+    use sea_orm::ConnectionTrait;
+    let base = std::env::var("WORKSPACED_TEST_DATABASE_URL").unwrap_or_default();
+    if !base.starts_with("postgres") {
+        return; // SQLite compares bytes.
+    }
+    let name = format!("wst_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(&base).await.unwrap();
+    let created = admin
+        .execute_unprepared(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE template0 \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        ))
+        .await;
+    if let Err(e) = created {
+        eprintln!("skipped: this PostgreSQL has no ICU collation: {e}");
+        return;
+    }
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let db = TestDb {
+        url: format!("{prefix}/{name}"),
+        dir: None,
+    };
+    let s = TestServer::spawn_on(std::sync::Arc::new(db), Options::default()).await;
+    let alice = token("alice");
+    for ws in ["aa", "a-b"] {
+        create(&s, &alice, new_ws(ws)).await;
+    }
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = s
+            .list_workspaces(&alice, list_req(1, &token))
+            .await
+            .unwrap();
+        listed.extend(names(&page).into_iter().map(str::to_owned));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    listed.retain(|n| n.starts_with('a'));
+    assert_eq!(listed, ["a-b", "aa"]);
+    for id in ["a", "B"] {
+        s.register_resource(&alice, "aa", "model", id)
+            .await
+            .unwrap();
+    }
+    let page = s
+        .list_resources(
+            &alice,
+            pb::ListResourcesRequest {
+                workspace: "aa".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page
+        .resources
+        .iter()
+        .map(|r| r.resource_id.as_str())
+        .collect();
+    assert_eq!(ids, ["B", "a"]);
+    for subject in ["b", "B"] {
+        s.add_member(&alice, "aa", subject, pb::Role::Viewer)
+            .await
+            .unwrap();
+    }
+    let page = s
+        .list_members(
+            &alice,
+            pb::ListMembersRequest {
+                workspace: "aa".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let subjects: Vec<&str> = page.members.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(subjects, ["B", "alice", "b"]);
+}

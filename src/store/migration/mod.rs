@@ -15,6 +15,7 @@ mod m0009_counts_in_plpgsql;
 mod m0010_recorded_events;
 mod m0011_tally_at_commit;
 mod m0012_tally_by_connection;
+mod m0013_byte_order;
 
 /// Every migration of the schema, oldest first.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_recorded_events::Migration),
             Box::new(m0011_tally_at_commit::Migration),
             Box::new(m0012_tally_by_connection::Migration),
+            Box::new(m0013_byte_order::Migration),
         ]
     }
 }
