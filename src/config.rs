@@ -299,9 +299,11 @@ pub fn read_policy_file(path: &Path) -> Result<PolicyRules, String> {
     let gpu = f.global_gpu_constraints.unwrap_or_default();
     let exit = match f.max_exit_duration_per_gpr {
         None => Some(d.max_exit_duration_us),
+        // A fraction of a microsecond rounds up, as in requests: "500ns" is a limit, not 0
+        // (no limit), and "720h 1ns" over the 30 days a limit may be.
         Some(s) => humantime::parse_duration(&s)
             .ok()
-            .and_then(|d| i64::try_from(d.as_micros()).ok()),
+            .and_then(|d| i64::try_from(d.as_nanos().div_ceil(1000)).ok()),
     };
     let input = PolicyInput {
         priority_min: range.min.unwrap_or(d.priority_min.into()),

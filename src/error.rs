@@ -367,7 +367,10 @@ impl From<DbErr> for Error {
     }
 }
 
-/// Whether a driver error means the database cannot be reached, as opposed to a bad query.
+/// Whether a driver error means the database cannot take the request now (it cannot be
+/// reached, or refused the request for a while: a lock or statement timeout, a deadlock),
+/// as opposed to a bad query: the call's transaction was rolled back, and a retry may go
+/// through.
 fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error as E;
     match err {

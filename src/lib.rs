@@ -138,14 +138,8 @@ const SERVICE_NAMES: [&str; 5] = [
     "",
 ];
 
-/// Connects and migrates the database, creates the built-in workspaces, then serves gRPC on
-/// `listener` until `shutdown` completes and in-flight calls have finished (or the drain
-/// timeout passed).
-pub async fn serve(
-    cfg: ServerConfig,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), BoxError> {
+/// The database, connected and migrated, with the built-in workspaces created.
+async fn start(cfg: &ServerConfig) -> Result<(Store, Workspaces), BoxError> {
     let store = Store::connect(&cfg.database_url)
         .await
         .map_err(|e| {
@@ -162,6 +156,26 @@ pub async fn serve(
         .ensure_built_ins()
         .await
         .map_err(|e| format!("cannot create the built-in workspaces: {e}"))?;
+    Ok((store, workspaces))
+}
+
+/// Connects and migrates the database, creates the built-in workspaces, then serves gRPC on
+/// `listener` until `shutdown` completes and in-flight calls have finished (or the drain
+/// timeout passed). A `shutdown` that completes while it starts ends it at once: start-up
+/// may wait without limit (for another replica's migrations), and has no calls to finish.
+pub async fn serve(
+    cfg: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let mut shutdown = Box::pin(shutdown);
+    let (store, workspaces) = tokio::select! {
+        started = start(&cfg) => started?,
+        () = &mut shutdown => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
     if matches!(cfg.auth, AuthMode::Insecure) {
         tracing::warn!(
             "--insecure-no-auth: every caller is an anonymous platform admin; never use this \

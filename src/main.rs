@@ -71,8 +71,8 @@ async fn start() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), workspaced::BoxError> {
     match cli.command {
         Command::Serve(args) => {
-            // First: a stop asked for while the server starts (connects, migrates) then
-            // ends it cleanly once it is up, instead of killing it.
+            // First: a stop asked for while the server starts (connects, migrates) ends it
+            // cleanly, exit 0, instead of killing it.
             let stop = shutdown_signal();
             let auth = args.auth_mode()?;
             let policy_defaults = args.policy_defaults()?;

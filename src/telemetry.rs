@@ -429,14 +429,16 @@ where
             let request_id = id.to_str().unwrap_or_default();
             let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
             let (latency_ms, queued_ms) = (ms(latency), ms(queued));
+            // A client's path is logged, but not at any length (a probe's path too: any
+            // path under the probes' services is exempt, with or without a token).
+            let logged: String = method.chars().take(128).collect();
             if exempt(&method) {
                 // A line per call, probes included, under a target of their own, so that
-                // `RUST_LOG=info,workspaced::probes=warn` leaves them out.
-                tracing::info!(target: "workspaced::probes", %method, %code, latency_ms, queued_ms, %subject, request_id, "request");
+                // `RUST_LOG=info,sqlx=warn,sea_orm=warn,workspaced::probes=warn` leaves them
+                // out.
+                tracing::info!(target: "workspaced::probes", method = %logged, %code, latency_ms, queued_ms, %subject, request_id, "request");
             } else {
-                // A client's path is logged, but not at any length.
-                let method: String = method.chars().take(128).collect();
-                tracing::info!(%method, %code, latency_ms, queued_ms, %subject, request_id, "request");
+                tracing::info!(method = %logged, %code, latency_ms, queued_ms, %subject, request_id, "request");
             }
             let stream = streams(&method);
             res.map(|r| {

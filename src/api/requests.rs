@@ -395,16 +395,16 @@ fn lease(d: Option<&prost_types::Duration>) -> Result<TimeDelta, String> {
     let Some(d) = d else {
         return Ok(DEFAULT_LEASE);
     };
-    // Exact to the nanosecond, so that neither bound is passed by a fraction of a
-    // microsecond.
-    let lease = duration_us(d)
-        .and_then(|_| TimeDelta::try_seconds(d.seconds))
+    let us = duration_us(d).ok_or("is not a valid duration")?;
+    // The bounds are checked to the nanosecond, so that neither is passed by a fraction
+    // of a microsecond; the lease is kept in microseconds, as it is stored.
+    let exact = TimeDelta::try_seconds(d.seconds)
         .and_then(|s| s.checked_add(&TimeDelta::nanoseconds(d.nanos.into())))
         .ok_or("is not a valid duration")?;
-    if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
+    if !(MIN_LEASE..=MAX_LEASE).contains(&exact) {
         return Err("must be between 1s and 24h".into());
     }
-    Ok(lease)
+    Ok(TimeDelta::microseconds(us))
 }
 
 /// A GPU pod request named by workspace and id.
@@ -832,9 +832,10 @@ pub(crate) fn role(v: i32) -> Result<Role, String> {
     }
 }
 
-/// A protobuf Duration in microseconds, a fraction of one rounded away from zero (so that a
-/// duration a nanosecond over a limit is over it); `None` when it is not a valid Duration
-/// (nanos out of range, or of another sign than seconds) or does not fit.
+/// A protobuf Duration in microseconds, a fraction of one rounded away from zero (limits are
+/// kept in whole microseconds, so a duration a nanosecond over one is over it); `None` when
+/// it is not a valid Duration (nanos out of range, or of another sign than seconds) or does
+/// not fit.
 pub(crate) fn duration_us(d: &prost_types::Duration) -> Option<i64> {
     let sign_ok = (d.seconds >= 0 && d.nanos >= 0) || (d.seconds <= 0 && d.nanos <= 0);
     if !(-999_999_999..=999_999_999).contains(&d.nanos) || !sign_ok {

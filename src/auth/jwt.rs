@@ -540,7 +540,7 @@ mod tests {
         assert_eq!(issued(serde_json::json!(now - 60)), None);
         assert_eq!(issued(serde_json::json!(now + 4)), None);
         for bad in [
-            serde_json::json!(now + 7),
+            serde_json::json!(now + 60),
             serde_json::json!("yesterday"),
             serde_json::json!([now]),
         ] {

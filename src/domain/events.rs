@@ -73,9 +73,9 @@ pub struct EventSettings {
     pub retention: Duration,
     /// Watches open at once on this replica; more are answered OVERLOADED.
     pub max_watches: usize,
-    /// How many revisions further behind the newest a watch may fall, than it ever was
-    /// since it began, before it is ended (WATCH_TOO_SLOW): its client reads slower than
-    /// events commit, whether it reads nothing or reads steadily but too little.
+    /// How many revisions a watch may fall behind before it is ended (WATCH_TOO_SLOW): its
+    /// client reads slower than events commit (see `Follower::deliver` for how each kind of
+    /// watch counts).
     pub max_lag: i64,
     /// Whether changes write events: always, but for a benchmark of what that costs.
     pub record: bool,
@@ -589,11 +589,16 @@ impl Follower {
     }
 
     /// Hands `events` to the client, waiting while it reads; false when the watch is over:
-    /// the client left, or fell `max_lag` revisions further behind than it ever was (see
-    /// `least_lag`). A client that reads nothing falls behind by every commit during its
-    /// wait; one that reads steadily but slower than events commit, over many waits.
+    /// the client left, or fell `max_lag` behind. A watch of every event falls behind by
+    /// how much further behind the newest it is than it ever was (see `least_lag`): a client
+    /// that reads nothing falls behind by every commit during its wait, one that reads
+    /// steadily but slower than events commit over many waits. A filtered watch counts only
+    /// the commits during one wait: the revisions between it and the newest are mostly
+    /// events it does not match, so a client working through a burst of its own events
+    /// while the rest of the deployment is busy is not too slow, though far behind.
     async fn deliver(&mut self, events: Vec<Event>) -> bool {
-        self.revisions.borrow_and_update();
+        let at_wait = *self.revisions.borrow_and_update();
+        let every_event = self.scope.filter.matches_all();
         loop {
             let committed = tokio::select! {
                 permit = self.data.reserve() => {
@@ -616,11 +621,15 @@ impl Follower {
                 self.finish(token_expired());
                 return false;
             }
-            let behind = self.lag().saturating_sub(self.least_lag);
+            let behind = if every_event {
+                self.lag().saturating_sub(self.least_lag)
+            } else {
+                *self.revisions.borrow() - at_wait
+            };
             if behind >= self.max_lag {
                 let e = Error::WatchTooSlow(format!(
-                    "the watch fell {behind} revisions further behind than it was, as its \
-                     client reads slower than events commit; resume with after_revision = {}",
+                    "the watch fell {behind} revisions behind, as its client reads slower \
+                     than events commit; resume with after_revision = {}",
                     self.position
                 ));
                 self.finish(e);
@@ -691,5 +700,60 @@ mod tests {
         let before = store.statements();
         follower(data, closing).run(partway()).await;
         assert_eq!(store.statements(), before, "read while shutting down");
+    }
+
+    /// A watch 900 revisions behind the newest, once at it, whose client has not taken its
+    /// last message while 50 more commit (`max_lag` 200): a watch of every event fell 950
+    /// behind where it was and is too slow; a filtered one, whose revisions behind are
+    /// mostly events it does not match, fell 50 and is not.
+    #[tokio::test]
+    async fn a_filtered_watch_counts_only_what_commits_while_it_waits() {
+        let (store, _dir) = Store::scratch().await;
+        for (filter, too_slow) in [
+            (Filter::default(), true),
+            (
+                Filter {
+                    workspace: Some("mine".into()),
+                    ..Filter::default()
+                },
+                false,
+            ),
+        ] {
+            let (newest, revisions) = watch::channel(1000);
+            let (data, mut client) = mpsc::channel(1);
+            data.try_send(Vec::new()).expect("room for one message");
+            let (end, mut ended) = oneshot::channel();
+            let (_open, closing) = watch::channel(false);
+            let mut follower = Follower {
+                store: store.clone(),
+                principal: Principal::new("svc".into(), Vec::new(), PlatformRoles::default()),
+                scope: Scope {
+                    filter,
+                    member_of: None,
+                },
+                position: 100,
+                revisions,
+                data,
+                end: Some(end),
+                max_lag: 200,
+                least_lag: 0,
+                window: 4,
+                closing,
+                expiry: None,
+                gone: false,
+            };
+            let delivered = tokio::spawn(async move { follower.deliver(Vec::new()).await });
+            // The follower waits for its client before more commit.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            newest.send(1050).expect("the watch listens");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(delivered.is_finished(), too_slow, "too slow: {too_slow}");
+            client.recv().await.expect("the message waiting");
+            assert_eq!(delivered.await.expect("deliver"), !too_slow);
+            assert_eq!(
+                ended.try_recv().ok().map(|e| e.reason()),
+                too_slow.then_some(Reason::WatchTooSlow)
+            );
+        }
     }
 }

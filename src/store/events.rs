@@ -214,6 +214,13 @@ pub(crate) struct Filter {
     pub(crate) kinds: Vec<EventKind>,
 }
 
+impl Filter {
+    /// Whether every event matches: then revisions and events are one count.
+    pub(crate) fn matches_all(&self) -> bool {
+        self.workspace.is_none() && self.workspace_id.is_none() && self.kinds.is_empty()
+    }
+}
+
 /// Events read at one moment, with where the history stood at that moment.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Batch {

@@ -31,7 +31,14 @@ pub(crate) async fn upsert<C: ConnectionTrait>(
                     principal::Column::Email,
                     Expr::cust("COALESCE(excluded.email, principals.email)"),
                 )
-                .update_column(principal::Column::UpdateTime)
+                // When its email was last seen: what names the subject of an email.
+                .value(
+                    principal::Column::UpdateTime,
+                    Expr::cust(
+                        "CASE WHEN excluded.email IS NULL THEN principals.update_time \
+                         ELSE excluded.update_time END",
+                    ),
+                )
                 .to_owned(),
         )
         .exec_without_returning(c)

@@ -748,7 +748,17 @@ async fn a_delete_waits_for_the_renewal_of_a_lease_it_counts_as_ended() {
         let s = s.clone();
         async move { s.delete_workspace(&token("alice"), "renewing", "").await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The delete waits for the renewal's row lock before the renewal commits.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    while count_rows(&s, waiting).await < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the delete never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     renewal.commit().await.unwrap();
     let err = delete.await.unwrap().unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "WORKSPACE_NOT_EMPTY");
@@ -774,10 +784,11 @@ async fn the_sweep_passes_over_a_row_another_transaction_holds() {
     for id in ["a", "b"] {
         assert!(admitted(&s, &sched, "held", id, 1, 60).await);
     }
-    let ended = chrono::Utc::now().timestamp_micros() - 1_000_000;
+    // Both leases end in 2 s: time to take the lock on one before the sweep may delete it.
+    let ending = chrono::Utc::now().timestamp_micros() + 2_000_000;
     holding(
         &s.db,
-        &format!("UPDATE gpu_requests SET expire_us = {ended}"),
+        &format!("UPDATE gpu_requests SET expire_us = {ending}"),
     )
     .await
     .commit()
@@ -791,7 +802,7 @@ async fn the_sweep_passes_over_a_row_another_transaction_holds() {
     let left = |n: i64, why: &'static str| {
         let s = &s;
         async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
             while count_rows(s, "SELECT COUNT(*) FROM gpu_requests").await != n {
                 assert!(tokio::time::Instant::now() < deadline, "{why}");
                 tokio::time::sleep(Duration::from_millis(50)).await;

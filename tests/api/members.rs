@@ -37,8 +37,8 @@ async fn a_token_without_an_email_keeps_the_one_recorded() {
     let alice = token("alice");
     create(&s, &alice, new_ws("team")).await;
     s.get_workspace(&token("bob"), "default").await.unwrap();
-    let no_email = sign(&serde_json::json!({"sub": "bob", "exp": now() + 3600}));
-    s.get_workspace(&no_email, "default").await.unwrap();
+    let no_email = |sub: &str| sign(&serde_json::json!({"sub": sub, "exp": now() + 3600}));
+    s.get_workspace(&no_email("bob"), "default").await.unwrap();
     let m = s
         .add_member_by_email(&alice, "team", "bob@example.com", pb::Role::Viewer)
         .await
@@ -47,6 +47,25 @@ async fn a_token_without_an_email_keeps_the_one_recorded() {
         (m.subject.as_str(), m.email.as_str()),
         ("bob", "bob@example.com")
     );
+    // Nor does it make its subject the one last seen with that email: x-new signed in
+    // with it after x-old did, whatever x-old does without an email since.
+    let with_email = |sub: &str| {
+        sign(&serde_json::json!({"sub": sub, "exp": now() + 3600, "email": "x@example.com"}))
+    };
+    s.get_workspace(&with_email("x-old"), "default")
+        .await
+        .unwrap();
+    s.get_workspace(&with_email("x-new"), "default")
+        .await
+        .unwrap();
+    s.get_workspace(&no_email("x-old"), "default")
+        .await
+        .unwrap();
+    let m = s
+        .add_member_by_email(&alice, "team", "x@example.com", pb::Role::Viewer)
+        .await
+        .unwrap();
+    assert_eq!(m.subject, "x-new");
 }
 
 #[tokio::test]

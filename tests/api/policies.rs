@@ -99,6 +99,11 @@ async fn the_default_policy_file_is_json_and_validated() {
     assert_eq!(rules.max_gpu_per_gpr, 4);
     // Left-out fields keep the built-in defaults, an end of the priority range too.
     assert_eq!(rules.max_gprs, 0);
+    let rules = workspaced::config::read_policy_file(
+        write(r#"{"max_exit_duration_per_gpr": "500ns"}"#).path(),
+    )
+    .unwrap();
+    assert_eq!(rules.max_exit_duration_us, 1, "a limit, not none");
     for (text, range) in [
         (r#"{"priority_range": {"min": 10}}"#, (10, 1_000_000)),
         (r#"{"priority_range": {"max": 10}}"#, (0, 10)),
@@ -110,6 +115,7 @@ async fn the_default_policy_file_is_json_and_validated() {
         r#"{"max_gprs": -1}"#,
         r#"{"priority_range": {"min": 9, "max": 1}}"#,
         r#"{"max_exit_duration_per_gpr": "31days"}"#,
+        r#"{"max_exit_duration_per_gpr": "720h 1ns"}"#,
         r#"{"max_exit_duration_per_gpr": "soon"}"#,
         r#"{"global_gpu_constraints": {"gpu_shapes": ["a100", "a100"]}}"#,
         r#"{"max_gpr": 1}"#,
