@@ -764,25 +764,41 @@ async fn pruned_history_is_revision_expired_and_a_follower_that_missed_nothing_g
     assert_eq!(next[0].revision, seen + 1);
 }
 
-#[tokio::test]
-async fn a_watch_whose_client_does_not_read_is_ended_too_slow() {
+/// A server whose watches are too slow `max_lag` revisions behind, with a workspace named
+/// `name`, a platform admin's watch of every event through a narrow connection, and the
+/// workspace with 64 labels: updates to it make events large, so that the buffers between
+/// the watch and its client fill quickly.
+async fn slow_watch(
+    max_lag: i64,
+    name: &str,
+) -> (
+    TestServer,
+    tonic::Streaming<pb::WatchEventsResponse>,
+    pb::Workspace,
+) {
     let s = spawn_with_events(EventSettings {
-        max_lag: 300,
+        max_lag,
         ..EventSettings::default()
     })
     .await;
     let root = platform_admin();
-    create(&s, &root, new_ws("busy")).await;
-    let mut watch = narrow_client(&s)
+    create(&s, &root, new_ws(name)).await;
+    let watch = narrow_client(&s)
         .watch_events(req(pb::WatchEventsRequest::default(), &root))
         .await
         .unwrap()
         .into_inner();
-    // Labels make each event large, so that the buffers fill quickly.
-    let mut ws = new_ws("busy");
+    let mut ws = new_ws(name);
     for i in 0..64 {
         ws.labels.insert(format!("key-{i}"), "v".repeat(60));
     }
+    (s, watch, ws)
+}
+
+#[tokio::test]
+async fn a_watch_whose_client_does_not_read_is_ended_too_slow() {
+    let (s, mut watch, mut ws) = slow_watch(300, "busy").await;
+    let root = platform_admin();
     // The client reads nothing while the workspace changes twice the bound; then it reads
     // what was sent.
     let writes = 600;
@@ -812,24 +828,8 @@ async fn a_watch_whose_client_does_not_read_is_ended_too_slow() {
 /// it is ended too, though in no one wait of the watch did `max_lag` revisions commit.
 #[tokio::test]
 async fn a_watch_whose_client_reads_steadily_but_too_little_is_ended_too_slow() {
-    let max_lag = 200;
-    let s = spawn_with_events(EventSettings {
-        max_lag,
-        ..EventSettings::default()
-    })
-    .await;
+    let (s, mut watch, mut ws) = slow_watch(200, "steady").await;
     let root = platform_admin();
-    create(&s, &root, new_ws("steady")).await;
-    let mut watch = narrow_client(&s)
-        .watch_events(req(pb::WatchEventsRequest::default(), &root))
-        .await
-        .unwrap()
-        .into_inner();
-    // Large events, so that what the connection holds fills within a few rounds.
-    let mut ws = new_ws("steady");
-    for i in 0..64 {
-        ws.labels.insert(format!("key-{i}"), "v".repeat(60));
-    }
     // Each round commits 150 events, well under max_lag, while the client waits; then the
     // client reads until it has 100 more: it falls 50 further behind each round.
     let (mut writes, mut read) = (0, 0);

@@ -230,6 +230,19 @@ async fn request_ids_are_echoed_or_made() {
     assert_eq!(err.metadata().get("x-request-id").unwrap(), "failing-call");
 }
 
+/// The binary, to run in `dir`, without the test's own settings (`WORKSPACED_*`,
+/// `RUST_LOG`).
+fn workspaced(dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("WORKSPACED_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.current_dir(dir);
+    command
+}
+
 /// The real binary's `serve` on `url`, run in `dir` with `args`, on a free port, logging to
 /// `dir/serve-<n>.log`.
 struct Binary {
@@ -241,15 +254,7 @@ struct Binary {
 impl Binary {
     async fn start(dir: &std::path::Path, url: &str, n: u32, args: &[&str]) -> Binary {
         let log = dir.join(format!("serve-{n}.log"));
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"));
-        // The test's own settings are not the binary's.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("WORKSPACED_") || name == "RUST_LOG" {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .current_dir(dir)
+        let mut child = workspaced(dir)
             .args(["serve", "--database-url", url, "--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(std::process::Stdio::null())
@@ -474,14 +479,7 @@ async fn a_stop_while_the_server_starts_ends_it_cleanly() {
     // Another replica migrating: it holds the lock `Store::migrate` takes.
     let migrating = holding(&db, "SELECT pg_advisory_xact_lock(7201050051)").await;
     let log = dir.path().join("serve.log");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("WORKSPACED_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
-        .current_dir(dir.path())
+    let mut child = workspaced(dir.path())
         .args([
             "serve",
             "--database-url",
@@ -532,14 +530,7 @@ async fn the_insecure_switch_takes_1_and_0_from_its_variable() {
     for (value, insecure) in [("1", true), ("yes", true), ("0", false)] {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_workspaced"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("WORKSPACED_") || name == "RUST_LOG" {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .current_dir(dir.path())
+        let mut child = workspaced(dir.path())
             .env("WORKSPACED_INSECURE_NO_AUTH", value)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(std::process::Stdio::null())
