@@ -302,9 +302,12 @@ impl Workspaces {
                 if let Replay::Made(ws) = replay {
                     return Ok(*ws);
                 }
-                // The id's workspace is not shown to a caller that may no longer read it,
-                // and its name is not the reason: the id is.
-                Err(if matches!(replay, Replay::Unseen) {
+                // The id's workspace is not shown to a caller that may no longer read it.
+                // A taken name is WORKSPACE_EXISTS, as the contract names it; only a free
+                // one failed on the id alone.
+                let id_alone = matches!(replay, Replay::Unseen)
+                    && !q::name_taken(self.store.conn(), &ws.name).await?;
+                Err(if id_alone {
                     Error::AlreadyExists {
                         reason: Reason::RequestIdExists,
                         message: format!(

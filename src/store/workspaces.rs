@@ -218,6 +218,18 @@ pub(crate) async fn find_by_id<C: ConnectionTrait>(
         .transpose()
 }
 
+/// Whether a workspace has the name `name`.
+pub(crate) async fn name_taken<C: ConnectionTrait>(c: &C, name: &str) -> Result<bool, DbErr> {
+    Ok(workspace::Entity::find()
+        .select_only()
+        .column(workspace::Column::Id)
+        .filter(workspace::Column::Name.eq(name))
+        .into_tuple::<String>()
+        .one(c)
+        .await?
+        .is_some())
+}
+
 /// Adds to `inserts` the insert of the new workspace `w` and of its labels. A taken name
 /// fails with a unique violation.
 pub(crate) fn add_insert(inserts: &mut Inserts, w: &Workspace) {

@@ -784,8 +784,8 @@ async fn the_sweep_passes_over_a_row_another_transaction_holds() {
     for id in ["a", "b"] {
         assert!(admitted(&s, &sched, "held", id, 1, 60).await);
     }
-    // Both leases end in 2 s: time to take the lock on one before the sweep may delete it.
-    let ending = chrono::Utc::now().timestamp_micros() + 2_000_000;
+    // Both leases end in 5 s: time to take the lock on one before the sweep may delete it.
+    let ending = chrono::Utc::now().timestamp_micros() + 5_000_000;
     holding(
         &s.db,
         &format!("UPDATE gpu_requests SET expire_us = {ending}"),
@@ -799,10 +799,16 @@ async fn the_sweep_passes_over_a_row_another_transaction_holds() {
         "SELECT 1 FROM gpu_requests WHERE id = 'a' FOR UPDATE",
     )
     .await;
+    let rows = "SELECT COUNT(*) FROM gpu_requests";
+    assert_eq!(
+        count_rows(&s, rows).await,
+        2,
+        "swept before the lock was taken"
+    );
     let left = |n: i64, why: &'static str| {
         let s = &s;
         async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
             while count_rows(s, "SELECT COUNT(*) FROM gpu_requests").await != n {
                 assert!(tokio::time::Instant::now() < deadline, "{why}");
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -843,11 +843,12 @@ async fn retries_and_stale_etags_and_nul_characters() {
     s.remove_member(&token("bob"), "left", "alice")
         .await
         .unwrap();
+    // Its name is taken: that is the reason.
     let err = s
         .create_workspace_with_request_id(&alice, new_ws("left"), "once")
         .await
         .unwrap_err();
-    assert_status(&err, Code::AlreadyExists, "REQUEST_ID_EXISTS");
+    assert_status(&err, Code::AlreadyExists, "WORKSPACE_EXISTS");
     // Nor is a create with that id under a new name a retry: it fails on the id's row (and
     // says so), and writes all or none (on PostgreSQL one statement, see
     // `store/together.rs`), so no workspace is left behind.
