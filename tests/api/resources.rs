@@ -239,11 +239,15 @@ async fn a_workspace_holds_resources_of_at_most_100_kinds() {
     s.register_resource(&alice, "res", "kind-050", "b")
         .await
         .unwrap();
-    let err = s
-        .register_resource(&alice, "res", "kind-100", "a")
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "TOO_MANY_RESOURCE_KINDS");
+    // A 101st kind.
+    let refused = || async {
+        let err = s
+            .register_resource(&alice, "res", "kind-100", "a")
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::FailedPrecondition, "TOO_MANY_RESOURCE_KINDS");
+    };
+    refused().await;
     // Registering again what is registered is still answered.
     s.register_resource(&alice, "res", "kind-099", "a")
         .await
@@ -254,11 +258,7 @@ async fn a_workspace_holds_resources_of_at_most_100_kinds() {
     s.unregister_resource(&alice, "res", "kind-050", "a")
         .await
         .unwrap();
-    let err = s
-        .register_resource(&alice, "res", "kind-100", "a")
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::FailedPrecondition, "TOO_MANY_RESOURCE_KINDS");
+    refused().await;
     s.unregister_resource(&alice, "res", "kind-050", "b")
         .await
         .unwrap();
