@@ -235,26 +235,39 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Reads the default key file, creating it with a random secret (mode 0600) if missing.
 fn read_or_create_default_key(path: &Path) -> Result<Vec<u8>, String> {
-    if !path.exists() {
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| format!("cannot make a random key: {e}"))?;
-        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        match opts.open(path) {
-            Ok(mut f) => {
-                f.write_all(format!("{hex}\n").as_bytes())
-                    .map_err(|e| format!("cannot write key file {}: {e}", path.display()))?;
-                tracing::info!(path = %path.display(), "created a new HS256 key file");
-            }
-            // Another process created it first; use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create key file {}: {e}", path.display())),
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| format!("cannot make a random key: {e}"))?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(mut f) => {
+            f.write_all(format!("{hex}\n").as_bytes())
+                .map_err(|e| format!("cannot write key file {}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), "created a new HS256 key file");
         }
+        // It exists, perhaps just created by another process starting beside this one.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => wait_for_key(path),
+        Err(e) => return Err(format!("cannot create key file {}: {e}", path.display())),
     }
     read_key(path)
+}
+
+/// Waits until a key file that was changed within the last two seconds holds a line (the
+/// one write of the process that has just created it), for at most two seconds.
+fn wait_for_key(path: &Path) {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+    for _ in 0..200 {
+        let fresh = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < FRESH));
+        if !fresh || std::fs::read(path).is_ok_and(|b| b.ends_with(b"\n")) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// The default-policy file's shape: the `Policy` message's settable fields, all optional.
@@ -463,5 +476,27 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}: {e}");
             assert!(e.to_string().contains(says), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_key_file_another_process_is_writing_is_read_once_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        // The other process has created the file and not yet written its key.
+        std::fs::write(&path, b"").unwrap();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                std::fs::write(&path, b"00ff\n").unwrap();
+            })
+        };
+        assert_eq!(super::read_or_create_default_key(&path).unwrap(), b"00ff");
+        writer.join().unwrap();
+        // A missing file is made, once, and read back the same.
+        let fresh = dir.path().join("fresh");
+        let made = super::read_or_create_default_key(&fresh).unwrap();
+        assert_eq!(made.len(), 64);
+        assert_eq!(super::read_or_create_default_key(&fresh).unwrap(), made);
     }
 }

@@ -146,7 +146,8 @@ pub struct Conn {
 
 /// How recent a read keeps an idle connection open a little longer: HTTP/2 reads every
 /// frame that has arrived before the service sees a new call, so bytes read just now may be
-/// a call that closing would fail.
+/// a call that closing would fail. Once only, past the idle deadline: bytes that are not a
+/// call (PINGs every second) must not keep a connection open for ever.
 const READ_GRACE: Duration = Duration::from_secs(1);
 
 impl Connected for Conn {
@@ -178,8 +179,15 @@ impl AsyncRead for Conn {
             let now = Instant::now();
             let served = this.state.served.load(Ordering::Acquire);
             match this.state.deadline(&this.limits) {
-                Some(at) if at <= now && served && now < this.last_read + READ_GRACE => {
-                    this.timer.as_mut().reset(this.last_read + READ_GRACE);
+                Some(at)
+                    if at <= now
+                        && served
+                        && now < this.last_read + READ_GRACE
+                        && now < at + READ_GRACE =>
+                {
+                    this.timer
+                        .as_mut()
+                        .reset((this.last_read + READ_GRACE).min(at + READ_GRACE));
                 }
                 Some(at) if at <= now => {
                     return Poll::Ready(Err(io::Error::new(

@@ -19,6 +19,7 @@
 //! - [`telemetry`]: the layer every call passes: request ids, the log line and metrics,
 //!   request framing and limits, overload and deadlines.
 //! - [`overload`]: the adaptive line before the calls in flight.
+//! - [`metered`]: reflection's request stream, read a message at a time under the limits.
 //! - [`tls`]: TLS and mutual TLS on the listener.
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -37,6 +38,7 @@ pub mod config;
 pub mod conn;
 pub mod domain;
 pub mod error;
+pub mod metered;
 pub mod metrics;
 pub mod overload;
 pub mod pb;
@@ -213,12 +215,14 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         // google.rpc error details, so that grpcurl and other reflective clients decode them.
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+        .build_v1()?
+        .max_decoding_message_size(telemetry::MAX_REQUEST_BYTES);
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+        .build_v1alpha()?
+        .max_decoding_message_size(telemetry::MAX_REQUEST_BYTES);
 
     let metrics = Arc::new(metrics::Metrics::new()?);
     // Stops the metrics endpoint together with gRPC.

@@ -8,11 +8,14 @@
 //!   `MAX_REQUEST_BYTES` and a budget of bytes shared by all calls, and must be exactly one
 //!   well-framed gRPC message, before any work starts; so a body that never arrives is
 //!   DEADLINE_EXCEEDED (never a false database alarm), and bad framing is INVALID_ARGUMENT
-//!   (tonic itself answers INTERNAL);
+//!   (tonic itself answers INTERNAL); reflection's stream is read a message at a time under
+//!   the same limits (see [`crate::metered`]), and every call's header block counts against
+//!   the budget until the call is answered;
 //! - at most `max_in_flight` calls run at once (fewer while overload lasts); the next ones
 //!   wait in line (see [`crate::overload`]: at most `queue_wait` for a burst, 5 ms once the
 //!   line stands), and are then answered UNAVAILABLE (reason OVERLOADED) instead of queueing
-//!   without limit (Health and reflection are exempt, so probes still see the server). The
+//!   without limit (Health and reflection are exempt, so probes still see the server; but
+//!   at most `probe_streams` health watches and reflection streams are open at once). The
 //!   short line absorbs bursts; the bound on calls running keeps the database's own queues
 //!   (pool, locks) short;
 //! - every call is answered within `DEADLINE`, and holds its place in flight until it ends
@@ -43,6 +46,7 @@ use crate::{
     conn::{CallGuard, ConnInfo},
     domain::events::{Call, in_call},
     error::Error,
+    metered::{Fault, Metered, fault_trailers},
     metrics::Metrics,
     overload::{Line, Place},
     store::committing::Committing,
@@ -85,8 +89,14 @@ pub struct CallLimits {
     /// Bytes of requests held while they are read, for all calls together: requests are
     /// read before their caller is authenticated, and each connection may send 128 at once,
     /// so without a shared bound many connections could make the server hold gigabytes.
-    /// Past it a request is answered OVERLOADED.
+    /// Past it a request is answered OVERLOADED. The header blocks of calls not yet
+    /// answered count too (up to 128 KiB each), and so do the messages of reflection's
+    /// stream while they arrive (see [`crate::metered`]).
     pub request_bytes: usize,
+    /// Health watches and reflection streams open at once: they need no token and hold no
+    /// place in flight, and stay open as long as their client likes. More are answered
+    /// OVERLOADED.
+    pub probe_streams: usize,
     /// How long a call that missed its deadline after it began to commit may run on before
     /// it is dropped, with its database connection: a commit on a connection whose network
     /// silently drops packets would otherwise hold it until TCP gives up, many minutes
@@ -102,6 +112,7 @@ impl Default for CallLimits {
             queue_wait: Duration::from_millis(50),
             body_timeout: Duration::from_secs(10),
             request_bytes: 64 << 20,
+            probe_streams: 1024,
             abandon_after: Duration::from_secs(60),
         }
     }
@@ -113,6 +124,7 @@ pub struct RequestLogLayer {
     metrics: Arc<Metrics>,
     line: Arc<Line>,
     request_bytes: Arc<Semaphore>,
+    probe_streams: Arc<Semaphore>,
     body_timeout: Duration,
     abandon_after: Duration,
 }
@@ -131,6 +143,7 @@ impl RequestLogLayer {
             metrics,
             line: Arc::new(line),
             request_bytes: Arc::new(Semaphore::new(limits.request_bytes)),
+            probe_streams: Arc::new(Semaphore::new(limits.probe_streams)),
             body_timeout: limits.body_timeout,
             abandon_after: limits.abandon_after,
         }
@@ -146,6 +159,7 @@ impl<S> Layer<S> for RequestLogLayer {
             metrics: self.metrics.clone(),
             line: self.line.clone(),
             request_bytes: self.request_bytes.clone(),
+            probe_streams: self.probe_streams.clone(),
             body_timeout: self.body_timeout,
             abandon_after: self.abandon_after,
         }
@@ -159,6 +173,7 @@ pub struct RequestLog<S> {
     metrics: Arc<Metrics>,
     line: Arc<Line>,
     request_bytes: Arc<Semaphore>,
+    probe_streams: Arc<Semaphore>,
     body_timeout: Duration,
     abandon_after: Duration,
 }
@@ -220,6 +235,23 @@ fn streams(path: &str) -> bool {
         || path.starts_with("/grpc.reflection.")
 }
 
+/// What a call's header block weighs against the budget of bytes: HTTP/2's measure of a
+/// header list (RFC 9113, SETTINGS_MAX_HEADER_LIST_SIZE).
+fn header_bytes(headers: &http::HeaderMap) -> u32 {
+    let n: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 32)
+        .sum();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Takes `n` bytes of the shared budget, or refuses the call.
+fn charge(budget: &Arc<Semaphore>, n: u32) -> Result<OwnedSemaphorePermit, Error> {
+    budget.clone().try_acquire_many_owned(n).map_err(|_| {
+        Error::Overloaded("the server is reading too many requests; retry with backoff".into())
+    })
+}
+
 /// Reads a call's request whole, under the size and time limits and the shared budget of
 /// bytes (returned held, to be given back when the call is answered), and checks its framing.
 async fn read_request(
@@ -246,12 +278,7 @@ async fn read_request(
                     "the request is larger than {MAX_REQUEST_BYTES} bytes"
                 )));
             }
-            let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
-            let more = budget.clone().try_acquire_many_owned(n).map_err(|_| {
-                Error::Overloaded(
-                    "the server is reading too many requests; retry with backoff".into(),
-                )
-            })?;
+            let more = charge(budget, u32::try_from(data.len()).unwrap_or(u32::MAX))?;
             match &mut held {
                 Some(h) => h.merge(more),
                 None => held = Some(more),
@@ -285,6 +312,10 @@ struct Guarded {
     inner: Body,
     call: Option<CallGuard>,
     stream: bool,
+    /// Why the request stream was refused, if it was: then the answer ends with it.
+    fault: Option<Fault>,
+    /// A probe stream's slot, given back when its answer ends.
+    _probe: Option<OwnedSemaphorePermit>,
 }
 
 impl HttpBody for Guarded {
@@ -298,6 +329,14 @@ impl HttpBody for Guarded {
         let frame = Pin::new(&mut self.inner).poll_frame(cx);
         if frame.is_ready() && !self.stream {
             self.call.take();
+        }
+        let ends = match &frame {
+            Poll::Ready(Some(Ok(f))) => f.is_trailers(),
+            Poll::Ready(None) => true,
+            _ => false,
+        };
+        if ends && let Some(status) = self.fault.take().and_then(|f| f.get().cloned()) {
+            return Poll::Ready(Some(Ok(Frame::trailers(fault_trailers(&status)))));
         }
         frame
     }
@@ -335,6 +374,7 @@ where
         let metrics = self.metrics.clone();
         let line = self.line.clone();
         let request_bytes = self.request_bytes.clone();
+        let probe_streams = self.probe_streams.clone();
         let body_timeout = self.body_timeout;
         let abandon_after = self.abandon_after;
         // The ready service for this call, leaving a fresh clone for the next (tower's
@@ -345,11 +385,25 @@ where
         Box::pin(async move {
             // Until the call has its place in flight: reading its request and waiting in line.
             let mut queued = Duration::ZERO;
+            let fault = Fault::default();
+            let mut probe = None;
             let answer = async {
+                let _head = charge(&request_bytes, header_bytes(req.headers()))?;
+                if exempt(&method) && streams(&method) {
+                    probe = Some(probe_streams.try_acquire_owned().map_err(|_| {
+                        Error::Overloaded(
+                            "the server has its limit of health watches and reflection streams open; retry with backoff"
+                                .into(),
+                        )
+                    })?);
+                }
                 let (req, _bytes) = if read_whole(&method) {
                     read_request(req, body_timeout, &request_bytes).await?
                 } else {
-                    (req, None)
+                    let (parts, body) = req.into_parts();
+                    let body =
+                        Metered::new(body, request_bytes.clone(), body_timeout, fault.clone());
+                    (http::Request::from_parts(parts, Body::new(body)), None)
                 };
                 let permit = if exempt(&method) {
                     None
@@ -447,6 +501,8 @@ where
                         inner,
                         call,
                         stream,
+                        fault: Some(fault),
+                        _probe: probe,
                     })
                 })
             })

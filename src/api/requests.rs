@@ -328,7 +328,10 @@ impl TryFrom<pb::UpdatePolicyRequest> for UpdatePolicy {
 }
 
 /// The fields of a GPU pod request that a policy judges, as CheckGpuQuota and
-/// AdmitGpuRequest carry them: counts and the exit duration must not be negative.
+/// AdmitGpuRequest carry them: counts and the exit duration must not be negative. A
+/// negative priority is the policy's to judge (Kubernetes priorities may be negative; no
+/// range holds one), and so is any printable shape a scheduler names (`nvidia.com/gpu`,
+/// `A100 80GB`): the policy's list decides whether it is allowed.
 fn gpr_spec(
     v: &mut Violations,
     gpu_shape: String,
@@ -337,10 +340,12 @@ fn gpr_spec(
     priority: i32,
     exit_duration: Option<&prost_types::Duration>,
 ) -> Option<GprSpec> {
+    if !gpu_shape.is_empty() {
+        v.check("gpu_shape", validate::resource_id(&gpu_shape));
+    }
     for (field, n) in [
         ("gpu_count", i64::from(gpu_count)),
         ("memory_bytes", memory_bytes),
-        ("priority", i64::from(priority)),
     ] {
         if n < 0 {
             v.add(field, "must not be negative");
@@ -423,11 +428,6 @@ impl TryFrom<pb::AdmitGpuRequestRequest> for AdmitGpuRequest {
     fn try_from(r: pb::AdmitGpuRequestRequest) -> Result<Self> {
         let mut v = Violations::default();
         let gpr = gpr_ref(&mut v, &r.workspace, &r.id);
-        // Any shape a scheduler names (`nvidia.com/gpu`, `A100 80GB`); the policy's list
-        // decides whether it is allowed, as in CheckGpuQuota.
-        if !r.gpu_shape.is_empty() {
-            v.check("gpu_shape", validate::resource_id(&r.gpu_shape));
-        }
         let spec = gpr_spec(
             &mut v,
             r.gpu_shape,

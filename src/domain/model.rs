@@ -362,9 +362,19 @@ pub struct Member {
 }
 
 impl Member {
-    /// The AIP-154 etag. The creation time tells apart a member removed and added again.
+    /// The AIP-154 etag. The creation time tells apart a member removed and added again; the
+    /// email is the one last seen in the subject's token, which changes without a write to
+    /// the membership, so a digest of it is part of the etag too (the same on every replica).
     pub(crate) fn etag(&self) -> String {
-        format!("{:x}.{}", self.create_time.timestamp_micros(), self.version)
+        let base = format!("{:x}.{}", self.create_time.timestamp_micros(), self.version);
+        match &self.email {
+            None => base,
+            Some(email) => {
+                use sha2::Digest;
+                let d = sha2::Sha256::digest(email.as_bytes());
+                format!("{base}.{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3])
+            }
+        }
     }
 }
 

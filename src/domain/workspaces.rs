@@ -490,12 +490,17 @@ impl Workspaces {
                     description: format!("{n} resource(s) of kind \"{}\" registered", echo(&kind)),
                 })
                 .collect();
+            // First: the details keep at most 20 violations, and up to 100 kinds may be
+            // registered; a client draining GPU pods looks for this one.
             if gprs > 0 {
-                violations.push(Precondition {
-                    kind: "gpu_requests".into(),
-                    subject: echo(name),
-                    description: format!("{gprs} active GPU pod request(s)"),
-                });
+                violations.insert(
+                    0,
+                    Precondition {
+                        kind: "gpu_requests".into(),
+                        subject: echo(name),
+                        description: format!("{gprs} active GPU pod request(s)"),
+                    },
+                );
             }
             let holds = match (gprs > 0, violations.len() > 1) {
                 (false, _) => "registered resources; unregister them",

@@ -1491,45 +1491,6 @@ async fn a_delete_held_in_its_cascade(
     (row, delete)
 }
 
-/// Polls until one backend of `db` running a statement like `pattern` waits for a lock;
-/// fails after 5 s. Each look is a transaction of its own: a transaction sees
-/// `pg_stat_activity` as it was at its first look.
-async fn waits_for_a_lock(db: &TestDb, pattern: &str) {
-    let c = sea_orm::Database::connect(&db.url).await.unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let n: i64 = c
-            .query_one_raw(sea_orm::Statement::from_sql_and_values(
-                c.get_database_backend(),
-                "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE wait_event_type = 'Lock' AND query LIKE $1 \
-                 AND datname = current_database()",
-                [pattern.into()],
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get("", "n")
-            .unwrap();
-        if n == 1 {
-            return;
-        }
-        if start.elapsed() > Duration::from_secs(5) {
-            let rows = c
-                .query_all_raw(sea_orm::Statement::from_string(
-                    c.get_database_backend(),
-                    "SELECT coalesce(wait_event_type, '') || ' ' || state || ' ' || \
-                     left(query, 300) AS q FROM pg_stat_activity WHERE datname = current_database()",
-                ))
-                .await
-                .unwrap();
-            let now: Vec<String> = rows.iter().map(|r| r.try_get("", "q").unwrap()).collect();
-            panic!("no statement like {pattern} waits for a lock; sessions: {now:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Asserts that the event `first` (a workspace's name and the event's type) has a lower
 /// revision than `then`.
 async fn assert_numbered_first(s: &TestServer, first: (&str, T), then: (&str, T)) {

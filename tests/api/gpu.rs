@@ -435,8 +435,8 @@ async fn a_workspace_with_active_requests_is_not_deleted() {
         (v.r#type.as_str(), v.subject.as_str()),
         ("gpu_requests", "busy")
     );
-    assert!(v.description.contains('2'), "{}", v.description);
-    // Resources and requests: one violation each.
+    assert!(v.description.starts_with("2 active"), "{}", v.description);
+    // Resources and requests: one violation each, the requests first.
     s.register_resource(&alice, "busy", "model", "m")
         .await
         .unwrap();
@@ -447,11 +447,27 @@ async fn a_workspace_with_active_requests_is_not_deleted() {
         .iter()
         .map(|v| (v.r#type.as_str(), v.subject.as_str()))
         .collect();
-    assert_eq!(found, [("RESOURCES", "model"), ("gpu_requests", "busy")]);
+    assert_eq!(found, [("gpu_requests", "busy"), ("RESOURCES", "model")]);
     assert!(
-        failure.violations[0].description.contains('1'),
+        failure.violations[1].description.starts_with("1 resource"),
         "{failure:?}"
     );
+    // With more kinds than the details hold, the requests' violation is still there.
+    let kinds: Vec<String> = (0..25).map(|i| format!("kind-{i:02}")).collect();
+    for kind in &kinds {
+        s.register_resource(&alice, "busy", kind, "r")
+            .await
+            .unwrap();
+    }
+    let err = s.delete_workspace(&alice, "busy", "").await.unwrap_err();
+    let failure = tonic_types::StatusExt::get_details_precondition_failure(&err).unwrap();
+    assert_eq!(failure.violations.len(), 20, "{failure:?}");
+    assert_eq!(failure.violations[0].r#type, "gpu_requests", "{failure:?}");
+    for kind in &kinds {
+        s.unregister_resource(&alice, "busy", kind, "r")
+            .await
+            .unwrap();
+    }
     s.unregister_resource(&alice, "busy", "model", "m")
         .await
         .unwrap();
@@ -488,10 +504,20 @@ async fn bad_admissions_name_every_bad_field() {
             "id",
             "lease_duration",
             "memory_bytes",
-            "priority",
             "workspace"
         ]
     );
+    // A negative priority is the policy's to judge: outside any range, so not admitted.
+    let msg = pb::AdmitGpuRequestRequest {
+        workspace: "default".into(),
+        id: "negative".into(),
+        priority: -10,
+        ..Default::default()
+    };
+    let r = s.admit_gpu_request(&sched, msg).await.unwrap();
+    assert!(!r.admitted);
+    let fields: Vec<&str> = r.violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, ["priority"]);
     // A nanosecond past either bound is past it.
     for lease in [
         d(24 * 3600 + 1, 0),
@@ -749,16 +775,7 @@ async fn a_delete_waits_for_the_renewal_of_a_lease_it_counts_as_ended() {
         async move { s.delete_workspace(&token("alice"), "renewing", "").await }
     });
     // The delete waits for the renewal's row lock before the renewal commits.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
-                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    while count_rows(&s, waiting).await < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the delete never waited"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    waits_for_a_lock(&s.db, "%gpu_requests%").await;
     renewal.commit().await.unwrap();
     let err = delete.await.unwrap().unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "WORKSPACE_NOT_EMPTY");

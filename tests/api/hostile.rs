@@ -763,3 +763,226 @@ async fn tokens_up_to_16_kb_are_judged_and_longer_ones_are_token_invalid() {
     // The connection survived: the next call on the same channel works.
     s.get_workspace(&token("alice"), "default").await.unwrap();
 }
+
+const REFLECTION: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+
+/// Opens a reflection stream on `send` and sends `data` on it, leaving it open.
+async fn open_reflection(
+    send: &h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    data: &[u8],
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let mut send = send.clone().ready().await.unwrap();
+    let (resp, mut stream) = send
+        .send_request(grpc_head(addr, REFLECTION, &[]), false)
+        .unwrap();
+    if !data.is_empty() {
+        stream
+            .send_data(Bytes::copy_from_slice(data), false)
+            .unwrap();
+    }
+    (resp, stream)
+}
+
+/// The status a streamed answer ends with: in its headers (trailers-only) or its trailers.
+async fn final_status(resp: h2::client::ResponseFuture) -> tonic::Status {
+    let (parts, mut body) = resp.await.unwrap().into_parts();
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+        return status;
+    }
+    while body.data().await.is_some() {}
+    let trailers = body.trailers().await.unwrap().unwrap();
+    tonic::Status::from_header_map(&trailers).unwrap()
+}
+
+/// Sends whole calls made by `call` until one is refused OVERLOADED, within `within`; each
+/// answered otherwise must be `answered`.
+async fn until_overloaded(
+    send: &h2::client::SendRequest<Bytes>,
+    call: impl Fn() -> (http::Request<()>, Vec<u8>),
+    answered: Code,
+    within: Duration,
+) {
+    let start = Instant::now();
+    loop {
+        let (head, body) = call();
+        let status = raw_call(&mut send.clone(), head, Some(&body)).await;
+        if status.code() == Code::Unavailable {
+            assert_status(&status, Code::Unavailable, "OVERLOADED");
+            return;
+        }
+        assert_eq!(status.code(), answered, "{status:?}");
+        assert!(start.elapsed() < within, "no call was refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reflection_message_being_read_holds_budget_until_its_timeout() {
+    let s = TestServer::spawn_with(Options {
+        call_limits: Some(CallLimits {
+            request_bytes: 100_000,
+            body_timeout: Duration::from_secs(2),
+            ..CallLimits::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (send, _conn) = h2_connect(s.addr).await;
+    // A reflection message of 64,000 bytes of which 60,005 arrive, and the rest never.
+    let mut partial = vec![0u8];
+    partial.extend_from_slice(&64_000u32.to_be_bytes());
+    partial.extend_from_slice(&[0u8; 60_000]);
+    let start = Instant::now();
+    let (reflection, _keep) = open_reflection(&send, s.addr, &partial).await;
+    // While it waits, a request of 50 KB, which the budget holds alone, is refused (until
+    // then it is read, and its name judged too long).
+    let big = || {
+        (
+            grpc_head(s.addr, GET_WORKSPACE, &[]),
+            framed_get_of_size(50_000),
+        )
+    };
+    until_overloaded(
+        &send,
+        big,
+        Code::InvalidArgument,
+        Duration::from_millis(1500),
+    )
+    .await;
+    // The reflection stream ends once its message is late, and says why.
+    let status = final_status(reflection).await;
+    assert_status(&status, Code::DeadlineExceeded, "REQUEST_TIMEOUT");
+    assert!(start.elapsed() >= Duration::from_millis(1900));
+    // Its bytes are given back.
+    let (head, body) = big();
+    let status = raw_call(&mut send.clone(), head, Some(&body)).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_reflection_message_over_the_request_limit_is_refused_at_its_prefix() {
+    let s = TestServer::spawn().await;
+    let (send, _conn) = h2_connect(s.addr).await;
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(4u32 << 20).to_be_bytes());
+    let (resp, _keep) = open_reflection(&send, s.addr, &prefix).await;
+    let status = tokio::time::timeout(Duration::from_secs(2), final_status(resp))
+        .await
+        .expect("a message over the limit was waited for");
+    assert_status(&status, Code::ResourceExhausted, "REQUEST_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn health_watches_and_reflection_streams_open_at_once_are_bounded() {
+    let s = TestServer::spawn_with(Options {
+        call_limits: Some(CallLimits {
+            probe_streams: 2,
+            ..CallLimits::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (send, _conn) = h2_connect(s.addr).await;
+    let first = open_reflection(&send, s.addr, &[]).await;
+    let _second = open_reflection(&send, s.addr, &[]).await;
+    // A third stream is refused at once, a Health watch too...
+    let (third, _keep) = open_reflection(&send, s.addr, &[]).await;
+    let status = tokio::time::timeout(Duration::from_secs(2), final_status(third))
+        .await
+        .expect("a third stream was left open");
+    assert_status(&status, Code::Unavailable, "OVERLOADED");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(s.channel.clone());
+    let err = health
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unavailable, "OVERLOADED");
+    // ...but a Health check is not a stream, and is answered.
+    let ok = health.check(HealthCheckRequest::default()).await.unwrap();
+    assert_eq!(ok.into_inner().status(), ServingStatus::Serving);
+    // A stream its client ends gives its slot back.
+    drop(first);
+    let start = Instant::now();
+    loop {
+        let (resp, mut stream) = open_reflection(&send, s.addr, &[]).await;
+        stream.send_data(Bytes::new(), true).unwrap();
+        let status = final_status(resp).await;
+        if status.code() == Code::Ok {
+            break;
+        }
+        assert_status(&status, Code::Unavailable, "OVERLOADED");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn header_blocks_of_calls_not_yet_answered_count_against_the_budget() {
+    let s = TestServer::spawn_with(Options {
+        call_limits: Some(CallLimits {
+            request_bytes: 100_000,
+            body_timeout: Duration::from_secs(2),
+            ..CallLimits::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (send, _conn) = h2_connect(s.addr).await;
+    let pad = "p".repeat(60_000);
+    // A call with 60 KB of metadata whose body never comes holds its headers' bytes...
+    let mut held = send.clone().ready().await.unwrap();
+    let (first, _first) = held
+        .send_request(grpc_head(s.addr, GET_WORKSPACE, &[("x-pad", &pad)]), false)
+        .unwrap();
+    // ...so a whole call with as much metadata is refused (until then, answered).
+    until_overloaded(
+        &send,
+        || {
+            (
+                grpc_head(s.addr, GET_WORKSPACE, &[("x-pad", &pad)]),
+                framed_get(),
+            )
+        },
+        Code::Ok,
+        Duration::from_millis(1500),
+    )
+    .await;
+    let status = final_status(first).await;
+    assert_status(&status, Code::DeadlineExceeded, "REQUEST_TIMEOUT");
+    // Answered, the first gave its bytes back.
+    s.get_workspace(&token("alice"), "default").await.unwrap();
+}
+
+#[tokio::test]
+async fn pings_do_not_keep_an_idle_connection_open() {
+    let s = TestServer::spawn_with(short_timeouts()).await;
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let (mut send, mut conn) = h2::client::handshake(tcp).await.unwrap();
+    let mut pings = conn.ping_pong().unwrap();
+    let conn = tokio::spawn(conn);
+    let status = raw_call(
+        &mut send,
+        grpc_head(s.addr, GET_WORKSPACE, &[]),
+        Some(&framed_get()),
+    )
+    .await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    let idle = Instant::now();
+    // A PING every 400 ms, well within the second that a read holds a closing back.
+    let pinger = tokio::spawn(async move {
+        while pings.ping(h2::Ping::opaque()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(6), conn)
+        .await
+        .expect("a connection sending only PINGs stayed open")
+        .unwrap()
+        .ok();
+    assert!(idle.elapsed() >= Duration::from_millis(1400));
+    pinger.abort();
+}

@@ -69,6 +69,41 @@ async fn a_token_without_an_email_keeps_the_one_recorded() {
 }
 
 #[tokio::test]
+async fn a_members_etag_changes_with_the_email_its_token_brings() {
+    let s = TestServer::spawn().await;
+    let alice = token("alice");
+    create(&s, &alice, new_ws("team")).await;
+    let bob_with =
+        |email: &str| sign(&serde_json::json!({"sub": "bob", "exp": now() + 3600, "email": email}));
+    s.get_workspace(&bob_with("bob@old.example"), "default")
+        .await
+        .unwrap();
+    s.add_member(&alice, "team", "bob", pb::Role::Viewer)
+        .await
+        .unwrap();
+    let before = s.get_member(&alice, "team", "bob").await.unwrap();
+    assert_eq!(before.email, "bob@old.example");
+    s.get_workspace(&bob_with("bob@new.example"), "default")
+        .await
+        .unwrap();
+    let after = s.get_member(&alice, "team", "bob").await.unwrap();
+    assert_eq!(after.email, "bob@new.example");
+    assert_ne!(
+        after.etag, before.etag,
+        "the member changed, its etag did not"
+    );
+    // An update under the etag read before the change is refused; under the new one, done.
+    let err = s
+        .update_member(&alice, "team", "bob", pb::Role::Editor, &before.etag)
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    s.update_member(&alice, "team", "bob", pb::Role::Editor, &after.etag)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn add_member_by_subject_or_email() {
     let s = TestServer::spawn().await;
     let alice = token("alice");

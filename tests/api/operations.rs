@@ -3,6 +3,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use tonic::Code;
+
 use tokio_stream::StreamExt;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 use workspaced::pb::v1 as pb;
@@ -150,13 +152,38 @@ async fn insecure_mode_makes_every_caller_a_platform_admin() {
         .workspace
         .unwrap();
     assert_eq!(ws.created_by, "anonymous");
-}
-
-#[tokio::test]
-async fn shutdown_is_graceful() {
-    let s = TestServer::spawn().await;
-    create(&s, &token("alice"), new_ws("before-stop")).await;
-    s.stop().await.unwrap();
+    // Without a token, what only platform principals may do: change a policy, and check
+    // another subject's access.
+    let policy = pb::Policy {
+        workspace: "default".into(),
+        max_gprs: 3,
+        ..Default::default()
+    };
+    let updated = s
+        .policies()
+        .update_policy(pb::UpdatePolicyRequest {
+            policy: Some(policy),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["max_gprs".into()],
+            }),
+            etag: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.policy.unwrap().max_gprs, 3);
+    let check = s
+        .members()
+        .check_access(pb::CheckAccessRequest {
+            workspace: "local".into(),
+            permission: "workspaces.get".into(),
+            subject: "bob".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!check.allowed);
 }
 
 #[tokio::test]
@@ -524,7 +551,8 @@ async fn a_stop_while_the_server_starts_ends_it_cleanly() {
 }
 
 /// `WORKSPACED_INSECURE_NO_AUTH` takes the usual words for a switch, as every flag can be
-/// set by its variable: `1` turns insecure mode on (with its warning), `0` leaves it off.
+/// set by its variable: `1` turns insecure mode on (with its warning), `0` leaves it off; a
+/// call without a token shows which.
 #[tokio::test]
 async fn the_insecure_switch_takes_1_and_0_from_its_variable() {
     for (value, insecure) in [("1", true), ("yes", true), ("0", false)] {
@@ -552,6 +580,25 @@ async fn the_insecure_switch_takes_1_and_0_from_its_variable() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        let line = logs.lines().find(|l| l.contains("serving")).unwrap();
+        let port: String = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .unwrap_or_default()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let mut client = pb::workspace_service_client::WorkspaceServiceClient::connect(format!(
+            "http://127.0.0.1:{port}"
+        ))
+        .await
+        .unwrap();
+        let answer = client
+            .get_workspace(pb::GetWorkspaceRequest {
+                name: "default".into(),
+                id: String::new(),
+            })
+            .await;
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(
@@ -559,5 +606,12 @@ async fn the_insecure_switch_takes_1_and_0_from_its_variable() {
             insecure,
             "{value}: {logs}"
         );
+        match answer {
+            Ok(_) => assert!(insecure, "{value}: served without a token"),
+            Err(err) => {
+                assert!(!insecure, "{value}: {err:?}");
+                assert_status(&err, Code::Unauthenticated, "TOKEN_MISSING");
+            }
+        }
     }
 }

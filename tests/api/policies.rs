@@ -431,6 +431,21 @@ async fn check_gpu_quota_reports_each_broken_rule() {
         ]
     );
     assert!(r.violations.iter().all(|v| !v.description.is_empty()));
+    // A negative priority (Kubernetes allows them) is outside the range, not bad input.
+    let negative = pb::CheckGpuQuotaRequest {
+        priority: -10,
+        ..fits.clone()
+    };
+    let r = s.check_gpu_quota(&alice, negative).await.unwrap();
+    let fields: Vec<&str> = r.violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!((r.allowed, fields), (false, vec!["priority"]));
+    // A shape no policy could list is bad input, as in AdmitGpuRequest.
+    let bad_shape = pb::CheckGpuQuotaRequest {
+        gpu_shape: "a\u{1}".into(),
+        ..fits.clone()
+    };
+    let err = s.check_gpu_quota(&alice, bad_shape).await.unwrap_err();
+    assert_eq!(bad_fields(&err), ["gpu_shape"]);
     // A nanosecond over the limit is over it.
     let just_over = pb::CheckGpuQuotaRequest {
         exit_duration: Some(prost_types::Duration {
@@ -488,7 +503,6 @@ async fn check_gpu_quota_reports_each_broken_rule() {
             pb::CheckGpuQuotaRequest {
                 gpu_count: -1,
                 memory_bytes: -1,
-                priority: -1,
                 exit_duration: Some(prost_types::Duration {
                     seconds: 1,
                     nanos: -5,
@@ -500,7 +514,7 @@ async fn check_gpu_quota_reports_each_broken_rule() {
         .unwrap_err();
     assert_eq!(
         bad_fields(&err),
-        vec!["exit_duration", "gpu_count", "memory_bytes", "priority"]
+        vec!["exit_duration", "gpu_count", "memory_bytes"]
     );
     // Outsiders are denied on a private workspace.
     let err = s
