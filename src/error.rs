@@ -137,6 +137,7 @@ pub enum Reason {
     Overloaded,
     RequestTimeout,
     RequestTooLarge,
+    MethodNotFound,
     Internal,
 }
 
@@ -170,6 +171,7 @@ impl Reason {
             Reason::Overloaded => "OVERLOADED",
             Reason::RequestTimeout => "REQUEST_TIMEOUT",
             Reason::RequestTooLarge => "REQUEST_TOO_LARGE",
+            Reason::MethodNotFound => "METHOD_NOT_FOUND",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -256,6 +258,9 @@ pub enum Error {
     /// A watch's client read slower than events committed; it resumes from its last revision.
     #[error("{0}")]
     WatchTooSlow(String),
+    /// The path names no method the server serves.
+    #[error("{0}")]
+    MethodNotFound(String),
     /// A bug or an unexpected database failure; logged once and answered opaquely.
     #[error("internal error")]
     Internal(String),
@@ -318,6 +323,7 @@ impl Error {
             Error::DatabaseUnavailable(_) | Error::Overloaded(_) => Code::Unavailable,
             Error::RequestTimeout(_) => Code::DeadlineExceeded,
             Error::RequestTooLarge(_) | Error::WatchTooSlow(_) => Code::ResourceExhausted,
+            Error::MethodNotFound(_) => Code::Unimplemented,
             Error::Internal(_) => Code::Internal,
         }
     }
@@ -336,6 +342,7 @@ impl Error {
             Error::Overloaded(_) => Reason::Overloaded,
             Error::RequestTimeout(_) => Reason::RequestTimeout,
             Error::RequestTooLarge(_) => Reason::RequestTooLarge,
+            Error::MethodNotFound(_) => Reason::MethodNotFound,
             Error::WatchTooSlow(_) => Reason::WatchTooSlow,
             Error::Internal(_) => Reason::Internal,
         }

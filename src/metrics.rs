@@ -55,6 +55,11 @@ pub fn served_methods() -> HashSet<String> {
 }
 
 impl Metrics {
+    /// Whether `path` names a method the server serves.
+    pub fn serves(&self, path: &str) -> bool {
+        self.known.contains(path)
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("workspaced".into()), None)?;

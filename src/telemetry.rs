@@ -388,6 +388,13 @@ where
             let fault = Fault::default();
             let mut probe = None;
             let answer = async {
+                // Answered here, so that it carries ErrorInfo as every other error does.
+                if !metrics.serves(&method) {
+                    return Err(Error::MethodNotFound(format!(
+                        "the server serves no method {:?}",
+                        crate::error::echo(&method)
+                    )));
+                }
                 let _head = charge(&request_bytes, header_bytes(req.headers()))?;
                 if exempt(&method) && streams(&method) {
                     probe = Some(probe_streams.try_acquire_owned().map_err(|_| {

@@ -516,18 +516,36 @@ fn mask_paths(
         return Vec::new();
     }
     // A path beside `*` is still checked: an unknown or immutable one is refused, not
-    // swallowed by the wildcard.
-    for p in paths {
-        if p != "*" && !updatable.contains(&p.as_str()) {
-            v.add(
-                "update_mask",
-                format!(
-                    "\"{}\" is not an updatable field; updatable: {}",
-                    echo(p),
-                    updatable.join(", ")
-                ),
-            );
-        }
+    // swallowed by the wildcard. One violation names the first few bad paths: a mask of
+    // thousands must not make a description of megabytes.
+    const NAMED: usize = 10;
+    let bad: Vec<&String> = paths
+        .iter()
+        .filter(|p| *p != "*" && !updatable.contains(&p.as_str()))
+        .collect();
+    if !bad.is_empty() {
+        let named: Vec<String> = bad
+            .iter()
+            .take(NAMED)
+            .map(|p| format!("\"{}\"", echo(p)))
+            .collect();
+        let more = match bad.len().saturating_sub(NAMED) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let are = if bad.len() == 1 {
+            "is not an updatable field"
+        } else {
+            "are not updatable fields"
+        };
+        v.add(
+            "update_mask",
+            format!(
+                "{}{more} {are}; updatable: {}",
+                named.join(", "),
+                updatable.join(", ")
+            ),
+        );
     }
     if paths.iter().any(|p| p == "*") {
         return updatable.iter().map(|s| s.to_string()).collect();
@@ -1021,7 +1039,8 @@ mod tests {
             (Some(mask(&[])), vec![], 1),
             (Some(mask(&["*"])), vec!["a", "b"], 0),
             (Some(mask(&["b"])), vec!["b"], 0),
-            (Some(mask(&["a", "c", "d"])), vec!["a", "c", "d"], 2),
+            // One violation for the mask, naming each bad path.
+            (Some(mask(&["a", "c", "d"])), vec!["a", "c", "d"], 1),
             // Beside the wildcard, a path is still checked.
             (Some(mask(&["*", "c"])), vec!["a", "b"], 1),
             (Some(mask(&["b", "*"])), vec!["a", "b"], 0),
@@ -1031,7 +1050,13 @@ mod tests {
             assert_eq!(mask_paths(&mut v, given.as_ref(), &updatable), paths);
             let errors = match v.finish() {
                 Ok(()) => 0,
-                Err(Error::InvalidArgument(fields)) => fields.len(),
+                Err(Error::InvalidArgument(fields)) => {
+                    let described = &fields[0].description;
+                    for path in paths.iter().filter(|p| !updatable.contains(p)) {
+                        assert!(described.contains(&format!("\"{path}\"")), "{described}");
+                    }
+                    fields.len()
+                }
                 Err(e) => panic!("{e}"),
             };
             assert_eq!(errors, bad, "{given:?}");

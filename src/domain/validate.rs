@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::error::{BadField, Error, Result, echo};
 
-/// Collects the bad fields of one request, so that the caller learns of all of them at once.
+/// Collects the bad fields of one request, so that the caller learns of all of them at once:
+/// one violation per bad field, whatever is wrong with it.
 #[derive(Debug, Default)]
-pub struct Violations(Vec<BadField>);
+pub struct Violations(Vec<BadField>, std::collections::HashMap<String, usize>);
 
 impl Violations {
     /// Records `field`'s error, if any, and returns the parsed value otherwise.
@@ -21,12 +22,26 @@ impl Violations {
         }
     }
 
-    /// Records a bad field.
+    /// Records a bad field; a field already recorded gets this description added to its own
+    /// (up to about 1 KiB: the answer has room for no more).
     pub(crate) fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(BadField {
-            field: field.into(),
-            description: description.into(),
-        });
+        const ROOM: usize = 1024;
+        let (field, description) = (field.into(), description.into());
+        match self.1.get(&field) {
+            Some(&i) => {
+                let known = &mut self.0[i].description;
+                if known.len() < ROOM {
+                    known.push_str("; ");
+                    known.push_str(&description);
+                } else if !known.ends_with("; …") {
+                    known.push_str("; …");
+                }
+            }
+            None => {
+                self.1.insert(field.clone(), self.0.len());
+                self.0.push(BadField { field, description });
+            }
+        }
     }
 
     /// `Ok` when no field was bad, else one `INVALID_ARGUMENT` listing all of them.
@@ -180,7 +195,7 @@ pub(crate) fn resource_kind(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// Parses a resource id: 1-255 printable characters (no control characters).
+/// Parses a resource id: 1-255 printable characters.
 pub(crate) fn resource_id(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("is required".into());
@@ -188,10 +203,49 @@ pub(crate) fn resource_id(s: &str) -> Result<String, String> {
     if s.chars().count() > 255 {
         return Err("must be at most 255 characters".into());
     }
-    if s.chars().any(char::is_control) {
+    if !s.chars().all(printable) {
         return Err("must contain only printable characters".into());
     }
     Ok(s.to_owned())
+}
+
+/// Whether `c` is printable: not a control character (Cc), nor one that changes how other
+/// text shows while showing nothing itself (format characters, Cf: bidirectional overrides,
+/// zero-width spaces and joiners, the byte order mark, tags), nor a line or paragraph
+/// separator, a private-use character or a noncharacter. An id with a right-to-left
+/// override reads differently in a log or a listing from what it is.
+pub(crate) fn printable(c: char) -> bool {
+    // The format characters of Unicode 16.
+    const FORMAT: &[(u32, u32)] = &[
+        (0xAD, 0xAD),
+        (0x600, 0x605),
+        (0x61C, 0x61C),
+        (0x6DD, 0x6DD),
+        (0x70F, 0x70F),
+        (0x890, 0x891),
+        (0x8E2, 0x8E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x2028, 0x202E),
+        (0x2060, 0x2064),
+        (0x2066, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ];
+    let n = u32::from(c);
+    let private = (0xE000..=0xF8FF).contains(&n) || n >= 0xF0000;
+    let nonchar = (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE;
+    !c.is_control()
+        && !private
+        && !nonchar
+        && !FORMAT.iter().any(|&(lo, hi)| (lo..=hi).contains(&n))
 }
 
 /// A subject (a token's `sub`, a member's subject): 1-255 printable characters. The same
@@ -277,5 +331,43 @@ mod tests {
         assert!(resource_id("").is_err());
         assert!(resource_id("a\nb").is_err());
         assert!(resource_id(&"x".repeat(256)).is_err());
+        // Nor anything that shows differently from what it is.
+        for bad in [
+            "a\u{202E}b",
+            "a\u{200B}b",
+            "a\u{2028}b",
+            "\u{FEFF}a",
+            "a\u{E0041}",
+            "a\u{E000}",
+            "a\u{FFFF}",
+            "a\u{10FFFE}",
+        ] {
+            assert!(resource_id(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["A100 80GB", "nvidia.com/gpu", "pod-ü", "名前", "a\u{1F600}"] {
+            assert_eq!(resource_id(ok).as_deref(), Ok(ok));
+        }
+    }
+
+    #[test]
+    fn a_field_is_reported_once_whatever_is_wrong_with_it() {
+        let mut v = Violations::default();
+        v.add("labels[\"-X\"]", "key is bad");
+        v.add("name", "is required");
+        v.add("labels[\"-X\"]", "value is bad");
+        let Err(Error::InvalidArgument(fields)) = v.finish() else {
+            panic!("no violations");
+        };
+        let found: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.description.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("labels[\"-X\"]", "key is bad; value is bad"),
+                ("name", "is required")
+            ]
+        );
     }
 }

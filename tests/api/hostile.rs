@@ -116,12 +116,30 @@ async fn unknown_paths_share_one_metric_label() {
             .unary::<(), (), _>(Request::new(()), path, tonic_prost::ProstCodec::default())
             .await
             .unwrap_err();
-        assert_eq!(err.code(), Code::Unimplemented);
+        assert_status(&err, Code::Unimplemented, "METHOD_NOT_FOUND");
+    }
+    // An unknown method of a served service too, with or without a token.
+    for token in [None, Some(token("alice"))] {
+        let mut req = Request::new(());
+        if let Some(t) = token {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        grpc.ready().await.unwrap();
+        let err = grpc
+            .unary::<(), (), _>(
+                req,
+                PathAndQuery::from_static("/workspaced.v1.WorkspaceService/Nope"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::Unimplemented, "METHOD_NOT_FOUND");
     }
     let body = scrape(s.metrics_addr.unwrap()).await;
     assert!(!body.contains("x0000"), "a client's path became a label");
     let unknown = "workspaced_grpc_requests_total{code=\"Unimplemented\",method=\"unknown\",service=\"unknown\"}";
-    assert_eq!(sample(&body, unknown), 200.0);
+    assert_eq!(sample(&body, unknown), 202.0);
     // Served methods keep their own labels.
     s.get_workspace(&token("alice"), "default").await.unwrap();
     let body = scrape(s.metrics_addr.unwrap()).await;
@@ -727,6 +745,10 @@ async fn control_characters_and_wrong_types_in_claims_are_token_invalid() {
         json!({"sub": "alice", "iss": ["a", "b"], "exp": exp}),
         json!({"sub": "alice", "iss": 7, "exp": exp}),
         json!({"sub": "a".repeat(256), "exp": exp}),
+        // Not control characters, but they make a subject read as another in a log.
+        json!({"sub": "admin\u{202E}nimda", "exp": exp}),
+        json!({"sub": "ali\u{200B}ce", "exp": exp}),
+        json!({"sub": "alice", "email": "alice@example.com\u{2028}", "exp": exp}),
     ];
     for claims in bad {
         let err = s
@@ -738,6 +760,12 @@ async fn control_characters_and_wrong_types_in_claims_are_token_invalid() {
     // Printable Unicode is fine, and so is a string issuer.
     let ok = json!({"sub": "zoë", "iss": "anyone", "email": "zoë@example.com", "exp": exp});
     s.get_workspace(&sign(&ok), "default").await.unwrap();
+    // Ids named in calls follow the same rule.
+    let err = s
+        .register_resource(&token("alice"), "default", "model", "m\u{202E}1")
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["resource_id"]);
 }
 
 #[tokio::test]

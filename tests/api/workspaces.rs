@@ -267,14 +267,28 @@ async fn names_follow_rfc_1035_and_lengths_count_characters() {
             ("k".repeat(64), "v".into()),
             ("long".into(), "v".repeat(64)),
             ("upper".into(), "V".into()),
+            ("Both-".into(), "V".into()),
         ]),
         ..Default::default()
     };
     let err = s.create_workspace(&alice, bad_labels).await.unwrap_err();
     let long_key = format!("workspace.labels[\"{}\"]", "k".repeat(64));
+    // A label whose key and value are both bad is one bad field, with both reasons.
+    let both = err
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .find(|f| f.field == "workspace.labels[\"Both-\"]")
+        .unwrap();
+    assert!(
+        both.description.starts_with("key ") && both.description.contains("; value "),
+        "{both:?}"
+    );
     assert_eq!(
         bad_fields(&err),
         vec![
+            "workspace.labels[\"Both-\"]",
             long_key.as_str(),
             "workspace.labels[\"long\"]",
             "workspace.labels[\"upper\"]",
