@@ -197,6 +197,11 @@ pub struct Precondition {
     pub description: String,
 }
 
+/// `ErrorInfo.metadata`: what an error's message names (the workspace, the member, the
+/// resource), keyed in lowerCamelCase as AIP-193 asks, so that clients need not parse the
+/// message. Values are cut to 64 characters, as every echoed value is.
+pub type Meta = Vec<(&'static str, String)>;
+
 /// Every failure a caller can see. The gRPC code follows from the variant.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -212,8 +217,13 @@ pub enum Error {
         message: String,
     },
     /// The caller may not do this.
-    #[error("{0}")]
-    PermissionDenied(String),
+    #[error("{message}")]
+    PermissionDenied {
+        /// What is denied, and where.
+        message: String,
+        /// What the message names.
+        meta: Meta,
+    },
     /// The named thing does not exist.
     #[error("{message}")]
     NotFound {
@@ -221,6 +231,8 @@ pub enum Error {
         reason: Reason,
         /// Which one is missing.
         message: String,
+        /// What the message names.
+        meta: Meta,
     },
     /// The thing to create exists already.
     #[error("{message}")]
@@ -229,6 +241,8 @@ pub enum Error {
         reason: Reason,
         /// Which one exists.
         message: String,
+        /// What the message names.
+        meta: Meta,
     },
     /// The system is not in a state that allows the request.
     #[error("{message}")]
@@ -239,6 +253,8 @@ pub enum Error {
         message: String,
         /// One entry per failed precondition; may be empty.
         violations: Vec<Precondition>,
+        /// What the message names.
+        meta: Meta,
     },
     /// The request's etag does not match the current one.
     #[error("the etag does not match the current one; read the resource again and retry")]
@@ -283,11 +299,62 @@ impl Error {
         }])
     }
 
+    /// The caller may not do this.
+    pub fn denied(message: impl Into<String>) -> Self {
+        Error::PermissionDenied {
+            message: message.into(),
+            meta: Meta::new(),
+        }
+    }
+
+    /// `what` (named by `message`) does not exist.
+    pub fn not_found(reason: Reason, message: impl Into<String>) -> Self {
+        Error::NotFound {
+            reason,
+            message: message.into(),
+            meta: Meta::new(),
+        }
+    }
+
+    /// What a create would make exists already.
+    pub fn exists(reason: Reason, message: impl Into<String>) -> Self {
+        Error::AlreadyExists {
+            reason,
+            message: message.into(),
+            meta: Meta::new(),
+        }
+    }
+
     /// The workspace named `name` does not exist.
     pub fn workspace_not_found(name: &str) -> Self {
-        Error::NotFound {
-            reason: Reason::WorkspaceNotFound,
-            message: format!("workspace \"{}\" not found", echo(name)),
+        Error::not_found(
+            Reason::WorkspaceNotFound,
+            format!("workspace \"{}\" not found", echo(name)),
+        )
+        .with("workspace", name)
+    }
+
+    /// Adds `key` = `value` to the `ErrorInfo.metadata` of an error that names things (see
+    /// [`Meta`]); other errors are returned as they are.
+    pub fn with(mut self, key: &'static str, value: impl ToString) -> Self {
+        if let Error::PermissionDenied { meta, .. }
+        | Error::NotFound { meta, .. }
+        | Error::AlreadyExists { meta, .. }
+        | Error::FailedPrecondition { meta, .. } = &mut self
+        {
+            meta.push((key, value.to_string()));
+        }
+        self
+    }
+
+    /// The `ErrorInfo.metadata` entries.
+    fn meta(&self) -> &[(&'static str, String)] {
+        match self {
+            Error::PermissionDenied { meta, .. }
+            | Error::NotFound { meta, .. }
+            | Error::AlreadyExists { meta, .. }
+            | Error::FailedPrecondition { meta, .. } => meta,
+            _ => &[],
         }
     }
 
@@ -307,6 +374,7 @@ impl Error {
                 description: message.clone(),
             }],
             message,
+            meta: Meta::new(),
         }
     }
 
@@ -315,7 +383,7 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::Unauthenticated { .. } => Code::Unauthenticated,
-            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::NotFound { .. } => Code::NotFound,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
@@ -336,7 +404,7 @@ impl Error {
             | Error::NotFound { reason, .. }
             | Error::AlreadyExists { reason, .. }
             | Error::FailedPrecondition { reason, .. } => *reason,
-            Error::PermissionDenied(_) => Reason::PermissionDenied,
+            Error::PermissionDenied { .. } => Reason::PermissionDenied,
             Error::EtagMismatch => Reason::EtagMismatch,
             Error::DatabaseUnavailable(_) => Reason::DatabaseUnavailable,
             Error::Overloaded(_) => Reason::Overloaded,
@@ -444,7 +512,10 @@ impl From<Error> for Status {
             details.set_error_info(
                 err.reason().as_str(),
                 ERROR_DOMAIN,
-                HashMap::<String, String>::new(),
+                err.meta()
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), cut(&echo(v), max)))
+                    .collect::<HashMap<String, String>>(),
             );
             if !fields.is_empty() {
                 details.set_bad_request(
@@ -597,6 +668,7 @@ mod tests {
                     description: "registered".into(),
                 })
                 .collect(),
+            meta: Meta::new(),
         }
     }
 
@@ -741,6 +813,7 @@ mod tests {
                     reason: Reason::WorkspaceNotEmpty,
                     message: wide.clone(),
                     violations: vec![precondition(&wide); 1000],
+                    meta: vec![("workspace", wide.clone()), ("kind", wide.clone())],
                 },
             ),
             (
@@ -748,6 +821,7 @@ mod tests {
                 Error::NotFound {
                     reason: Reason::MemberNotFound,
                     message: encoded.clone(),
+                    meta: vec![("workspace", encoded.clone()), ("subject", encoded.clone())],
                 },
             ),
         ] {
@@ -781,7 +855,7 @@ mod tests {
             (" ".repeat(MAX_MESSAGE_BYTES / 3 + 1), true),
             ("é".repeat(MAX_MESSAGE_BYTES / 6 + 1), true),
         ] {
-            let status = Status::from(Error::PermissionDenied(message.clone()));
+            let status = Status::from(Error::denied(message.clone()));
             let len = message.chars().count();
             assert!(wire_message_len(&status) <= MAX_MESSAGE_BYTES, "{len}");
             assert_eq!(status.message() != message, cut, "{len}");

@@ -429,11 +429,13 @@ pub fn authorize(
 
 /// Denied on a workspace the caller may not know exists.
 fn hidden(name: &str, permission: Permission) -> Error {
-    Error::PermissionDenied(format!(
+    Error::denied(format!(
         "permission \"{}\" denied on workspace \"{}\" (or it does not exist)",
         permission.as_str(),
         echo(name)
     ))
+    .with("workspace", name)
+    .with("permission", permission.as_str())
 }
 
 /// Denied on a workspace the caller can read, with the rule that denies it.
@@ -446,11 +448,13 @@ fn denied(name: &str, ws: &WorkspaceAccess, permission: Permission) -> Error {
         Some(_) if ws.is_system => "only platform principals change this workspace".to_owned(),
         Some(role) => format!("it needs the {} role", role.as_str()),
     };
-    Error::PermissionDenied(format!(
+    Error::denied(format!(
         "permission \"{}\" denied on workspace \"{}\": {why}",
         permission.as_str(),
         echo(name)
     ))
+    .with("workspace", name)
+    .with("permission", permission.as_str())
 }
 
 #[cfg(test)]

@@ -219,9 +219,8 @@ impl Events {
         };
         let Some(name) = workspace else {
             if !principal.platform.any() {
-                return Err(Error::PermissionDenied(
-                    "reading every workspace's events needs a platform role; name a workspace"
-                        .into(),
+                return Err(Error::denied(
+                    "reading every workspace's events needs a platform role; name a workspace",
                 ));
             }
             return Ok(Scope {
@@ -395,6 +394,8 @@ fn expired(after: i64, pruned: i64) -> Error {
              (the oldest kept) or watch from now on, and read the current state again"
         ),
     )
+    .with("afterRevision", after)
+    .with("prunedRevision", pruned)
 }
 
 /// A watch's events, in messages of up to `WATCH_BATCH`, then its end: nothing when the

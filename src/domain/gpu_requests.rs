@@ -162,15 +162,17 @@ impl GpuRequests {
                 });
             };
             if existing.spec != gpr.spec {
-                return Err(Error::AlreadyExists {
-                    reason: Reason::GpuRequestExists,
-                    message: format!(
+                return Err(Error::exists(
+                    Reason::GpuRequestExists,
+                    format!(
                         "GPU pod request \"{}\" is active in workspace \"{}\" with other \
                          fields; release it first or use another id",
                         echo(&gpr.id),
                         echo(&name)
                     ),
-                });
+                )
+                .with("workspace", &name)
+                .with("gpuRequestId", &gpr.id));
             }
             self.store.commit(tx).await?;
             self.store.gpu_usage_changed(&ws.id);
@@ -317,14 +319,16 @@ fn no_policy(name: &str) -> Error {
 }
 
 fn not_found(gpr: &GpuRequestRef) -> Error {
-    Error::NotFound {
-        reason: Reason::GpuRequestNotFound,
-        message: format!(
+    Error::not_found(
+        Reason::GpuRequestNotFound,
+        format!(
             "no active GPU pod request \"{}\" in workspace \"{}\" (unknown, released or expired)",
             echo(&gpr.id),
             echo(&gpr.workspace)
         ),
-    }
+    )
+    .with("workspace", &gpr.workspace)
+    .with("gpuRequestId", &gpr.id)
 }
 
 #[cfg(test)]

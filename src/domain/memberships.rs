@@ -134,13 +134,22 @@ pub struct Memberships {
 }
 
 fn member_not_found(workspace: &str, key: &MemberKey) -> Error {
-    Error::NotFound {
-        reason: Reason::MemberNotFound,
-        message: format!(
+    let e = Error::not_found(
+        Reason::MemberNotFound,
+        format!(
             "{} is not a member of workspace \"{}\"",
             key.describe(),
             echo(workspace)
         ),
+    );
+    naming(e.with("workspace", workspace), key)
+}
+
+/// `e` with the member `key` in its metadata, as `subject` or `group`.
+fn naming(e: Error, key: &MemberKey) -> Error {
+    match key {
+        MemberKey::Subject(s) => e.with("subject", s),
+        MemberKey::Group(g) => e.with("group", g),
     }
 }
 
@@ -154,6 +163,7 @@ fn last_admin(workspace: &str) -> Error {
             echo(workspace)
         ),
     )
+    .with("workspace", workspace)
 }
 
 /// The member an email names, or PRINCIPAL_NOT_FOUND.
@@ -164,9 +174,12 @@ async fn resolve<C: ConnectionTrait>(c: &C, who: Who) -> Result<MemberKey> {
         Who::Email(email) => principals::subject_by_email(c, &email)
             .await?
             .map(MemberKey::Subject)
-            .ok_or_else(|| Error::NotFound {
-                reason: Reason::PrincipalNotFound,
-                message: format!("no principal has signed in with email \"{}\"", echo(&email)),
+            .ok_or_else(|| {
+                Error::not_found(
+                    Reason::PrincipalNotFound,
+                    format!("no principal has signed in with email \"{}\"", echo(&email)),
+                )
+                .with("email", &email)
             }),
     }
 }
@@ -233,14 +246,15 @@ impl Memberships {
         ));
         // In place of one that ended, whose end the sweep may not have reached yet.
         if !m::add(&tx, &ws, &member, at).await? {
-            return Err(Error::AlreadyExists {
-                reason: Reason::MemberExists,
-                message: format!(
+            let e = Error::exists(
+                Reason::MemberExists,
+                format!(
                     "{} is already a member of workspace \"{}\"",
                     member.key.describe(),
                     echo(&name)
                 ),
-            });
+            );
+            return Err(naming(e.with("workspace", &name), &member.key));
         }
         self.store.commit_change(tx, &name).await?;
         Ok(member)
@@ -415,7 +429,7 @@ impl Memberships {
         for (i, check) in checks.into_iter().enumerate() {
             let other = match check_target(p, check.subject, check.groups) {
                 Ok(other) => other,
-                Err(Error::PermissionDenied(_)) => continue,
+                Err(Error::PermissionDenied { .. }) => continue,
                 Err(e) => return Err(e),
             };
             let same = |a: &&mut Asks| {
@@ -448,7 +462,9 @@ impl Memberships {
             for ((i, name, permission), found) in items.into_iter().zip(found) {
                 out[i] = match decide_check(p, target, &name, permission, found) {
                     Ok(d) => d,
-                    Err(Error::PermissionDenied(_) | Error::NotFound { .. }) => Decision::default(),
+                    Err(Error::PermissionDenied { .. } | Error::NotFound { .. }) => {
+                        Decision::default()
+                    }
                     Err(e) => return Err(e),
                 };
             }
@@ -478,8 +494,8 @@ fn check_target(
         return Ok(None);
     };
     if !access::may_act_for_others(p) {
-        return Err(Error::PermissionDenied(
-            "checking another subject's access needs a platform role".into(),
+        return Err(Error::denied(
+            "checking another subject's access needs a platform role",
         ));
     }
     Ok(Some(Principal::new(other, groups, Default::default())))

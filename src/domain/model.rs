@@ -118,7 +118,8 @@ impl Workspace {
                     "workspace \"{}\" is archived and read-only; unarchive it first",
                     echo(&self.name)
                 ),
-            )),
+            )
+            .with("workspace", &self.name)),
         }
     }
 
@@ -132,7 +133,8 @@ impl Workspace {
                     "the built-in workspace \"{}\" cannot be {action}",
                     echo(&self.name)
                 ),
-            ))
+            )
+            .with("workspace", &self.name))
         } else {
             Ok(())
         }

@@ -308,19 +308,21 @@ impl Workspaces {
                 let id_alone = matches!(replay, Replay::Unseen)
                     && !q::name_taken(self.store.conn(), &ws.name).await?;
                 Err(if id_alone {
-                    Error::AlreadyExists {
-                        reason: Reason::RequestIdExists,
-                        message: format!(
+                    Error::exists(
+                        Reason::RequestIdExists,
+                        format!(
                             "request_id \"{}\" was used by an earlier create of a workspace \
                              you may no longer read; use a new one",
                             echo(request_id)
                         ),
-                    }
+                    )
+                    .with("requestId", request_id)
                 } else {
-                    Error::AlreadyExists {
-                        reason: Reason::WorkspaceExists,
-                        message: format!("workspace \"{}\" already exists", echo(&ws.name)),
-                    }
+                    Error::exists(
+                        Reason::WorkspaceExists,
+                        format!("workspace \"{}\" already exists", echo(&ws.name)),
+                    )
+                    .with("workspace", &ws.name)
                 })
             }
             Err(e) => Err(e.into()),
@@ -378,16 +380,15 @@ impl Workspaces {
             && *member != principal.subject
             && !access::may_act_for_others(principal)
         {
-            return Err(Error::PermissionDenied(
-                "listing another subject's workspaces needs a platform role".into(),
+            return Err(Error::denied(
+                "listing another subject's workspaces needs a platform role",
             ));
         }
         if let Some(group) = &filter.member_group
             && !access::may_ask_about_group(principal, group)
         {
-            return Err(Error::PermissionDenied(
-                "listing the workspaces of a group not in the caller's token needs a platform role"
-                    .into(),
+            return Err(Error::denied(
+                "listing the workspaces of a group not in the caller's token needs a platform role",
             ));
         }
         let fingerprint = filter.fingerprint();
@@ -514,6 +515,7 @@ impl Workspaces {
                 reason: Reason::WorkspaceNotEmpty,
                 message: format!("workspace \"{}\" still holds {holds} first", echo(name)),
                 violations,
+                meta: vec![("workspace", name.to_string())],
             });
         }
         q::delete(&tx, &ws.id).await?;
@@ -614,7 +616,9 @@ impl Workspaces {
                      most it may; unregister every resource of a kind to free its place",
                     echo(name)
                 ),
-            ));
+            )
+            .with("workspace", name)
+            .with("kind", &kind));
         }
         let r = Resource {
             workspace: ws.name.clone(),
@@ -647,14 +651,19 @@ impl Workspaces {
         let tx = self.store.begin_write().await?;
         let ws = guard::write(&tx, principal, name, Permission::ResourcesWrite).await?;
         ws.check_writable()?;
-        let not_found = || Error::NotFound {
-            reason: Reason::ResourceNotFound,
-            message: format!(
-                "resource {}/{} is not registered in workspace \"{}\"",
-                echo(kind),
-                echo(resource_id),
-                echo(name)
-            ),
+        let not_found = || {
+            Error::not_found(
+                Reason::ResourceNotFound,
+                format!(
+                    "resource {}/{} is not registered in workspace \"{}\"",
+                    echo(kind),
+                    echo(resource_id),
+                    echo(name)
+                ),
+            )
+            .with("workspace", name)
+            .with("kind", kind)
+            .with("resourceId", resource_id)
         };
         // Read under the workspace's row lock, which every registration takes too.
         let Some(r) = resources::find(&tx, &ws, kind, resource_id).await? else {

@@ -905,3 +905,69 @@ async fn retries_and_stale_etags_and_nul_characters() {
     let err = s.create_workspace(&alice, nul).await.unwrap_err();
     assert_eq!(bad_fields(&err), vec!["workspace.description"]);
 }
+
+/// AIP-193: what an error's message names is in its ErrorInfo's metadata too, so that a
+/// client need not parse the message; values cut as every echoed value is.
+#[tokio::test]
+async fn errors_name_what_they_are_about_in_their_metadata() {
+    let s = TestServer::spawn().await;
+    let (alice, bob) = (token("alice"), token("bob"));
+    create(&s, &alice, new_ws("team")).await;
+    let meta = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let err = s
+        .get_workspace(&platform_admin(), "nope")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::NotFound, "WORKSPACE_NOT_FOUND");
+    assert_eq!(error_meta(&err), meta(&[("workspace", "nope")]));
+    let err = s.get_workspace(&bob, "team").await.unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_eq!(
+        error_meta(&err),
+        meta(&[("workspace", "team"), ("permission", "workspaces.get")])
+    );
+    let err = s.get_member(&alice, "team", "carol").await.unwrap_err();
+    assert_status(&err, Code::NotFound, "MEMBER_NOT_FOUND");
+    assert_eq!(
+        error_meta(&err),
+        meta(&[("workspace", "team"), ("subject", "carol")])
+    );
+    let err = s
+        .add_member(&alice, "team", "alice", pb::Role::Viewer)
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::AlreadyExists, "MEMBER_EXISTS");
+    assert_eq!(
+        error_meta(&err),
+        meta(&[("workspace", "team"), ("subject", "alice")])
+    );
+    let long_id = "r".repeat(200);
+    let err = s
+        .unregister_resource(&alice, "team", "model", &long_id)
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::NotFound, "RESOURCE_NOT_FOUND");
+    let cut = format!("{}…", "r".repeat(63));
+    assert_eq!(
+        error_meta(&err),
+        meta(&[
+            ("workspace", "team"),
+            ("kind", "model"),
+            ("resourceId", cut.as_str())
+        ])
+    );
+    s.archive_workspace(&alice, "team", "").await.unwrap();
+    let err = s
+        .add_member(&alice, "team", "carol", pb::Role::Viewer)
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+    assert_eq!(error_meta(&err), meta(&[("workspace", "team")]));
+}

@@ -371,6 +371,16 @@ pub fn req<T>(msg: T, token: &str) -> Request<T> {
 
 /// Asserts the status code and the `ErrorInfo` reason (with domain `workspaced`).
 #[track_caller]
+/// The `ErrorInfo.metadata` of `status`, sorted.
+pub fn error_meta(status: &Status) -> Vec<(String, String)> {
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    let mut meta: Vec<(String, String)> = info.metadata.into_iter().collect();
+    meta.sort();
+    meta
+}
+
 pub fn assert_status(status: &Status, code: Code, reason: &str) {
     assert_eq!(status.code(), code, "unexpected status: {status:?}");
     let info = status
