@@ -541,7 +541,7 @@ async fn listings_are_in_byte_order_whatever_the_databases_collation() {
     if !base.starts_with("postgres") {
         return; // SQLite compares bytes.
     }
-    let name = format!("wst_{}", uuid::Uuid::new_v4().simple());
+    let name = TestDb::fresh_name(&base);
     let admin = sea_orm::Database::connect(&base).await.unwrap();
     let created = admin
         .execute_unprepared(&format!(

@@ -474,9 +474,7 @@ async fn call(s: &TestServer, rpc: &str, ws: &str, tok: &Option<String>) -> Resu
 
 async fn set_up(s: &TestServer) {
     let admin = token("admin");
-    // Memberships that grant admin until this instant, and nothing after it.
-    let end = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500);
-    let ending = timestamp(end);
+    let mut end = chrono::Utc::now();
     for (ws, vis) in [
         ("m-private", pb::Visibility::Private),
         ("m-internal", pb::Visibility::Internal),
@@ -510,6 +508,10 @@ async fn set_up(s: &TestServer) {
                 .await
                 .unwrap();
         }
+        // Memberships that grant admin until this instant, and nothing after it: set just
+        // before they are added, so that a slow machine cannot make it pass first.
+        end = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1500);
+        let ending = timestamp(end);
         s.add_member_until(&admin, ws, "expired-admin", pb::Role::Admin, ending)
             .await
             .unwrap();

@@ -549,6 +549,7 @@ async fn a_page_reads_a_page_of_memberships_for_a_member_of_many_workspaces() {
             // The shared walk, alice's and her group's, each up to 51 rows.
             for table in ["memberships", "workspaces"] {
                 let read = rows_read(&plan, table);
+                assert!(read > 0.0, "{table} is not in the plan:\n{plan:#}");
                 assert!(
                     read <= 3.0 * 51.0,
                     "target {target}, after {after:?}: {read} rows of {table} read for a page of 51:\n{plan:#}"

@@ -658,7 +658,7 @@ async fn when_two_rules_break_the_first_listed_answers() {
         .get_workspace("not a token", "Bad_Name")
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert_status(&err, Code::Unauthenticated, "TOKEN_INVALID");
 
     let created = create(&s, &alice, new_ws("ord")).await;
     s.register_resource(&alice, "ord", "model", "m")
@@ -876,7 +876,7 @@ async fn retries_and_stale_etags_and_nul_characters() {
         .get_workspace(&platform_admin(), "second")
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert_status(&err, Code::NotFound, "WORKSPACE_NOT_FOUND");
     s.create_workspace(&alice, new_ws("second")).await.unwrap();
     // Once its workspace is deleted, the id is free: it creates anew, and is then a retry.
     s.delete_workspace(&token("bob"), "left", "").await.unwrap();

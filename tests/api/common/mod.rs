@@ -48,7 +48,7 @@ impl TestDb {
     pub async fn new() -> TestDb {
         match std::env::var("WORKSPACED_TEST_DATABASE_URL") {
             Ok(base) if !base.is_empty() => {
-                let name = format!("wst_{}", uuid::Uuid::new_v4().simple());
+                let name = Self::fresh_name(&base);
                 let admin = Database::connect(&base)
                     .await
                     .expect("connect to PostgreSQL");
@@ -72,6 +72,21 @@ impl TestDb {
                 }
             }
         }
+    }
+
+    /// A new database's name on the server of `base`: named after the run's database too,
+    /// so that a run drops its own only (see `.ci/run`).
+    pub fn fresh_name(base: &str) -> String {
+        let run: String = base
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(20)
+            .collect();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        format!("wst_{run}_{}", &id[..24])
     }
 
     pub fn is_postgres(&self) -> bool {
