@@ -747,10 +747,18 @@ mod tests {
             // The follower waits for its client before more commit.
             tokio::time::sleep(Duration::from_millis(20)).await;
             newest.send(1050).expect("the watch listens");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            assert_eq!(delivered.is_finished(), too_slow, "too slow: {too_slow}");
-            client.recv().await.expect("the message waiting");
-            assert_eq!(delivered.await.expect("deliver"), !too_slow);
+            if too_slow {
+                let delivered = tokio::time::timeout(Duration::from_secs(5), delivered)
+                    .await
+                    .expect("a watch too slow was not ended");
+                assert!(!delivered.expect("deliver"));
+                client.recv().await.expect("the message waiting");
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert!(!delivered.is_finished(), "ended though it keeps up");
+                client.recv().await.expect("the message waiting");
+                assert!(delivered.await.expect("deliver"));
+            }
             assert_eq!(
                 ended.try_recv().ok().map(|e| e.reason()),
                 too_slow.then_some(Reason::WatchTooSlow)
