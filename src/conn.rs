@@ -86,6 +86,8 @@ pub struct ConnState {
     served: AtomicBool,
     /// When the last call started or ended, in ms since `opened`.
     last_ms: AtomicU64,
+    /// Health and reflection calls open (see [`ConnInfo::probe`]).
+    probes: AtomicUsize,
 }
 
 impl ConnState {
@@ -112,6 +114,19 @@ impl ConnState {
 pub struct ConnInfo(Arc<ConnState>);
 
 impl ConnInfo {
+    /// A place for a Health or reflection call, if fewer than `max` are open on this
+    /// connection: they need no token and hold no place in flight, and a watch or a
+    /// reflection stream stays open as long as its client likes.
+    pub fn probe(&self, max: usize) -> Option<ProbeGuard> {
+        self.0
+            .probes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ProbeGuard(self.0.clone()))
+    }
+
     /// Marks the connection busy until the returned guard is dropped.
     pub fn call(&self) -> CallGuard {
         self.0.served.store(true, Ordering::Release);
@@ -129,6 +144,16 @@ impl Drop for CallGuard {
     fn drop(&mut self) {
         self.0.touch();
         self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A Health or reflection call open on a connection; see [`ConnInfo::probe`].
+#[derive(Debug)]
+pub struct ProbeGuard(Arc<ConnState>);
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        self.0.probes.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -274,6 +299,7 @@ impl Stream for Incoming {
                 active: AtomicUsize::new(0),
                 served: AtomicBool::new(false),
                 last_ms: AtomicU64::new(0),
+                probes: AtomicUsize::new(0),
             });
             return Poll::Ready(Some(Ok(Conn {
                 io,

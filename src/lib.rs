@@ -79,6 +79,10 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// The largest header block read: room for a 16 KB token beside the usual metadata, so that
 /// an oversized token is judged (TOKEN_INVALID) rather than refused by HTTP/2.
 const MAX_HEADER_LIST_BYTES: u32 = 128 * 1024;
+/// Request bytes a client may send on a stream, and on a connection, ahead of what the server
+/// has read (HTTP/2 flow control).
+const STREAM_WINDOW_BYTES: u32 = 128 * 1024;
+const CONNECTION_WINDOW_BYTES: u32 = 1024 * 1024;
 /// The largest response message sent.
 const MAX_RESPONSE_BYTES: usize = 4 << 20;
 /// How often a connection that has been quiet is pinged, and how long the answer may take:
@@ -216,13 +220,13 @@ pub async fn serve(
         // google.rpc error details, so that grpcurl and other reflective clients decode them.
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?
-        .max_decoding_message_size(telemetry::MAX_REQUEST_BYTES);
+        .max_decoding_message_size(telemetry::MAX_PROBE_REQUEST_BYTES - 5);
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?
-        .max_decoding_message_size(telemetry::MAX_REQUEST_BYTES);
+        .max_decoding_message_size(telemetry::MAX_PROBE_REQUEST_BYTES - 5);
 
     let metrics = Arc::new(metrics::Metrics::new()?);
     // Stops the metrics endpoint together with gRPC.
@@ -256,6 +260,15 @@ pub async fn serve(
     let server = builder
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        // tonic hands hyper `None` for these unless set, which hyper takes as no limit: a
+        // client provoking stream errors (a PRIORITY frame naming its own stream) would have
+        // h2 keep a reset stream for each, without end. These are h2's own defaults.
+        .http2_max_local_error_reset_streams(Some(1024))
+        .http2_max_pending_accept_reset_streams(Some(20))
+        // What h2 buffers of requests not yet read: a whole request with room to spare per
+        // stream, rather than hyper's 1 MiB per stream.
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(telemetry::RequestLogLayer::new(

@@ -1,11 +1,17 @@
 //! A client stream's request, read a message at a time under the limits that whole requests
 //! are read under. Reflection's bidi stream cannot be read whole before it runs, and tonic
 //! buffers each message until it has arrived whole, up to the message limit, with no time
-//! limit; so each message's bytes count against the budget shared with whole requests while
-//! the message is partly arrived, a message over `MAX_REQUEST_BYTES` is refused at its
-//! prefix, and a message must arrive whole within the body timeout. A refusal ends the
-//! request stream and is kept in a [`Fault`] for the response's trailers: the service ends
-//! its answer OK when its requests fail.
+//! limit; so each message's bytes count against a budget of bytes while the message is
+//! partly arrived, a message over its limit is refused at its prefix, and a message must
+//! arrive whole within the body timeout. A refusal ends the request stream and is kept in a
+//! [`Fault`] for the response's trailers: the service ends its answer OK when its requests
+//! fail.
+//!
+//! The timeout is judged when the stream is read. A service that stops reading (reflection
+//! waits for its client to take an answer before it reads the next request) holds at most
+//! one partial message, up to the message limit, charged to the budget until the stream
+//! ends; the budget (the probes' own, see [`crate::telemetry::CallLimits`]) and the streams
+//! a connection may hold bound that.
 
 use std::{
     pin::Pin,
@@ -23,7 +29,7 @@ use tokio::{
 };
 use tonic::{Status, body::Body};
 
-use crate::{error::Error, telemetry::MAX_REQUEST_BYTES};
+use crate::error::Error;
 
 /// Why a metered request stream was ended, if it was; shared with the response.
 pub type Fault = Arc<OnceLock<Status>>;
@@ -33,29 +39,43 @@ const PREFIX: usize = 5;
 
 /// A request body read a message at a time; see the module docs.
 pub struct Metered {
+    /// The request as it arrives.
     inner: Body,
+    /// Where the bytes of partly arrived messages are charged.
     budget: Arc<Semaphore>,
     /// The budget held for the message being read: as many permits as it has bytes so far.
     held: Option<OwnedSemaphorePermit>,
+    /// The largest message, its prefix included.
+    max: usize,
+    /// How long a message may take to arrive whole.
     timeout: Duration,
     /// When the message being read must have arrived whole; none between messages.
     due: Option<Pin<Box<Sleep>>>,
     /// Bytes of the message being read so far, its prefix included.
     read: usize,
+    /// The message's prefix, as much as has arrived.
     prefix: [u8; PREFIX],
     /// The message's whole length with its prefix, once the prefix is in.
     whole: Option<usize>,
+    /// Why the stream was refused, shared with the response.
     fault: Fault,
 }
 
 impl Metered {
-    /// Meters `inner` against `budget`, each message within `timeout`; a refusal is kept in
-    /// `fault`.
-    pub fn new(inner: Body, budget: Arc<Semaphore>, timeout: Duration, fault: Fault) -> Self {
+    /// Meters `inner` against `budget`, each message of at most `max` bytes (its prefix
+    /// included) within `timeout`; a refusal is kept in `fault`.
+    pub fn new(
+        inner: Body,
+        budget: Arc<Semaphore>,
+        max: usize,
+        timeout: Duration,
+        fault: Fault,
+    ) -> Self {
         Metered {
             inner,
             budget,
             held: None,
+            max,
             timeout,
             due: None,
             read: 0,
@@ -66,8 +86,11 @@ impl Metered {
     }
 
     /// Follows the message framing through `data`, then holds budget for the bytes of the
-    /// message left partly arrived, and times it.
+    /// message left partly arrived, and times it from its first byte.
     fn take(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        // Whether a message ended in `data`: the one left partly arrived is another, with a
+        // time of its own.
+        let mut ended = false;
         while !data.is_empty() {
             let n = match self.whole {
                 None => {
@@ -80,9 +103,10 @@ impl Metered {
                             self.prefix[3],
                             self.prefix[4],
                         ]) as usize;
-                        if PREFIX + len > MAX_REQUEST_BYTES {
+                        if len > self.max - PREFIX {
                             return Err(Error::RequestTooLarge(format!(
-                                "a request message is larger than {MAX_REQUEST_BYTES} bytes"
+                                "a request message is larger than {} bytes",
+                                self.max - PREFIX
                             )));
                         }
                         self.whole = Some(PREFIX + len);
@@ -96,6 +120,7 @@ impl Metered {
             if self.whole == Some(self.read) {
                 self.read = 0;
                 self.whole = None;
+                ended = true;
             }
         }
         let held = self.held.as_ref().map_or(0, |p| p.num_permits());
@@ -121,7 +146,7 @@ impl Metered {
         }
         if self.read == 0 {
             self.due = None;
-        } else if self.due.is_none() {
+        } else if ended || self.due.is_none() {
             self.due = Some(Box::pin(tokio::time::sleep(self.timeout)));
         }
         Ok(())
@@ -193,4 +218,110 @@ pub fn fault_trailers(status: &Status) -> HeaderMap {
     // Only a status whose message cannot be a header value fails, and those are ours.
     let _ = status.add_header(&mut trailers);
     trailers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    /// What feeds a metered body its frames.
+    type Feed = mpsc::Sender<Result<Frame<Bytes>, Status>>;
+
+    /// A metered body fed by the returned sender, against a budget of 1,000 bytes, messages
+    /// of at most 100 bytes with their prefix, within 1 s.
+    fn metered() -> (Metered, Feed, Arc<Semaphore>, Fault) {
+        let (send, recv) = mpsc::channel(8);
+        let budget = Arc::new(Semaphore::new(1000));
+        let fault = Fault::default();
+        let body = Body::new(StreamBody::new(ReceiverStream::new(recv)));
+        let m = Metered::new(
+            body,
+            budget.clone(),
+            100,
+            Duration::from_secs(1),
+            fault.clone(),
+        );
+        (m, send, budget, fault)
+    }
+
+    fn message(len: usize) -> Vec<u8> {
+        let mut m = vec![0u8];
+        m.extend_from_slice(&(len as u32).to_be_bytes());
+        m.extend(std::iter::repeat_n(7u8, len));
+        m
+    }
+
+    async fn feed(m: &mut Metered, send: &Feed, b: &[u8]) {
+        send.send(Ok(Frame::data(Bytes::copy_from_slice(b))))
+            .await
+            .unwrap();
+        let frame = m.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap().len(), b.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_message_partly_arrived_holds_budget_for_its_time() {
+        let (mut m, send, budget, fault) = metered();
+        // A prefix cut in two, then the rest: held while partial, given back once whole.
+        let one = message(10);
+        feed(&mut m, &send, &one[..3]).await;
+        assert_eq!(budget.available_permits(), 997);
+        feed(&mut m, &send, &one[3..]).await;
+        assert_eq!(budget.available_permits(), 1000);
+        // Two whole messages, an empty one among them, and 20 bytes of a third, in one frame.
+        let mut frame = message(0);
+        frame.extend(message(30));
+        frame.extend(&message(50)[..20]);
+        feed(&mut m, &send, &frame).await;
+        assert_eq!(budget.available_permits(), 980);
+        // The third began now, with a time of its own: 0.9 s on, it may still come.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        feed(&mut m, &send, &message(50)[20..40]).await;
+        assert_eq!(budget.available_permits(), 960);
+        // A message ending in a frame that begins another gives the new one a full second.
+        let mut frame = message(50)[40..].to_vec();
+        frame.extend(&message(10)[..2]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        feed(&mut m, &send, &frame).await;
+        assert_eq!(budget.available_permits(), 998);
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let early = tokio::time::timeout(Duration::from_millis(50), m.frame()).await;
+        assert!(
+            early.is_err(),
+            "ended before its message's second: {early:?}"
+        );
+        assert!(fault.get().is_none());
+        // Past its second, the stream ends, and says why.
+        let late = m.frame().await.unwrap().unwrap_err();
+        assert_eq!(late.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(
+            fault.get().map(Status::code),
+            Some(tonic::Code::DeadlineExceeded)
+        );
+        assert_eq!(budget.available_permits(), 1000);
+        assert!(m.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_message_over_its_limit_or_the_budget_is_refused() {
+        let (mut m, send, budget, fault) = metered();
+        send.send(Ok(Frame::data(Bytes::from(message(96)))))
+            .await
+            .unwrap();
+        let err = m.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert!(fault.get().is_some());
+        assert_eq!(budget.available_permits(), 1000);
+        // With the budget spent elsewhere, a partial message is refused OVERLOADED.
+        let (mut m, send, budget, _) = metered();
+        let _spent = budget.clone().try_acquire_many_owned(995).unwrap();
+        send.send(Ok(Frame::data(Bytes::from(message(20)[..10].to_vec()))))
+            .await
+            .unwrap();
+        let err = m.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+    }
 }

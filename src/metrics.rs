@@ -24,6 +24,9 @@ pub struct Metrics {
     pool: IntGaugeVec,
     statements: IntCounter,
     places: IntGauge,
+    held: IntGaugeVec,
+    /// The budgets of request bytes, read at each scrape: name, budget, its size.
+    budgets: std::sync::Mutex<Vec<(&'static str, Arc<tokio::sync::Semaphore>, usize)>>,
     /// Every served method's path (`/package.Service/Method`); any other path is counted
     /// under the one label `unknown`.
     known: HashSet<String>,
@@ -87,6 +90,14 @@ impl Metrics {
             "calls_in_flight_limit",
             "Calls run at once now: --max-in-flight, fewer while overload lasts",
         )?;
+        let held = IntGaugeVec::new(
+            Opts::new(
+                "request_bytes_held",
+                "Bytes of requests held while read (and header blocks until answered), by \
+                 budget: calls (workspaced) or probes (Health, reflection)",
+            ),
+            &["budget"],
+        )?;
         let build = IntGaugeVec::new(
             Opts::new("build_info", "Build information; always 1"),
             &["version"],
@@ -97,6 +108,7 @@ impl Metrics {
         registry.register(Box::new(pool.clone()))?;
         registry.register(Box::new(statements.clone()))?;
         registry.register(Box::new(places.clone()))?;
+        registry.register(Box::new(held.clone()))?;
         registry.register(Box::new(build))?;
         Ok(Metrics {
             registry,
@@ -105,6 +117,8 @@ impl Metrics {
             pool,
             statements,
             places,
+            held,
+            budgets: std::sync::Mutex::default(),
             known: served_methods(),
         })
     }
@@ -131,8 +145,28 @@ impl Metrics {
         self.places.set(i64::try_from(places).unwrap_or(i64::MAX));
     }
 
+    /// Reports how much of `budget` (of `size` bytes) is held, under `name`, at each scrape.
+    pub fn watch_budget(
+        &self,
+        name: &'static str,
+        budget: Arc<tokio::sync::Semaphore>,
+        size: usize,
+    ) {
+        if let Ok(mut budgets) = self.budgets.lock() {
+            budgets.push((name, budget, size));
+        }
+    }
+
     /// The metrics in Prometheus text format, with the pool gauges read now.
     pub fn render(&self, store: &Store) -> String {
+        if let Ok(budgets) = self.budgets.lock() {
+            for (name, budget, size) in budgets.iter() {
+                let held = size.saturating_sub(budget.available_permits());
+                self.held
+                    .with_label_values(&[*name])
+                    .set(i64::try_from(held).unwrap_or(i64::MAX));
+            }
+        }
         let (size, idle) = store.pool_stats();
         self.pool
             .with_label_values(&["in_use"])

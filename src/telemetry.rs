@@ -43,7 +43,7 @@ use tower::{Layer, Service};
 
 use crate::{
     auth::SubjectSlot,
-    conn::{CallGuard, ConnInfo},
+    conn::{CallGuard, ConnInfo, ProbeGuard},
     domain::events::{Call, in_call},
     error::Error,
     metered::{Fault, Metered, fault_trailers},
@@ -65,6 +65,13 @@ pub const DEADLINE: Duration = Duration::from_millis(4500);
 /// The largest request accepted: the gRPC frame's 5 bytes and a message of at most 64 KiB,
 /// far above any valid request (64 labels and a description come to about 10 KB).
 pub const MAX_REQUEST_BYTES: usize = 5 + (64 << 10);
+
+/// The largest Health request or reflection message: a service or symbol name.
+pub const MAX_PROBE_REQUEST_BYTES: usize = 5 + (8 << 10);
+
+/// The largest header block of a Health or reflection call: room for a 16 KB token, which
+/// tools may send anyway, beside the usual metadata.
+pub const MAX_PROBE_HEADER_BYTES: u32 = 32 << 10;
 
 /// The metadata key of the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -90,13 +97,18 @@ pub struct CallLimits {
     /// read before their caller is authenticated, and each connection may send 128 at once,
     /// so without a shared bound many connections could make the server hold gigabytes.
     /// Past it a request is answered OVERLOADED. The header blocks of calls not yet
-    /// answered count too (up to 128 KiB each), and so do the messages of reflection's
-    /// stream while they arrive (see [`crate::metered`]).
+    /// answered count too (up to 128 KiB each). Health and reflection calls have a budget of
+    /// their own, `probe_bytes`, so that neither kind of call can spend the other's.
     pub request_bytes: usize,
-    /// Health watches and reflection streams open at once: they need no token and hold no
-    /// place in flight, and stay open as long as their client likes. More are answered
-    /// OVERLOADED.
-    pub probe_streams: usize,
+    /// The same for Health and reflection calls: their header blocks until answered, their
+    /// requests while read, reflection's messages while they arrive (see
+    /// [`crate::metered`]).
+    pub probe_bytes: usize,
+    /// Health and reflection calls open at once on one connection: they need no token and
+    /// hold no place in flight, and a watch or a reflection stream stays open as long as its
+    /// client likes. More are answered OVERLOADED. gRPC clients that check health watch
+    /// once per connection.
+    pub probe_calls: usize,
     /// How long a call that missed its deadline after it began to commit may run on before
     /// it is dropped, with its database connection: a commit on a connection whose network
     /// silently drops packets would otherwise hold it until TCP gives up, many minutes
@@ -112,7 +124,8 @@ impl Default for CallLimits {
             queue_wait: Duration::from_millis(50),
             body_timeout: Duration::from_secs(10),
             request_bytes: 64 << 20,
-            probe_streams: 1024,
+            probe_bytes: 16 << 20,
+            probe_calls: 8,
             abandon_after: Duration::from_secs(60),
         }
     }
@@ -124,7 +137,8 @@ pub struct RequestLogLayer {
     metrics: Arc<Metrics>,
     line: Arc<Line>,
     request_bytes: Arc<Semaphore>,
-    probe_streams: Arc<Semaphore>,
+    probe_bytes: Arc<Semaphore>,
+    probe_calls: usize,
     body_timeout: Duration,
     abandon_after: Duration,
 }
@@ -139,11 +153,16 @@ impl RequestLogLayer {
             limits.queue_wait,
         );
         metrics.set_places(line.places());
+        let request_bytes = Arc::new(Semaphore::new(limits.request_bytes));
+        let probe_bytes = Arc::new(Semaphore::new(limits.probe_bytes));
+        metrics.watch_budget("calls", request_bytes.clone(), limits.request_bytes);
+        metrics.watch_budget("probes", probe_bytes.clone(), limits.probe_bytes);
         RequestLogLayer {
             metrics,
             line: Arc::new(line),
-            request_bytes: Arc::new(Semaphore::new(limits.request_bytes)),
-            probe_streams: Arc::new(Semaphore::new(limits.probe_streams)),
+            request_bytes,
+            probe_bytes,
+            probe_calls: limits.probe_calls,
             body_timeout: limits.body_timeout,
             abandon_after: limits.abandon_after,
         }
@@ -159,7 +178,8 @@ impl<S> Layer<S> for RequestLogLayer {
             metrics: self.metrics.clone(),
             line: self.line.clone(),
             request_bytes: self.request_bytes.clone(),
-            probe_streams: self.probe_streams.clone(),
+            probe_bytes: self.probe_bytes.clone(),
+            probe_calls: self.probe_calls,
             body_timeout: self.body_timeout,
             abandon_after: self.abandon_after,
         }
@@ -173,7 +193,8 @@ pub struct RequestLog<S> {
     metrics: Arc<Metrics>,
     line: Arc<Line>,
     request_bytes: Arc<Semaphore>,
-    probe_streams: Arc<Semaphore>,
+    probe_bytes: Arc<Semaphore>,
+    probe_calls: usize,
     body_timeout: Duration,
     abandon_after: Duration,
 }
@@ -258,6 +279,7 @@ async fn read_request(
     req: http::Request<Body>,
     timeout: Duration,
     budget: &Arc<Semaphore>,
+    max: usize,
 ) -> Result<(http::Request<Body>, Option<OwnedSemaphorePermit>), Error> {
     let (parts, mut body) = req.into_parts();
     let encoded = parts
@@ -273,9 +295,9 @@ async fn read_request(
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            if buf.len() + data.len() > MAX_REQUEST_BYTES {
+            if buf.len() + data.len() > max {
                 return Err(Error::RequestTooLarge(format!(
-                    "the request is larger than {MAX_REQUEST_BYTES} bytes"
+                    "the request is larger than {max} bytes"
                 )));
             }
             let more = charge(budget, u32::try_from(data.len()).unwrap_or(u32::MAX))?;
@@ -314,8 +336,8 @@ struct Guarded {
     stream: bool,
     /// Why the request stream was refused, if it was: then the answer ends with it.
     fault: Option<Fault>,
-    /// A probe stream's slot, given back when its answer ends.
-    _probe: Option<OwnedSemaphorePermit>,
+    /// A probe stream's place on its connection, given back when its answer ends.
+    _probe: Option<ProbeGuard>,
 }
 
 impl HttpBody for Guarded {
@@ -374,7 +396,9 @@ where
         let metrics = self.metrics.clone();
         let line = self.line.clone();
         let request_bytes = self.request_bytes.clone();
-        let probe_streams = self.probe_streams.clone();
+        let probe_bytes = self.probe_bytes.clone();
+        let probe_calls = self.probe_calls;
+        let conn = req.extensions().get::<ConnInfo>().cloned();
         let body_timeout = self.body_timeout;
         let abandon_after = self.abandon_after;
         // The ready service for this call, leaving a fresh clone for the next (tower's
@@ -395,21 +419,41 @@ where
                         crate::error::echo(&method)
                     )));
                 }
-                let _head = charge(&request_bytes, header_bytes(req.headers()))?;
-                if exempt(&method) && streams(&method) {
-                    probe = Some(probe_streams.try_acquire_owned().map_err(|_| {
-                        Error::Overloaded(
-                            "the server has its limit of health watches and reflection streams open; retry with backoff"
-                                .into(),
-                        )
-                    })?);
+                let probing = exempt(&method);
+                let (budget, max) = if probing {
+                    (&probe_bytes, MAX_PROBE_REQUEST_BYTES)
+                } else {
+                    (&request_bytes, MAX_REQUEST_BYTES)
+                };
+                let head = header_bytes(req.headers());
+                if probing && head > MAX_PROBE_HEADER_BYTES {
+                    return Err(Error::RequestTooLarge(format!(
+                        "a Health or reflection call's metadata is larger than \
+                         {MAX_PROBE_HEADER_BYTES} bytes"
+                    )));
+                }
+                let _head = charge(budget, head)?;
+                // A stream's place is held until its answer ends, a unary call's until it is
+                // answered.
+                let mut _unary = None;
+                if let (true, Some(conn)) = (probing, &conn) {
+                    let place = conn.probe(probe_calls).ok_or_else(|| {
+                        Error::Overloaded(format!(
+                            "this connection has {probe_calls} Health and reflection calls \
+                             open, the most it may; retry with backoff"
+                        ))
+                    })?;
+                    if streams(&method) {
+                        probe = Some(place);
+                    } else {
+                        _unary = Some(place);
+                    }
                 }
                 let (req, _bytes) = if read_whole(&method) {
-                    read_request(req, body_timeout, &request_bytes).await?
+                    read_request(req, body_timeout, budget, max).await?
                 } else {
                     let (parts, body) = req.into_parts();
-                    let body =
-                        Metered::new(body, request_bytes.clone(), body_timeout, fault.clone());
+                    let body = Metered::new(body, budget.clone(), max, body_timeout, fault.clone());
                     (http::Request::from_parts(parts, Body::new(body)), None)
                 };
                 let permit = if exempt(&method) {

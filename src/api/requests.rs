@@ -84,7 +84,7 @@ impl TryFrom<pb::CreateWorkspaceRequest> for CreateWorkspace {
         let labels = labels(&mut v, "workspace.labels", &w.labels);
         let visibility = v.check("workspace.visibility", visibility(w.visibility));
         if !r.request_id.is_empty() {
-            v.check("request_id", validate::resource_id(&r.request_id));
+            v.check("request_id", validate::new_id(&r.request_id));
         }
         v.done(|| {
             Some(CreateWorkspace {
@@ -238,7 +238,9 @@ impl TryFrom<pb::RegisterResourceRequest> for ResourceRef {
     type Error = Error;
 
     fn try_from(r: pb::RegisterResourceRequest) -> Result<Self> {
-        resource_ref(&r.workspace, &r.kind, &r.resource_id)
+        let made = resource_ref(&r.workspace, &r.kind, &r.resource_id)?;
+        validate::visible(&made.resource_id).map_err(|e| Error::invalid("resource_id", e))?;
+        Ok(made)
     }
 }
 
@@ -341,7 +343,7 @@ fn gpr_spec(
     exit_duration: Option<&prost_types::Duration>,
 ) -> Option<GprSpec> {
     if !gpu_shape.is_empty() {
-        v.check("gpu_shape", validate::resource_id(&gpu_shape));
+        v.check("gpu_shape", validate::new_id(&gpu_shape));
     }
     for (field, n) in [
         ("gpu_count", i64::from(gpu_count)),
@@ -428,6 +430,9 @@ impl TryFrom<pb::AdmitGpuRequestRequest> for AdmitGpuRequest {
     fn try_from(r: pb::AdmitGpuRequestRequest) -> Result<Self> {
         let mut v = Violations::default();
         let gpr = gpr_ref(&mut v, &r.workspace, &r.id);
+        if let Err(e) = validate::visible(&r.id) {
+            v.add("id", e);
+        }
         let spec = gpr_spec(
             &mut v,
             r.gpu_shape,
@@ -638,6 +643,12 @@ impl TryFrom<pb::AddMemberRequest> for AddMember {
         let mut v = Violations::default();
         let workspace = workspace_name(&mut v, "workspace", &r.workspace);
         let who = who(&mut v, &r.subject, &r.email, &r.group);
+        // A new member's subject or group is a new id; an email only looks one up.
+        for (field, id) in [("subject", &r.subject), ("group", &r.group)] {
+            if let Err(e) = validate::visible(id) {
+                v.add(field, e);
+            }
+        }
         let role = v.check("role", role(r.role));
         let expire_time = v.check(
             "expire_time",

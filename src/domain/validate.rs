@@ -195,7 +195,8 @@ pub(crate) fn resource_kind(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// Parses a resource id: 1-255 printable characters.
+/// Parses a resource id: 1-255 printable characters (no control characters). The rule for
+/// every id named, to find what was stored under it, and for the claims of tokens.
 pub(crate) fn resource_id(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("is required".into());
@@ -203,49 +204,53 @@ pub(crate) fn resource_id(s: &str) -> Result<String, String> {
     if s.chars().count() > 255 {
         return Err("must be at most 255 characters".into());
     }
-    if !s.chars().all(printable) {
+    if s.chars().any(char::is_control) {
         return Err("must contain only printable characters".into());
     }
     Ok(s.to_owned())
 }
 
-/// Whether `c` is printable: not a control character (Cc), nor one that changes how other
-/// text shows while showing nothing itself (format characters, Cf: bidirectional overrides,
-/// zero-width spaces and joiners, the byte order mark, tags), nor a line or paragraph
-/// separator, a private-use character or a noncharacter. An id with a right-to-left
-/// override reads differently in a log or a listing from what it is.
-pub(crate) fn printable(c: char) -> bool {
-    // The format characters of Unicode 16.
-    const FORMAT: &[(u32, u32)] = &[
+/// An id given to something new (a resource, a member, a GPU pod request, a request id, a
+/// GPU shape): as `resource_id`, and it must show as what it is. An id holding a
+/// right-to-left override or a zero-width space reads in a log or a listing as another.
+/// The stricter rule is kept to what is created, so that everything stored before it can
+/// still be named.
+pub(crate) fn new_id(s: &str) -> Result<String, String> {
+    let s = resource_id(s)?;
+    visible(&s)?;
+    Ok(s)
+}
+
+/// The part of `new_id` beyond `resource_id`: every character shows as itself.
+pub(crate) fn visible(s: &str) -> Result<(), String> {
+    if s.chars().all(shows_as_itself) {
+        Ok(())
+    } else {
+        Err("must not contain invisible or reordering characters (such as U+200B or U+202E)".into())
+    }
+}
+
+/// Whether `c` shows as itself: not one of the format characters that reorder the text
+/// around them (bidirectional controls) or show nothing (zero-width spaces, word joiners,
+/// invisible operators, the byte order mark, soft hyphens, interlinear annotations), nor a
+/// line or paragraph separator or a noncharacter. Joiners that scripts and emoji need
+/// (U+200C, U+200D) and tag characters (flag emoji) are allowed.
+pub(crate) fn shows_as_itself(c: char) -> bool {
+    const HIDDEN: &[(u32, u32)] = &[
         (0xAD, 0xAD),
-        (0x600, 0x605),
         (0x61C, 0x61C),
-        (0x6DD, 0x6DD),
-        (0x70F, 0x70F),
-        (0x890, 0x891),
-        (0x8E2, 0x8E2),
         (0x180E, 0x180E),
-        (0x200B, 0x200F),
+        (0x200B, 0x200B),
+        (0x200E, 0x200F),
         (0x2028, 0x202E),
         (0x2060, 0x2064),
-        (0x2066, 0x206F),
+        (0x2066, 0x2069),
         (0xFEFF, 0xFEFF),
         (0xFFF9, 0xFFFB),
-        (0x110BD, 0x110BD),
-        (0x110CD, 0x110CD),
-        (0x13430, 0x1343F),
-        (0x1BCA0, 0x1BCA3),
-        (0x1D173, 0x1D17A),
-        (0xE0001, 0xE0001),
-        (0xE0020, 0xE007F),
     ];
     let n = u32::from(c);
-    let private = (0xE000..=0xF8FF).contains(&n) || n >= 0xF0000;
     let nonchar = (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE;
-    !c.is_control()
-        && !private
-        && !nonchar
-        && !FORMAT.iter().any(|&(lo, hi)| (lo..=hi).contains(&n))
+    !nonchar && !HIDDEN.iter().any(|&(lo, hi)| (lo..=hi).contains(&n))
 }
 
 /// A subject (a token's `sub`, a member's subject): 1-255 printable characters. The same
@@ -331,21 +336,31 @@ mod tests {
         assert!(resource_id("").is_err());
         assert!(resource_id("a\nb").is_err());
         assert!(resource_id(&"x".repeat(256)).is_err());
-        // Nor anything that shows differently from what it is.
-        for bad in [
+        // Named ids need only be free of control characters; new ones must show as
+        // themselves.
+        for hidden in [
             "a\u{202E}b",
             "a\u{200B}b",
             "a\u{2028}b",
             "\u{FEFF}a",
-            "a\u{E0041}",
-            "a\u{E000}",
+            "a\u{2066}",
             "a\u{FFFF}",
             "a\u{10FFFE}",
         ] {
-            assert!(resource_id(bad).is_err(), "{bad:?}");
+            assert!(resource_id(hidden).is_ok(), "{hidden:?}");
+            assert!(new_id(hidden).is_err(), "{hidden:?}");
         }
-        for ok in ["A100 80GB", "nvidia.com/gpu", "pod-ü", "名前", "a\u{1F600}"] {
-            assert_eq!(resource_id(ok).as_deref(), Ok(ok));
+        for ok in [
+            "A100 80GB",
+            "nvidia.com/gpu",
+            "pod-ü",
+            "名前",
+            "a\u{1F600}",
+            "\u{1F469}\u{200D}\u{1F52C}",
+            "\u{645}\u{200C}\u{6CC}",
+            "\u{E000}",
+        ] {
+            assert_eq!(new_id(ok).as_deref(), Ok(ok));
         }
     }
 

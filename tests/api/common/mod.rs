@@ -384,8 +384,6 @@ pub fn req<T>(msg: T, token: &str) -> Request<T> {
     r
 }
 
-/// Asserts the status code and the `ErrorInfo` reason (with domain `workspaced`).
-#[track_caller]
 /// The `ErrorInfo.metadata` of `status`, sorted.
 pub fn error_meta(status: &Status) -> Vec<(String, String)> {
     let info = status
@@ -396,6 +394,8 @@ pub fn error_meta(status: &Status) -> Vec<(String, String)> {
     meta
 }
 
+/// Asserts the status code and the `ErrorInfo` reason (with domain `workspaced`).
+#[track_caller]
 pub fn assert_status(status: &Status, code: Code, reason: &str) {
     assert_eq!(status.code(), code, "unexpected status: {status:?}");
     let info = status
