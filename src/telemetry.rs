@@ -338,6 +338,8 @@ struct Guarded {
     fault: Option<Fault>,
     /// A probe stream's place on its connection, given back when its answer ends.
     _probe: Option<ProbeGuard>,
+    /// The connection, which counts the answer's bytes until they are written.
+    conn: Option<ConnInfo>,
 }
 
 impl HttpBody for Guarded {
@@ -351,6 +353,11 @@ impl HttpBody for Guarded {
         let frame = Pin::new(&mut self.inner).poll_frame(cx);
         if frame.is_ready() && !self.stream {
             self.call.take();
+        }
+        if let (Poll::Ready(Some(Ok(f))), Some(conn)) = (&frame, &self.conn)
+            && let Some(data) = f.data_ref()
+        {
+            conn.answered(data.len());
         }
         let ends = match &frame {
             Poll::Ready(Some(Ok(f))) => f.is_trailers(),
@@ -420,6 +427,12 @@ where
                     )));
                 }
                 let probing = exempt(&method);
+                if !probing && conn.as_ref().is_some_and(ConnInfo::unread_over) {
+                    return Err(Error::Overloaded(
+                        "answers already sent wait to be read; read them, or retry with backoff"
+                            .into(),
+                    ));
+                }
                 let (budget, max) = if probing {
                     (&probe_bytes, MAX_PROBE_REQUEST_BYTES)
                 } else {
@@ -554,6 +567,7 @@ where
                         stream,
                         fault: Some(fault),
                         _probe: probe,
+                        conn,
                     })
                 })
             })
