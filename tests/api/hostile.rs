@@ -89,9 +89,14 @@ const GET_WORKSPACE: &str = "/workspaced.v1.WorkspaceService/GetWorkspace";
 
 /// A GetWorkspace request for `default`, framed.
 fn framed_get() -> Vec<u8> {
+    framed_get_of("default")
+}
+
+/// A GetWorkspace request for `name`, framed.
+fn framed_get_of(name: &str) -> Vec<u8> {
     use prost::Message;
     let msg = pb::GetWorkspaceRequest {
-        name: "default".into(),
+        name: name.into(),
         id: String::new(),
     }
     .encode_to_vec();
@@ -99,6 +104,20 @@ fn framed_get() -> Vec<u8> {
     body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
     body.extend_from_slice(&msg);
     body
+}
+
+/// Waits, for at most a second, until `s` holds at least `bytes` of the budget of requests
+/// named `budget` (`calls` or `probes`).
+async fn until_held(s: &TestServer, budget: &str, bytes: f64) {
+    let metric = format!("workspaced_request_bytes_held{{budget=\"{budget}\"}}");
+    let start = Instant::now();
+    while sample(&scrape(s.metrics_addr.unwrap()).await, &metric) < bytes {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{bytes} bytes of {budget} were not held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
@@ -864,14 +883,7 @@ async fn a_reflection_message_being_read_holds_budget_until_its_timeout() {
     partial.extend_from_slice(&[0u8; 6_000]);
     let start = Instant::now();
     let (reflection, _keep) = open_reflection(&send, s.addr, &partial).await;
-    let held = "workspaced_request_bytes_held{budget=\"probes\"}";
-    while sample(&scrape(s.metrics_addr.unwrap()).await, held) < 6005.0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "the message was not charged"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_held(&s, "probes", 6005.0).await;
     // While it waits, a Health check with 5 KB of metadata, which the probes' budget holds
     // alone, is refused.
     let pad = "p".repeat(5_000);
@@ -987,15 +999,7 @@ async fn header_blocks_of_calls_not_yet_answered_count_against_the_budget() {
     let (first, _first) = held
         .send_request(grpc_head(s.addr, GET_WORKSPACE, &[("x-pad", &pad)]), false)
         .unwrap();
-    let start = Instant::now();
-    let calls = "workspaced_request_bytes_held{budget=\"calls\"}";
-    while sample(&scrape(s.metrics_addr.unwrap()).await, calls) < 60_000.0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "the headers were not charged"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_held(&s, "calls", 60_000.0).await;
     // ...so a whole call with as much metadata is refused...
     let head = grpc_head(s.addr, GET_WORKSPACE, &[("x-pad", &pad)]);
     let status = raw_call(&mut send.clone(), head, Some(&framed_get())).await;
@@ -1120,18 +1124,7 @@ async fn a_client_that_leaves_its_answers_unread_is_refused_then_cut_off() {
         ..new_ws("big")
     };
     create(&s, &alice, big).await;
-    let msg = {
-        use prost::Message;
-        let m = pb::GetWorkspaceRequest {
-            name: "big".into(),
-            id: String::new(),
-        }
-        .encode_to_vec();
-        let mut body = vec![0u8];
-        body.extend_from_slice(&(m.len() as u32).to_be_bytes());
-        body.extend_from_slice(&m);
-        body
-    };
+    let msg = framed_get_of("big");
     // A client that gives the server no window: answers' heads arrive, their bodies not.
     let tcp = TcpStream::connect(s.addr).await.unwrap();
     let (send, conn) = h2::client::Builder::new()
