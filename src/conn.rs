@@ -5,14 +5,6 @@
 //! ever), and is closed once it has had no call in flight for the idle timeout (gRPC's
 //! MAX_CONNECTION_IDLE; clients reconnect on their next call). Calls mark the connection
 //! busy through the [`ConnInfo`] that tonic puts on every request.
-//!
-//! Answers a client does not read stay in memory: HTTP/2 holds each whole until the client's
-//! flow-control window lets it out. So a connection counts the bytes of answers handed to
-//! HTTP/2 and not yet written to its socket; past `max_unread_bytes` (or past
-//! `max_unread_total` over all connections) its new calls are refused OVERLOADED, and one
-//! whose client leaves `stall_bytes` unread for `stall_timeout` is closed. (Bytes of a
-//! stream its client reset stay counted until the connection closes: the count errs towards
-//! closing, never towards holding more.)
 
 use std::{
     future::Future,
@@ -44,15 +36,6 @@ pub struct ConnLimits {
     pub handshake_timeout: Duration,
     /// How long a connection may stay open without a call in flight.
     pub idle_timeout: Duration,
-    /// Bytes of answers a connection's client may leave unread before its new calls are
-    /// refused.
-    pub max_unread_bytes: usize,
-    /// The same over all connections.
-    pub max_unread_total: usize,
-    /// Bytes of answers left unread that close a connection after `stall_timeout`.
-    pub stall_bytes: usize,
-    /// How long a client may leave `stall_bytes` unread.
-    pub stall_timeout: Duration,
 }
 
 impl Default for ConnLimits {
@@ -61,16 +44,9 @@ impl Default for ConnLimits {
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
-            max_unread_bytes: 8 << 20,
-            max_unread_total: 256 << 20,
-            stall_bytes: 1 << 20,
-            stall_timeout: Duration::from_secs(60),
         }
     }
 }
-
-/// `stalled_ms` when the connection's client is not leaving `stall_bytes` unread.
-const NOT_STALLED: u64 = u64::MAX;
 
 /// Raises this process's open-file limit to its hard limit, and returns how many
 /// connections fit in it beside the database pool, logs and listeners.
@@ -112,49 +88,12 @@ pub struct ConnState {
     last_ms: AtomicU64,
     /// Health and reflection calls open (see [`ConnInfo::probe`]).
     probes: AtomicUsize,
-    /// Bytes of answers handed to HTTP/2 and not yet written to the socket.
-    unread: AtomicUsize,
-    /// The same over all connections of the listener.
-    unread_total: Arc<AtomicUsize>,
-    /// Since when (ms since `opened`) `unread` has been at least `stall_bytes`, or
-    /// `NOT_STALLED`.
-    stalled_ms: AtomicU64,
-    /// The connection's reader, woken when a stall begins so that it times it.
-    reader: std::sync::Mutex<Option<std::task::Waker>>,
-    limits: ConnLimits,
 }
 
 impl ConnState {
     fn touch(&self) {
-        self.last_ms.store(self.ms(), Ordering::Relaxed);
-    }
-
-    /// Milliseconds since the connection was opened.
-    fn ms(&self) -> u64 {
-        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(NOT_STALLED - 1)
-    }
-
-    /// `n` bytes written to the socket: answers no longer held, as far as they go.
-    fn wrote(&self, n: usize) {
-        let before = self
-            .unread
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                Some(u.saturating_sub(n))
-            })
-            .unwrap_or_default();
-        let freed = before.min(n);
-        self.unread_total.fetch_sub(freed, Ordering::AcqRel);
-        if before - freed < self.limits.stall_bytes {
-            self.stalled_ms.store(NOT_STALLED, Ordering::Relaxed);
-        }
-    }
-
-    /// When the connection is to be closed for answers left unread, if it is.
-    fn stalled_at(&self) -> Option<Instant> {
-        match self.stalled_ms.load(Ordering::Relaxed) {
-            NOT_STALLED => None,
-            ms => Some(self.opened + Duration::from_millis(ms) + self.limits.stall_timeout),
-        }
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
     }
 
     /// When the connection is to be closed if nothing changes, or `None` while busy.
@@ -186,29 +125,6 @@ impl ConnInfo {
             })
             .ok()
             .map(|_| ProbeGuard(self.0.clone()))
-    }
-
-    /// Counts `n` bytes of an answer handed to HTTP/2, to be written as the client reads.
-    pub fn answered(&self, n: usize) {
-        let s = &self.0;
-        let unread = s.unread.fetch_add(n, Ordering::AcqRel) + n;
-        s.unread_total.fetch_add(n, Ordering::AcqRel);
-        if unread >= s.limits.stall_bytes
-            && s.stalled_ms
-                .compare_exchange(NOT_STALLED, s.ms(), Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            && let Some(reader) = s.reader.lock().ok().and_then(|mut r| r.take())
-        {
-            reader.wake();
-        }
-    }
-
-    /// Whether this connection's client, or all clients together, leave more answers unread
-    /// than the server holds for them: its new calls are then refused.
-    pub fn unread_over(&self) -> bool {
-        let s = &self.0;
-        s.unread.load(Ordering::Acquire) > s.limits.max_unread_bytes
-            || s.unread_total.load(Ordering::Acquire) > s.limits.max_unread_total
     }
 
     /// Marks the connection busy until the returned guard is dropped.
@@ -253,14 +169,6 @@ pub struct Conn {
     _slot: OwnedSemaphorePermit,
 }
 
-impl Drop for Conn {
-    fn drop(&mut self) {
-        // Its answers are dropped with it.
-        let unread = self.state.unread.swap(0, Ordering::AcqRel);
-        self.state.unread_total.fetch_sub(unread, Ordering::AcqRel);
-    }
-}
-
 /// How recent a read keeps an idle connection open a little longer: HTTP/2 reads every
 /// frame that has arrived before the service sees a new call, so bytes read just now may be
 /// a call that closing would fail. Once only, past the idle deadline: bytes that are not a
@@ -290,29 +198,10 @@ impl AsyncRead for Conn {
             return Poll::Ready(res);
         }
         // Nothing to read: the connection waits for its client, and the timer decides how
-        // long. A busy connection re-checks after an idle timeout (its calls may end), and
-        // any connection when its client has left answers unread too long.
-        if let Ok(mut reader) = this.state.reader.lock()
-            && !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            *reader = Some(cx.waker().clone());
-        }
-        if let Some(at) = this.state.stalled_at()
-            && at < this.timer.deadline()
-        {
-            this.timer.as_mut().reset(at);
-        }
+        // long. A busy connection re-checks after an idle timeout (its calls may end).
         loop {
             ready!(this.timer.as_mut().poll(cx));
             let now = Instant::now();
-            let stalled = this.state.stalled_at();
-            if stalled.is_some_and(|at| at <= now) {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client left its answers unread",
-                )));
-            }
-            let next = |at: Instant| stalled.map_or(at, |s| s.min(at));
             let served = this.state.served.load(Ordering::Acquire);
             match this.state.deadline(&this.limits) {
                 Some(at)
@@ -323,7 +212,7 @@ impl AsyncRead for Conn {
                 {
                     this.timer
                         .as_mut()
-                        .reset(next((this.last_read + READ_GRACE).min(at + READ_GRACE)));
+                        .reset((this.last_read + READ_GRACE).min(at + READ_GRACE));
                 }
                 Some(at) if at <= now => {
                     return Poll::Ready(Err(io::Error::new(
@@ -331,11 +220,8 @@ impl AsyncRead for Conn {
                         "the connection sent no call in time",
                     )));
                 }
-                Some(at) => this.timer.as_mut().reset(next(at)),
-                None => this
-                    .timer
-                    .as_mut()
-                    .reset(next(now + this.limits.idle_timeout)),
+                Some(at) => this.timer.as_mut().reset(at),
+                None => this.timer.as_mut().reset(now + this.limits.idle_timeout),
             }
         }
     }
@@ -347,11 +233,7 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &res {
-            self.state.wrote(*n);
-        }
-        res
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -359,11 +241,7 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &res {
-            self.state.wrote(*n);
-        }
-        res
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -385,8 +263,6 @@ pub struct Incoming {
     inner: TcpIncoming,
     slots: Arc<Semaphore>,
     limits: ConnLimits,
-    /// Bytes of answers unread over all connections.
-    unread: Arc<AtomicUsize>,
 }
 
 impl Incoming {
@@ -396,7 +272,6 @@ impl Incoming {
             inner,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             limits,
-            unread: Arc::default(),
         }
     }
 }
@@ -425,11 +300,6 @@ impl Stream for Incoming {
                 served: AtomicBool::new(false),
                 last_ms: AtomicU64::new(0),
                 probes: AtomicUsize::new(0),
-                unread: AtomicUsize::new(0),
-                unread_total: self.unread.clone(),
-                stalled_ms: AtomicU64::new(NOT_STALLED),
-                reader: std::sync::Mutex::default(),
-                limits: self.limits,
             });
             return Poll::Ready(Some(Ok(Conn {
                 io,

@@ -5,17 +5,18 @@
 //! metrics. It also keeps hostile or unlucky traffic from holding the server:
 //!
 //! - a workspaced or Health call's request is read whole, within `body_timeout`,
-//!   `MAX_REQUEST_BYTES` and a budget of bytes shared by all calls, and must be exactly one
-//!   well-framed gRPC message, before any work starts; so a body that never arrives is
-//!   DEADLINE_EXCEEDED (never a false database alarm), and bad framing is INVALID_ARGUMENT
-//!   (tonic itself answers INTERNAL); reflection's stream is read a message at a time under
-//!   the same limits (see [`crate::metered`]), and every call's header block counts against
-//!   the budget until the call is answered;
+//!   `MAX_REQUEST_BYTES` (`MAX_PROBE_REQUEST_BYTES` for Health) and a budget of bytes shared
+//!   by all calls of its kind (workspaced's, or the probes': Health and reflection), and
+//!   must be exactly one well-framed gRPC message, before any work starts; so a body that
+//!   never arrives is DEADLINE_EXCEEDED (never a false database alarm), and bad framing is
+//!   INVALID_ARGUMENT (tonic itself answers INTERNAL); reflection's stream is read a message
+//!   at a time under the same limits (see [`crate::metered`]), and every call's header
+//!   block counts against its budget until the call is answered;
 //! - at most `max_in_flight` calls run at once (fewer while overload lasts); the next ones
 //!   wait in line (see [`crate::overload`]: at most `queue_wait` for a burst, 5 ms once the
 //!   line stands), and are then answered UNAVAILABLE (reason OVERLOADED) instead of queueing
 //!   without limit (Health and reflection are exempt, so probes still see the server; but
-//!   at most `probe_streams` health watches and reflection streams are open at once). The
+//!   at most `probe_calls` of them are open at once on a connection). The
 //!   short line absorbs bursts; the bound on calls running keeps the database's own queues
 //!   (pool, locks) short;
 //! - every call is answered within `DEADLINE`, and holds its place in flight until it ends
@@ -125,7 +126,7 @@ impl Default for CallLimits {
             body_timeout: Duration::from_secs(10),
             request_bytes: 64 << 20,
             probe_bytes: 16 << 20,
-            probe_calls: 8,
+            probe_calls: 32,
             abandon_after: Duration::from_secs(60),
         }
     }
@@ -338,8 +339,6 @@ struct Guarded {
     fault: Option<Fault>,
     /// A probe stream's place on its connection, given back when its answer ends.
     _probe: Option<ProbeGuard>,
-    /// The connection, which counts the answer's bytes until they are written.
-    conn: Option<ConnInfo>,
 }
 
 impl HttpBody for Guarded {
@@ -353,11 +352,6 @@ impl HttpBody for Guarded {
         let frame = Pin::new(&mut self.inner).poll_frame(cx);
         if frame.is_ready() && !self.stream {
             self.call.take();
-        }
-        if let (Poll::Ready(Some(Ok(f))), Some(conn)) = (&frame, &self.conn)
-            && let Some(data) = f.data_ref()
-        {
-            conn.answered(data.len());
         }
         let ends = match &frame {
             Poll::Ready(Some(Ok(f))) => f.is_trailers(),
@@ -427,12 +421,6 @@ where
                     )));
                 }
                 let probing = exempt(&method);
-                if !probing && conn.as_ref().is_some_and(ConnInfo::unread_over) {
-                    return Err(Error::Overloaded(
-                        "answers already sent wait to be read; read them, or retry with backoff"
-                            .into(),
-                    ));
-                }
                 let (budget, max) = if probing {
                     (&probe_bytes, MAX_PROBE_REQUEST_BYTES)
                 } else {
@@ -567,7 +555,6 @@ where
                         stream,
                         fault: Some(fault),
                         _probe: probe,
-                        conn,
                     })
                 })
             })

@@ -232,13 +232,20 @@ pub(crate) fn visible(s: &str) -> Result<(), String> {
 
 /// Whether `c` shows as itself: not one of the format characters that reorder the text
 /// around them (bidirectional controls) or show nothing (zero-width spaces, word joiners,
-/// invisible operators, the byte order mark, soft hyphens, interlinear annotations), nor a
-/// line or paragraph separator or a noncharacter. Joiners that scripts and emoji need
-/// (U+200C, U+200D) and tag characters (flag emoji) are allowed.
+/// invisible operators, the byte order mark, soft hyphens, interlinear annotations, tag
+/// characters, which can smuggle ASCII past a reader), nor a blank that looks like nothing
+/// (Hangul fillers, the combining grapheme joiner), a line or paragraph separator or a
+/// noncharacter. Joiners that scripts and emoji need (U+200C, U+200D) and variation
+/// selectors are allowed.
 pub(crate) fn shows_as_itself(c: char) -> bool {
     const HIDDEN: &[(u32, u32)] = &[
         (0xAD, 0xAD),
+        (0x34F, 0x34F),
         (0x61C, 0x61C),
+        (0x115F, 0x1160),
+        (0x3164, 0x3164),
+        (0xFFA0, 0xFFA0),
+        (0xE0000, 0xE007F),
         (0x180E, 0x180E),
         (0x200B, 0x200B),
         (0x200E, 0x200F),
@@ -344,6 +351,8 @@ mod tests {
             "a\u{2028}b",
             "\u{FEFF}a",
             "a\u{2066}",
+            "a\u{E0041}",
+            "\u{3164}",
             "a\u{FFFF}",
             "a\u{10FFFE}",
         ] {
@@ -358,6 +367,7 @@ mod tests {
             "a\u{1F600}",
             "\u{1F469}\u{200D}\u{1F52C}",
             "\u{645}\u{200C}\u{6CC}",
+            "\u{2764}\u{FE0F}",
             "\u{E000}",
         ] {
             assert_eq!(new_id(ok).as_deref(), Ok(ok));
