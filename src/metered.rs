@@ -29,7 +29,7 @@ use tokio::{
 };
 use tonic::{Status, body::Body};
 
-use crate::error::Error;
+use crate::{error::Error, telemetry::charge};
 
 /// Why a metered request stream was ended, if it was; shared with the response.
 pub type Fault = Arc<OnceLock<Status>>;
@@ -125,16 +125,10 @@ impl Metered {
         }
         let held = self.held.as_ref().map_or(0, |p| p.num_permits());
         if self.read > held {
-            let more = u32::try_from(self.read - held).unwrap_or(u32::MAX);
-            let more = self
-                .budget
-                .clone()
-                .try_acquire_many_owned(more)
-                .map_err(|_| {
-                    Error::Overloaded(
-                        "the server is reading too many requests; retry with backoff".into(),
-                    )
-                })?;
+            let more = charge(
+                &self.budget,
+                u32::try_from(self.read - held).unwrap_or(u32::MAX),
+            )?;
             match &mut self.held {
                 Some(h) => h.merge(more),
                 None => self.held = Some(more),

@@ -267,8 +267,9 @@ fn header_bytes(headers: &http::HeaderMap) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Takes `n` bytes of the shared budget, or refuses the call.
-fn charge(budget: &Arc<Semaphore>, n: u32) -> Result<OwnedSemaphorePermit, Error> {
+/// Takes `n` bytes of a budget of request bytes, or refuses the call (reflection's
+/// messages too, see [`crate::metered`]).
+pub(crate) fn charge(budget: &Arc<Semaphore>, n: u32) -> Result<OwnedSemaphorePermit, Error> {
     budget.clone().try_acquire_many_owned(n).map_err(|_| {
         Error::Overloaded("the server is reading too many requests; retry with backoff".into())
     })
@@ -393,13 +394,13 @@ where
         req.headers_mut().insert(REQUEST_ID, id.clone());
         let slot = SubjectSlot::default();
         req.extensions_mut().insert(slot.clone());
-        let call = req.extensions().get::<ConnInfo>().map(ConnInfo::call);
+        let conn = req.extensions().get::<ConnInfo>().cloned();
+        let call = conn.as_ref().map(ConnInfo::call);
         let metrics = self.metrics.clone();
         let line = self.line.clone();
         let request_bytes = self.request_bytes.clone();
         let probe_bytes = self.probe_bytes.clone();
         let probe_calls = self.probe_calls;
-        let conn = req.extensions().get::<ConnInfo>().cloned();
         let body_timeout = self.body_timeout;
         let abandon_after = self.abandon_after;
         // The ready service for this call, leaving a fresh clone for the next (tower's

@@ -74,15 +74,9 @@ async fn raw_call(
             .send_data(Bytes::copy_from_slice(body), true)
             .unwrap();
     }
-    let resp = resp.await.unwrap();
+    let status = final_status(resp).await;
     drop(stream);
-    let (parts, mut body) = resp.into_parts();
-    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
-        return status;
-    }
-    while body.data().await.is_some() {}
-    let trailers = body.trailers().await.unwrap().unwrap();
-    tonic::Status::from_header_map(&trailers).unwrap()
+    status
 }
 
 const GET_WORKSPACE: &str = "/workspaced.v1.WorkspaceService/GetWorkspace";
